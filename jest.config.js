@@ -1,0 +1,15 @@
+/** @type {import('jest').Config} */
+module.exports = {
+  moduleFileExtensions: ['js', 'json', 'ts'],
+  rootDir: '.',
+  testEnvironment: 'node',
+  testRegex: '(libs/.*/test/.*\\.spec|src/.*\\.spec|test/.*\\.e2e-spec)\\.ts$',
+  transform: {
+    '^.+\\.ts$': 'ts-jest',
+  },
+  moduleNameMapper: {
+    '^@app/transactional(|/.*)$': '<rootDir>/libs/transactional/src$1',
+  },
+  globalSetup: '<rootDir>/test/global-setup.ts',
+  testTimeout: 60000,
+};

@@ -1,0 +1,38 @@
+export { Propagation } from './propagation';
+export { Transactional } from './transactional.decorator';
+export { TransactionalInterceptor } from './transactional.interceptor';
+export { TransactionalModule } from './transactional.module';
+export { TransactionHost } from './transaction-host';
+export { TransactionRunner } from './transaction-runner';
+export type { TransactionRunnerStats } from './transaction-runner';
+export { TransactionAwareQueue } from './transaction-aware-queue';
+export type { TransactionAwareQueueStats } from './transaction-aware-queue';
+export {
+  InjectTransactionAwareQueue,
+  InjectTransactionHost,
+} from './transactional.inject';
+export {
+  DEFAULT_CONNECTION_NAME,
+  getTransactionAwareQueueToken,
+  getTransactionHostToken,
+} from './transactional.constants';
+export type {
+  BulkJob,
+  IsolationLevel,
+  NoTransactionPolicy,
+  PlainQueuePolicy,
+  TransactionAwareQueueOptions,
+  TransactionalModuleAsyncOptions,
+  TransactionalModuleOptions,
+  TransactionalOptions,
+} from './transactional.interfaces';
+export type {
+  TransactionDriver,
+  TransactionHandle,
+} from './transaction-driver';
+export { TransactionalError } from './errors/transactional.error';
+export { TransactionRequiredError } from './errors/transaction-required.error';
+export { TransactionNotAllowedError } from './errors/transaction-not-allowed.error';
+export { NoTransactionError } from './errors/no-transaction.error';
+export { PlainQueueInTransactionError } from './errors/plain-queue-in-transaction.error';
+export { UnknownConnectionError } from './errors/unknown-connection.error';

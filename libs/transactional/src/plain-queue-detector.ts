@@ -1,0 +1,59 @@
+import { Logger } from '@nestjs/common';
+import { PlainQueueInTransactionError } from './errors/plain-queue-in-transaction.error';
+import { transactionStorage } from './transaction-storage';
+import type { PlainQueuePolicy } from './transactional.interfaces';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const BullQueue: { prototype: Record<string, any> } = require('bull');
+
+const logger = new Logger('Transactional');
+const PATCHED = ['add', 'addBulk'] as const;
+const originals = new Map<string, (...args: any[]) => any>();
+const policies: PlainQueuePolicy[] = [];
+
+function check(
+  queueName: string,
+  method: string,
+): PlainQueueInTransactionError | undefined {
+  const policy = policies[policies.length - 1];
+  if (policy === 'off' || !transactionStorage.hasAny()) return undefined;
+  const error = new PlainQueueInTransactionError(queueName, method);
+  if (policy === 'throw') return error;
+  logger.warn(error.message);
+  return undefined;
+}
+
+/**
+ * Patches Bull's `Queue.prototype.add` and `addBulk` so that a call made while a transaction
+ * is active is reported (`'warn'`) or rejected (`'throw'`). `TransactionAwareQueue` flushes
+ * with no transaction bound, so it never trips the check. Each `install` is undone by one
+ * `uninstall`; the most recent policy applies.
+ */
+export const plainQueueDetector = {
+  /** Starts detecting with `policy`. */
+  install(policy: PlainQueuePolicy): void {
+    policies.push(policy);
+    if (originals.size > 0) return;
+    for (const method of PATCHED) {
+      const original = BullQueue.prototype[method];
+      originals.set(method, original);
+      BullQueue.prototype[method] = function (
+        this: { name: string },
+        ...args: unknown[]
+      ) {
+        const error = check(this.name, method);
+        return error ? Promise.reject(error) : original.apply(this, args);
+      };
+    }
+  },
+
+  /** Undoes one `install`; the patch is removed with the last one. */
+  uninstall(policy: PlainQueuePolicy): void {
+    const index = policies.lastIndexOf(policy);
+    if (index >= 0) policies.splice(index, 1);
+    if (policies.length > 0) return;
+    for (const [method, original] of originals)
+      BullQueue.prototype[method] = original;
+    originals.clear();
+  },
+};

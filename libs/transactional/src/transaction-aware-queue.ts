@@ -1,0 +1,181 @@
+import { Logger } from '@nestjs/common';
+import { randomUUID } from 'crypto';
+import type { Job, JobOptions, Queue } from 'bull';
+import { NoTransactionError } from './errors/no-transaction.error';
+import type { TransactionHook, TransactionScope } from './transaction-context';
+import { transactionStorage } from './transaction-storage';
+import { DEFAULT_CONNECTION_NAME } from './transactional.constants';
+import type {
+  BulkJob,
+  NoTransactionPolicy,
+  TransactionAwareQueueOptions,
+} from './transactional.interfaces';
+
+type PreparedJob<T> = {
+  name: string;
+  data: T;
+  opts: JobOptions & { jobId: string };
+};
+
+/** The jobs one scope frame deferred to this queue, flushed by one after-commit step. */
+interface PendingBatch<T> extends TransactionHook {
+  jobs: PreparedJob<T>[];
+}
+
+/** Bull's name for jobs added without a name. */
+const DEFAULT_JOB_NAME = '__default__';
+
+/** Counters of one queue, for health checks and metrics. */
+export interface TransactionAwareQueueStats {
+  /** Jobs deferred inside transactions. */
+  deferred: number;
+  /** Jobs handed to Bull (after commit, or directly outside a transaction). */
+  enqueued: number;
+  /** Jobs whose after-commit enqueue failed (logged with their ids). */
+  failed: number;
+}
+
+/**
+ * A Bull queue whose `add()` and `addBulk()` respect the caller's transaction. Inside a
+ * transaction they resolve at once with the job id (generated up front, passed to Bull as
+ * `jobId`) and touch Redis only after the outermost commit; a rollback drops the jobs, and so
+ * does the rollback of the NESTED scope they were added in. Outside a transaction the queue's
+ * `whenNoTransaction` policy applies. Inject with `@InjectTransactionAwareQueue(name)`.
+ */
+export class TransactionAwareQueue<T = unknown> {
+  /** Counters since start-up. */
+  readonly stats: TransactionAwareQueueStats = {
+    deferred: 0,
+    enqueued: 0,
+    failed: 0,
+  };
+  private readonly logger: Logger;
+  private readonly connectionName: string;
+  private readonly policy: NoTransactionPolicy;
+
+  private bullQueue?: Queue<T>;
+
+  constructor(
+    options: TransactionAwareQueueOptions,
+    /** Returns the Bull queue; called once, on first use (the module resolves it at init). */
+    private readonly resolveQueue: () => Queue<T>,
+  ) {
+    this.name = options.name;
+    this.connectionName = options.connectionName ?? DEFAULT_CONNECTION_NAME;
+    this.policy = options.whenNoTransaction ?? 'enqueue';
+    this.logger = new Logger(`TransactionAwareQueue:${options.name}`);
+  }
+
+  /** The Bull queue name. */
+  readonly name: string;
+
+  /** The wrapped Bull queue, for everything but adding jobs (processing, counts, events). */
+  get queue(): Queue<T> {
+    this.bullQueue ??= this.resolveQueue();
+    return this.bullQueue;
+  }
+
+  /** Resolves the Bull queue at start-up, so that a missing registration fails fast. */
+  onModuleInit(): void {
+    void this.queue;
+  }
+
+  /** Adds a job; resolves with its id. Same arguments as Bull's `Queue.add`. */
+  add(data: T, opts?: JobOptions): Promise<string>;
+  /** Adds a named job; resolves with its id. Same arguments as Bull's `Queue.add`. */
+  add(name: string, data: T, opts?: JobOptions): Promise<string>;
+  async add(
+    nameOrData: string | T,
+    dataOrOpts?: T | JobOptions,
+    opts?: JobOptions,
+  ) {
+    // NOTE: Bull's own rule: a string first argument is the job name.
+    const job =
+      typeof nameOrData === 'string'
+        ? prepare({ name: nameOrData, data: dataOrOpts as T, opts })
+        : prepare({
+            data: nameOrData,
+            opts: dataOrOpts as JobOptions | undefined,
+          });
+    const [id] = await this.submit([job]);
+    return id;
+  }
+
+  /** Adds several jobs; resolves with their ids, in order. Same argument as Bull's `addBulk`. */
+  addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
+    return this.submit(jobs.map(prepare));
+  }
+
+  private async submit(jobs: PreparedJob<T>[]): Promise<string[]> {
+    const scope = transactionStorage.get(this.connectionName);
+    if (scope) {
+      this.defer(scope, jobs);
+    } else if (this.policy === 'throw') {
+      throw new NoTransactionError(this.name, this.connectionName);
+    } else {
+      if (this.policy === 'warn') {
+        this.logger.warn(
+          `add() outside a transaction on connection "${this.connectionName}": enqueued at ` +
+            `once (job ids ${ids(jobs)}). Call it from a @Transactional() scope, or register ` +
+            `the queue with whenNoTransaction: 'enqueue' if this is intended.`,
+        );
+      }
+      await this.enqueue(jobs);
+    }
+    return jobs.map((job) => job.opts.jobId);
+  }
+
+  private defer(scope: TransactionScope, jobs: PreparedJob<T>[]): void {
+    this.stats.deferred += jobs.length;
+    const { frame } = scope;
+    const open = frame.batches.get(this) as PendingBatch<T> | undefined;
+    // NOTE: a batch is extended only while it is the frame's last step, so that jobs and
+    // other after-commit hooks keep the order in which they were registered.
+    if (open && frame.afterCommit[frame.afterCommit.length - 1] === open) {
+      open.jobs.push(...jobs);
+      return;
+    }
+    const batch: PendingBatch<T> = {
+      jobs: [...jobs],
+      run: () => this.flush(batch.jobs),
+      describe: () =>
+        `enqueue ${batch.jobs.length} job(s) to queue "${this.name}" (job ids ${ids(batch.jobs)})`,
+    };
+    frame.batches.set(this, batch);
+    frame.afterCommit.push(batch);
+  }
+
+  private async flush(jobs: PreparedJob<T>[]): Promise<void> {
+    try {
+      await this.enqueue(jobs);
+    } catch (error) {
+      this.stats.failed += jobs.length;
+      throw error;
+    }
+  }
+
+  private async enqueue(jobs: PreparedJob<T>[]): Promise<Job<T>[]> {
+    const result =
+      jobs.length === 1 || jobs.some((job) => job.opts.repeat)
+        ? await Promise.all(
+            jobs.map((job) => this.queue.add(job.name, job.data, job.opts)),
+          )
+        : await this.queue.addBulk(jobs);
+    this.stats.enqueued += jobs.length;
+    return result;
+  }
+}
+
+function prepare<T>(job: BulkJob<T>): PreparedJob<T> {
+  const jobId =
+    job.opts?.jobId !== undefined ? String(job.opts.jobId) : randomUUID();
+  return {
+    name: job.name ?? DEFAULT_JOB_NAME,
+    data: job.data,
+    opts: { ...job.opts, jobId },
+  };
+}
+
+function ids(jobs: PreparedJob<unknown>[]): string {
+  return jobs.map((job) => job.opts.jobId).join(', ');
+}

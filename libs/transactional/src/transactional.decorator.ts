@@ -1,0 +1,68 @@
+import { UseInterceptors, applyDecorators } from '@nestjs/common';
+import { opensOwnScope } from './propagation';
+import { TransactionRunner } from './transaction-runner';
+import { handlerClaims } from './transaction-storage';
+import { TRANSACTIONAL_OPTIONS_METADATA } from './transactional.constants';
+import { TransactionalInterceptor } from './transactional.interceptor';
+import type { TransactionalOptions } from './transactional.interfaces';
+
+/**
+ * Runs the decorated method in a transaction scope (see `Propagation`).
+ *
+ * - On a controller route handler it acts through `TransactionalInterceptor`: the transaction
+ *   opens before pipes and the handler run, commits after the handler and before the response
+ *   is written, and any error rolls the transaction back and is rethrown to the exception
+ *   filters. Deferred jobs are enqueued after the commit and before the response.
+ * - On any provider method (services, Bull processors, cron jobs) it wraps the method: no HTTP
+ *   is needed. The method then always returns a Promise.
+ *
+ * @example
+ * ```ts
+ * @Post(':id/delays')
+ * @Transactional()
+ * async delay(@Param('id') id: string) {
+ *   await this.tx.getRepository(Trip).update(id, { status: 'delayed' });
+ *   await this.queue.add({ tripId: id }); // reaches Redis after COMMIT
+ * }
+ * ```
+ */
+export function Transactional(
+  options: TransactionalOptions = {},
+): MethodDecorator {
+  const frozen = Object.freeze({ ...options });
+  return (target, key, descriptor: PropertyDescriptor) => {
+    const original = descriptor.value;
+    if (typeof original !== 'function') {
+      throw new TypeError(
+        `@Transactional() can only decorate methods, but ${String(key)} is not a method.`,
+      );
+    }
+    const where = `${target.constructor.name}.${String(key)}`;
+    const guardOwnScope = opensOwnScope(frozen);
+    const wrapped = function (this: unknown, ...args: unknown[]) {
+      if (guardOwnScope && handlerClaims.take(wrapped))
+        return original.apply(this, args);
+      return TransactionRunner.current(where).run(
+        frozen,
+        async () => original.apply(this, args),
+        where,
+      );
+    };
+    for (const metadataKey of Reflect.getMetadataKeys(original)) {
+      Reflect.defineMetadata(
+        metadataKey,
+        Reflect.getMetadata(metadataKey, original),
+        wrapped,
+      );
+    }
+    Object.defineProperty(wrapped, 'name', { value: original.name });
+    descriptor.value = wrapped;
+    Reflect.defineMetadata(TRANSACTIONAL_OPTIONS_METADATA, frozen, wrapped);
+    applyDecorators(UseInterceptors(TransactionalInterceptor))(
+      target,
+      key,
+      descriptor,
+    );
+    return descriptor;
+  };
+}

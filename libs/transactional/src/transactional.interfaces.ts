@@ -1,0 +1,88 @@
+import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
+import type { Propagation } from './propagation';
+
+export type { IsolationLevel };
+
+/** Options of one `@Transactional()` scope (or `TransactionHost.withTransaction`). */
+export interface TransactionalOptions {
+  /** How the scope relates to an active transaction. Default: `Propagation.Required`. */
+  propagation?: Propagation;
+  /**
+   * Isolation level of a transaction this scope opens. Ignored when the scope joins an active
+   * transaction or opens a savepoint. Default: the database's (READ COMMITTED on Postgres).
+   */
+  isolationLevel?: IsolationLevel;
+  /** Name of the TypeORM DataSource. Default: `'default'`. */
+  connectionName?: string;
+}
+
+/** What a `TransactionAwareQueue` does when `add()` is called outside a transaction. */
+export type NoTransactionPolicy = 'enqueue' | 'warn' | 'throw';
+
+/** What the detector does when a plain Bull queue's `add()` runs inside a transaction. */
+export type PlainQueuePolicy = 'warn' | 'throw' | 'off';
+
+/** Options of `TransactionalModule.forRoot()`. */
+export interface TransactionalModuleOptions {
+  /**
+   * Names of the TypeORM DataSources to manage. A `TransactionHost` is provided for each under
+   * `getTransactionHostToken(name)`; the default one also as the `TransactionHost` class.
+   * Default: `['default']`.
+   */
+  connectionNames?: string[];
+  /**
+   * Register `ClsModule.forRoot({ global: true })` (without any middleware, guard or
+   * interceptor mount: transaction scopes enter their own CLS context). Set to `false` when the
+   * application registers nestjs-cls itself. Default: `true`.
+   */
+  registerClsModule?: boolean;
+  /**
+   * Detection of the bug this library exists for: a plain Bull `queue.add()` inside an active
+   * transaction. `'warn'` logs a warning naming the queue, `'throw'` rejects the `add()` with
+   * `PlainQueueInTransactionError`, `'off'` disables the check. Default: `'warn'`.
+   */
+  plainQueueInTransaction?: PlainQueuePolicy;
+  /**
+   * Longest time one after-commit step (a queue flush or an `afterCommit` hook) may take before
+   * it is logged as failed and the next one runs; the step itself is not cancelled. A committed
+   * request is never held longer than this by one step. Default: `10000` ms.
+   */
+  afterCommitTimeoutMs?: number;
+}
+
+/** Options of `TransactionalModule.forRootAsync()`. */
+export interface TransactionalModuleAsyncOptions {
+  /** Modules that export the providers `useFactory` injects. */
+  imports?: any[];
+  /** Providers passed to `useFactory`. */
+  inject?: any[];
+  /** Builds the options; may be async. */
+  useFactory: (
+    ...args: any[]
+  ) => TransactionalModuleOptions | Promise<TransactionalModuleOptions>;
+  /**
+   * Whether to register nestjs-cls (see `TransactionalModuleOptions.registerClsModule`); it
+   * has to be known before the factory runs. Default: `true`.
+   */
+  registerClsModule?: boolean;
+}
+
+/** Options of `TransactionalModule.registerQueue()`: one Bull queue made transaction-aware. */
+export interface TransactionAwareQueueOptions {
+  /** Name of the Bull queue, as registered with `BullModule.registerQueue({ name })`. */
+  name: string;
+  /** What `add()` does outside a transaction. Default: `'enqueue'`. */
+  whenNoTransaction?: NoTransactionPolicy;
+  /** Connection whose transactions this queue defers to. Default: `'default'`. */
+  connectionName?: string;
+}
+
+/** One job of `TransactionAwareQueue.addBulk()`, as in Bull's `addBulk`. */
+export interface BulkJob<T> {
+  /** Job name (for named processors). Default: Bull's `'__default__'`. */
+  name?: string;
+  /** Job payload. */
+  data: T;
+  /** Bull job options; `jobId` is generated when absent. */
+  opts?: import('bull').JobOptions;
+}

@@ -1,0 +1,185 @@
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { performance } from 'node:perf_hooks';
+import { readCappedBody } from './capped-body';
+import { AllAddressesResolver, createGuardedLookup } from './guarded-lookup';
+import { parseIp } from './ip-address';
+import {
+  SendErrorClass,
+  classifySendError,
+  describeSendError,
+} from './send-error-class';
+import { SsrfPolicy } from './ssrf-guard';
+
+/** One outbound webhook POST. */
+export interface WebhookRequest {
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** What came back: a response (any status, 3xx included) or a classified error. */
+export type SendResult =
+  | {
+      kind: 'response';
+      status: number;
+      headers: Record<string, string | string[] | undefined>;
+      /** The body, cut to at most `maxResponseBytes` bytes of UTF-8. */
+      body: string;
+      durationMs: number;
+      /** True when the receiver sent more than `maxResponseBytes`. */
+      truncated: boolean;
+    }
+  | {
+      kind: 'error';
+      errorClass: SendErrorClass;
+      message: string;
+      durationMs: number;
+      /** Set when the status line arrived before the failure (e.g. a trickled body). */
+      status?: number;
+    };
+
+/** Settings for {@link WebhookSender}. */
+export interface WebhookSenderOptions {
+  policy: SsrfPolicy;
+  /** Budget for the whole exchange: connect, request, headers and body. Default 15000. */
+  timeoutMs?: number;
+  /** Response bytes kept; the connection is dropped beyond that. Default 64 KiB. */
+  maxResponseBytes?: number;
+  userAgent?: string;
+  /** DNS resolver used by the guarded lookup; defaults to `dns.lookup`. */
+  resolver?: AllAddressesResolver;
+  /** Extra TLS settings (e.g. a test CA). */
+  tls?: Pick<https.AgentOptions, 'ca' | 'rejectUnauthorized'>;
+}
+
+/**
+ * Sends webhook POSTs with node's http/https through its own keep-alive agents whose
+ * lookup enforces the SSRF policy at connect time. Never follows redirects, never uses
+ * a proxy, never throws: every failure becomes a `kind: 'error'` result.
+ */
+export class WebhookSender {
+  private readonly timeoutMs: number;
+  private readonly maxResponseBytes: number;
+  private readonly userAgent: string;
+  private readonly httpAgent: http.Agent;
+  private readonly httpsAgent: https.Agent;
+
+  constructor(private readonly options: WebhookSenderOptions) {
+    this.timeoutMs = options.timeoutMs ?? 15_000;
+    this.maxResponseBytes = options.maxResponseBytes ?? 64 * 1024;
+    this.userAgent = options.userAgent ?? 'transactional-webhooks/0.1';
+    const lookup = createGuardedLookup(options.policy, options.resolver);
+    // `timeout` only bounds idle pooled sockets; the exchange has its own timer.
+    const agent = { keepAlive: true, timeout: 4_000, lookup };
+    this.httpAgent = new http.Agent(agent);
+    this.httpsAgent = new https.Agent({ ...agent, ...options.tls });
+  }
+
+  /** Sends one request; resolves with the response or a classified error. */
+  send(request: WebhookRequest): Promise<SendResult> {
+    const started = performance.now();
+    const elapsed = () => Math.round(performance.now() - started);
+    const fail = (errorClass: SendErrorClass, message: string) =>
+      Promise.resolve<SendResult>({
+        kind: 'error',
+        errorClass,
+        message,
+        durationMs: elapsed(),
+      });
+    let url: URL;
+    try {
+      url = new URL(request.url);
+    } catch {
+      return fail('invalid_url', `invalid URL: ${request.url}`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      return fail('invalid_url', `unsupported scheme ${url.protocol}`);
+    }
+    if (url.username || url.password) {
+      return fail('invalid_url', 'URL must not contain credentials');
+    }
+    // Node skips `lookup` for IP-literal hosts, so those are checked here.
+    const literal = parseIp(url.hostname);
+    const verdict = literal && this.options.policy.check(literal.address);
+    if (verdict && !verdict.allowed)
+      return fail('ssrf_blocked', verdict.reason);
+    return new Promise((resolve) =>
+      this.exchange(url, request, elapsed, resolve),
+    );
+  }
+
+  /** Closes pooled connections. The sender must not be used afterwards. */
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+
+  private exchange(
+    url: URL,
+    request: WebhookRequest,
+    elapsed: () => number,
+    resolve: (result: SendResult) => void,
+  ): void {
+    let settled = false;
+    let status: number | undefined;
+    let req: http.ClientRequest | undefined;
+    const finish = (result: SendResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(result);
+    };
+    const fail = (errorClass: SendErrorClass, message: string) =>
+      finish({
+        kind: 'error',
+        errorClass,
+        message,
+        durationMs: elapsed(),
+        ...(status === undefined ? {} : { status }),
+      });
+    const timer = setTimeout(() => {
+      const during =
+        status === undefined ? '' : ` (status ${status}, body unfinished)`;
+      fail(
+        'timeout',
+        `no complete response within ${this.timeoutMs} ms${during}`,
+      );
+      req?.destroy();
+    }, this.timeoutMs);
+    const transport = url.protocol === 'https:' ? https : http;
+    const agent = url.protocol === 'https:' ? this.httpsAgent : this.httpAgent;
+    try {
+      req = transport.request(url, {
+        method: 'POST',
+        agent,
+        headers: {
+          'user-agent': this.userAgent,
+          ...request.headers,
+          'content-length': Buffer.byteLength(request.body),
+        },
+      });
+    } catch (err) {
+      return fail(classifySendError(err), describeSendError(err));
+    }
+    req.on('error', (err) =>
+      fail(classifySendError(err), describeSendError(err)),
+    );
+    req.on('response', (res) => {
+      status = res.statusCode ?? 0;
+      readCappedBody(res, this.maxResponseBytes).then(
+        ({ body, truncated }) =>
+          finish({
+            kind: 'response',
+            status: status ?? 0,
+            headers: res.headers,
+            body,
+            durationMs: elapsed(),
+            truncated,
+          }),
+        (err) => fail(classifySendError(err), describeSendError(err)),
+      );
+    });
+    req.end(request.body);
+  }
+}
