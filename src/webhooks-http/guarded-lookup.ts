@@ -15,7 +15,7 @@ export class SsrfBlockedError extends Error {
     /** Human-readable reason from the policy. */
     readonly reason: string,
   ) {
-    super(`Refused to connect to ${hostname} (${address}): ${reason}`);
+    super(`Refused to connect to ${hostname}: ${reason}`);
     this.name = 'SsrfBlockedError';
   }
 }

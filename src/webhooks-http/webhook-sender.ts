@@ -6,9 +6,10 @@ import { AllAddressesResolver, createGuardedLookup } from './guarded-lookup';
 import { parseIp } from './ip-address';
 import {
   SendErrorClass,
+  SendResult,
   classifySendError,
   describeSendError,
-} from './send-error-class';
+} from './send-result';
 import { SsrfPolicy } from './ssrf-guard';
 
 /** One outbound webhook POST. */
@@ -17,27 +18,6 @@ export interface WebhookRequest {
   headers: Record<string, string>;
   body: string;
 }
-
-/** What came back: a response (any status, 3xx included) or a classified error. */
-export type SendResult =
-  | {
-      kind: 'response';
-      status: number;
-      headers: Record<string, string | string[] | undefined>;
-      /** The body, cut to at most `maxResponseBytes` bytes of UTF-8. */
-      body: string;
-      durationMs: number;
-      /** True when the receiver sent more than `maxResponseBytes`. */
-      truncated: boolean;
-    }
-  | {
-      kind: 'error';
-      errorClass: SendErrorClass;
-      message: string;
-      durationMs: number;
-      /** Set when the status line arrived before the failure (e.g. a trickled body). */
-      status?: number;
-    };
 
 /** Settings for {@link WebhookSender}. */
 export interface WebhookSenderOptions {
@@ -138,6 +118,8 @@ export class WebhookSender {
         durationMs: elapsed(),
         ...(status === undefined ? {} : { status }),
       });
+    const failWith = (err: unknown) =>
+      fail(classifySendError(err), describeSendError(err));
     const timer = setTimeout(() => {
       const during =
         status === undefined ? '' : ` (status ${status}, body unfinished)`;
@@ -160,24 +142,23 @@ export class WebhookSender {
         },
       });
     } catch (err) {
-      return fail(classifySendError(err), describeSendError(err));
+      return failWith(err);
     }
-    req.on('error', (err) =>
-      fail(classifySendError(err), describeSendError(err)),
-    );
+    req.on('error', failWith);
     req.on('response', (res) => {
-      status = res.statusCode ?? 0;
+      const code = (status = res.statusCode ?? 0);
+      const { headers } = res;
       readCappedBody(res, this.maxResponseBytes).then(
         ({ body, truncated }) =>
           finish({
             kind: 'response',
-            status: status ?? 0,
-            headers: res.headers,
+            status: code,
+            headers,
             body,
             durationMs: elapsed(),
             truncated,
           }),
-        (err) => fail(classifySendError(err), describeSendError(err)),
+        failWith,
       );
     });
     req.end(request.body);

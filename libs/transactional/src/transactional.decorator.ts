@@ -42,11 +42,13 @@ export function Transactional(
     const wrapped = function (this: unknown, ...args: unknown[]) {
       if (guardOwnScope && handlerClaims.take(wrapped))
         return original.apply(this, args);
-      return TransactionRunner.current(where).run(
-        frozen,
-        async () => original.apply(this, args),
-        where,
-      );
+      let runner: TransactionRunner;
+      try {
+        runner = TransactionRunner.current(where);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return runner.run(frozen, async () => original.apply(this, args), where);
     };
     for (const metadataKey of Reflect.getMetadataKeys(original)) {
       Reflect.defineMetadata(

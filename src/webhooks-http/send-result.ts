@@ -9,6 +9,27 @@ export type SendErrorClass =
   | 'invalid_url'
   | 'network';
 
+/** What came back: a response (any status, 3xx included) or a classified error. */
+export type SendResult =
+  | {
+      kind: 'response';
+      status: number;
+      headers: Record<string, string | string[] | undefined>;
+      /** The body, cut to at most `maxResponseBytes` bytes of UTF-8. */
+      body: string;
+      durationMs: number;
+      /** True when the receiver sent more than `maxResponseBytes`. */
+      truncated: boolean;
+    }
+  | {
+      kind: 'error';
+      errorClass: SendErrorClass;
+      message: string;
+      durationMs: number;
+      /** Set when the status line arrived before the failure (e.g. a trickled body). */
+      status?: number;
+    };
+
 const BY_CODE: Record<string, SendErrorClass> = {
   ESSRFBLOCKED: 'ssrf_blocked',
   ETIMEDOUT: 'timeout',
@@ -44,8 +65,10 @@ export function classifySendError(err: unknown): SendErrorClass {
 /** A one-line description of an error, with its code when it has one. */
 export function describeSendError(err: unknown): string {
   const error = err as NodeJS.ErrnoException | undefined;
-  const message = error?.message || String(err);
-  return error?.code && !message.includes(error.code)
+  const message = (error?.message || String(err)).trim();
+  return error?.code &&
+    error.code !== 'ESSRFBLOCKED' &&
+    !message.includes(error.code)
     ? `${error.code}: ${message}`
     : message;
 }

@@ -1,0 +1,80 @@
+import { randomUUID } from 'crypto';
+import type { JobOptions, Queue } from 'bull';
+import { TransactionAwareQueue } from '../transaction-aware-queue';
+import type { TransactionHost } from '../transaction-host';
+import type {
+  BulkJob,
+  TransactionAwareQueueOptions,
+} from '../transactional.interfaces';
+import { DEFAULT_JOB_NAME } from './in-memory-queue';
+import type { JobRecorder } from './job-recorder';
+import type { CapturedJob } from './testing.interfaces';
+
+/**
+ * The real `TransactionAwareQueue`, which also tells the recorder what it defers: a job added
+ * inside a transaction is recorded as deferred, and an after-rollback hook on the same scope
+ * moves it to dropped. Deferral, flushing and ordering stay the parent class's. Internal.
+ */
+export class RecordingTransactionAwareQueue<
+  T = unknown,
+> extends TransactionAwareQueue<T> {
+  constructor(
+    options: TransactionAwareQueueOptions,
+    queue: Queue<T>,
+    /** Host of the queue's connection. */
+    private readonly host: TransactionHost,
+    private readonly recorder: JobRecorder,
+  ) {
+    super(options, () => queue);
+  }
+
+  override add(data: T, opts?: JobOptions): Promise<string>;
+  override add(name: string, data: T, opts?: JobOptions): Promise<string>;
+  override add(
+    nameOrData: string | T,
+    dataOrOpts?: T | JobOptions,
+    opts?: JobOptions,
+  ): Promise<string> {
+    // NOTE: the parent class's rule: a string first argument is the job name.
+    if (typeof nameOrData === 'string') {
+      const [job] = this.record([
+        { name: nameOrData, data: dataOrOpts as T, opts },
+      ]);
+      return super.add(job.name, job.data, job.opts);
+    }
+    const [job] = this.record([
+      { data: nameOrData, opts: dataOrOpts as JobOptions | undefined },
+    ]);
+    return super.add(job.data, job.opts);
+  }
+
+  override addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
+    return super.addBulk(this.record(jobs));
+  }
+
+  /**
+   * Gives each job its id now (as the parent would, with the same rule) so that the deferral
+   * is recorded synchronously, in the caller's scope, even when `add()` is not awaited.
+   */
+  private record(jobs: BulkJob<T>[]): CapturedJob<T>[] {
+    const captured = jobs.map((job) => {
+      const id =
+        job.opts?.jobId !== undefined ? String(job.opts.jobId) : randomUUID();
+      return {
+        id,
+        name: job.name ?? DEFAULT_JOB_NAME,
+        data: job.data,
+        opts: { ...job.opts, jobId: id },
+      };
+    });
+    if (this.host.isActive) {
+      const ids = captured.map((job) => job.id);
+      this.recorder.defer(this.name, captured);
+      this.host.afterRollback(
+        () => this.recorder.drop(this.name, ids),
+        `testing kit: drop job(s) ${ids.join(', ')} of queue "${this.name}"`,
+      );
+    }
+    return captured;
+  }
+}

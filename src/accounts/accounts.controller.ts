@@ -1,0 +1,30 @@
+import { Body, Controller, Post } from '@nestjs/common';
+import { TransactionHost, Transactional } from '@app/transactional';
+import { generateApiKey, hashApiKey } from '../auth/api-key';
+import { AdminRoute } from '../auth/auth.decorators';
+import { Account } from './account.entity';
+import { CreateAccountDto } from './dto/create-account.dto';
+
+/** Account creation (admin token); the API key is returned once and stored hashed. */
+@Controller('v1/accounts')
+export class AccountsController {
+  constructor(private readonly tx: TransactionHost) {}
+
+  @Post()
+  @AdminRoute()
+  @Transactional()
+  async create(@Body() dto: CreateAccountDto) {
+    const apiKey = generateApiKey();
+    const account = await this.tx.getRepository(Account).save({
+      name: dto.name,
+      apiKeyHash: hashApiKey(apiKey),
+      apiKeyPrefix: apiKey.slice(0, 8),
+    });
+    return {
+      id: account.id,
+      name: account.name,
+      apiKey,
+      createdAt: account.createdAt,
+    };
+  }
+}

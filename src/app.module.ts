@@ -1,0 +1,45 @@
+import { BullModule } from '@nestjs/bull';
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { TransactionalModule } from '@app/transactional';
+import { AccountsModule } from './accounts/accounts.module';
+import { ApiKeyGuard } from './auth/api-key.guard';
+import { APP_CONFIG, AppConfig } from './config/app-config';
+import { dataSourceOptions } from './database/data-source-options';
+import { Migrator } from './database/migrator';
+import { EndpointsModule } from './endpoints/endpoints.module';
+import { EventsModule } from './events/events.module';
+import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+import { TripsModule } from './trips/trips.module';
+import { WebhooksHttpModule } from './webhooks-http/webhooks-http.module';
+
+/** The webhook delivery service: API, worker, or both, as `config.role` says. */
+@Module({})
+export class AppModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      global: true,
+      imports: [
+        TypeOrmModule.forRoot(
+          dataSourceOptions(config.databaseUrl, config.workerConcurrency + 20),
+        ),
+        BullModule.forRoot({ url: config.redisUrl }),
+        TransactionalModule.forRoot(),
+        WebhooksHttpModule,
+        AccountsModule,
+        EndpointsModule,
+        TripsModule,
+        EventsModule,
+      ],
+      providers: [
+        { provide: APP_CONFIG, useValue: config },
+        Migrator,
+        { provide: APP_GUARD, useClass: ApiKeyGuard },
+        { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
+      ],
+      exports: [APP_CONFIG],
+    };
+  }
+}

@@ -1,0 +1,73 @@
+import {
+  CanActivate,
+  ExecutionContext,
+  ForbiddenException,
+  Inject,
+  Injectable,
+  UnauthorizedException,
+} from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { timingSafeEqual } from 'crypto';
+import { DataSource } from 'typeorm';
+import { Account } from '../accounts/account.entity';
+import { APP_CONFIG, AppConfig } from '../config/app-config';
+import { hashApiKey } from './api-key';
+import { ADMIN_ROUTE, AuthenticatedRequest } from './auth.decorators';
+
+function bearer(request: AuthenticatedRequest): string {
+  const header = request.headers.authorization;
+  if (!header) {
+    throw new UnauthorizedException(
+      'Missing Authorization header: send "Authorization: Bearer <api key>"',
+    );
+  }
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match) {
+    throw new UnauthorizedException(
+      'Malformed Authorization header: expected "Authorization: Bearer <api key>"',
+    );
+  }
+  return match[1];
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+/**
+ * Authenticates every route: by API key (the account is attached to the request), or by the
+ * admin token on routes marked `@AdminRoute()`.
+ */
+@Injectable()
+export class ApiKeyGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly dataSource: DataSource,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
+    const token = bearer(request);
+    if (this.reflector.get<boolean>(ADMIN_ROUTE, context.getHandler())) {
+      if (!this.config.adminToken) {
+        throw new ForbiddenException(
+          'Account creation is disabled: the server has no ADMIN_TOKEN set',
+        );
+      }
+      if (!sameSecret(token, this.config.adminToken)) {
+        throw new UnauthorizedException('Invalid admin token');
+      }
+      return true;
+    }
+    const account = await this.dataSource.getRepository(Account).findOne({
+      where: { apiKeyHash: hashApiKey(token) },
+      select: { id: true, name: true },
+    });
+    if (!account) throw new UnauthorizedException('Invalid API key');
+    request.account = { id: account.id, name: account.name };
+    return true;
+  }
+}

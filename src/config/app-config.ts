@@ -1,0 +1,88 @@
+import { parseAllowSubnets } from '../webhooks-http/ssrf-guard';
+
+/** Which parts of the service a process runs. */
+export type ProcessRole = 'all' | 'api' | 'worker';
+
+/** Everything the service reads from its environment, parsed and checked once at start-up. */
+export interface AppConfig {
+  role: ProcessRole;
+  port: number;
+  databaseUrl: string;
+  redisUrl: string;
+  /** Bearer token that may create accounts; account creation is refused while unset. */
+  adminToken?: string;
+  /** CIDR subnets webhook URLs may resolve into despite the SSRF policy. */
+  allowSubnets: string[];
+  /** Retry schedule, ms from the previous attempt; its length is the number of attempts. */
+  retryScheduleMs?: number[];
+  /** Whole-exchange timeout of one delivery attempt. */
+  deliveryTimeoutMs: number;
+  /** Deliveries one worker process sends at once. */
+  workerConcurrency: number;
+  /** Deliveries in flight to one endpoint across all workers. */
+  perEndpointConcurrency: number;
+  /** An endpoint that has only failed for this long is disabled. */
+  endpointDisableAfterMs: number;
+  /** Bull's stalled-job check interval (a killed worker's job is retried after it). */
+  stalledIntervalMs: number;
+  /** How often the reconciler re-enqueues deliveries whose job was lost. */
+  reconcileIntervalMs: number;
+}
+
+function int(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  min = 1,
+): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) {
+    throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
+  }
+  return value;
+}
+
+function schedule(raw: string | undefined): number[] | undefined {
+  if (!raw) return undefined;
+  const steps = raw.split(',').map((s) => Number(s.trim()));
+  if (steps.length === 0 || steps.some((s) => !Number.isFinite(s) || s < 0)) {
+    throw new Error(
+      `WEBHOOK_RETRY_SCHEDULE_MS must be comma-separated ms values, got "${raw}"`,
+    );
+  }
+  return steps;
+}
+
+/** Reads the configuration; throws with the variable's name on bad values. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const role = (env.PROCESS_ROLE ?? 'all') as ProcessRole;
+  if (!['all', 'api', 'worker'].includes(role)) {
+    throw new Error(`PROCESS_ROLE must be all, api or worker, got "${role}"`);
+  }
+  const deliveryTimeoutMs = int(env, 'WEBHOOK_TIMEOUT_MS', 15_000);
+  return {
+    role,
+    port: int(env, 'PORT', 3000, 0),
+    databaseUrl:
+      env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/webhooks',
+    redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    adminToken: env.ADMIN_TOKEN || undefined,
+    allowSubnets: parseAllowSubnets(env.WEBHOOK_ALLOW_SUBNETS),
+    retryScheduleMs: schedule(env.WEBHOOK_RETRY_SCHEDULE_MS),
+    deliveryTimeoutMs,
+    workerConcurrency: int(env, 'WORKER_CONCURRENCY', 20),
+    perEndpointConcurrency: int(env, 'PER_ENDPOINT_CONCURRENCY', 4),
+    endpointDisableAfterMs: int(
+      env,
+      'ENDPOINT_DISABLE_AFTER_MS',
+      5 * 24 * 3600 * 1000,
+    ),
+    stalledIntervalMs: int(env, 'BULL_STALLED_INTERVAL_MS', 30_000),
+    reconcileIntervalMs: int(env, 'RECONCILE_INTERVAL_MS', 30_000),
+  };
+}
+
+/** Injection token of the `AppConfig`. */
+export const APP_CONFIG = 'APP_CONFIG';

@@ -1,0 +1,23 @@
+import type { DataSourceOptions } from 'typeorm';
+import { ENTITIES } from './entities';
+import { InitialSchema1764090000000 } from './migrations/1764090000000-initial-schema';
+
+/** Migrations in the order they apply. */
+export const MIGRATIONS = [InitialSchema1764090000000];
+
+/** TypeORM options of the service's database; the schema comes from migrations only. */
+export function dataSourceOptions(
+  databaseUrl: string,
+  poolSize = 20,
+): DataSourceOptions {
+  return {
+    type: 'postgres',
+    url: databaseUrl,
+    entities: ENTITIES,
+    migrations: MIGRATIONS,
+    migrationsTableName: 'migrations',
+    synchronize: false,
+    migrationsRun: false,
+    extra: { max: poolSize },
+  };
+}

@@ -1,0 +1,41 @@
+import { BullModule } from '@nestjs/bull';
+import { Module } from '@nestjs/common';
+import { TransactionalModule } from '@app/transactional';
+import { APP_CONFIG, AppConfig } from '../config/app-config';
+import { EndpointsModule } from '../endpoints/endpoints.module';
+import { DeliveriesController } from './deliveries.controller';
+import { DeliveriesService } from './deliveries.service';
+import { DeliveryOutcomeService } from './delivery-outcome.service';
+import { DELIVERY_QUEUE } from './delivery-queue';
+import { DeliveryReconciler } from './delivery-reconciler';
+import { DeliveryWorker } from './delivery-worker';
+
+/** The delivery queue, its worker and reconciler, and the operator routes on deliveries. */
+@Module({
+  imports: [
+    BullModule.registerQueueAsync({
+      name: DELIVERY_QUEUE,
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig) => ({
+        settings: {
+          // NOTE: the lock must outlive the request timeout, or the stalled-job check would
+          // hand a slow delivery to a second worker while the first is still sending it.
+          lockDuration: config.deliveryTimeoutMs + 15_000,
+          stalledInterval: config.stalledIntervalMs,
+          maxStalledCount: 10,
+        },
+      }),
+    }),
+    TransactionalModule.registerQueue({ name: DELIVERY_QUEUE }),
+    EndpointsModule,
+  ],
+  controllers: [DeliveriesController],
+  providers: [
+    DeliveriesService,
+    DeliveryOutcomeService,
+    DeliveryWorker,
+    DeliveryReconciler,
+  ],
+  exports: [BullModule, TransactionalModule],
+})
+export class DeliveriesModule {}

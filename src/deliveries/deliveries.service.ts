@@ -1,0 +1,78 @@
+import {
+  BadRequestException,
+  Injectable,
+  NotFoundException,
+  UnprocessableEntityException,
+} from '@nestjs/common';
+import {
+  InjectTransactionAwareQueue,
+  TransactionAwareQueue,
+  TransactionHost,
+  Transactional,
+} from '@app/transactional';
+import { EndpointsService } from '../endpoints/endpoints.service';
+import { Delivery } from './delivery.entity';
+import {
+  DELIVERY_JOB_OPTIONS,
+  DELIVERY_QUEUE,
+  DeliveryJob,
+} from './delivery-queue';
+
+/** How far back `recover` may reach. */
+export const RECOVER_MAX_AGE_MS = 14 * 24 * 3600 * 1000;
+
+/** Most deliveries one `recover` call re-sends. */
+export const RECOVER_MAX_DELIVERIES = 10_000;
+
+/** Operator actions on deliveries: manual resend and bulk recovery of failures. */
+@Injectable()
+export class DeliveriesService {
+  constructor(
+    private readonly tx: TransactionHost,
+    private readonly endpoints: EndpointsService,
+    @InjectTransactionAwareQueue(DELIVERY_QUEUE)
+    private readonly queue: TransactionAwareQueue<DeliveryJob>,
+  ) {}
+
+  /** Queues one manual attempt (not retried automatically if it fails). */
+  @Transactional()
+  async retry(accountId: string, id: string) {
+    const delivery = await this.tx
+      .getRepository(Delivery)
+      .findOneBy({ id, accountId });
+    if (!delivery) throw new NotFoundException(`Delivery ${id} not found`);
+    const jobId = await this.queue.add(
+      { deliveryId: id, trigger: 'manual' },
+      { ...DELIVERY_JOB_OPTIONS, jobId: `${id}:manual:${Date.now()}` },
+    );
+    return { deliveryId: id, status: delivery.status, queued: true, jobId };
+  }
+
+  /** Re-sends the endpoint's failed deliveries created since `since` (manual attempts). */
+  @Transactional()
+  async recover(accountId: string, endpointId: string, since: string) {
+    await this.endpoints.find(accountId, endpointId);
+    const from = new Date(since);
+    const now = Date.now();
+    if (from.getTime() > now)
+      throw new BadRequestException('since must not be in the future');
+    if (now - from.getTime() > RECOVER_MAX_AGE_MS) {
+      throw new UnprocessableEntityException(
+        'since must be within the last 14 days',
+      );
+    }
+    const rows: { id: string }[] = await this.tx.manager.query(
+      `SELECT id FROM deliveries
+       WHERE account_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3
+       ORDER BY created_at LIMIT $4`,
+      [accountId, endpointId, from, RECOVER_MAX_DELIVERIES],
+    );
+    await this.queue.addBulk(
+      rows.map(({ id }) => ({
+        data: { deliveryId: id, trigger: 'manual' as const },
+        opts: { ...DELIVERY_JOB_OPTIONS, jobId: `${id}:recover:${now}` },
+      })),
+    );
+    return { endpointId, since: from, queued: rows.length };
+  }
+}

@@ -1,0 +1,212 @@
+import { Inject, Injectable } from '@nestjs/common';
+import {
+  InjectTransactionAwareQueue,
+  TransactionAwareQueue,
+  TransactionHost,
+  Transactional,
+} from '@app/transactional';
+import { APP_CONFIG, AppConfig } from '../config/app-config';
+import { Endpoint } from '../endpoints/endpoint.entity';
+import {
+  RetrySchedule,
+  parseRetryAfter,
+} from '../webhooks-http/retry-schedule';
+import type { SendResult } from '../webhooks-http/send-result';
+import type { ClaimedDelivery } from './delivery-claims';
+import {
+  DELIVERY_JOB_OPTIONS,
+  DELIVERY_QUEUE,
+  DeliveryJob,
+  deliveryJobId,
+} from './delivery-queue';
+
+/** Longest response body kept in the attempt log. */
+const MAX_STORED_RESPONSE = 64 * 1024;
+
+/** What happened to a delivery after an attempt. */
+export type AttemptOutcome =
+  | 'succeeded'
+  | 'retry_scheduled'
+  | 'failed'
+  | 'unchanged';
+
+/**
+ * Records the result of one attempt: the attempt row, the delivery's new state, the endpoint's
+ * health, and the next attempt's job, all in one transaction (the job is enqueued after it).
+ */
+@Injectable()
+export class DeliveryOutcomeService {
+  private readonly schedule: RetrySchedule;
+
+  constructor(
+    private readonly tx: TransactionHost,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @InjectTransactionAwareQueue(DELIVERY_QUEUE)
+    private readonly queue: TransactionAwareQueue<DeliveryJob>,
+  ) {
+    this.schedule = new RetrySchedule({ scheduleMs: config.retryScheduleMs });
+  }
+
+  @Transactional()
+  async record(
+    claim: ClaimedDelivery,
+    result: SendResult,
+  ): Promise<AttemptOutcome> {
+    const m = this.tx.manager;
+    const ok =
+      result.kind === 'response' && result.status >= 200 && result.status < 300;
+    const status =
+      result.kind === 'response' ? result.status : (result.status ?? null);
+    await m.query(
+      `UPDATE delivery_attempts SET status = $2, status_code = $3, duration_ms = $4,
+         error_class = $5, error_message = $6, response_body = $7, response_truncated = $8,
+         finished_at = now()
+       WHERE id = $1`,
+      [
+        claim.attemptId,
+        ok ? 'succeeded' : 'failed',
+        status,
+        Math.round(result.durationMs),
+        result.kind === 'error'
+          ? result.errorClass
+          : ok
+            ? null
+            : `http_${status}`,
+        result.kind === 'error' ? result.message : null,
+        result.kind === 'response'
+          ? result.body.slice(0, MAX_STORED_RESPONSE)
+          : null,
+        result.kind === 'response' ? result.truncated : false,
+      ],
+    );
+    const error = ok
+      ? null
+      : result.kind === 'error'
+        ? result.message
+        : `HTTP ${status}`;
+    if (ok) {
+      await this.finish(claim, 'succeeded', status, null);
+      await m.update(
+        Endpoint,
+        { id: claim.endpointId },
+        { failingSince: null },
+      );
+      return 'succeeded';
+    }
+    if (status === 410) {
+      await this.disable(claim.endpointId, 'endpoint answered 410 Gone');
+      await this.finish(
+        claim,
+        claim.trigger === 'manual' ? claim.previousStatus : 'failed',
+        status,
+        error,
+      );
+      return 'failed';
+    }
+    await this.noteFailure(claim.endpointId);
+    if (claim.trigger === 'manual') {
+      await this.finish(
+        claim,
+        claim.previousStatus,
+        status,
+        error,
+        claim.previousNextAttemptAt,
+      );
+      return 'unchanged';
+    }
+    const delay = this.schedule.nextDelay(claim.attemptNumber, {
+      retryAfterMs:
+        result.kind === 'response'
+          ? parseRetryAfter(result.headers['retry-after'])
+          : null,
+      minimumNextStep:
+        status === 429 ||
+        (result.kind === 'error' && result.errorClass === 'timeout'),
+    });
+    if (delay === null) {
+      await this.finish(claim, 'failed', status, error);
+      return 'failed';
+    }
+    const nextAttemptAt = new Date(Date.now() + delay);
+    await this.finish(claim, 'pending', status, error, nextAttemptAt);
+    await m.update(
+      'delivery_attempts',
+      { id: claim.attemptId },
+      { nextAttemptAt },
+    );
+    await this.queue.add(
+      { deliveryId: claim.id },
+      {
+        ...DELIVERY_JOB_OPTIONS,
+        delay,
+        jobId: deliveryJobId(claim.id, claim.attemptNumber + 1),
+      },
+    );
+    return 'retry_scheduled';
+  }
+
+  /** A delivery whose endpoint is disabled fails without a request (it can be replayed). */
+  @Transactional()
+  async recordDisabled(claim: ClaimedDelivery): Promise<AttemptOutcome> {
+    const message =
+      'the endpoint is disabled; enable it, then replay the delivery';
+    await this.tx.manager.query(
+      `UPDATE delivery_attempts SET status = 'failed', duration_ms = 0,
+         error_class = 'endpoint_disabled', error_message = $2, finished_at = now()
+       WHERE id = $1`,
+      [claim.attemptId, message],
+    );
+    const manual = claim.trigger === 'manual';
+    await this.finish(
+      claim,
+      manual ? claim.previousStatus : 'failed',
+      null,
+      message,
+    );
+    return manual ? 'unchanged' : 'failed';
+  }
+
+  private async finish(
+    claim: ClaimedDelivery,
+    status: string,
+    statusCode: number | null,
+    error: string | null,
+    nextAttemptAt: Date | null = null,
+  ) {
+    const final = status === 'succeeded' || status === 'failed';
+    await this.tx.manager.query(
+      `UPDATE deliveries SET status = $2, last_status_code = $3, last_error = $4,
+         next_attempt_at = $5, locked_until = NULL, updated_at = now(),
+         completed_at = CASE WHEN $6 THEN now() ELSE completed_at END
+       WHERE id = $1`,
+      [claim.id, status, statusCode, error, nextAttemptAt, final],
+    );
+  }
+
+  /** Starts the failure run, or disables the endpoint when it has failed for too long. */
+  private async noteFailure(endpointId: string) {
+    const [rows] = await this.tx.manager.query(
+      `UPDATE endpoints SET failing_since = COALESCE(failing_since, now())
+       WHERE id = $1 RETURNING failing_since`,
+      [endpointId],
+    );
+    const since: Date | undefined = rows[0]?.failing_since;
+    if (
+      since &&
+      Date.now() - since.getTime() >= this.config.endpointDisableAfterMs
+    ) {
+      await this.disable(
+        endpointId,
+        `every delivery failed since ${since.toISOString()}`,
+      );
+    }
+  }
+
+  private async disable(endpointId: string, reason: string) {
+    await this.tx.manager.update(
+      Endpoint,
+      { id: endpointId },
+      { disabled: true, disabledReason: reason },
+    );
+  }
+}

@@ -1,0 +1,26 @@
+import type { JobOptions } from 'bull';
+
+/** Name of the Bull queue that schedules delivery attempts. */
+export const DELIVERY_QUEUE = 'webhook-deliveries';
+
+/** A delivery job carries only the delivery id; everything else is loaded from Postgres. */
+export interface DeliveryJob {
+  deliveryId: string;
+  /** `manual` for an operator's resend: one attempt, never retried automatically. */
+  trigger?: 'scheduled' | 'manual';
+}
+
+/**
+ * Job options of every delivery job. Completed and failed jobs are removed so that a job id
+ * can be enqueued again by the reconciler; the attempt log lives in Postgres.
+ */
+export const DELIVERY_JOB_OPTIONS: JobOptions = {
+  attempts: 1,
+  removeOnComplete: true,
+  removeOnFail: true,
+};
+
+/** Job id of the scheduled job for attempt `attempt` of a delivery (Bull de-duplicates it). */
+export function deliveryJobId(deliveryId: string, attempt: number): string {
+  return `${deliveryId}:${attempt}`;
+}

@@ -1,0 +1,132 @@
+import {
+  Inject,
+  Injectable,
+  NotFoundException,
+  UnprocessableEntityException,
+} from '@nestjs/common';
+import { TransactionHost } from '@app/transactional';
+import { SsrfPolicy } from '../webhooks-http/ssrf-guard';
+import { validateWebhookUrl } from '../webhooks-http/webhook-url-validator';
+import { CreateEndpointDto } from './dto/create-endpoint.dto';
+import { UpdateEndpointDto } from './dto/update-endpoint.dto';
+import { Endpoint } from './endpoint.entity';
+import {
+  currentSecret,
+  initialSecrets,
+  rotateSecrets,
+} from './endpoint-secrets';
+
+/** Endpoint CRUD, always scoped to one account. */
+@Injectable()
+export class EndpointsService {
+  constructor(
+    private readonly tx: TransactionHost,
+    @Inject(SsrfPolicy) private readonly policy: SsrfPolicy,
+  ) {}
+
+  private get repo() {
+    return this.tx.getRepository(Endpoint);
+  }
+
+  /** Refuses URLs the SSRF policy does not allow, with the reason (422). */
+  async checkUrl(url: string): Promise<string> {
+    const result = await validateWebhookUrl(url, this.policy);
+    if (!result.ok)
+      throw new UnprocessableEntityException(`url: ${result.reason}`);
+    return result.url.toString();
+  }
+
+  async create(accountId: string, dto: CreateEndpointDto) {
+    const url = await this.checkUrl(dto.url);
+    const secrets = initialSecrets();
+    const endpoint = await this.repo.save(
+      this.repo.create({
+        accountId,
+        url,
+        description: dto.description ?? '',
+        eventTypes: dto.eventTypes ?? null,
+        secrets,
+      }),
+    );
+    return { ...present(endpoint), secret: currentSecret(secrets) };
+  }
+
+  async list(accountId: string) {
+    const endpoints = await this.repo.find({
+      where: { accountId },
+      order: { createdAt: 'ASC' },
+    });
+    return { data: endpoints.map(present) };
+  }
+
+  /** The endpoint, or 404 when it does not exist in this account. */
+  async find(accountId: string, id: string, lock = false): Promise<Endpoint> {
+    const endpoint = await this.repo.findOne({
+      where: { id, accountId },
+      ...(lock ? { lock: { mode: 'pessimistic_write' as const } } : {}),
+    });
+    if (!endpoint) throw new NotFoundException(`Endpoint ${id} not found`);
+    return endpoint;
+  }
+
+  async get(accountId: string, id: string) {
+    return present(await this.find(accountId, id));
+  }
+
+  async update(accountId: string, id: string, dto: UpdateEndpointDto) {
+    const endpoint = await this.find(accountId, id, true);
+    if (dto.url !== undefined) endpoint.url = await this.checkUrl(dto.url);
+    if (dto.description !== undefined) endpoint.description = dto.description;
+    if (dto.eventTypes !== undefined) endpoint.eventTypes = dto.eventTypes;
+    return present(await this.repo.save(endpoint));
+  }
+
+  async remove(accountId: string, id: string): Promise<void> {
+    await this.find(accountId, id, true);
+    await this.repo.delete({ id, accountId });
+  }
+
+  async secret(accountId: string, id: string) {
+    await this.find(accountId, id);
+    return { secret: currentSecret(await this.secrets(id)) };
+  }
+
+  async rotateSecret(accountId: string, id: string) {
+    await this.find(accountId, id, true);
+    const secrets = rotateSecrets(await this.secrets(id));
+    await this.repo.update({ id }, { secrets });
+    return { secret: currentSecret(secrets) };
+  }
+
+  async enable(accountId: string, id: string) {
+    const endpoint = await this.find(accountId, id, true);
+    Object.assign(endpoint, {
+      disabled: false,
+      disabledReason: null,
+      failingSince: null,
+    });
+    return present(await this.repo.save(endpoint));
+  }
+
+  private async secrets(id: string) {
+    const row = await this.repo.findOneOrFail({
+      where: { id },
+      select: { id: true, secrets: true },
+    });
+    return row.secrets;
+  }
+}
+
+/** The public shape of an endpoint (never its secrets). */
+export function present(endpoint: Endpoint) {
+  return {
+    id: endpoint.id,
+    url: endpoint.url,
+    description: endpoint.description,
+    eventTypes: endpoint.eventTypes,
+    disabled: endpoint.disabled,
+    disabledReason: endpoint.disabledReason,
+    createdAt: endpoint.createdAt,
+    updatedAt: endpoint.updatedAt,
+  };
+}

@@ -1,0 +1,101 @@
+import {
+  CallHandler,
+  ConflictException,
+  ExecutionContext,
+  Injectable,
+  NestInterceptor,
+  UnprocessableEntityException,
+} from '@nestjs/common';
+import { createHash } from 'crypto';
+import type { Response } from 'express';
+import { Observable, from, lastValueFrom, of } from 'rxjs';
+import { TransactionHost } from '@app/transactional';
+import type { AuthenticatedRequest } from '../auth/auth.decorators';
+
+/** How long a key is remembered. */
+export const IDEMPOTENCY_TTL_HOURS = 24;
+
+const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
+/**
+ * `Idempotency-Key` on POST requests: the first request with a key runs in a transaction
+ * that also stores the key and, when it succeeds, its response; the same key with the same
+ * body within 24 h returns that response and runs nothing; another body is a 422. Failed
+ * requests roll the key back with everything else, so they can be retried with it.
+ */
+@Injectable()
+export class IdempotencyInterceptor implements NestInterceptor {
+  constructor(private readonly tx: TransactionHost) {}
+
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
+    const key = request.headers['idempotency-key'];
+    if (request.method !== 'POST' || key === undefined) return next.handle();
+    if (typeof key !== 'string' || !KEY_PATTERN.test(key)) {
+      throw new UnprocessableEntityException(
+        'Idempotency-Key must be 1 to 255 printable ASCII characters',
+      );
+    }
+    const response = context.switchToHttp().getResponse<Response>();
+    const owner = request.account?.id ?? 'admin';
+    const hash = createHash('sha256')
+      .update(
+        `${request.method} ${request.originalUrl}\n${JSON.stringify(request.body ?? null)}`,
+      )
+      .digest('hex');
+    return from(
+      this.tx.withTransaction(async () => {
+        const m = this.tx.manager;
+        // Expired keys are forgotten first, so that the insert below can take the key again.
+        await m.query(
+          `DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2
+             AND created_at < now() - make_interval(hours => $3)`,
+          [owner, key, IDEMPOTENCY_TTL_HOURS],
+        );
+        // NOTE: a concurrent request with the same key blocks here until the first commits.
+        const [inserted] = await m.query(
+          `INSERT INTO idempotency_keys (account_id, key, request_hash) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING RETURNING key`,
+          [owner, key, hash],
+        );
+        if (!inserted) return this.replay(owner, key, hash, response);
+        const body = await lastValueFrom(next.handle(), {
+          defaultValue: undefined,
+        });
+        await m.query(
+          `UPDATE idempotency_keys SET response_status = $3, response_body = $4
+           WHERE account_id = $1 AND key = $2`,
+          [owner, key, response.statusCode, JSON.stringify(body ?? null)],
+        );
+        return body;
+      }),
+    );
+  }
+
+  private async replay(
+    owner: string,
+    key: string,
+    hash: string,
+    response: Response,
+  ) {
+    const [row] = await this.tx.manager.query(
+      `SELECT request_hash, response_status, response_body FROM idempotency_keys
+       WHERE account_id = $1 AND key = $2`,
+      [owner, key],
+    );
+    if (!row || row.request_hash !== hash) {
+      throw new UnprocessableEntityException(
+        `Idempotency-Key "${key}" was already used with a different request within ` +
+          `${IDEMPOTENCY_TTL_HOURS} h; use a new key for a new request`,
+      );
+    }
+    if (row.response_status === null) {
+      throw new ConflictException(
+        `A request with Idempotency-Key "${key}" is still in progress`,
+      );
+    }
+    response.status(row.response_status);
+    response.setHeader('Idempotent-Replayed', 'true');
+    return lastValueFrom(of(row.response_body));
+  }
+}

@@ -1,0 +1,112 @@
+import {
+  ConflictException,
+  Injectable,
+  NotFoundException,
+} from '@nestjs/common';
+import { TransactionHost } from '@app/transactional';
+import { EventsService } from '../events/events.service';
+import { CreateTripDto } from './dto/create-trip.dto';
+import { ReportDelayDto } from './dto/report-delay.dto';
+import { TripDelay } from './trip-delay.entity';
+import { Trip } from './trip.entity';
+
+/** Trips and their state changes; each change stores its event in the same transaction. */
+@Injectable()
+export class TripsService {
+  constructor(
+    private readonly tx: TransactionHost,
+    private readonly events: EventsService,
+  ) {}
+
+  /** Must run in a transaction (the controller's). */
+  async create(accountId: string, dto: CreateTripDto) {
+    const repo = this.tx.getRepository(Trip);
+    const taken = await repo.existsBy({ accountId, reference: dto.reference });
+    if (taken)
+      throw new ConflictException(
+        `A trip with reference "${dto.reference}" exists`,
+      );
+    const plannedArrival = new Date(dto.plannedArrival);
+    const trip = await repo.save(
+      repo.create({
+        ...dto,
+        accountId,
+        plannedArrival,
+        expectedArrival: plannedArrival,
+      }),
+    );
+    await this.events.publish(accountId, 'trip.created', {
+      trip: present(trip),
+    });
+    return present(trip);
+  }
+
+  /** The trip, or 404 when it does not exist in this account. */
+  async find(accountId: string, id: string, lock = false): Promise<Trip> {
+    const trip = await this.tx.getRepository(Trip).findOne({
+      where: { id, accountId },
+      ...(lock ? { lock: { mode: 'pessimistic_write' as const } } : {}),
+    });
+    if (!trip) throw new NotFoundException(`Trip ${id} not found`);
+    return trip;
+  }
+
+  async get(accountId: string, id: string) {
+    return present(await this.find(accountId, id));
+  }
+
+  /**
+   * The motivating case: the trip row, a delay row, the event and its deliveries change
+   * together; the delivery jobs are enqueued only once all of it is committed.
+   */
+  async reportDelay(accountId: string, id: string, dto: ReportDelayDto) {
+    const trip = await this.find(accountId, id, true);
+    if (trip.status === 'arrived') {
+      throw new ConflictException(
+        `Trip ${id} has arrived; it can no longer be delayed`,
+      );
+    }
+    trip.status = 'delayed';
+    trip.delayMinutesTotal += dto.minutes;
+    trip.expectedArrival = new Date(
+      trip.expectedArrival.getTime() + dto.minutes * 60_000,
+    );
+    const saved = await this.tx.getRepository(Trip).save(trip);
+    const delay = await this.tx
+      .getRepository(TripDelay)
+      .save({ tripId: trip.id, minutes: dto.minutes, reason: dto.reason });
+    const event = await this.events.publish(accountId, 'trip.delayed', {
+      trip: present(saved),
+      delay: { id: delay.id, minutes: delay.minutes, reason: delay.reason },
+    });
+    return { trip: present(saved), delay, event };
+  }
+
+  async arrive(accountId: string, id: string) {
+    const trip = await this.find(accountId, id, true);
+    if (trip.status === 'arrived')
+      throw new ConflictException(`Trip ${id} has already arrived`);
+    trip.status = 'arrived';
+    const saved = await this.tx.getRepository(Trip).save(trip);
+    await this.events.publish(accountId, 'trip.arrived', {
+      trip: present(saved),
+    });
+    return present(saved);
+  }
+}
+
+/** The public shape of a trip. */
+export function present(trip: Trip) {
+  return {
+    id: trip.id,
+    reference: trip.reference,
+    origin: trip.origin,
+    destination: trip.destination,
+    status: trip.status,
+    plannedArrival: trip.plannedArrival,
+    expectedArrival: trip.expectedArrival,
+    delayMinutesTotal: trip.delayMinutesTotal,
+    createdAt: trip.createdAt,
+    updatedAt: trip.updatedAt,
+  };
+}

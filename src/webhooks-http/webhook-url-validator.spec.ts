@@ -1,0 +1,133 @@
+import { SSRF_HINT, SsrfPolicy } from './ssrf-guard';
+import { HostResolver, validateWebhookUrl } from './webhook-url-validator';
+
+const strict = new SsrfPolicy([]);
+const neverResolve: HostResolver = async (hostname) => {
+  throw new Error(`unexpected DNS lookup of ${hostname}`);
+};
+const resolvesTo =
+  (...addresses: string[]): HostResolver =>
+  async () =>
+    addresses;
+
+describe('validateWebhookUrl', () => {
+  it.each([
+    ['http://2130706433/', '127.0.0.1, a loopback'],
+    ['http://0x7f000001/', '127.0.0.1, a loopback'],
+    ['http://127.1/', '127.0.0.1, a loopback'],
+    ['http://0177.0.0.1/', '127.0.0.1, a loopback'],
+    ['http://127.0.0.1./', '127.0.0.1, a loopback'],
+    ['http://0/', '0.0.0.0, an unspecified'],
+    ['http://[::1]:8080/hook', '::1, a loopback'],
+    [
+      'http://[::ffff:127.0.0.1]/',
+      '::ffff:7f00:1 (IPv4 127.0.0.1), a loopback',
+    ],
+    ['http://[::ffff:7f00:1]/', '::ffff:7f00:1 (IPv4 127.0.0.1), a loopback'],
+    ['http://169.254.169.254/latest/meta-data/', '169.254.169.254, a cloud'],
+    ['http://[fd00:ec2::254]/', 'fd00:ec2::254, a cloud metadata'],
+    ['https://100.64.0.1/', '100.64.0.1, a carrier-grade NAT'],
+    ['https://10.0.0.1:8443/', '10.0.0.1, a private'],
+  ])('refuses the IP-literal URL %s without DNS', async (url, what) => {
+    const result = await validateWebhookUrl(url, strict, neverResolve);
+    expect(result).toEqual({
+      ok: false,
+      reason: expect.stringContaining(`URL points to ${what}`),
+    });
+  });
+
+  it('words the refusal for an operator', async () => {
+    const result = await validateWebhookUrl('http://2130706433/', strict);
+    expect(result).toEqual({
+      ok: false,
+      reason: `URL points to 127.0.0.1, a loopback address; ${SSRF_HINT}`,
+    });
+  });
+
+  it('resolves localhost and refuses its loopback addresses', async () => {
+    const result = await validateWebhookUrl('http://localhost:3000/x', strict);
+    expect(result).toEqual({
+      ok: false,
+      reason: expect.stringMatching(
+        /^URL resolves to (127\.0\.0\.1|::1), a loopback address; webhook URLs must be publicly routable/,
+      ),
+    });
+  });
+
+  it('accepts local URLs once their subnets are allow-listed', async () => {
+    const local = new SsrfPolicy(['127.0.0.0/8', '::1/128']);
+    for (const url of ['http://127.0.0.1:3000/', 'http://localhost:3000/']) {
+      const result = await validateWebhookUrl(url, local);
+      expect(result).toMatchObject({ ok: true, url: new URL(url) });
+    }
+  });
+
+  it('accepts a hostname whose every address is public', async () => {
+    const result = await validateWebhookUrl(
+      'https://hooks.example.com/in?x=1',
+      strict,
+      resolvesTo('93.184.216.34', '2606:4700::1'),
+    );
+    expect(result).toEqual({
+      ok: true,
+      url: new URL('https://hooks.example.com/in?x=1'),
+    });
+  });
+
+  it('refuses a hostname when any address is not public', async () => {
+    const result = await validateWebhookUrl(
+      'https://hooks.example.com/',
+      strict,
+      resolvesTo('93.184.216.34', '10.0.0.5'),
+    );
+    expect(result).toEqual({
+      ok: false,
+      reason: `URL resolves to 10.0.0.5, a private address; ${SSRF_HINT}`,
+    });
+  });
+
+  it('reports hosts that do not resolve', async () => {
+    const notFound: HostResolver = async () => {
+      throw Object.assign(new Error('getaddrinfo ENOTFOUND'), {
+        code: 'ENOTFOUND',
+      });
+    };
+    await expect(
+      validateWebhookUrl('https://nope.invalid/', strict, notFound),
+    ).resolves.toEqual({
+      ok: false,
+      reason: 'URL host "nope.invalid" could not be resolved (ENOTFOUND)',
+    });
+    await expect(
+      validateWebhookUrl('https://empty.test/', strict, resolvesTo()),
+    ).resolves.toEqual({
+      ok: false,
+      reason: 'URL host "empty.test" has no addresses',
+    });
+  });
+
+  it.each([
+    ['not a url', 'URL is not a valid absolute URL'],
+    ['/relative/path', 'URL is not a valid absolute URL'],
+    [
+      'ftp://example.com/',
+      'URL scheme "ftp" is not allowed; use http or https',
+    ],
+    [
+      'file:///etc/passwd',
+      'URL scheme "file" is not allowed; use http or https',
+    ],
+    [
+      'javascript:alert(1)',
+      'URL scheme "javascript" is not allowed; use http or https',
+    ],
+    ['http://user:pw@example.com/', 'URL must not contain credentials'],
+    ['https://user@example.com/', 'URL must not contain credentials'],
+  ])('refuses %s', async (url, reason) => {
+    const result = await validateWebhookUrl(url, strict, neverResolve);
+    expect(result).toEqual({
+      ok: false,
+      reason: expect.stringContaining(reason),
+    });
+  });
+});

@@ -1,0 +1,93 @@
+import type { INestApplication } from '@nestjs/common';
+import { getQueueToken } from '@nestjs/bull';
+import type { Queue } from 'bull';
+import request from 'supertest';
+import { DataSource } from 'typeorm';
+import { createApp } from '../../src/bootstrap';
+import { AppConfig, loadConfig } from '../../src/config/app-config';
+import { DELIVERY_QUEUE } from '../../src/deliveries/delivery-queue';
+
+/** The admin token e2e apps are started with. */
+export const ADMIN_TOKEN = 'e2e-admin-token';
+
+/** Database the e2e specs use (created by the jest global setup). */
+export function e2eDatabaseUrl(): string {
+  const url = new URL(
+    process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+  );
+  url.pathname = '/webhooks_test';
+  return url.toString();
+}
+
+/** A config for e2e specs: loopback allowed, short retries, the test database. */
+export function e2eConfig(overrides: Partial<AppConfig> = {}): AppConfig {
+  return {
+    ...loadConfig({
+      ADMIN_TOKEN,
+      DATABASE_URL: e2eDatabaseUrl(),
+      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      WEBHOOK_ALLOW_SUBNETS: '127.0.0.0/8,::1/128',
+      WEBHOOK_RETRY_SCHEDULE_MS: '0,200,400,600',
+      WEBHOOK_TIMEOUT_MS: '2000',
+      RECONCILE_INTERVAL_MS: '1000',
+      BULL_STALLED_INTERVAL_MS: '1000',
+      PORT: '0',
+    }),
+    ...overrides,
+  };
+}
+
+/** A running service plus helpers to call it. */
+export interface E2eApp {
+  app: INestApplication;
+  url: string;
+  dataSource: DataSource;
+  queue: Queue;
+  /** Creates an account; resolves with its API key. */
+  createAccount(name?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Boots the whole service (API + worker) on a free loopback port. */
+export async function startE2eApp(
+  overrides: Partial<AppConfig> = {},
+): Promise<E2eApp> {
+  const app = await createApp(e2eConfig(overrides), false);
+  await app.listen(0, '127.0.0.1');
+  const url = await app.getUrl();
+  const queue = app.get<Queue>(getQueueToken(DELIVERY_QUEUE), {
+    strict: false,
+  });
+  return {
+    app,
+    url,
+    dataSource: app.get(DataSource),
+    queue,
+    async createAccount(name = 'acme') {
+      const res = await request(url)
+        .post('/v1/accounts')
+        .set('authorization', `Bearer ${ADMIN_TOKEN}`)
+        .send({ name })
+        .expect(201);
+      return res.body.apiKey;
+    },
+    async close() {
+      await app.close();
+    },
+  };
+}
+
+/** Waits until `predicate` holds, polling; fails with `what` after `timeoutMs`. */
+export async function eventually<T>(
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
