@@ -26,7 +26,15 @@ export class AppModule {
           dataSourceOptions(config.databaseUrl, config.workerConcurrency + 20),
         ),
         BullModule.forRoot({ url: config.redisUrl }),
-        TransactionalModule.forRoot(),
+        TransactionalModule.forRoot({
+          outbox: {
+            relay: {
+              enabled: config.outboxRelay,
+              pollIntervalMs: config.outboxPollIntervalMs,
+              graceMs: config.outboxGraceMs,
+            },
+          },
+        }),
         WebhooksHttpModule,
         AccountsModule,
         EndpointsModule,

@@ -27,6 +27,12 @@ export interface AppConfig {
   stalledIntervalMs: number;
   /** How often the reconciler re-enqueues deliveries whose job was lost. */
   reconcileIntervalMs: number;
+  /** Run the outbox relay in this process. */
+  outboxRelay: boolean;
+  /** Outbox relay poll interval. */
+  outboxPollIntervalMs: number;
+  /** Age an outbox row must reach before the relay dispatches it. */
+  outboxGraceMs: number;
 }
 
 function int(
@@ -81,6 +87,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     ),
     stalledIntervalMs: int(env, 'BULL_STALLED_INTERVAL_MS', 30_000),
     reconcileIntervalMs: int(env, 'RECONCILE_INTERVAL_MS', 30_000),
+    outboxRelay: env.OUTBOX_RELAY !== 'off',
+    outboxPollIntervalMs: int(env, 'OUTBOX_POLL_INTERVAL_MS', 1000),
+    outboxGraceMs: int(env, 'OUTBOX_GRACE_MS', 5000),
   };
 }
 

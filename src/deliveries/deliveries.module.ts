@@ -26,7 +26,8 @@ import { DeliveryWorker } from './delivery-worker';
         },
       }),
     }),
-    TransactionalModule.registerQueue({ name: DELIVERY_QUEUE }),
+    // Durable: a delivery job survives a crash or a Redis outage between commit and enqueue.
+    TransactionalModule.registerQueue({ name: DELIVERY_QUEUE, durable: true }),
     EndpointsModule,
   ],
   controllers: [DeliveriesController],

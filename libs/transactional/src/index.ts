@@ -36,3 +36,11 @@ export { TransactionNotAllowedError } from './errors/transaction-not-allowed.err
 export { NoTransactionError } from './errors/no-transaction.error';
 export { PlainQueueInTransactionError } from './errors/plain-queue-in-transaction.error';
 export { UnknownConnectionError } from './errors/unknown-connection.error';
+export { TransactionalOutbox } from './outbox/transactional-outbox';
+export { createOutboxMigration } from './outbox/outbox.migration';
+export type {
+  OutboxOptions,
+  OutboxRelayOptions,
+} from './outbox/outbox.options';
+export type { OutboxStats } from './outbox/outbox-store';
+export type { TransactionAwareJobOptions } from './transactional.interfaces';

@@ -2,12 +2,15 @@ import { Logger } from '@nestjs/common';
 import { randomUUID } from 'crypto';
 import type { Job, JobOptions, Queue } from 'bull';
 import { NoTransactionError } from './errors/no-transaction.error';
+import { TransactionalError } from './errors/transactional.error';
+import type { QueueOutbox } from './outbox/queue-outbox';
 import type { TransactionHook, TransactionScope } from './transaction-context';
 import { transactionStorage } from './transaction-storage';
 import { DEFAULT_CONNECTION_NAME } from './transactional.constants';
 import type {
   BulkJob,
   NoTransactionPolicy,
+  TransactionAwareJobOptions,
   TransactionAwareQueueOptions,
 } from './transactional.interfaces';
 
@@ -15,6 +18,8 @@ type PreparedJob<T> = {
   name: string;
   data: T;
   opts: JobOptions & { jobId: string };
+  /** Also written to the outbox (durable mode). */
+  durable: boolean;
 };
 
 /** The jobs one scope frame deferred to this queue, flushed by one after-commit step. */
@@ -59,8 +64,11 @@ export class TransactionAwareQueue<T = unknown> {
     options: TransactionAwareQueueOptions,
     /** Returns the Bull queue; called once, on first use (the module resolves it at init). */
     private readonly resolveQueue: () => Queue<T>,
+    /** The connection's outbox; required when any job is durable. */
+    private readonly outbox?: QueueOutbox,
   ) {
     this.name = options.name;
+    this.durable = options.durable ?? false;
     this.connectionName = options.connectionName ?? DEFAULT_CONNECTION_NAME;
     this.policy = options.whenNoTransaction ?? 'enqueue';
     this.logger = new Logger(`TransactionAwareQueue:${options.name}`);
@@ -68,6 +76,14 @@ export class TransactionAwareQueue<T = unknown> {
 
   /** The Bull queue name. */
   readonly name: string;
+
+  /** Whether jobs added in a transaction also go to the outbox unless a call says otherwise. */
+  readonly durable: boolean;
+
+  /** Connection whose transactions this queue defers to. */
+  get connection(): string {
+    return this.connectionName;
+  }
 
   /** The wrapped Bull queue, for everything but adding jobs (processing, counts, events). */
   get queue(): Queue<T> {
@@ -80,22 +96,29 @@ export class TransactionAwareQueue<T = unknown> {
     void this.queue;
   }
 
-  /** Adds a job; resolves with its id. Same arguments as Bull's `Queue.add`. */
-  add(data: T, opts?: JobOptions): Promise<string>;
+  /**
+   * Adds a job; resolves with its id. Same arguments as Bull's `Queue.add`, plus
+   * `opts.durable` to override the queue's durable mode for this job.
+   */
+  add(data: T, opts?: TransactionAwareJobOptions): Promise<string>;
   /** Adds a named job; resolves with its id. Same arguments as Bull's `Queue.add`. */
-  add(name: string, data: T, opts?: JobOptions): Promise<string>;
+  add(
+    name: string,
+    data: T,
+    opts?: TransactionAwareJobOptions,
+  ): Promise<string>;
   async add(
     nameOrData: string | T,
-    dataOrOpts?: T | JobOptions,
-    opts?: JobOptions,
+    dataOrOpts?: T | TransactionAwareJobOptions,
+    opts?: TransactionAwareJobOptions,
   ) {
     // NOTE: Bull's own rule: a string first argument is the job name.
     const job =
       typeof nameOrData === 'string'
-        ? prepare({ name: nameOrData, data: dataOrOpts as T, opts })
-        : prepare({
+        ? this.prepare({ name: nameOrData, data: dataOrOpts as T, opts })
+        : this.prepare({
             data: nameOrData,
-            opts: dataOrOpts as JobOptions | undefined,
+            opts: dataOrOpts as TransactionAwareJobOptions | undefined,
           });
     const [id] = await this.submit([job]);
     return id;
@@ -103,13 +126,26 @@ export class TransactionAwareQueue<T = unknown> {
 
   /** Adds several jobs; resolves with their ids, in order. Same argument as Bull's `addBulk`. */
   addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
-    return this.submit(jobs.map(prepare));
+    return this.submit(jobs.map((job) => this.prepare(job)));
+  }
+
+  private prepare(job: BulkJob<T>): PreparedJob<T> {
+    const { durable, ...opts } = (job.opts ?? {}) as TransactionAwareJobOptions;
+    const jobId = opts.jobId !== undefined ? String(opts.jobId) : randomUUID();
+    return {
+      name: job.name ?? DEFAULT_JOB_NAME,
+      data: job.data,
+      opts: { ...opts, jobId },
+      durable: durable ?? this.durable,
+    };
   }
 
   private async submit(jobs: PreparedJob<T>[]): Promise<string[]> {
     const scope = transactionStorage.get(this.connectionName);
     if (scope) {
-      this.defer(scope, jobs);
+      const batch = this.defer(scope, jobs);
+      const durable = jobs.filter((job) => job.durable);
+      if (durable.length > 0) await this.writeOutbox(scope, batch, durable);
     } else if (this.policy === 'throw') {
       throw new NoTransactionError(this.name, this.connectionName);
     } else {
@@ -125,7 +161,44 @@ export class TransactionAwareQueue<T = unknown> {
     return jobs.map((job) => job.opts.jobId);
   }
 
-  private defer(scope: TransactionScope, jobs: PreparedJob<T>[]): void {
+  /** Writes durable jobs to the outbox in the caller's transaction. */
+  private async writeOutbox(
+    scope: TransactionScope,
+    batch: PendingBatch<T>,
+    jobs: PreparedJob<T>[],
+  ): Promise<void> {
+    if (!this.outbox) {
+      throw new TransactionalError(
+        `Queue "${this.name}" was asked for a durable job, but no outbox is configured. ` +
+          `Pass TransactionalModule.forRoot({ outbox: {} }) and add createOutboxMigration() ` +
+          `to your migrations.`,
+      );
+    }
+    try {
+      await this.outbox.store.insert(
+        scope.tx.manager,
+        jobs.map((job) => {
+          const { jobId, ...opts } = job.opts;
+          return {
+            id: jobId,
+            queue: this.name,
+            jobName: job.name,
+            data: job.data,
+            opts,
+          };
+        }),
+      );
+    } catch (error) {
+      // The caller sees the error; the jobs must not be enqueued if it swallows it.
+      batch.jobs = batch.jobs.filter((job) => !jobs.includes(job));
+      throw error;
+    }
+  }
+
+  private defer(
+    scope: TransactionScope,
+    jobs: PreparedJob<T>[],
+  ): PendingBatch<T> {
     this.stats.deferred += jobs.length;
     const { frame } = scope;
     const open = frame.batches.get(this) as PendingBatch<T> | undefined;
@@ -133,7 +206,7 @@ export class TransactionAwareQueue<T = unknown> {
     // other after-commit hooks keep the order in which they were registered.
     if (open && frame.afterCommit[frame.afterCommit.length - 1] === open) {
       open.jobs.push(...jobs);
-      return;
+      return open;
     }
     const batch: PendingBatch<T> = {
       jobs: [...jobs],
@@ -143,15 +216,26 @@ export class TransactionAwareQueue<T = unknown> {
     };
     frame.batches.set(this, batch);
     frame.afterCommit.push(batch);
+    return batch;
   }
 
   private async flush(jobs: PreparedJob<T>[]): Promise<void> {
+    if (jobs.length === 0) return;
     try {
       await this.enqueue(jobs);
     } catch (error) {
       this.stats.failed += jobs.length;
+      if (jobs.some((job) => job.durable)) {
+        throw new Error(
+          `${String(error)}; the outbox relay will enqueue the durable job(s)`,
+        );
+      }
       throw error;
     }
+    const durable = jobs
+      .filter((job) => job.durable)
+      .map((job) => job.opts.jobId);
+    if (durable.length > 0) this.outbox?.marker.mark(durable);
   }
 
   private async enqueue(jobs: PreparedJob<T>[]): Promise<Job<T>[]> {
@@ -160,20 +244,12 @@ export class TransactionAwareQueue<T = unknown> {
         ? await Promise.all(
             jobs.map((job) => this.queue.add(job.name, job.data, job.opts)),
           )
-        : await this.queue.addBulk(jobs);
+        : await this.queue.addBulk(
+            jobs.map(({ name, data, opts }) => ({ name, data, opts })),
+          );
     this.stats.enqueued += jobs.length;
     return result;
   }
-}
-
-function prepare<T>(job: BulkJob<T>): PreparedJob<T> {
-  const jobId =
-    job.opts?.jobId !== undefined ? String(job.opts.jobId) : randomUUID();
-  return {
-    name: job.name ?? DEFAULT_JOB_NAME,
-    data: job.data,
-    opts: { ...job.opts, jobId },
-  };
 }
 
 function ids(jobs: PreparedJob<unknown>[]): string {

@@ -27,6 +27,11 @@ export interface TransactionRunnerStats {
 
 let currentRunner: TransactionRunner | undefined;
 
+// NOTE: a fail point for process-level fault tests only: with TRANSACTIONAL_FAILPOINT set to
+// 'after-commit' the process kills itself between a commit and its after-commit work, the
+// window that durable mode closes. Read once, so the hot path pays one comparison.
+const FAILPOINT = process.env.TRANSACTIONAL_FAILPOINT;
+
 /**
  * Opens, joins, suspends and ends transaction scopes with the propagation rules of
  * `Propagation`, and runs the deferred work of a transaction after its outermost commit.
@@ -40,6 +45,7 @@ export class TransactionRunner {
     hookFailures: 0,
   };
   private readonly logger = new Logger('Transactional');
+  private readonly active = new Set<Promise<unknown>>();
 
   constructor(
     private readonly drivers: ReadonlyMap<string, TransactionDriver>,
@@ -126,7 +132,39 @@ export class TransactionRunner {
     }
   }
 
-  private async runNew<T>(
+  /**
+   * Waits (at most `timeoutMs`) for the transactions in progress and their after-commit work to
+   * end; used on shutdown. Resolves with how many were still running when it gave up.
+   */
+  async drain(timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.active.size > 0 && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.active]),
+        new Promise(
+          (resolve) => (timer = setTimeout(resolve, deadline - Date.now())),
+        ),
+      ]);
+      clearTimeout(timer);
+    }
+    return this.active.size;
+  }
+
+  private runNew<T>(
+    connection: string,
+    options: TransactionalOptions,
+    fn: () => Promise<T>,
+    where: string,
+  ): Promise<T> {
+    const run = this.runNewTracked(connection, options, fn, where);
+    this.active.add(run);
+    const forget = () => this.active.delete(run);
+    run.then(forget, forget);
+    return run;
+  }
+
+  private async runNewTracked<T>(
     connection: string,
     options: TransactionalOptions,
     fn: () => Promise<T>,
@@ -156,6 +194,7 @@ export class TransactionRunner {
       throw error;
     }
     this.stats.committed++;
+    if (FAILPOINT === 'after-commit') process.kill(process.pid, 'SIGKILL');
     await handle.release().catch((error: unknown) => {
       this.logger.error(
         `${where}: releasing the connection failed: ${errorText(error)}`,

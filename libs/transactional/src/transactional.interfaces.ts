@@ -48,6 +48,11 @@ export interface TransactionalModuleOptions {
    * request is never held longer than this by one step. Default: `10000` ms.
    */
   afterCommitTimeoutMs?: number;
+  /**
+   * The transactional outbox for durable queues (see `TransactionAwareQueueOptions.durable`).
+   * Without it, durable queues are refused. Default: none.
+   */
+  outbox?: import('./outbox/outbox.options').OutboxOptions;
 }
 
 /** Options of `TransactionalModule.forRootAsync()`. */
@@ -75,7 +80,19 @@ export interface TransactionAwareQueueOptions {
   whenNoTransaction?: NoTransactionPolicy;
   /** Connection whose transactions this queue defers to. Default: `'default'`. */
   connectionName?: string;
+  /**
+   * Durable mode: a job added in a transaction is also written to the outbox table in that
+   * transaction, so that the relay enqueues it even if the process dies, or Redis is down,
+   * between the commit and the enqueue. Needs `TransactionalModule.forRoot({ outbox })`.
+   * Overridable per call with `opts.durable`. Default: `false`.
+   */
+  durable?: boolean;
 }
+
+/** Bull's job options, plus `durable` to override the queue's durable mode for one job. */
+export type TransactionAwareJobOptions = import('bull').JobOptions & {
+  durable?: boolean;
+};
 
 /** One job of `TransactionAwareQueue.addBulk()`, as in Bull's `addBulk`. */
 export interface BulkJob<T> {
@@ -83,6 +100,6 @@ export interface BulkJob<T> {
   name?: string;
   /** Job payload. */
   data: T;
-  /** Bull job options; `jobId` is generated when absent. */
-  opts?: import('bull').JobOptions;
+  /** Bull job options; `jobId` is generated when absent. `durable` as in `add()`. */
+  opts?: TransactionAwareJobOptions;
 }

@@ -1,24 +1,20 @@
 import {
   DynamicModule,
   Global,
-  Inject,
   Injectable,
   Module,
-  OnModuleDestroy,
-  OnModuleInit,
   Provider,
 } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { getQueueToken } from '@nestjs/bull';
-import { getDataSourceToken } from '@nestjs/typeorm';
 import { ClsModule } from 'nestjs-cls';
-import type { DataSource } from 'typeorm';
 import { TransactionalError } from './errors/transactional.error';
-import { plainQueueDetector } from './plain-queue-detector';
+import { TransactionalOutbox } from './outbox/transactional-outbox';
+import { QueueRegistry } from './queue-registry';
+import { coreProviders } from './transactional.providers';
 import { TransactionAwareQueue } from './transaction-aware-queue';
 import { TransactionHost } from './transaction-host';
 import { TransactionRunner } from './transaction-runner';
-import { TypeOrmTransactionDriver } from './typeorm-transaction-driver';
 import {
   DEFAULT_CONNECTION_NAME,
   TRANSACTIONAL_MODULE_OPTIONS,
@@ -30,27 +26,6 @@ import type {
   TransactionalModuleAsyncOptions,
   TransactionalModuleOptions,
 } from './transactional.interfaces';
-
-@Injectable()
-class TransactionalLifecycle implements OnModuleInit, OnModuleDestroy {
-  constructor(
-    private readonly runner: TransactionRunner,
-    @Inject(TRANSACTIONAL_MODULE_OPTIONS)
-    private readonly options: TransactionalModuleOptions,
-  ) {}
-
-  onModuleInit() {
-    this.runner.activate();
-    plainQueueDetector.install(this.options.plainQueueInTransaction ?? 'warn');
-  }
-
-  onModuleDestroy() {
-    this.runner.deactivate();
-    plainQueueDetector.uninstall(
-      this.options.plainQueueInTransaction ?? 'warn',
-    );
-  }
-}
 
 @Injectable()
 class QueueResolver {
@@ -66,42 +41,6 @@ class QueueResolver {
       );
     }
   }
-}
-
-function coreProviders(connectionNames: string[]): Provider[] {
-  return [
-    {
-      provide: TransactionRunner,
-      inject: [
-        TRANSACTIONAL_MODULE_OPTIONS,
-        ...connectionNames.map(getDataSourceToken),
-      ],
-      useFactory: (
-        options: TransactionalModuleOptions,
-        ...dataSources: DataSource[]
-      ) =>
-        new TransactionRunner(
-          new Map(
-            connectionNames.map((name, i) => [
-              name,
-              new TypeOrmTransactionDriver(dataSources[i]),
-            ]),
-          ),
-          options.afterCommitTimeoutMs,
-        ),
-    },
-    ...connectionNames.map((name) => ({
-      provide: getTransactionHostToken(name),
-      inject: [TransactionRunner],
-      useFactory: (runner: TransactionRunner) =>
-        new TransactionHost(runner, name),
-    })),
-    {
-      provide: TransactionHost,
-      useExisting: getTransactionHostToken(DEFAULT_CONNECTION_NAME),
-    },
-    TransactionalLifecycle,
-  ];
 }
 
 function coreModule(
@@ -124,6 +63,8 @@ function coreModule(
     exports: [
       TransactionRunner,
       TransactionHost,
+      QueueRegistry,
+      TransactionalOutbox,
       ...names.map(getTransactionHostToken),
     ],
   };
@@ -175,9 +116,33 @@ export class TransactionalModule {
   ): DynamicModule {
     const providers: Provider[] = queues.map((options) => ({
       provide: getTransactionAwareQueueToken(options.name),
-      inject: [QueueResolver],
-      useFactory: (resolver: QueueResolver) =>
-        new TransactionAwareQueue(options, () => resolver.queue(options.name)),
+      inject: [
+        QueueResolver,
+        QueueRegistry,
+        { token: TransactionalOutbox, optional: true },
+      ],
+      useFactory: (
+        resolver: QueueResolver,
+        registry: QueueRegistry,
+        outbox?: TransactionalOutbox,
+      ) => {
+        if (options.durable && !outbox) {
+          throw new TransactionalError(
+            `Queue "${options.name}" is registered with durable: true, but no outbox is ` +
+              `configured. Pass TransactionalModule.forRoot({ outbox: {} }) and add ` +
+              `createOutboxMigration() to your migrations.`,
+          );
+        }
+        const queue = new TransactionAwareQueue(
+          options,
+          () => resolver.queue(options.name),
+          outbox?.forConnection(
+            options.connectionName ?? DEFAULT_CONNECTION_NAME,
+          ),
+        );
+        registry.add(queue);
+        return queue;
+      },
     }));
     return {
       module: TransactionalModule,

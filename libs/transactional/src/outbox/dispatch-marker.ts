@@ -1,0 +1,52 @@
+import { Logger } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import type { OutboxStore } from './outbox-store';
+
+/**
+ * Marks outbox rows dispatched after the fast path enqueued them, in batches and off the
+ * request path: ids collected within `delayMs` go out in one UPDATE. A row whose marking is
+ * lost (crash, database error) is re-dispatched by the relay with the same job id, which Bull
+ * ignores while it still holds the job.
+ */
+export class DispatchMarker {
+  private readonly logger = new Logger('TransactionalOutbox');
+  private pending: string[] = [];
+  private timer?: NodeJS.Timeout;
+  private inflight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly store: OutboxStore,
+    private readonly manager: () => EntityManager,
+    private readonly delayMs: number,
+  ) {}
+
+  /** Schedules `ids` to be marked. */
+  mark(ids: string[]): void {
+    this.pending.push(...ids);
+    this.timer ??= setTimeout(() => this.flush(), this.delayMs);
+  }
+
+  /** Marks everything collected so far now; resolves when all marking in progress is done. */
+  async drain(): Promise<void> {
+    this.flush();
+    await Promise.all([...this.inflight]);
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.pending.length === 0) return;
+    const ids = this.pending;
+    this.pending = [];
+    const done: Promise<void> = this.store
+      .markDispatched(this.manager(), ids)
+      .catch((error: unknown) => {
+        this.logger.warn(
+          `could not mark ${ids.length} outbox row(s) dispatched (${String(error)}); ` +
+            `the relay will dispatch them again with the same job ids`,
+        );
+      })
+      .finally(() => this.inflight.delete(done));
+    this.inflight.add(done);
+  }
+}

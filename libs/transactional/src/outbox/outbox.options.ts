@@ -1,0 +1,77 @@
+/** Settings of the transactional outbox that durable queues write to. */
+export interface OutboxOptions {
+  /** Table that holds the outbox rows. Default: `'transactional_outbox'`. */
+  tableName?: string;
+  /** Postgres schema of the table. Default: the connection's search path. */
+  schema?: string;
+  /** The relay that re-dispatches rows the fast path did not mark in time. */
+  relay?: OutboxRelayOptions;
+  /**
+   * The fast path marks enqueued rows dispatched in batches, off the request path: at most this
+   * long after the enqueue. Default: `25` ms.
+   */
+  markBatchDelayMs?: number;
+}
+
+/** Settings of the outbox relay (one runs in every process that imports the module). */
+export interface OutboxRelayOptions {
+  /** Run the relay in this process. Default: `true`. */
+  enabled?: boolean;
+  /** Time between polls while all is well. Default: `1000` ms. */
+  pollIntervalMs?: number;
+  /**
+   * Age a row must have before the relay takes it: longer than the fast path needs to enqueue
+   * and mark it, so the relay only picks up what the fast path lost. Default: `5000` ms.
+   */
+  graceMs?: number;
+  /** Most rows one poll dispatches. Default: `500`. */
+  batchSize?: number;
+  /** Dispatched rows are deleted after this long. Default: `3600000` ms (1 h). */
+  retentionMs?: number;
+  /** Longest wait between polls while Redis or Postgres fail (exponential backoff). Default: `30000` ms. */
+  maxBackoffMs?: number;
+}
+
+/** `OutboxOptions` with every default applied. */
+export type ResolvedOutboxOptions = Required<
+  Omit<OutboxOptions, 'relay' | 'schema'>
+> & {
+  schema?: string;
+  relay: Required<OutboxRelayOptions>;
+};
+
+/** Applies the defaults. */
+export function resolveOutboxOptions(
+  options: OutboxOptions = {},
+): ResolvedOutboxOptions {
+  const tableName = options.tableName ?? 'transactional_outbox';
+  for (const name of [tableName, options.schema]) {
+    if (name !== undefined && !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {
+      throw new Error(
+        `Outbox table and schema names must be plain SQL identifiers (letters, digits, ` +
+          `underscores), got "${name}".`,
+      );
+    }
+  }
+  return {
+    tableName,
+    schema: options.schema,
+    markBatchDelayMs: options.markBatchDelayMs ?? 25,
+    relay: {
+      enabled: options.relay?.enabled ?? true,
+      pollIntervalMs: options.relay?.pollIntervalMs ?? 1000,
+      graceMs: options.relay?.graceMs ?? 5000,
+      batchSize: options.relay?.batchSize ?? 500,
+      retentionMs: options.relay?.retentionMs ?? 3_600_000,
+      maxBackoffMs: options.relay?.maxBackoffMs ?? 30_000,
+    },
+  };
+}
+
+/** The table's name as SQL, schema-qualified when a schema is set. */
+export function qualifiedTable(
+  options: Pick<OutboxOptions, 'tableName' | 'schema'>,
+): string {
+  const table = `"${options.tableName ?? 'transactional_outbox'}"`;
+  return options.schema ? `"${options.schema}".${table}` : table;
+}

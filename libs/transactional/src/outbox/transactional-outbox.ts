@@ -1,0 +1,94 @@
+import type { EntityManager } from 'typeorm';
+import { DEFAULT_CONNECTION_NAME } from '../transactional.constants';
+import type { QueueRegistry } from '../queue-registry';
+import { DispatchMarker } from './dispatch-marker';
+import { OutboxRelay } from './outbox-relay.service';
+import { OutboxStats, OutboxStore } from './outbox-store';
+import { ResolvedOutboxOptions } from './outbox.options';
+import type { QueueOutbox } from './queue-outbox';
+
+/**
+ * The transactional outbox of every connection: what durable queues write to, the relays that
+ * dispatch what the fast path lost, and their observable state. Inject it for health checks
+ * and metrics (`stats()`), or to run a relay poll by hand (`relayOnce()`).
+ */
+export class TransactionalOutbox {
+  private readonly store: OutboxStore;
+  private readonly outboxes = new Map<string, QueueOutbox>();
+  private readonly relays = new Map<string, OutboxRelay>();
+
+  constructor(
+    /** The resolved options (defaults applied). */
+    readonly options: ResolvedOutboxOptions,
+    private readonly managerOf: (connectionName: string) => EntityManager,
+    private readonly registry: QueueRegistry,
+  ) {
+    this.store = new OutboxStore(options);
+  }
+
+  /** The store and marker durable queues of `connectionName` use. Internal. */
+  forConnection(connectionName: string): QueueOutbox {
+    let outbox = this.outboxes.get(connectionName);
+    if (!outbox) {
+      const manager = () => this.managerOf(connectionName);
+      outbox = {
+        store: this.store,
+        marker: new DispatchMarker(
+          this.store,
+          manager,
+          this.options.markBatchDelayMs,
+        ),
+      };
+      this.outboxes.set(connectionName, outbox);
+    }
+    return outbox;
+  }
+
+  /** Pending and dispatched row counts and the oldest pending row's age. */
+  stats(connectionName = DEFAULT_CONNECTION_NAME): Promise<OutboxStats> {
+    return this.store.stats(this.managerOf(connectionName));
+  }
+
+  /** Runs one relay poll now; resolves with the number of rows it dispatched. */
+  relayOnce(connectionName = DEFAULT_CONNECTION_NAME): Promise<number> {
+    return this.relayOf(connectionName).pollOnce();
+  }
+
+  /** Rows the relays of this process have dispatched since start-up. */
+  get relayed(): number {
+    let total = 0;
+    for (const relay of this.relays.values()) total += relay.relayed;
+    return total;
+  }
+
+  /** Starts a relay for each connection that has durable queues (unless disabled). Internal. */
+  start(): void {
+    if (!this.options.relay.enabled) return;
+    for (const connectionName of this.registry.durableByConnection().keys()) {
+      this.relayOf(connectionName).start();
+    }
+  }
+
+  /** Stops the relays and marks what the fast path has enqueued. Internal. */
+  async stop(): Promise<void> {
+    await Promise.all([...this.relays.values()].map((relay) => relay.stop()));
+    await Promise.all(
+      [...this.outboxes.values()].map((outbox) => outbox.marker.drain()),
+    );
+  }
+
+  private relayOf(connectionName: string): OutboxRelay {
+    let relay = this.relays.get(connectionName);
+    if (!relay) {
+      relay = new OutboxRelay(
+        connectionName,
+        () => this.managerOf(connectionName),
+        this.store,
+        this.registry,
+        this.options,
+      );
+      this.relays.set(connectionName, relay);
+    }
+    return relay;
+  }
+}

@@ -1,0 +1,125 @@
+import {
+  BeforeApplicationShutdown,
+  Inject,
+  Injectable,
+  Logger,
+  OnApplicationBootstrap,
+  OnModuleDestroy,
+  OnModuleInit,
+  Optional,
+  Provider,
+} from '@nestjs/common';
+import { getDataSourceToken } from '@nestjs/typeorm';
+import type { DataSource } from 'typeorm';
+import { resolveOutboxOptions } from './outbox/outbox.options';
+import { TransactionalOutbox } from './outbox/transactional-outbox';
+import { plainQueueDetector } from './plain-queue-detector';
+import { QueueRegistry } from './queue-registry';
+import { TransactionHost } from './transaction-host';
+import { TransactionRunner } from './transaction-runner';
+import { TypeOrmTransactionDriver } from './typeorm-transaction-driver';
+import {
+  DEFAULT_CONNECTION_NAME,
+  TRANSACTIONAL_MODULE_OPTIONS,
+  getTransactionHostToken,
+} from './transactional.constants';
+import type { TransactionalModuleOptions } from './transactional.interfaces';
+
+/** Longest a shutdown waits for transactions in progress and their after-commit work. */
+const SHUTDOWN_DRAIN_MS = 10_000;
+
+/** Activates the runner and the detector; on shutdown drains work and stops the relays. */
+@Injectable()
+export class TransactionalLifecycle
+  implements
+    OnModuleInit,
+    OnApplicationBootstrap,
+    BeforeApplicationShutdown,
+    OnModuleDestroy
+{
+  private readonly logger = new Logger('Transactional');
+
+  constructor(
+    private readonly runner: TransactionRunner,
+    @Inject(TRANSACTIONAL_MODULE_OPTIONS)
+    private readonly options: TransactionalModuleOptions,
+    @Optional() private readonly outbox?: TransactionalOutbox,
+  ) {}
+
+  onModuleInit() {
+    this.runner.activate();
+    plainQueueDetector.install(this.options.plainQueueInTransaction ?? 'warn');
+  }
+
+  onApplicationBootstrap() {
+    this.outbox?.start();
+  }
+
+  async beforeApplicationShutdown() {
+    const left = await this.runner.drain(SHUTDOWN_DRAIN_MS);
+    if (left > 0)
+      this.logger.warn(`${left} transaction(s) still running at shutdown`);
+    await this.outbox?.stop();
+  }
+
+  async onModuleDestroy() {
+    this.runner.deactivate();
+    plainQueueDetector.uninstall(
+      this.options.plainQueueInTransaction ?? 'warn',
+    );
+  }
+}
+
+/** The providers of `forRoot` / `forRootAsync` for the given connection names. */
+export function coreProviders(connectionNames: string[]): Provider[] {
+  return [
+    {
+      provide: TransactionRunner,
+      inject: [
+        TRANSACTIONAL_MODULE_OPTIONS,
+        ...connectionNames.map(getDataSourceToken),
+      ],
+      useFactory: (
+        options: TransactionalModuleOptions,
+        ...dataSources: DataSource[]
+      ) =>
+        new TransactionRunner(
+          new Map(
+            connectionNames.map((name, i) => [
+              name,
+              new TypeOrmTransactionDriver(dataSources[i]),
+            ]),
+          ),
+          options.afterCommitTimeoutMs,
+        ),
+    },
+    ...connectionNames.map((name) => ({
+      provide: getTransactionHostToken(name),
+      inject: [TransactionRunner],
+      useFactory: (runner: TransactionRunner) =>
+        new TransactionHost(runner, name),
+    })),
+    {
+      provide: TransactionHost,
+      useExisting: getTransactionHostToken(DEFAULT_CONNECTION_NAME),
+    },
+    { provide: QueueRegistry, useValue: new QueueRegistry() },
+    {
+      provide: TransactionalOutbox,
+      inject: [TRANSACTIONAL_MODULE_OPTIONS, TransactionRunner, QueueRegistry],
+      useFactory: (
+        options: TransactionalModuleOptions,
+        runner: TransactionRunner,
+        registry: QueueRegistry,
+      ) =>
+        options.outbox
+          ? new TransactionalOutbox(
+              resolveOutboxOptions(options.outbox),
+              (name) => runner.driver(name).manager,
+              registry,
+            )
+          : undefined,
+    },
+    TransactionalLifecycle,
+  ];
+}

@@ -1,0 +1,205 @@
+import { getQueueToken } from '@nestjs/bull';
+import { INestApplication, Injectable } from '@nestjs/common';
+import type { Queue } from 'bull';
+import { DataSource } from 'typeorm';
+import {
+  createOutboxMigration,
+  InjectTransactionAwareQueue,
+  Propagation,
+  Transactional,
+  TransactionalOutbox,
+  TransactionAwareQueue,
+  TransactionHost,
+} from '@app/transactional';
+import { uniqueName } from './support/env';
+import { closeLibApp, createLibApp, waitFor } from './support/lib-app';
+import { Order } from './support/order.entity';
+
+const DURABLE = uniqueName('outbox-durable');
+const PLAIN = uniqueName('outbox-plain');
+const TABLE = 'tx_spec_outbox';
+
+type Payload = { orderId: string };
+
+@Injectable()
+class Orders {
+  constructor(
+    readonly tx: TransactionHost,
+    @InjectTransactionAwareQueue(DURABLE)
+    readonly durable: TransactionAwareQueue<Payload>,
+    @InjectTransactionAwareQueue(PLAIN)
+    readonly plain: TransactionAwareQueue<Payload>,
+  ) {}
+
+  @Transactional()
+  async create(
+    label: string,
+    options: { fail?: boolean; durable?: boolean } = {},
+  ) {
+    const order = await this.tx.getRepository(Order).save({ label });
+    const id = await this.durable.add(
+      { orderId: order.id },
+      { durable: options.durable },
+    );
+    const outboxRows = await this.outboxIds();
+    if (options.fail) throw new Error('business rule failed');
+    return { id, orderId: order.id, outboxRows };
+  }
+
+  @Transactional()
+  async createWithFailingNested() {
+    const kept = await this.durable.add({ orderId: 'outer' });
+    let dropped = '';
+    await this.nested(async () => {
+      dropped = await this.durable.add({ orderId: 'inner' });
+      throw new Error('inner fails');
+    }).catch(() => undefined);
+    return { kept, dropped };
+  }
+
+  @Transactional({ propagation: Propagation.Nested })
+  async nested(fn: () => Promise<void>) {
+    await fn();
+  }
+
+  @Transactional()
+  async addToPlain(durable?: boolean) {
+    return this.plain.add({ orderId: 'plain' }, { durable });
+  }
+
+  async outboxIds(): Promise<string[]> {
+    const rows = await this.tx.manager.query(
+      `SELECT id FROM ${TABLE} ORDER BY created_at`,
+    );
+    return rows.map((r: { id: string }) => r.id);
+  }
+}
+
+async function outboxRow(app: INestApplication, id: string) {
+  const rows = await app
+    .get(DataSource)
+    .query(`SELECT id, queue, dispatched_at FROM ${TABLE} WHERE id = $1`, [id]);
+  return rows[0] as
+    | { id: string; queue: string; dispatched_at: Date | null }
+    | undefined;
+}
+
+describe('when a queue is durable (transactional outbox)', () => {
+  let app: INestApplication;
+  let orders: Orders;
+  let bull: Queue;
+  let outbox: TransactionalOutbox;
+
+  beforeAll(async () => {
+    const dataSource = new DataSource({
+      type: 'postgres',
+      url: (await import('./support/env')).testDatabaseUrl(),
+    });
+    await dataSource.initialize();
+    await dataSource.query(`DROP TABLE IF EXISTS ${TABLE}`);
+    const Migration = createOutboxMigration({ tableName: TABLE });
+    const runner = dataSource.createQueryRunner();
+    await new Migration().up(runner);
+    await runner.release();
+    await dataSource.destroy();
+
+    app = await createLibApp({
+      providers: [Orders],
+      queues: [{ name: DURABLE, durable: true }, { name: PLAIN }],
+      options: {
+        outbox: {
+          tableName: TABLE,
+          relay: { enabled: false, graceMs: 0 },
+          markBatchDelayMs: 5,
+        },
+      },
+    });
+    orders = app.get(Orders);
+    bull = app.get(getQueueToken(DURABLE), { strict: false });
+    outbox = app.get(TransactionalOutbox);
+  });
+
+  afterAll(() => closeLibApp(app, [DURABLE, PLAIN]));
+
+  it('should write the outbox row in the transaction and enqueue with jobId = row id', async () => {
+    const { id, outboxRows } = await orders.create('durable');
+    expect(outboxRows).toContain(id);
+    const job = await waitFor(
+      async () => (await bull.getJob(id)) !== null,
+      'the job',
+    ).then(() => bull.getJob(id));
+    expect(job?.id).toBe(id);
+    await waitFor(
+      async () => (await outboxRow(app, id))?.dispatched_at != null,
+      'the mark',
+    );
+    expect((await outboxRow(app, id))?.queue).toBe(DURABLE);
+  });
+
+  it('should leave neither a row nor a job when the transaction rolls back', async () => {
+    const before = await outbox.stats();
+    const jobsBefore = await bull.getJobCounts();
+    await expect(orders.create('rolled back', { fail: true })).rejects.toThrow(
+      'business rule',
+    );
+    const after = await outbox.stats();
+    expect(after.pending + after.dispatched).toBe(
+      before.pending + before.dispatched,
+    );
+    expect(await bull.getJobCounts()).toEqual(jobsBefore);
+  });
+
+  it('should drop the rows of a NESTED scope that rolls back and keep the outer ones', async () => {
+    const { kept, dropped } = await orders.createWithFailingNested();
+    expect(await outboxRow(app, dropped)).toBeUndefined();
+    await waitFor(
+      async () => (await bull.getJob(kept)) !== null,
+      'the outer job',
+    );
+    expect(await bull.getJob(dropped)).toBeNull();
+  });
+
+  it('should let a call override the queue default both ways', async () => {
+    const { id } = await orders.create('not durable', { durable: false });
+    expect(await outboxRow(app, id)).toBeUndefined();
+    await waitFor(async () => (await bull.getJob(id)) !== null, 'the job');
+    const plainId = await orders.addToPlain(true);
+    expect((await outboxRow(app, plainId))?.queue).toBe(PLAIN);
+  });
+
+  describe('when the fast path cannot reach Redis after the commit', () => {
+    it('should keep the row pending and let the relay enqueue it, once', async () => {
+      const original = bull.add.bind(bull);
+      const failures: string[] = [];
+      bull.add = (async (...args: any[]) => {
+        failures.push(args[2]?.jobId);
+        throw new Error('connect ECONNREFUSED (simulated Redis outage)');
+      }) as any;
+      let id: string;
+      try {
+        ({ id } = await orders.create('redis down'));
+      } finally {
+        bull.add = original;
+      }
+      expect(failures).toEqual([id]);
+      expect(await bull.getJob(id)).toBeNull();
+      expect((await outboxRow(app, id))?.dispatched_at).toBeNull();
+      const stats = await outbox.stats();
+      expect(stats.pending).toBeGreaterThanOrEqual(1);
+      expect(stats.oldestPendingAgeMs).not.toBeNull();
+
+      // Two relays poll at once (as two processes would): SKIP LOCKED gives each row to one.
+      const [a, b] = await Promise.all([
+        outbox.relayOnce(),
+        outbox.relayOnce(),
+      ]);
+      expect(a + b).toBe(stats.pending);
+      expect((await bull.getJob(id))?.data).toMatchObject({
+        orderId: expect.any(String),
+      });
+      expect((await outboxRow(app, id))?.dispatched_at).not.toBeNull();
+      expect(await outbox.relayOnce()).toBe(0);
+      expect((await outbox.stats()).pending).toBe(0);
+    });
+  });
+});
