@@ -82,11 +82,20 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     if (!endpointId) return 'skipped';
     const slot = `${job.id}:${process.pid}`;
     if (!(await this.limiter.acquire(endpointId, slot))) {
+      const delay =
+        ENDPOINT_BUSY_DELAY_MS +
+        Math.floor(Math.random() * ENDPOINT_BUSY_DELAY_MS);
+      // NOTE: a delivery left due in Postgres looks lost to the reconciler, which would add
+      // another job for it every round while this one keeps waiting for a slot.
+      await this.tx.manager.query(
+        `UPDATE deliveries
+            SET next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
+          WHERE id = $1 AND status = 'pending'`,
+        [deliveryId, delay],
+      );
       await this.queue.add(job.name, job.data, {
         ...DELIVERY_JOB_OPTIONS,
-        delay:
-          ENDPOINT_BUSY_DELAY_MS +
-          Math.floor(Math.random() * ENDPOINT_BUSY_DELAY_MS),
+        delay,
         jobId: `${String(job.id).split('~')[0]}~${Date.now()}`,
       });
       return 'deferred';

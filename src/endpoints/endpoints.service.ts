@@ -76,7 +76,8 @@ export class EndpointsService {
   async update(accountId: string, id: string, dto: UpdateEndpointDto) {
     const endpoint = await this.find(accountId, id, true);
     if (dto.url !== undefined) endpoint.url = await this.checkUrl(dto.url);
-    if (dto.description !== undefined) endpoint.description = dto.description;
+    if (dto.description !== undefined)
+      endpoint.description = dto.description ?? '';
     if (dto.eventTypes !== undefined) endpoint.eventTypes = dto.eventTypes;
     return present(await this.repo.save(endpoint));
   }

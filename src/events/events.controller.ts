@@ -1,4 +1,13 @@
-import { Body, Controller, Get, Param, Post } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Get,
+  Param,
+  Post,
+  RawBodyRequest,
+  Req,
+} from '@nestjs/common';
+import type { Request } from 'express';
 import { Transactional } from '@app/transactional';
 import { AccountId } from '../auth/auth.decorators';
 import { UuidParam } from '../http/uuid-param.pipe';
@@ -12,8 +21,16 @@ export class EventsController {
 
   @Post()
   @Transactional()
-  create(@AccountId() accountId: string, @Body() dto: CreateEventDto) {
-    return this.events.publish(accountId, dto.type, dto.payload);
+  create(
+    @AccountId() accountId: string,
+    @Body() dto: CreateEventDto,
+    @Req() req: RawBodyRequest<Request>,
+  ) {
+    // NOTE: the validation pipe deletes "__proto__", "constructor" and "prototype" keys, and
+    // class-transformer drops keys named like Object methods ("toString"); the payload is
+    // the customer's free-form data, so it is forwarded as sent.
+    const { payload } = JSON.parse(req.rawBody!.toString('utf8'));
+    return this.events.publish(accountId, dto.type, payload);
   }
 
   @Get(':id')

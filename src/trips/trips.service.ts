@@ -3,12 +3,20 @@ import {
   Injectable,
   NotFoundException,
 } from '@nestjs/common';
+import { QueryFailedError } from 'typeorm';
 import { TransactionHost } from '@app/transactional';
 import { EventsService } from '../events/events.service';
 import { CreateTripDto } from './dto/create-trip.dto';
 import { ReportDelayDto } from './dto/report-delay.dto';
 import { TripDelay } from './trip-delay.entity';
 import { Trip } from './trip.entity';
+
+/** Whether a query failed on a unique constraint (Postgres error 23505). */
+function isUniqueViolation(error: unknown): boolean {
+  return (
+    error instanceof QueryFailedError && error.driverError?.code === '23505'
+  );
+}
 
 /** Trips and their state changes; each change stores its event in the same transaction. */
 @Injectable()
@@ -21,20 +29,24 @@ export class TripsService {
   /** Must run in a transaction (the controller's). */
   async create(accountId: string, dto: CreateTripDto) {
     const repo = this.tx.getRepository(Trip);
-    const taken = await repo.existsBy({ accountId, reference: dto.reference });
-    if (taken)
-      throw new ConflictException(
-        `A trip with reference "${dto.reference}" exists`,
-      );
+    const taken = () =>
+      new ConflictException(`A trip with reference "${dto.reference}" exists`);
+    if (await repo.existsBy({ accountId, reference: dto.reference }))
+      throw taken();
     const plannedArrival = new Date(dto.plannedArrival);
-    const trip = await repo.save(
-      repo.create({
-        ...dto,
-        accountId,
-        plannedArrival,
-        expectedArrival: plannedArrival,
-      }),
-    );
+    const trip = await repo
+      .save(
+        repo.create({
+          ...dto,
+          accountId,
+          plannedArrival,
+          expectedArrival: plannedArrival,
+        }),
+      )
+      .catch((error: unknown) => {
+        // NOTE: a concurrent request can take the reference between the check and the insert.
+        throw isUniqueViolation(error) ? taken() : error;
+      });
     await this.events.publish(accountId, 'trip.created', {
       trip: present(trip),
     });

@@ -28,8 +28,8 @@ export interface TransactionRunnerStats {
 let currentRunner: TransactionRunner | undefined;
 
 // NOTE: a fail point for process-level fault tests only: with TRANSACTIONAL_FAILPOINT set to
-// 'after-commit' the process kills itself between a commit and its after-commit work, the
-// window that durable mode closes. Read once, so the hot path pays one comparison.
+// 'after-commit' the process kills itself between a commit that has after-commit work (queued
+// jobs, hooks) and that work: the window durable mode closes. Read once, so the hot path pays one comparison.
 const FAILPOINT = process.env.TRANSACTIONAL_FAILPOINT;
 
 /**
@@ -194,7 +194,9 @@ export class TransactionRunner {
       throw error;
     }
     this.stats.committed++;
-    if (FAILPOINT === 'after-commit') process.kill(process.pid, 'SIGKILL');
+    if (FAILPOINT === 'after-commit' && tx.root.afterCommit.length > 0) {
+      process.kill(process.pid, 'SIGKILL');
+    }
     await handle.release().catch((error: unknown) => {
       this.logger.error(
         `${where}: releasing the connection failed: ${errorText(error)}`,
