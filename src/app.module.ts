@@ -10,6 +10,7 @@ import { dataSourceOptions } from './database/data-source-options';
 import { Migrator } from './database/migrator';
 import { EndpointsModule } from './endpoints/endpoints.module';
 import { EventsModule } from './events/events.module';
+import { HealthModule } from './health/health.module';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { TripsModule } from './trips/trips.module';
 import { WebhooksHttpModule } from './webhooks-http/webhooks-http.module';
@@ -40,6 +41,7 @@ export class AppModule {
         EndpointsModule,
         TripsModule,
         EventsModule,
+        HealthModule,
       ],
       providers: [
         { provide: APP_CONFIG, useValue: config },

@@ -71,4 +71,16 @@ describe('when a trip is delayed', () => {
       trigger: 'scheduled',
     });
   });
+
+  it('should report health without an API key, with the outbox backlog', async () => {
+    const res = await api().get('/health').expect(200);
+    expect(res.body).toMatchObject({
+      status: 'ok',
+      database: 'up',
+      redis: 'up',
+      outbox: { pending: expect.any(Number), dispatched: expect.any(Number) },
+      transactions: { committed: expect.any(Number) },
+    });
+    expect(res.body.transactions.committed).toBeGreaterThan(0);
+  });
 });

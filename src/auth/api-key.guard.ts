@@ -12,7 +12,11 @@ import { DataSource } from 'typeorm';
 import { Account } from '../accounts/account.entity';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { hashApiKey } from './api-key';
-import { ADMIN_ROUTE, AuthenticatedRequest } from './auth.decorators';
+import {
+  ADMIN_ROUTE,
+  AuthenticatedRequest,
+  PUBLIC_ROUTE,
+} from './auth.decorators';
 
 function bearer(request: AuthenticatedRequest): string {
   const header = request.headers.authorization;
@@ -49,6 +53,8 @@ export class ApiKeyGuard implements CanActivate {
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
+    if (this.reflector.get<boolean>(PUBLIC_ROUTE, context.getHandler()))
+      return true;
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
     const token = bearer(request);
     if (this.reflector.get<boolean>(ADMIN_ROUTE, context.getHandler())) {

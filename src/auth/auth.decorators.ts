@@ -8,6 +8,12 @@ import type { Request } from 'express';
 /** Metadata key of routes authenticated with the admin token instead of an API key. */
 export const ADMIN_ROUTE = 'auth:admin-route';
 
+/** Metadata key of routes that need no authentication. */
+export const PUBLIC_ROUTE = 'auth:public-route';
+
+/** Marks a route anyone may call (health checks). */
+export const PublicRoute = () => SetMetadata(PUBLIC_ROUTE, true);
+
 /** Marks a route that needs `Authorization: Bearer <ADMIN_TOKEN>` rather than an API key. */
 export const AdminRoute = () => SetMetadata(ADMIN_ROUTE, true);
 

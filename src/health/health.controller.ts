@@ -1,0 +1,56 @@
+import { InjectQueue } from '@nestjs/bull';
+import { Controller, Get, ServiceUnavailableException } from '@nestjs/common';
+import type { Queue } from 'bull';
+import { DataSource } from 'typeorm';
+import { TransactionRunner, TransactionalOutbox } from '@app/transactional';
+import { PublicRoute } from '../auth/auth.decorators';
+import { DELIVERY_QUEUE } from '../deliveries/delivery-queue';
+
+/** Liveness and the state operators watch: database, Redis, outbox backlog, queue counts. */
+@Controller('health')
+export class HealthController {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly runner: TransactionRunner,
+    private readonly outbox: TransactionalOutbox,
+    @InjectQueue(DELIVERY_QUEUE) private readonly queue: Queue,
+  ) {}
+
+  @Get()
+  @PublicRoute()
+  async check() {
+    const [database, redis] = await Promise.all([
+      this.dataSource.query('SELECT 1').then(
+        () => 'up',
+        (e: unknown) => `down: ${String(e)}`,
+      ),
+      withTimeout(this.queue.client.ping(), 1000).then(
+        () => 'up',
+        (e: unknown) => `down: ${String(e)}`,
+      ),
+    ]);
+    const body = {
+      status: database === 'up' && redis === 'up' ? 'ok' : 'degraded',
+      database,
+      redis,
+      outbox: database === 'up' ? await this.outbox.stats() : null,
+      transactions: this.runner.stats,
+      deliveryJobs: redis === 'up' ? await this.queue.getJobCounts() : null,
+    };
+    if (database !== 'up') throw new ServiceUnavailableException(body);
+    return body;
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${ms} ms`)),
+        ms,
+      );
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
