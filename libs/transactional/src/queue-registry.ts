@@ -14,11 +14,13 @@ export class QueueRegistry {
     return this.queues.get(name);
   }
 
-  /** Durable queues grouped by connection name. */
-  durableByConnection(): Map<string, TransactionAwareQueue<any>[]> {
+  /**
+   * Queues grouped by connection name. All of them, not only those durable by default: any
+   * queue can write a durable job (`opts.durable`), and the relay must see its rows too.
+   */
+  byConnection(): Map<string, TransactionAwareQueue<any>[]> {
     const result = new Map<string, TransactionAwareQueue<any>[]>();
     for (const queue of this.queues.values()) {
-      if (!queue.durable) continue;
       result.set(queue.connection, [
         ...(result.get(queue.connection) ?? []),
         queue,

@@ -83,8 +83,7 @@ export class OutboxRelay {
 
   /** One poll: dispatches what it finds; resolves with the number of rows dispatched. */
   async pollOnce(): Promise<number> {
-    const queues =
-      this.registry.durableByConnection().get(this.connectionName) ?? [];
+    const queues = this.registry.byConnection().get(this.connectionName) ?? [];
     if (queues.length === 0) return 0;
     if (++this.polls % CLEANUP_EVERY === 0)
       await this.store.deleteExpired(this.manager());

@@ -61,10 +61,10 @@ export class TransactionalOutbox {
     return total;
   }
 
-  /** Starts a relay for each connection that has durable queues (unless disabled). Internal. */
+  /** Starts a relay for each connection that has queues (unless disabled). Internal. */
   start(): void {
     if (!this.options.relay.enabled) return;
-    for (const connectionName of this.registry.durableByConnection().keys()) {
+    for (const connectionName of this.registry.byConnection().keys()) {
       this.relayOf(connectionName).start();
     }
   }
