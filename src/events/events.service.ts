@@ -80,7 +80,11 @@ export class EventsService {
     return present(event);
   }
 
-  /** The event's deliveries with every attempt, oldest first. */
+  /**
+   * The event's deliveries with every attempt, oldest first, read from one snapshot so that a
+   * delivery's status and its attempts agree while a worker records an attempt.
+   */
+  @Transactional({ isolationLevel: 'REPEATABLE READ' })
   async deliveries(accountId: string, id: string) {
     await this.get(accountId, id);
     const deliveries = await this.tx
