@@ -13,7 +13,8 @@ import { Receiver, startReceiver } from './support/receiver';
 
 /** The worker's request timeout; its lease on a delivery is this plus 10 s. */
 const TIMEOUT_MS = 2_000;
-const LEASE_MS = TIMEOUT_MS + 10_000;
+const LEASE_MARGIN_MS = 2_000;
+const LEASE_MS = TIMEOUT_MS + LEASE_MARGIN_MS;
 
 /** A worker running as its own OS process, as in production. */
 interface WorkerProcess {
@@ -45,6 +46,7 @@ async function startWorker(): Promise<WorkerProcess> {
         WEBHOOK_ALLOW_SUBNETS: '127.0.0.0/8,::1/128',
         WEBHOOK_RETRY_SCHEDULE_MS: '0,200,400,600',
         WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS),
+        DELIVERY_LEASE_MARGIN_MS: String(LEASE_MARGIN_MS),
         RECONCILE_INTERVAL_MS: '1000',
         BULL_STALLED_INTERVAL_MS: '1000',
         NO_COLOR: '1',

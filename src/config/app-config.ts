@@ -17,6 +17,11 @@ export interface AppConfig {
   retryScheduleMs?: number[];
   /** Whole-exchange timeout of one delivery attempt. */
   deliveryTimeoutMs: number;
+  /**
+   * How long past the request timeout a sending worker owns a delivery; after that a worker
+   * that died is presumed dead and the delivery is sent again.
+   */
+  deliveryLeaseMarginMs: number;
   /** Deliveries one worker process sends at once. */
   workerConcurrency: number;
   /** Deliveries in flight to one endpoint across all workers. */
@@ -78,6 +83,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     allowSubnets: parseAllowSubnets(env.WEBHOOK_ALLOW_SUBNETS),
     retryScheduleMs: schedule(env.WEBHOOK_RETRY_SCHEDULE_MS),
     deliveryTimeoutMs,
+    deliveryLeaseMarginMs: int(env, 'DELIVERY_LEASE_MARGIN_MS', 10_000),
     workerConcurrency: int(env, 'WORKER_CONCURRENCY', 20),
     perEndpointConcurrency: int(env, 'PER_ENDPOINT_CONCURRENCY', 4),
     endpointDisableAfterMs: int(

@@ -20,7 +20,8 @@ import { DeliveryWorker } from './delivery-worker';
         settings: {
           // NOTE: the lock must outlive the request timeout, or the stalled-job check would
           // hand a slow delivery to a second worker while the first is still sending it.
-          lockDuration: config.deliveryTimeoutMs + 15_000,
+          lockDuration:
+            config.deliveryTimeoutMs + config.deliveryLeaseMarginMs + 5_000,
           stalledInterval: config.stalledIntervalMs,
           maxStalledCount: 10,
         },

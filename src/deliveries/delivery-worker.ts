@@ -57,7 +57,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     private readonly outcomes: DeliveryOutcomeService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
-    this.leaseMs = config.deliveryTimeoutMs + 10_000;
+    this.leaseMs = config.deliveryTimeoutMs + config.deliveryLeaseMarginMs;
     this.limiter = new EndpointLimiter(
       queue.client,
       config.perEndpointConcurrency,
