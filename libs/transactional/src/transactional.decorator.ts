@@ -7,14 +7,18 @@ import { TransactionalInterceptor } from './transactional.interceptor';
 import type { TransactionalOptions } from './transactional.interfaces';
 
 /**
- * Runs the decorated method in a transaction scope (see `Propagation`).
+ * Runs the decorated method in a transaction scope (see `Propagation`). It wraps the method,
+ * so it works the same on controller route handlers and on any provider method (services,
+ * Bull processors, cron jobs: no HTTP needed); the method then always returns a Promise.
  *
- * - On a controller route handler it acts through `TransactionalInterceptor`: the transaction
- *   opens before pipes and the handler run, commits after the handler and before the response
- *   is written, and any error rolls the transaction back and is rethrown to the exception
- *   filters. Deferred jobs are enqueued after the commit and before the response.
- * - On any provider method (services, Bull processors, cron jobs) it wraps the method: no HTTP
- *   is needed. The method then always returns a Promise.
+ * On a route handler the transaction opens when Nest calls the handler (after guards,
+ * interceptors and pipes), commits when the handler's promise resolves and before the
+ * response is written, and any error rolls it back and is rethrown to the exception filters.
+ * Deferred jobs are enqueued after the commit and before the response. With
+ * `{ useInterceptor: true }` the scope is opened by `TransactionalInterceptor` instead, so
+ * pipes and the interceptors declared after it run inside the transaction too (at the cost of
+ * Nest's interceptor pipeline on that route). A handler that returns an Observable needs the
+ * interceptor: the wrapper ends the scope when the method returns.
  *
  * @example
  * ```ts
@@ -60,11 +64,16 @@ export function Transactional(
     Object.defineProperty(wrapped, 'name', { value: original.name });
     descriptor.value = wrapped;
     Reflect.defineMetadata(TRANSACTIONAL_OPTIONS_METADATA, frozen, wrapped);
-    applyDecorators(UseInterceptors(TransactionalInterceptor))(
-      target,
-      key,
-      descriptor,
-    );
+    // NOTE: no interceptor by default. Any interceptor on a route puts it through Nest's
+    // interceptor pipeline (rxjs, AsyncResource.bind per step): a measured 12-22% of the CPU
+    // of a handler that inserts a row and enqueues a job (bench/README.md).
+    if (frozen.useInterceptor) {
+      applyDecorators(UseInterceptors(TransactionalInterceptor))(
+        target,
+        key,
+        descriptor,
+      );
+    }
     return descriptor;
   };
 }

@@ -7,7 +7,7 @@ import {
 } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { getQueueToken } from '@nestjs/bull';
-import { ClsModule } from 'nestjs-cls';
+import { ClsModule, ClsService, ClsServiceManager } from 'nestjs-cls';
 import { TransactionalError } from './errors/transactional.error';
 import { TransactionalOutbox } from './outbox/transactional-outbox';
 import { QueueRegistry } from './queue-registry';
@@ -45,7 +45,7 @@ class QueueResolver {
 
 function coreModule(
   connectionNames: string[] = [DEFAULT_CONNECTION_NAME],
-  registerClsModule = true,
+  registerClsModule = false,
   optionsProvider: Provider,
   imports: any[] = [],
 ): DynamicModule {
@@ -59,12 +59,25 @@ function coreModule(
       ...imports,
       ...(registerClsModule ? [ClsModule.forRoot({ global: true })] : []),
     ],
-    providers: [optionsProvider, ...coreProviders(names)],
+    providers: [
+      optionsProvider,
+      ...coreProviders(names),
+      // NOTE: the same ClsService nestjs-cls injects, without ClsModule's global enhancers.
+      ...(registerClsModule
+        ? []
+        : [
+            {
+              provide: ClsService,
+              useValue: ClsServiceManager.getClsService(),
+            },
+          ]),
+    ],
     exports: [
       TransactionRunner,
       TransactionHost,
       QueueRegistry,
       TransactionalOutbox,
+      ...(registerClsModule ? [] : [ClsService]),
       ...names.map(getTransactionHostToken),
     ],
   };
@@ -82,7 +95,7 @@ export class TransactionalModule {
   static forRoot(options: TransactionalModuleOptions = {}): DynamicModule {
     return coreModule(
       options.connectionNames,
-      options.registerClsModule !== false,
+      options.registerClsModule === true,
       {
         provide: TRANSACTIONAL_MODULE_OPTIONS,
         useValue: options,
@@ -96,7 +109,7 @@ export class TransactionalModule {
   ): DynamicModule {
     return coreModule(
       options.connectionNames,
-      options.registerClsModule !== false,
+      options.registerClsModule === true,
       {
         provide: TRANSACTIONAL_MODULE_OPTIONS,
         inject: options.inject ?? [],

@@ -38,8 +38,8 @@ export interface TransactionalTestingModuleOptions {
    */
   entityManager?: EntityManager;
   /**
-   * Register `ClsModule.forRoot({ global: true })`, as `TransactionalModule` does. Set to
-   * `false` when the test module registers nestjs-cls itself. Default: `true`.
+   * Also register `ClsModule.forRoot({ global: true })`, as `TransactionalModule` can.
+   * `ClsService` is provided either way. Default: `false`.
    */
   registerClsModule?: boolean;
   /**

@@ -1,5 +1,5 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
-import { ClsModule } from 'nestjs-cls';
+import { ClsModule, ClsService, ClsServiceManager } from 'nestjs-cls';
 import { TransactionHost } from '../transaction-host';
 import { TransactionRunner } from '../transaction-runner';
 import {
@@ -56,12 +56,22 @@ export class TransactionalTestingModule {
     return {
       module: TransactionalTestingModule,
       global: true,
-      imports:
-        options.registerClsModule === false
+      imports: options.registerClsModule
+        ? [ClsModule.forRoot({ global: true })]
+        : [],
+      providers: [
+        ...testingProviders(options, queues, names),
+        ...(options.registerClsModule
           ? []
-          : [ClsModule.forRoot({ global: true })],
-      providers: testingProviders(options, queues, names),
+          : [
+              {
+                provide: ClsService,
+                useValue: ClsServiceManager.getClsService(),
+              },
+            ]),
+      ],
       exports: [
+        ...(options.registerClsModule ? [] : [ClsService]),
         TransactionalTestingKit,
         TransactionRunner,
         TransactionHost,
