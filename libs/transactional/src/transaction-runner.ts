@@ -45,7 +45,9 @@ export class TransactionRunner {
     hookFailures: 0,
   };
   private readonly logger = new Logger('Transactional');
-  private readonly active = new Set<Promise<unknown>>();
+  /** Transactions (with their after-commit work) in progress, and who waits for none. */
+  private active = 0;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly drivers: ReadonlyMap<string, TransactionDriver>,
@@ -137,31 +139,30 @@ export class TransactionRunner {
    * end; used on shutdown. Resolves with how many were still running when it gave up.
    */
   async drain(timeoutMs: number): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.active.size > 0 && Date.now() < deadline) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.allSettled([...this.active]),
-        new Promise(
-          (resolve) => (timer = setTimeout(resolve, deadline - Date.now())),
-        ),
-      ]);
-      clearTimeout(timer);
-    }
-    return this.active.size;
+    if (this.active === 0) return 0;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+      new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    return this.active;
   }
 
-  private runNew<T>(
+  private async runNew<T>(
     connection: string,
     options: TransactionalOptions,
     fn: () => Promise<T>,
     where: string,
   ): Promise<T> {
-    const run = this.runNewTracked(connection, options, fn, where);
-    this.active.add(run);
-    const forget = () => this.active.delete(run);
-    run.then(forget, forget);
-    return run;
+    this.active++;
+    try {
+      return await this.runNewTracked(connection, options, fn, where);
+    } finally {
+      if (--this.active === 0 && this.idleWaiters.length > 0) {
+        for (const wake of this.idleWaiters.splice(0)) wake();
+      }
+    }
   }
 
   private async runNewTracked<T>(
@@ -264,7 +265,8 @@ export class TransactionRunner {
     return transactionStorage.runDetached(async () => {
       for (const hook of hooks) {
         try {
-          await this.withTimeout(hook);
+          const result = hook.run();
+          if (isThenable(result)) await this.withTimeout(result);
         } catch (error) {
           this.stats.hookFailures++;
           this.logger.error(
@@ -275,20 +277,28 @@ export class TransactionRunner {
     });
   }
 
-  private withTimeout(hook: TransactionHook): Promise<unknown> {
+  private async withTimeout(work: PromiseLike<unknown>): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`timed out after ${this.hookTimeoutMs} ms`)),
-        this.hookTimeoutMs,
-      );
-      timer.unref();
-    });
-    return Promise.race([
-      Promise.resolve().then(() => hook.run()),
-      timeout,
-    ]).finally(() => clearTimeout(timer));
+    try {
+      await Promise.race([
+        work,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`timed out after ${this.hookTimeoutMs} ms`)),
+            this.hookTimeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
+  );
 }
 
 /** A one-line description of a thrown value, for log lines. */
