@@ -69,18 +69,43 @@ export class DeliveryReconciler
         [graceMs, limit],
       );
     if (rows.length === 0) return 0;
-    await this.queue.addBulk(
-      rows.map((row) => ({
-        data: { deliveryId: row.id },
-        opts: {
-          ...DELIVERY_JOB_OPTIONS,
-          jobId: deliveryJobId(row.id, row.attempt_count + 1),
-        },
-      })),
-    );
+    const jobs = rows.map((row) => ({
+      data: { deliveryId: row.id },
+      opts: {
+        ...DELIVERY_JOB_OPTIONS,
+        jobId: deliveryJobId(row.id, row.attempt_count + 1),
+      },
+    }));
+    await this.removeHusks(jobs.map((job) => job.opts.jobId));
+    await this.queue.addBulk(jobs);
     this.logger.log(
       `re-enqueued ${rows.length} delivery job(s) found due in Postgres`,
     );
     return rows.length;
+  }
+
+  /**
+   * Deletes the job hashes among `jobIds` that hold no job: Bull would take them for the job
+   * and ignore the re-enqueue, forever.
+   *
+   * NOTE: Bull moves a job to active in two commands (BRPOPLPUSH, then a script that locks
+   * it and sets `processedOn`). When Redis loses its data in between (restart without
+   * persistence, FLUSHALL), the script recreates the job's hash on the empty server with
+   * `processedOn` only: no data, in no list. A husk is removable once its lock has expired.
+   */
+  private async removeHusks(jobIds: string[]): Promise<void> {
+    const queue = this.queue.queue;
+    await Promise.all(
+      jobIds.map(async (jobId) => {
+        const job = await queue.getJob(jobId);
+        if (!job || job.data?.deliveryId) return;
+        const removed = await job.remove().then(
+          () => true,
+          () => false, // still locked: the next round tries again
+        );
+        if (removed)
+          this.logger.warn(`removed job ${jobId}: an empty hash Redis lost`);
+      }),
+    );
   }
 }

@@ -254,6 +254,7 @@ describe('when scopes with each propagation are combined', () => {
 
   describe('when a REQUIRED transaction queues jobs', () => {
     it('should keep every job out of Redis until the outermost commit, then enqueue them all', async () => {
+      const countsBefore = await bullQueue(app, QUEUE).getJobCounts();
       let countsInside: object | undefined;
       const [first, joined] = await outer.run(async () => {
         const written = [
@@ -267,7 +268,11 @@ describe('when scopes with each propagation are combined', () => {
       await observe.note('after commit', 'first', 'joined');
 
       expect(joined.txid).toBe(first.txid);
-      expect(countsInside).toEqual(NO_JOBS);
+      expect(countsInside).toEqual(countsBefore);
+      expect(await bullQueue(app, QUEUE).getJobCounts()).toEqual({
+        ...countsBefore,
+        waiting: countsBefore.waiting + 2,
+      });
       expect(log).toEqual([
         'first wrote',
         'joined wrote',
