@@ -181,7 +181,10 @@ describe('when a queue is durable (transactional outbox)', () => {
         plain.add = original;
       }
       expect((await outboxRow(app, id))?.dispatched_at).toBeNull();
-      await waitFor(async () => (await outbox.stats()).pending === 1, 'the other marks');
+      await waitFor(
+        async () => (await outbox.stats()).pending === 1,
+        'the other marks',
+      );
       expect(await outbox.relayOnce()).toBe(1);
       expect((await plain.getJob(id))?.id).toBe(id);
     });
