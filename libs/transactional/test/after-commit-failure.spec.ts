@@ -32,7 +32,7 @@ import {
   nextMacrotask,
   watchProcessFailures,
 } from './support/process-failures';
-import { OwnRedis, startOwnRedis } from './support/redis-server';
+import { OwnRedis, startOwnRedis } from '../../../test/faults/support/own-redis';
 
 const TIMEOUT_MS = 1_000;
 
