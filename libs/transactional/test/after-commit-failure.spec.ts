@@ -32,7 +32,10 @@ import {
   nextMacrotask,
   watchProcessFailures,
 } from './support/process-failures';
-import { OwnRedis, startOwnRedis } from '../../../test/faults/support/own-redis';
+import {
+  OwnRedis,
+  startOwnRedis,
+} from '../../../test/faults/support/own-redis';
 
 const TIMEOUT_MS = 1_000;
 
