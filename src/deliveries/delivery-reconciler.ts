@@ -7,6 +7,7 @@ import {
 } from '@nestjs/common';
 import {
   InjectTransactionAwareQueue,
+  removeBullJobHusks,
   TransactionAwareQueue,
   TransactionHost,
 } from '@app/transactional';
@@ -76,36 +77,18 @@ export class DeliveryReconciler
         jobId: deliveryJobId(row.id, row.attempt_count + 1),
       },
     }));
-    await this.removeHusks(jobs.map((job) => job.opts.jobId));
+    // NOTE: an empty job hash left by a Redis data loss would swallow the re-add forever.
+    const { removed } = await removeBullJobHusks(
+      this.queue.queue,
+      jobs.map((job) => job.opts.jobId),
+    );
+    for (const jobId of removed) {
+      this.logger.warn(`removed job ${jobId}: an empty hash Redis lost`);
+    }
     await this.queue.addBulk(jobs);
     this.logger.log(
       `re-enqueued ${rows.length} delivery job(s) found due in Postgres`,
     );
     return rows.length;
-  }
-
-  /**
-   * Deletes the job hashes among `jobIds` that hold no job: Bull would take them for the job
-   * and ignore the re-enqueue, forever.
-   *
-   * NOTE: Bull moves a job to active in two commands (BRPOPLPUSH, then a script that locks
-   * it and sets `processedOn`). When Redis loses its data in between (restart without
-   * persistence, FLUSHALL), the script recreates the job's hash on the empty server with
-   * `processedOn` only: no data, in no list. A husk is removable once its lock has expired.
-   */
-  private async removeHusks(jobIds: string[]): Promise<void> {
-    const queue = this.queue.queue;
-    await Promise.all(
-      jobIds.map(async (jobId) => {
-        const job = await queue.getJob(jobId);
-        if (!job || job.data?.deliveryId) return;
-        const removed = await job.remove().then(
-          () => true,
-          () => false, // still locked: the next round tries again
-        );
-        if (removed)
-          this.logger.warn(`removed job ${jobId}: an empty hash Redis lost`);
-      }),
-    );
   }
 }

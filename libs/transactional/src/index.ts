@@ -44,3 +44,4 @@ export type {
 } from './outbox/outbox.options';
 export type { OutboxStats } from './outbox/outbox-store';
 export type { TransactionAwareJobOptions } from './transactional.interfaces';
+export { removeBullJobHusks } from './bull-job-husks';

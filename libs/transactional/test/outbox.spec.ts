@@ -190,6 +190,42 @@ describe('when a queue is durable (transactional outbox)', () => {
     });
   });
 
+  describe('when Redis lost its data and left an empty job hash under a pending row id', () => {
+    it('should remove the husk (once its lock is gone) and enqueue the real job', async () => {
+      const original = bull.add.bind(bull);
+      bull.add = (async () => {
+        throw new Error('simulated Redis outage');
+      }) as any;
+      let id: string;
+      try {
+        ({ id } = await orders.create('husk'));
+      } finally {
+        bull.add = original;
+      }
+      await waitFor(
+        async () => (await outbox.stats()).pending === 1,
+        'the other marks',
+      );
+      // What Bull's moveToActive script leaves on a Redis that was emptied under it.
+      await bull.client.hset(bull.toKey(id), 'processedOn', Date.now());
+      await bull.client.set(
+        `${bull.toKey(id)}:lock`,
+        'another-worker',
+        'PX',
+        60_000,
+      );
+      expect(await outbox.relayOnce()).toBe(0);
+      expect((await outboxRow(app, id))?.dispatched_at).toBeNull();
+
+      await bull.client.del(`${bull.toKey(id)}:lock`);
+      expect(await outbox.relayOnce()).toBe(1);
+      expect((await bull.getJob(id))?.data).toMatchObject({
+        orderId: expect.any(String),
+      });
+      expect((await outboxRow(app, id))?.dispatched_at).not.toBeNull();
+    });
+  });
+
   describe('when the fast path cannot reach Redis after the commit', () => {
     it('should keep the row pending and let the relay enqueue it, once', async () => {
       const original = bull.add.bind(bull);

@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
+import { removeBullJobHusks } from '../bull-job-husks';
 import type { QueueRegistry } from '../queue-registry';
 import type { TransactionAwareQueue } from '../transaction-aware-queue';
 import type { OutboxStore } from './outbox-store';
@@ -100,23 +101,30 @@ export class OutboxRelay {
         const queue = byName.get(row.queue)!;
         groups.set(queue, [...(groups.get(queue) ?? []), row]);
       }
+      const dispatched: string[] = [];
       for (const [queue, group] of groups) {
-        const jobs = group.map((row) => ({
+        // A husk would swallow the re-add while the row is marked: the job would be lost.
+        const { removed, locked } = await removeBullJobHusks(
+          queue.queue,
+          group.map((row) => row.id),
+        );
+        if (removed.length > 0)
+          this.logger.warn(`removed empty job hashes ${removed.join(', ')}`);
+        const ready = group.filter((row) => !locked.includes(row.id));
+        const jobs = ready.map((row) => ({
           name: row.jobName,
           data: row.data,
           opts: { ...row.opts, jobId: row.id },
         }));
         await withTimeout(queue.queue.addBulk(jobs), ENQUEUE_TIMEOUT_MS);
+        dispatched.push(...ready.map((row) => row.id));
       }
-      await this.store.markDispatched(
-        m,
-        rows.map((row) => row.id),
-      );
-      this.relayed += rows.length;
+      await this.store.markDispatched(m, dispatched);
+      this.relayed += dispatched.length;
       this.logger.log(
-        `relayed ${rows.length} job(s) the fast path had not dispatched`,
+        `relayed ${dispatched.length} job(s) the fast path had not dispatched`,
       );
-      return rows.length;
+      return dispatched.length;
     });
   }
 }
