@@ -76,7 +76,7 @@ describe('when many delays are reported at once through HTTP', () => {
     expect(row).toEqual({ n: TRIPS, max: 1 });
   });
 
-  it('should leave no event, delivery or job behind when the transaction rolls back', async () => {
+  it('should refuse a delay on an arrived trip with 409 and store no event', async () => {
     const trip = await request(svc.url)
       .post('/v1/trips')
       .set(auth())

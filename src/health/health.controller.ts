@@ -2,7 +2,11 @@ import { InjectQueue } from '@nestjs/bull';
 import { Controller, Get, ServiceUnavailableException } from '@nestjs/common';
 import type { Queue } from 'bull';
 import { DataSource } from 'typeorm';
-import { TransactionRunner, TransactionalOutbox } from '@app/transactional';
+import {
+  TransactionRunner,
+  TransactionalOutbox,
+  withTimeout,
+} from '@app/transactional';
 import { PublicRoute } from '../auth/auth.decorators';
 import { DELIVERY_QUEUE } from '../deliveries/delivery-queue';
 
@@ -40,17 +44,4 @@ export class HealthController {
     if (database !== 'up') throw new ServiceUnavailableException(body);
     return body;
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no answer within ${ms} ms`)),
-        ms,
-      );
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

@@ -45,3 +45,4 @@ export type {
 export type { OutboxStats } from './outbox/outbox-store';
 export type { TransactionAwareJobOptions } from './transactional.interfaces';
 export { removeBullJobHusks } from './bull-job-husks';
+export { withTimeout } from './with-timeout';

@@ -21,10 +21,9 @@ export class QueueRegistry {
   byConnection(): Map<string, TransactionAwareQueue<any>[]> {
     const result = new Map<string, TransactionAwareQueue<any>[]>();
     for (const queue of this.queues.values()) {
-      result.set(queue.connection, [
-        ...(result.get(queue.connection) ?? []),
-        queue,
-      ]);
+      const queues = result.get(queue.connection);
+      if (queues) queues.push(queue);
+      else result.set(queue.connection, [queue]);
     }
     return result;
   }

@@ -12,6 +12,7 @@ import {
 } from './transaction-context';
 import type { TransactionDriver } from './transaction-driver';
 import { transactionStorage } from './transaction-storage';
+import { withTimeout } from './with-timeout';
 import { DEFAULT_CONNECTION_NAME } from './transactional.constants';
 import type { TransactionalOptions } from './transactional.interfaces';
 
@@ -266,7 +267,7 @@ export class TransactionRunner {
       for (const hook of hooks) {
         try {
           const result = hook.run();
-          if (isThenable(result)) await this.withTimeout(result);
+          if (isThenable(result)) await withTimeout(result, this.hookTimeoutMs);
         } catch (error) {
           this.stats.hookFailures++;
           this.logger.error(
@@ -275,23 +276,6 @@ export class TransactionRunner {
         }
       }
     });
-  }
-
-  private async withTimeout(work: PromiseLike<unknown>): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        work,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`timed out after ${this.hookTimeoutMs} ms`)),
-            this.hookTimeoutMs,
-          );
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }
 

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { removeBullJobHusks } from '../bull-job-husks';
 import type { QueueRegistry } from '../queue-registry';
+import { withTimeout } from '../with-timeout';
 import type { TransactionAwareQueue } from '../transaction-aware-queue';
 import type { OutboxStore } from './outbox-store';
 import type { ResolvedOutboxOptions } from './outbox.options';
@@ -99,7 +100,9 @@ export class OutboxRelay {
       const groups = new Map<TransactionAwareQueue<any>, typeof rows>();
       for (const row of rows) {
         const queue = byName.get(row.queue)!;
-        groups.set(queue, [...(groups.get(queue) ?? []), row]);
+        const group = groups.get(queue);
+        if (group) group.push(row);
+        else groups.set(queue, [row]);
       }
       const dispatched: string[] = [];
       for (const [queue, group] of groups) {
@@ -116,7 +119,11 @@ export class OutboxRelay {
           data: row.data,
           opts: { ...row.opts, jobId: row.id },
         }));
-        await withTimeout(queue.queue.addBulk(jobs), ENQUEUE_TIMEOUT_MS);
+        await withTimeout(
+          queue.queue.addBulk(jobs),
+          ENQUEUE_TIMEOUT_MS,
+          `Redis did not take the batch within ${ENQUEUE_TIMEOUT_MS} ms`,
+        );
         dispatched.push(...ready.map((row) => row.id));
       }
       await this.store.markDispatched(m, dispatched);
@@ -127,15 +134,4 @@ export class OutboxRelay {
       return dispatched.length;
     });
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Redis did not take the batch within ${ms} ms`)),
-      ms,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
