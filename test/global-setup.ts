@@ -8,7 +8,11 @@ export default async function globalSetup(): Promise<void> {
   const admin = new Client({ connectionString: url.toString() });
   await admin.connect();
   try {
-    for (const name of ['transactional_test', 'webhooks_test']) {
+    const suffix = process.env.TEST_DB_SUFFIX ?? '';
+    for (const name of [
+      `transactional_test${suffix}`,
+      `webhooks_test${suffix}`,
+    ]) {
       const exists = await admin.query(
         'SELECT 1 FROM pg_database WHERE datname = $1',
         [name],

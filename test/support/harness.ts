@@ -10,12 +10,12 @@ import { DELIVERY_QUEUE } from '../../src/deliveries/delivery-queue';
 /** The admin token e2e apps are started with. */
 export const ADMIN_TOKEN = 'e2e-admin-token';
 
-/** Database the e2e specs use (created by the jest global setup). */
+/** Database the e2e specs use (created by the jest global setup; `TEST_DB_SUFFIX` keeps parallel checkouts apart). */
 export function e2eDatabaseUrl(): string {
   const url = new URL(
     process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   );
-  url.pathname = '/webhooks_test';
+  url.pathname = `/webhooks_test${process.env.TEST_DB_SUFFIX ?? ''}`;
   return url.toString();
 }
 

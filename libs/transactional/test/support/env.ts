@@ -1,5 +1,7 @@
 /** Connection settings of the library specs: the shared Postgres and Redis. */
-export function testDatabaseUrl(database = 'transactional_test'): string {
+export function testDatabaseUrl(
+  database = `transactional_test${process.env.TEST_DB_SUFFIX ?? ''}`,
+): string {
   const url = new URL(
     process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   );
