@@ -33,6 +33,12 @@ export class HookFrame {
 export class TransactionContext {
   /** Frame of the scope that opened the transaction. */
   readonly root = new HookFrame();
+  /**
+   * Steps to run inside the transaction, in order, after the outermost scope's work returned
+   * and before COMMIT (with the scope still bound). One that throws rolls the transaction back
+   * and the error reaches the caller. Internal: the outbox uses it.
+   */
+  readonly beforeCommit: TransactionHook[] = [];
   private savepoints = 0;
 
   constructor(

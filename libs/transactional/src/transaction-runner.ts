@@ -181,7 +181,11 @@ export class TransactionRunner {
       result = await transactionStorage.run(
         connection,
         { tx, frame: tx.root },
-        fn,
+        async () => {
+          const value = await fn();
+          for (const hook of tx.beforeCommit) await hook.run();
+          return value;
+        },
       );
     } catch (error) {
       await this.end(tx, () => handle.rollback(), where);
