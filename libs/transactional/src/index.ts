@@ -27,6 +27,8 @@ export type {
   TransactionalOptions,
 } from './transactional.interfaces';
 export type {
+  BeginContext,
+  CommitOutcome,
   TransactionDriver,
   TransactionHandle,
 } from './transaction-driver';
@@ -36,6 +38,9 @@ export { TransactionNotAllowedError } from './errors/transaction-not-allowed.err
 export { NoTransactionError } from './errors/no-transaction.error';
 export { PlainQueueInTransactionError } from './errors/plain-queue-in-transaction.error';
 export { UnknownConnectionError } from './errors/unknown-connection.error';
+export { UnexpectedRollbackError } from './errors/unexpected-rollback.error';
+export { TransactionClosedError } from './errors/transaction-closed.error';
+export { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
 export { TransactionalOutbox } from './outbox/transactional-outbox';
 export { createOutboxMigration } from './outbox/outbox.migration';
 export type {

@@ -141,7 +141,10 @@ export class TransactionAwareQueue<T = unknown> {
   }
 
   private async submit(jobs: PreparedJob<T>[]): Promise<string[]> {
-    const scope = transactionStorage.get(this.connectionName);
+    const scope = transactionStorage.open(
+      this.connectionName,
+      `TransactionAwareQueue("${this.name}").add()`,
+    );
     if (scope) {
       const batch = this.defer(scope, jobs);
       const durable = jobs.filter((job) => job.durable);
@@ -200,7 +203,8 @@ export class TransactionAwareQueue<T = unknown> {
     jobs: PreparedJob<T>[],
   ): PendingBatch<T> {
     this.stats.deferred += jobs.length;
-    const { frame } = scope;
+    // NOTE: the innermost open savepoint holds the rows written now, so it holds the jobs too.
+    const frame = scope.tx.top;
     const open = frame.batches.get(this) as PendingBatch<T> | undefined;
     // NOTE: a batch is extended only while it is the frame's last step, so that jobs and
     // other after-commit hooks keep the order in which they were registered.

@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { TransactionClosedError } from './errors/transaction-closed.error';
 import type { TransactionHandle } from './transaction-driver';
 
 /** A step to run after the outermost commit (or after a rollback). */
@@ -11,16 +12,23 @@ export interface TransactionHook {
 
 /**
  * The hooks registered at one savepoint level of a transaction. A NESTED scope gets a frame of
- * its own: it is dropped when the savepoint rolls back, and handed to the parent frame when
- * the savepoint is released.
+ * its own: its after-commit work is dropped when the savepoint rolls back, and handed to the
+ * parent frame when the savepoint is released.
  */
 export class HookFrame {
   /** Steps to run after the outermost commit, in order. */
   readonly afterCommit: TransactionHook[] = [];
-  /** Steps to run after this frame's work is rolled back, in order. */
+  /** Steps to run once this frame's work is rolled back, in order. */
   readonly afterRollback: TransactionHook[] = [];
   /** Per-owner scratch state (a queue's pending batch), dropped with the frame. */
   readonly batches = new Map<object, unknown>();
+  /** Set when the scope that opened this frame has ended: it takes no more work. */
+  closed = false;
+
+  constructor(
+    /** Name of the savepoint this frame stands for; none for the transaction's root frame. */
+    readonly savepoint?: string,
+  ) {}
 
   /** Hands this frame's hooks to `parent` when its savepoint is released. */
   mergeInto(parent: HookFrame): void {
@@ -29,7 +37,21 @@ export class HookFrame {
   }
 }
 
-/** One physical transaction: its connection and the root frame of its hooks. */
+/** How a transaction ended, with the hooks that must run for it. */
+export interface TransactionEnd {
+  /** After-rollback hooks of savepoints rolled back earlier, then the transaction's own hooks. */
+  readonly hooks: TransactionHook[];
+}
+
+/**
+ * One physical transaction: its connection, the stack of open savepoint frames and the hooks.
+ *
+ * Work registered with the transaction (jobs, after-commit and after-rollback hooks) goes to the
+ * innermost savepoint open at that moment, whichever async branch registers it: that is where
+ * the database puts the rows the same code writes. NESTED scopes of one transaction are
+ * serialised (savepoints on one connection are a stack): a NESTED scope waits until the
+ * savepoint of a concurrent sibling has ended.
+ */
 export class TransactionContext {
   /** Frame of the scope that opened the transaction. */
   readonly root = new HookFrame();
@@ -39,6 +61,16 @@ export class TransactionContext {
    * and the error reaches the caller. Internal: the outbox uses it.
    */
   readonly beforeCommit: TransactionHook[] = [];
+  /** When the transaction began (`Date.now()`). */
+  readonly startedAt = Date.now();
+  private readonly stack: HookFrame[] = [this.root];
+  /** After-rollback hooks of rolled-back savepoints; they run when the transaction ends. */
+  private readonly savepointRollbackHooks: TransactionHook[] = [];
+  private waiters: {
+    parent: HookFrame;
+    open: () => void;
+    fail: (error: Error) => void;
+  }[] = [];
   private savepoints = 0;
 
   constructor(
@@ -46,6 +78,8 @@ export class TransactionContext {
     readonly connectionName: string,
     /** The open transaction. */
     readonly handle: TransactionHandle,
+    /** The runner that opened it; scopes of other runners do not join it. */
+    readonly owner: object,
   ) {}
 
   /** EntityManager bound to the transaction. */
@@ -53,9 +87,116 @@ export class TransactionContext {
     return this.handle.manager;
   }
 
-  /** A savepoint name unique within this transaction. */
-  nextSavepointName(): string {
-    return `tx_sp_${++this.savepoints}`;
+  /** Whether the transaction has ended (its outermost scope returned or threw). */
+  get ended(): boolean {
+    return this.root.closed;
+  }
+
+  /** The innermost open frame: where work registered now belongs. */
+  get top(): HookFrame {
+    return this.stack[this.stack.length - 1];
+  }
+
+  /**
+   * The frame new work registered from a scope bound to `frame` goes to, or a
+   * `TransactionClosedError` naming `what` when that scope has ended.
+   */
+  target(frame: HookFrame, what: string): HookFrame {
+    if (frame.closed)
+      throw new TransactionClosedError(what, this.connectionName);
+    return this.top;
+  }
+
+  /**
+   * Resolves with a new savepoint frame on top of `parent` once `parent` is the innermost open
+   * frame (at once, unless a sibling NESTED scope still holds its savepoint). Rejects when
+   * `parent`'s scope has ended meanwhile.
+   */
+  openSavepoint(parent: HookFrame, what: string): Promise<HookFrame> {
+    if (parent.closed) {
+      return Promise.reject(
+        new TransactionClosedError(what, this.connectionName),
+      );
+    }
+    if (this.top === parent) return Promise.resolve(this.push());
+    return new Promise<HookFrame>((resolve, reject) => {
+      this.waiters.push({
+        parent,
+        open: () => resolve(this.push()),
+        fail: reject,
+      });
+    }).catch((error: Error) => {
+      throw error instanceof TransactionClosedError
+        ? new TransactionClosedError(what, this.connectionName)
+        : error;
+    });
+  }
+
+  /**
+   * Ends the savepoint of `frame` (the innermost one): a released frame hands its hooks to its
+   * parent; a rolled-back one drops its after-commit work and keeps its after-rollback hooks
+   * for the end of the transaction. Then the next waiting sibling may open its savepoint.
+   */
+  closeSavepoint(frame: HookFrame, outcome: 'released' | 'rolled-back'): void {
+    const index = this.stack.lastIndexOf(frame);
+    if (index <= 0) return; // already dropped by the end of the transaction
+    // NOTE: frames above it belong to scopes that did not end before it (not awaited); the
+    // database releases or rolls them back with it, so their work goes the same way.
+    const dropped = this.stack.splice(index);
+    for (let i = dropped.length - 1; i >= 0; i--) {
+      const closing = dropped[i];
+      closing.closed = true;
+      const parent = i > 0 ? dropped[i - 1] : this.top;
+      if (outcome === 'released') closing.mergeInto(parent);
+      else this.savepointRollbackHooks.push(...closing.afterRollback);
+    }
+    this.wake();
+  }
+
+  /**
+   * Ends the transaction: no frame takes work any more, waiting NESTED scopes are refused, and
+   * the hooks to run for `outcome` are returned (after-rollback hooks of rolled-back savepoints
+   * first, then those of every frame still open, root first, each list in registration order).
+   */
+  end(outcome: 'committed' | 'rolled-back'): TransactionEnd {
+    const hooks = [...this.savepointRollbackHooks];
+    for (const frame of this.stack) {
+      frame.closed = true;
+      hooks.push(
+        ...(outcome === 'committed' ? frame.afterCommit : frame.afterRollback),
+      );
+    }
+    this.stack.length = 1;
+    this.wake();
+    return { hooks };
+  }
+
+  /** Closes the root frame to new work (the outermost scope returned); the stack stays. */
+  closeRoot(): void {
+    this.root.closed = true;
+  }
+
+  private push(): HookFrame {
+    const frame = new HookFrame(`tx_sp_${++this.savepoints}`);
+    this.stack.push(frame);
+    return frame;
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0) return;
+    const waiting = this.waiters;
+    this.waiters = [];
+    let opened = false;
+    for (const waiter of waiting) {
+      if (waiter.parent.closed || this.ended) {
+        waiter.fail(new TransactionClosedError('', this.connectionName));
+      } else if (!opened && this.top === waiter.parent) {
+        opened = true;
+        waiter.open();
+      } else {
+        this.waiters.push(waiter);
+      }
+    }
   }
 }
 
@@ -63,6 +204,9 @@ export class TransactionContext {
 export interface TransactionScope {
   /** The transaction. */
   readonly tx: TransactionContext;
-  /** The frame (savepoint level) the code runs in; hooks it registers go here. */
+  /**
+   * The frame of the scope the code runs in (the root frame, or the savepoint frame of a NESTED
+   * scope); the code may register work only while it is open.
+   */
   readonly frame: HookFrame;
 }

@@ -1,6 +1,9 @@
 import type { EntityManager } from 'typeorm';
 import type { IsolationLevel } from './transactional.interfaces';
 
+/** How a `COMMIT` ended: Postgres answers a commit of an aborted transaction with a rollback. */
+export type CommitOutcome = 'committed' | 'rolled-back';
+
 /**
  * One open database transaction, as the runner sees it. The TypeORM driver implements it on a
  * `QueryRunner`; the testing kit implements it without a database.
@@ -8,8 +11,11 @@ import type { IsolationLevel } from './transactional.interfaces';
 export interface TransactionHandle {
   /** EntityManager bound to the transaction's connection. */
   readonly manager: EntityManager;
-  /** Commits; rejects when the database refuses (the transaction is then rolled back). */
-  commit(): Promise<void>;
+  /**
+   * Commits. Resolves with `'rolled-back'` when the database rolled the transaction back
+   * instead (a statement failed in it earlier); rejects when the database refuses otherwise.
+   */
+  commit(): Promise<CommitOutcome>;
   /** Rolls back. */
   rollback(): Promise<void>;
   /** Runs `SAVEPOINT`, `RELEASE SAVEPOINT` or `ROLLBACK TO SAVEPOINT` with the given name. */
@@ -17,14 +23,31 @@ export interface TransactionHandle {
     action: 'create' | 'release' | 'rollback',
     name: string,
   ): Promise<void>;
+  /**
+   * Whether the database has aborted the transaction (or the current savepoint): a statement
+   * failed and nothing but a rollback is accepted any more. Optional: a driver that cannot tell
+   * leaves it out, and `commit()` reports the outcome.
+   */
+  isAborted?(): boolean;
   /** Returns the connection to the pool; called once, after commit or rollback. */
   release(): Promise<void>;
+}
+
+/** Where a transaction is being opened, for the error raised when no connection is free. */
+export interface BeginContext {
+  /** The scope that opens it (`Class.method`). */
+  where: string;
+  /** Whether the caller already holds a transaction (so a connection) of any connection. */
+  insideTransaction: boolean;
 }
 
 /** Opens transactions for one connection name. */
 export interface TransactionDriver {
   /** Opens a transaction on a connection of its own. */
-  begin(isolationLevel?: IsolationLevel): Promise<TransactionHandle>;
+  begin(
+    isolationLevel?: IsolationLevel,
+    context?: BeginContext,
+  ): Promise<TransactionHandle>;
   /** EntityManager to use outside any transaction. */
   readonly manager: EntityManager;
 }

@@ -4,7 +4,7 @@ import type {
   ObjectLiteral,
   Repository,
 } from 'typeorm';
-import type { TransactionHook } from './transaction-context';
+import type { TransactionHook, TransactionScope } from './transaction-context';
 import type { TransactionRunner } from './transaction-runner';
 import { transactionStorage } from './transaction-storage';
 import type { TransactionalOptions } from './transactional.interfaces';
@@ -26,14 +26,25 @@ export class TransactionHost {
     readonly connectionName: string,
   ) {}
 
-  /** Whether a transaction is active on this connection in the current async context. */
+  /**
+   * Whether a transaction is active on this connection in the current async context: `false`
+   * outside a scope and once the scope the code runs in has ended.
+   */
   get isActive(): boolean {
-    return transactionStorage.get(this.connectionName) !== undefined;
+    const scope = transactionStorage.get(this.connectionName);
+    return (
+      scope !== undefined &&
+      scope.tx.owner === this.runner &&
+      !scope.frame.closed
+    );
   }
 
-  /** The transaction's EntityManager, or the DataSource's manager outside a transaction. */
+  /**
+   * The transaction's EntityManager, or the DataSource's manager outside a transaction. Throws
+   * `TransactionClosedError` in a scope that has ended (its connection is gone).
+   */
   get manager(): EntityManager {
-    const scope = transactionStorage.get(this.connectionName);
+    const scope = this.scope('TransactionHost.manager');
     return scope
       ? scope.tx.manager
       : this.runner.driver(this.connectionName).manager;
@@ -61,28 +72,45 @@ export class TransactionHost {
   /**
    * Runs `fn` after the outermost commit of the current transaction, with no transaction bound,
    * awaited in registration order; a failure is logged and never reaches the caller. Dropped if
-   * the transaction (or the NESTED scope it was registered in) rolls back. Outside a
-   * transaction `fn` runs at once, as Django's `on_commit` does.
+   * the transaction (or the NESTED scope open when it was registered) rolls back. Outside a
+   * transaction `fn` runs at once, as Django's `on_commit` does. Rejects with
+   * `TransactionClosedError` in a scope that has ended.
    */
   afterCommit(
     fn: () => unknown,
     description = 'afterCommit hook',
   ): Promise<void> {
     const hook = toHook(fn, description);
-    const scope = transactionStorage.get(this.connectionName);
+    let scope: TransactionScope | undefined;
+    try {
+      scope = this.scope('TransactionHost.afterCommit()');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (!scope) return this.runner.runHooks([hook], 'after-commit');
-    scope.frame.afterCommit.push(hook);
+    scope.tx.top.afterCommit.push(hook);
     return Promise.resolve();
   }
 
   /**
-   * Runs `fn` after the current transaction rolls back, or after the NESTED scope it was
-   * registered in rolls back to its savepoint. Does nothing outside a transaction.
+   * Runs `fn` once the work registered with it is rolled back: when the transaction rolls back,
+   * or, registered inside a NESTED scope whose savepoint rolls back, when the outermost
+   * transaction ends (commit or rollback), so that the hook never competes with the still open
+   * transaction for its locks. Does nothing outside a transaction; throws
+   * `TransactionClosedError` in a scope that has ended.
    */
   afterRollback(fn: () => unknown, description = 'afterRollback hook'): void {
-    transactionStorage
-      .get(this.connectionName)
-      ?.frame.afterRollback.push(toHook(fn, description));
+    this.scope('TransactionHost.afterRollback()')?.tx.top.afterRollback.push(
+      toHook(fn, description),
+    );
+  }
+
+  /** This runner's scope bound for the connection, if any; one that has ended throws. */
+  private scope(what: string): TransactionScope | undefined {
+    const scope = transactionStorage.get(this.connectionName);
+    if (!scope || scope.tx.owner !== this.runner) return undefined;
+    scope.tx.target(scope.frame, what);
+    return scope;
   }
 }
 

@@ -3,30 +3,33 @@ import { Propagation } from './propagation';
 import { TransactionNotAllowedError } from './errors/transaction-not-allowed.error';
 import { TransactionRequiredError } from './errors/transaction-required.error';
 import { TransactionalError } from './errors/transactional.error';
+import { UnexpectedRollbackError } from './errors/unexpected-rollback.error';
 import { UnknownConnectionError } from './errors/unknown-connection.error';
+import { runnerRegistry } from './runner-registry';
 import {
-  HookFrame,
   TransactionContext,
   TransactionHook,
   TransactionScope,
 } from './transaction-context';
 import type { TransactionDriver } from './transaction-driver';
 import { transactionStorage } from './transaction-storage';
-import { withTimeout } from './with-timeout';
 import { DEFAULT_CONNECTION_NAME } from './transactional.constants';
 import type { TransactionalOptions } from './transactional.interfaces';
+import { withTimeout } from './with-timeout';
 
 /** Counters of a runner, for health checks and metrics. */
 export interface TransactionRunnerStats {
   /** Transactions committed (savepoints not counted). */
   committed: number;
-  /** Transactions rolled back, including failed commits. */
+  /** Transactions rolled back, including failed commits and commits Postgres turned into rollbacks. */
   rolledBack: number;
+  /** Savepoints (NESTED scopes) rolled back. */
+  savepointsRolledBack: number;
   /** After-commit and after-rollback steps that threw or timed out. */
   hookFailures: number;
+  /** After-commit phases that outlived `afterCommitTimeoutMs` and went on in the background. */
+  hookPhasesDetached: number;
 }
-
-let currentRunner: TransactionRunner | undefined;
 
 // NOTE: a fail point for process-level fault tests only: with TRANSACTIONAL_FAILPOINT set to
 // 'after-commit' the process kills itself between a commit that has after-commit work (queued
@@ -37,48 +40,42 @@ const FAILPOINT = process.env.TRANSACTIONAL_FAILPOINT;
  * Opens, joins, suspends and ends transaction scopes with the propagation rules of
  * `Propagation`, and runs the deferred work of a transaction after its outermost commit.
  * `@Transactional`, its interceptor and `TransactionHost.withTransaction` all go through it.
+ * Each application has its own runner.
  */
 export class TransactionRunner {
   /** Counters since start-up. */
   readonly stats: TransactionRunnerStats = {
     committed: 0,
     rolledBack: 0,
+    savepointsRolledBack: 0,
     hookFailures: 0,
+    hookPhasesDetached: 0,
   };
   private readonly logger = new Logger('Transactional');
-  /** Transactions (with their after-commit work) in progress, and who waits for none. */
+  /** Transactions and after-commit phases in progress, and who waits for none. */
   private active = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Set once the application has shut down: no new scope is served. */
+  private closed = false;
 
   constructor(
     private readonly drivers: ReadonlyMap<string, TransactionDriver>,
+    /** Longest a caller waits for the after-commit (or after-rollback) work of one transaction. */
     private readonly hookTimeoutMs = 10_000,
   ) {}
 
-  /**
-   * The runner of the most recently initialised `TransactionalModule`; `@Transactional` on
-   * provider methods uses it, since decorators run before dependency injection.
-   */
-  static current(where: string): TransactionRunner {
-    if (!currentRunner) {
-      throw new TransactionalError(
-        `${where} is decorated with @Transactional(), but TransactionalModule is not ` +
-          `initialised. Import TransactionalModule.forRoot() in the application module and ` +
-          `call the method after the application has started (app.init()).`,
-      );
-    }
-    return currentRunner;
-  }
-
-  /** Makes this runner the one `@Transactional` methods use (done by the module on init). */
+  /** Makes this runner one that `@Transactional` methods may use (done by the module). */
   activate(): void {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    currentRunner = this;
+    runnerRegistry.add(this);
   }
 
-  /** Undoes `activate()` if this runner is still the active one. */
+  /**
+   * Undoes `activate()` (done by the module once its application has shut down, after the
+   * drain): from then on every scope is refused with a `TransactionalError`.
+   */
   deactivate(): void {
-    if (currentRunner === this) currentRunner = undefined;
+    this.closed = true;
+    runnerRegistry.delete(this);
   }
 
   /** The driver of a connection, or an `UnknownConnectionError` naming `where`. */
@@ -94,37 +91,47 @@ export class TransactionRunner {
     fn: () => Promise<T>,
     where = 'Transactional scope',
   ): Promise<T> {
+    if (this.closed) {
+      return Promise.reject(
+        new TransactionalError(
+          `${where} is decorated with @Transactional(), but its application has been ` +
+            `closed (its DataSources are gone). Call it while the application runs.`,
+        ),
+      );
+    }
     const connection = options.connectionName ?? DEFAULT_CONNECTION_NAME;
-    const current = transactionStorage.get(connection);
+    const bound = transactionStorage.get(connection);
+    // NOTE: a scope of another runner (another application) is not this runner's transaction.
+    const current = bound?.tx.owner === this ? bound : undefined;
     switch (options.propagation ?? Propagation.Required) {
       case Propagation.Required:
-        return current ? fn() : this.runNew(connection, options, fn, where);
+        return current
+          ? this.join(current, fn, where)
+          : this.runNew(connection, options, fn, where);
       case Propagation.RequiresNew:
         return this.runNew(connection, options, fn, where);
       case Propagation.Nested:
         return current
-          ? this.runSavepoint(connection, current, fn)
+          ? this.runSavepoint(connection, current, fn, where)
           : this.runNew(connection, options, fn, where);
       case Propagation.Supports:
-        return fn();
+        return current ? this.join(current, fn, where) : fn();
       case Propagation.Mandatory:
         if (!current) {
           return Promise.reject(
             new TransactionRequiredError(where, connection),
           );
         }
-        return fn();
+        return this.join(current, fn, where);
       case Propagation.Never:
-        if (current) {
+        if (current && !current.frame.closed) {
           return Promise.reject(
             new TransactionNotAllowedError(where, connection),
           );
         }
-        return fn();
+        return bound ? transactionStorage.run(connection, undefined, fn) : fn();
       case Propagation.NotSupported:
-        return current
-          ? transactionStorage.run(connection, undefined, fn)
-          : fn();
+        return bound ? transactionStorage.run(connection, undefined, fn) : fn();
       default:
         return Promise.reject(
           new TransactionalError(
@@ -150,23 +157,40 @@ export class TransactionRunner {
     return this.active;
   }
 
-  private async runNew<T>(
+  /** Runs `fn` in the open scope `scope`; refused when that scope has already ended. */
+  private join<T>(
+    scope: TransactionScope,
+    fn: () => Promise<T>,
+    where: string,
+  ): Promise<T> {
+    try {
+      scope.tx.target(scope.frame, where);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return fn();
+  }
+
+  /** Counts `work` as in progress until it settles (for `drain`). */
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.active++;
+    return work.finally(() => {
+      if (--this.active === 0 && this.idleWaiters.length > 0) {
+        for (const wake of this.idleWaiters.splice(0)) wake();
+      }
+    });
+  }
+
+  private runNew<T>(
     connection: string,
     options: TransactionalOptions,
     fn: () => Promise<T>,
     where: string,
   ): Promise<T> {
-    this.active++;
-    try {
-      return await this.runNewTracked(connection, options, fn, where);
-    } finally {
-      if (--this.active === 0 && this.idleWaiters.length > 0) {
-        for (const wake of this.idleWaiters.splice(0)) wake();
-      }
-    }
+    return this.track(this.runTransaction(connection, options, fn, where));
   }
 
-  private async runNewTracked<T>(
+  private async runTransaction<T>(
     connection: string,
     options: TransactionalOptions,
     fn: () => Promise<T>,
@@ -174,8 +198,9 @@ export class TransactionRunner {
   ): Promise<T> {
     const handle = await this.driver(connection, where).begin(
       options.isolationLevel,
+      { where, insideTransaction: transactionStorage.hasAny() },
     );
-    const tx = new TransactionContext(connection, handle);
+    const tx = new TransactionContext(connection, handle, this);
     let result: T;
     try {
       result = await transactionStorage.run(
@@ -183,47 +208,56 @@ export class TransactionRunner {
         { tx, frame: tx.root },
         async () => {
           const value = await fn();
+          tx.closeRoot();
           for (const hook of tx.beforeCommit) await hook.run();
           return value;
         },
       );
     } catch (error) {
-      await this.end(tx, () => handle.rollback(), where);
-      await this.runHooks(tx.root.afterRollback, 'after-rollback');
+      await this.rollback(tx, where, () => handle.rollback());
       throw error;
     }
+    let outcome;
     try {
-      await handle.commit();
+      outcome = handle.isAborted?.()
+        ? await handle.rollback().then(() => 'rolled-back' as const)
+        : await handle.commit();
     } catch (error) {
-      await this.end(tx, () => handle.rollback(), where);
-      await this.runHooks(tx.root.afterRollback, 'after-rollback');
+      await this.rollback(tx, where, () => handle.rollback());
       throw error;
+    }
+    if (outcome === 'rolled-back') {
+      await this.rollback(tx, where, () => Promise.resolve());
+      throw new UnexpectedRollbackError(where, 'transaction');
     }
     this.stats.committed++;
-    if (FAILPOINT === 'after-commit' && tx.root.afterCommit.length > 0) {
+    const { hooks } = tx.end('committed');
+    if (FAILPOINT === 'after-commit' && hooks.length > 0) {
       process.kill(process.pid, 'SIGKILL');
     }
-    await handle.release().catch((error: unknown) => {
-      this.logger.error(
-        `${where}: releasing the connection failed: ${errorText(error)}`,
-      );
-    });
-    await this.runHooks(tx.root.afterCommit, 'after-commit');
+    await this.release(tx, where);
+    await this.runHooks(hooks, 'after-commit', where);
     return result;
   }
 
-  /** Rolls back (a failed rollback is logged, not thrown) and releases the connection. */
-  private async end(
+  /** Rolls back (a failed rollback is logged, not thrown), releases, runs after-rollback hooks. */
+  private async rollback(
     tx: TransactionContext,
-    rollback: () => Promise<void>,
     where: string,
+    rollback: () => Promise<void>,
   ) {
     this.stats.rolledBack++;
+    const { hooks } = tx.end('rolled-back');
     try {
       await rollback();
     } catch (error) {
       this.logger.error(`${where}: rollback failed: ${errorText(error)}`);
     }
+    await this.release(tx, where);
+    await this.runHooks(hooks, 'after-rollback', where);
+  }
+
+  private async release(tx: TransactionContext, where: string) {
     await tx.handle.release().catch((error: unknown) => {
       this.logger.error(
         `${where}: releasing the connection failed: ${errorText(error)}`,
@@ -235,51 +269,97 @@ export class TransactionRunner {
     connection: string,
     current: TransactionScope,
     fn: () => Promise<T>,
+    where: string,
   ): Promise<T> {
     const { tx } = current;
-    const name = tx.nextSavepointName();
-    await tx.handle.savepoint('create', name);
-    const frame = new HookFrame();
-    let result: T;
-    try {
-      result = await transactionStorage.run(connection, { tx, frame }, fn);
-    } catch (error) {
+    const frame = await tx.openSavepoint(current.frame, where);
+    const name = frame.savepoint!;
+    const rollback = async () => {
+      this.stats.savepointsRolledBack++;
       // NOTE: if the savepoint cannot be rolled back the connection is broken; the outer
       // scope's commit will fail, so the original error is the one worth rethrowing.
       await tx.handle
         .savepoint('rollback', name)
         .catch((rollbackError: unknown) => {
           this.logger.error(
-            `rollback to savepoint failed: ${errorText(rollbackError)}`,
+            `${where}: rollback to savepoint failed: ${errorText(rollbackError)}`,
           );
         });
-      await this.runHooks(frame.afterRollback, 'after-rollback');
+      tx.closeSavepoint(frame, 'rolled-back');
+    };
+    try {
+      await tx.handle.savepoint('create', name);
+    } catch (error) {
+      tx.closeSavepoint(frame, 'rolled-back');
       throw error;
     }
-    await tx.handle.savepoint('release', name);
-    frame.mergeInto(current.frame);
+    let result: T;
+    try {
+      result = await transactionStorage.run(connection, { tx, frame }, fn);
+    } catch (error) {
+      await rollback();
+      throw error;
+    }
+    if (tx.handle.isAborted?.()) {
+      await rollback();
+      throw new UnexpectedRollbackError(where, 'savepoint');
+    }
+    try {
+      await tx.handle.savepoint('release', name);
+    } catch (error) {
+      await rollback();
+      throw error;
+    }
+    tx.closeSavepoint(frame, 'released');
     return result;
   }
 
   /**
    * Runs hooks in order, each awaited, with no transaction bound in CLS. A hook that throws or
-   * outlives the timeout is logged and counted; the next one still runs. Never rejects.
+   * times out is logged and counted; the next one still runs. The caller waits at most
+   * `afterCommitTimeoutMs` for all of them together; what is left then goes on in the
+   * background (each further step bounded by the same timeout). Never rejects.
    */
-  runHooks(hooks: readonly TransactionHook[], phase: string): Promise<void> {
+  runHooks(
+    hooks: readonly TransactionHook[],
+    phase: string,
+    where = 'transaction',
+  ): Promise<void> {
     if (hooks.length === 0) return Promise.resolve();
-    return transactionStorage.runDetached(async () => {
-      for (const hook of hooks) {
-        try {
-          const result = hook.run();
-          if (isThenable(result)) await withTimeout(result, this.hookTimeoutMs);
-        } catch (error) {
-          this.stats.hookFailures++;
-          this.logger.error(
-            `${phase} step failed: ${hook.describe()}: ${errorText(error)}`,
-          );
-        }
-      }
+    const sequence = this.track(
+      transactionStorage.runDetached(() => this.runSequence(hooks, phase)),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.stats.hookPhasesDetached++;
+        this.logger.warn(
+          `${where}: ${phase} work still running after ${this.hookTimeoutMs} ms; the caller ` +
+            `goes on, the rest of it continues in the background`,
+        );
+        resolve();
+      }, this.hookTimeoutMs);
     });
+    return Promise.race([sequence, deadline]).finally(() =>
+      clearTimeout(timer),
+    );
+  }
+
+  private async runSequence(
+    hooks: readonly TransactionHook[],
+    phase: string,
+  ): Promise<void> {
+    for (const hook of hooks) {
+      try {
+        const result = hook.run();
+        if (isThenable(result)) await withTimeout(result, this.hookTimeoutMs);
+      } catch (error) {
+        this.stats.hookFailures++;
+        this.logger.error(
+          `${phase} step failed: ${hook.describe()}: ${errorText(error)}`,
+        );
+      }
+    }
   }
 }
 

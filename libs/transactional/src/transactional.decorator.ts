@@ -1,8 +1,11 @@
 import { UseInterceptors, applyDecorators } from '@nestjs/common';
 import { opensOwnScope } from './propagation';
-import { TransactionRunner } from './transaction-runner';
+import { RunnerLike, runnerRegistry } from './runner-registry';
 import { handlerClaims } from './transaction-storage';
-import { TRANSACTIONAL_OPTIONS_METADATA } from './transactional.constants';
+import {
+  DEFAULT_CONNECTION_NAME,
+  TRANSACTIONAL_OPTIONS_METADATA,
+} from './transactional.constants';
 import { TransactionalInterceptor } from './transactional.interceptor';
 import type { TransactionalOptions } from './transactional.interfaces';
 
@@ -43,12 +46,13 @@ export function Transactional(
     }
     const where = `${target.constructor.name}.${String(key)}`;
     const guardOwnScope = opensOwnScope(frozen);
+    const connection = frozen.connectionName ?? DEFAULT_CONNECTION_NAME;
     const wrapped = function (this: unknown, ...args: unknown[]) {
       if (guardOwnScope && handlerClaims.take(wrapped))
         return original.apply(this, args);
-      let runner: TransactionRunner;
+      let runner: RunnerLike;
       try {
-        runner = TransactionRunner.current(where);
+        runner = runnerRegistry.resolve(this, connection, where);
       } catch (error) {
         return Promise.reject(error);
       }

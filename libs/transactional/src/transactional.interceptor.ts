@@ -18,6 +18,8 @@ import type { TransactionalOptions } from './transactional.interfaces';
  */
 @Injectable()
 export class TransactionalInterceptor implements NestInterceptor {
+  constructor(private readonly runner: TransactionRunner) {}
+
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const handler = context.getHandler();
     const options: TransactionalOptions | undefined = Reflect.getMetadata(
@@ -28,7 +30,7 @@ export class TransactionalInterceptor implements NestInterceptor {
     const where = `${context.getClass().name}.${handler.name}`;
     const claim = opensOwnScope(options);
     return from(
-      TransactionRunner.current(where).run(
+      this.runner.run(
         options,
         () => {
           if (claim) handlerClaims.claim(handler);

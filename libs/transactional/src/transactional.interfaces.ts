@@ -50,9 +50,16 @@ export interface TransactionalModuleOptions {
    */
   plainQueueInTransaction?: PlainQueuePolicy;
   /**
-   * Longest time one after-commit step (a queue flush or an `afterCommit` hook) may take before
-   * it is logged as failed and the next one runs; the step itself is not cancelled. A committed
-   * request is never held longer than this by one step. Default: `10000` ms.
+   * Longest wait for a pooled connection when a scope opens a transaction; then the scope
+   * rejects with `ConnectionAcquireTimeoutError` naming the pool and the likely cause
+   * (REQUIRES_NEW inside a transaction with a pool that is too small). Default: `30000` ms.
+   */
+  acquireTimeoutMs?: number;
+  /**
+   * Longest time a caller waits for the after-commit (or after-rollback) work of one
+   * transaction, all steps together (queue flushes, `afterCommit` hooks). What is not done by
+   * then goes on in the background, each further step bounded by the same time; a step that
+   * outlives it is logged as failed and not cancelled. Default: `10000` ms.
    */
   afterCommitTimeoutMs?: number;
   /**

@@ -4,17 +4,19 @@ import {
   Injectable,
   Logger,
   OnApplicationBootstrap,
-  OnModuleDestroy,
+  OnApplicationShutdown,
   OnModuleInit,
   Optional,
   Provider,
 } from '@nestjs/common';
+import { ModulesContainer } from '@nestjs/core';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { resolveOutboxOptions } from './outbox/outbox.options';
 import { TransactionalOutbox } from './outbox/transactional-outbox';
 import { plainQueueDetector } from './plain-queue-detector';
 import { QueueRegistry } from './queue-registry';
+import { runnerRegistry } from './runner-registry';
 import { TransactionHost } from './transaction-host';
 import { TransactionRunner } from './transaction-runner';
 import { TypeOrmTransactionDriver } from './typeorm-transaction-driver';
@@ -28,25 +30,32 @@ import type { TransactionalModuleOptions } from './transactional.interfaces';
 /** Longest a shutdown waits for transactions in progress and their after-commit work. */
 const SHUTDOWN_DRAIN_MS = 10_000;
 
-/** Activates the runner and the detector; on shutdown drains work and stops the relays. */
+/**
+ * Binds the runner to the application's instances and activates the detector; on shutdown
+ * drains the transactions in progress (the runner keeps working meanwhile), stops the relays,
+ * and only then deactivates the runner.
+ */
 @Injectable()
 export class TransactionalLifecycle
   implements
     OnModuleInit,
     OnApplicationBootstrap,
     BeforeApplicationShutdown,
-    OnModuleDestroy
+    OnApplicationShutdown
 {
   private readonly logger = new Logger('Transactional');
 
   constructor(
     private readonly runner: TransactionRunner,
+    private readonly modules: ModulesContainer,
     @Inject(TRANSACTIONAL_MODULE_OPTIONS)
     private readonly options: TransactionalModuleOptions,
     @Optional() private readonly outbox?: TransactionalOutbox,
   ) {}
 
   onModuleInit() {
+    // NOTE: TransactionalModule is global, so Nest runs this before the other modules' hooks.
+    runnerRegistry.bindApplication(this.modules, this.runner);
     this.runner.activate();
     plainQueueDetector.install(this.options.plainQueueInTransaction ?? 'warn');
   }
@@ -62,7 +71,7 @@ export class TransactionalLifecycle
     await this.outbox?.stop();
   }
 
-  async onModuleDestroy() {
+  onApplicationShutdown() {
     this.runner.deactivate();
     plainQueueDetector.uninstall(
       this.options.plainQueueInTransaction ?? 'warn',
@@ -87,7 +96,11 @@ export function coreProviders(connectionNames: string[]): Provider[] {
           new Map(
             connectionNames.map((name, i) => [
               name,
-              new TypeOrmTransactionDriver(dataSources[i]),
+              new TypeOrmTransactionDriver(
+                dataSources[i],
+                name,
+                options.acquireTimeoutMs,
+              ),
             ]),
           ),
           options.afterCommitTimeoutMs,

@@ -1,5 +1,8 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
 import type {
+  BeginContext,
+  CommitOutcome,
   TransactionDriver,
   TransactionHandle,
 } from './transaction-driver';
@@ -11,6 +14,12 @@ const SAVEPOINT_SQL = {
   rollback: 'ROLLBACK TO SAVEPOINT',
 } as const;
 
+/** The part of node-postgres' `Client` the handle reads; absent on other drivers. */
+interface PgClient {
+  getTransactionStatus?(): string | null;
+  query(...args: unknown[]): unknown;
+}
+
 class QueryRunnerHandle implements TransactionHandle {
   constructor(private readonly queryRunner: QueryRunner) {}
 
@@ -18,8 +27,47 @@ class QueryRunnerHandle implements TransactionHandle {
     return this.queryRunner.manager;
   }
 
-  commit(): Promise<void> {
-    return this.queryRunner.commitTransaction();
+  /** node-postgres' client of this transaction, if the DataSource is Postgres. */
+  private get pg(): PgClient | undefined {
+    const client = (this.queryRunner as { databaseConnection?: PgClient })
+      .databaseConnection;
+    return typeof client?.getTransactionStatus === 'function'
+      ? client
+      : undefined;
+  }
+
+  isAborted(): boolean {
+    // NOTE: node-postgres keeps the status of the last ReadyForQuery message: 'E' is a failed
+    // transaction block (every statement but ROLLBACK is refused).
+    return this.pg?.getTransactionStatus?.() === 'E';
+  }
+
+  async commit(): Promise<CommitOutcome> {
+    const pg = this.pg;
+    if (!pg) {
+      await this.queryRunner.commitTransaction();
+      return 'committed';
+    }
+    // NOTE: Postgres answers COMMIT of an aborted transaction with the command tag ROLLBACK
+    // and no error; TypeORM drops the tag, so it is read off the client's answer.
+    let tag: string | undefined;
+    const query = pg.query;
+    pg.query = function (this: PgClient, ...args: unknown[]) {
+      const result = query.apply(this, args);
+      if (result instanceof Promise) {
+        return result.then((value: { command?: string }) => {
+          tag = value?.command;
+          return value;
+        });
+      }
+      return result;
+    };
+    try {
+      await this.queryRunner.commitTransaction();
+    } finally {
+      pg.query = query;
+    }
+    return tag === 'ROLLBACK' ? 'rolled-back' : 'committed';
   }
 
   rollback(): Promise<void> {
@@ -37,20 +85,72 @@ class QueryRunnerHandle implements TransactionHandle {
 
 /** `TransactionDriver` on a TypeORM DataSource: one pooled connection per transaction. */
 export class TypeOrmTransactionDriver implements TransactionDriver {
-  constructor(private readonly dataSource: DataSource) {}
+  constructor(
+    private readonly dataSource: DataSource,
+    /** Connection name, for error messages. */
+    private readonly connectionName = 'default',
+    /** Longest wait for a pooled connection when a transaction opens. */
+    private readonly acquireTimeoutMs = 30_000,
+  ) {}
 
   get manager(): EntityManager {
     return this.dataSource.manager;
   }
 
-  async begin(isolationLevel?: IsolationLevel): Promise<TransactionHandle> {
+  async begin(
+    isolationLevel?: IsolationLevel,
+    context: BeginContext = { where: 'transaction', insideTransaction: false },
+  ): Promise<TransactionHandle> {
     const queryRunner = this.dataSource.createQueryRunner();
     try {
+      await this.connect(queryRunner, context);
       await queryRunner.startTransaction(isolationLevel);
     } catch (error) {
       await queryRunner.release().catch(() => undefined);
       throw error;
     }
     return new QueryRunnerHandle(queryRunner);
+  }
+
+  /** Takes a pooled connection for `queryRunner`, waiting at most `acquireTimeoutMs`. */
+  private connect(queryRunner: QueryRunner, context: BeginContext) {
+    const connecting = queryRunner.connect();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // NOTE: the pool keeps the request; a connection it hands over later goes straight back.
+        connecting.then(
+          () => queryRunner.release(),
+          () => undefined,
+        );
+        reject(
+          new ConnectionAcquireTimeoutError(
+            context.where,
+            this.connectionName,
+            this.acquireTimeoutMs,
+            this.describePool(),
+            context.insideTransaction,
+          ),
+        );
+      }, this.acquireTimeoutMs);
+    });
+    return Promise.race([connecting, timeout]).finally(() =>
+      clearTimeout(timer),
+    );
+  }
+
+  private describePool(): string {
+    const driver = this.dataSource.driver as {
+      master?: {
+        totalCount?: number;
+        idleCount?: number;
+        waitingCount?: number;
+        options?: { max?: number };
+      };
+    };
+    const pool = driver.master;
+    if (pool?.options?.max === undefined) return 'pool size unknown';
+    const inUse = (pool.totalCount ?? 0) - (pool.idleCount ?? 0);
+    return `pool size ${pool.options.max}, ${inUse} in use, ${pool.waitingCount ?? 0} waiting`;
   }
 }

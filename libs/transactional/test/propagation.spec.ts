@@ -303,7 +303,7 @@ describe('when scopes with each propagation are combined', () => {
   });
 
   describe('when a NESTED scope rolls back and the outer catches the error', () => {
-    it('should drop its row, job and after-commit hook, run its after-rollback hook, and run the outer work in FIFO order after the outer commit', async () => {
+    it('should drop its row, job and after-commit hook, run its after-rollback hook once the outer transaction has ended, then the outer work in FIFO order', async () => {
       await outer.run(async () => {
         await steps.required('before');
         await steps.nested('nested', { fail: true }).catch((error: Error) => {
@@ -317,10 +317,10 @@ describe('when scopes with each propagation are combined', () => {
       expect(log).toEqual([
         'before wrote',
         'nested wrote',
-        'after-rollback nested',
         'outer caught: nested failed',
         'after sees the nested row: false',
         'after wrote',
+        'after-rollback nested',
         'after-commit before (active: false)',
         'after-commit after (active: false)',
         'after commit: before row committed, job queued; nested row absent, job absent; after row committed, job queued',
@@ -388,8 +388,8 @@ describe('when scopes with each propagation are combined', () => {
       expect(String(nestedError)).toMatch(/division by zero/);
       expect(log).toEqual([
         'bad-sql wrote',
-        'after-rollback bad-sql',
         'after-bad-sql wrote',
+        'after-rollback bad-sql',
         'after-commit after-bad-sql (active: false)',
         'after commit: bad-sql row absent, job absent; after-bad-sql row committed, job queued',
       ]);

@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import type {
+  CommitOutcome,
   TransactionDriver,
   TransactionHandle,
 } from '../transaction-driver';
@@ -19,10 +20,11 @@ class InMemoryTransactionHandle implements TransactionHandle {
     private readonly driver: InMemoryTransactionDriver,
   ) {}
 
-  async commit(): Promise<void> {
+  async commit(): Promise<CommitOutcome> {
     this.driver.statements.push('COMMIT');
     const failure = this.driver.takeCommitFailure();
     if (failure !== undefined) throw failure;
+    return 'committed';
   }
 
   async rollback(): Promise<void> {

@@ -1,9 +1,11 @@
 import {
   Injectable,
-  OnModuleDestroy,
+  OnApplicationShutdown,
   OnModuleInit,
   Provider,
 } from '@nestjs/common';
+import { ModulesContainer } from '@nestjs/core';
+import { runnerRegistry } from '../runner-registry';
 import { TransactionHost } from '../transaction-host';
 import { TransactionRunner } from '../transaction-runner';
 import {
@@ -29,14 +31,18 @@ interface TestingState {
 }
 
 @Injectable()
-class TestingLifecycle implements OnModuleInit, OnModuleDestroy {
-  constructor(private readonly runner: TransactionRunner) {}
+class TestingLifecycle implements OnModuleInit, OnApplicationShutdown {
+  constructor(
+    private readonly runner: TransactionRunner,
+    private readonly modules: ModulesContainer,
+  ) {}
 
   onModuleInit() {
+    runnerRegistry.bindApplication(this.modules, this.runner);
     this.runner.activate();
   }
 
-  onModuleDestroy() {
+  onApplicationShutdown() {
     this.runner.deactivate();
   }
 }
