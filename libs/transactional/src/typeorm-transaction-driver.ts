@@ -106,7 +106,9 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
       await this.connect(queryRunner, context);
       await queryRunner.startTransaction(isolationLevel);
     } catch (error) {
-      await queryRunner.release().catch(() => undefined);
+      // NOTE: after an acquire timeout the connection is released when the pool hands it over.
+      if (!(error instanceof ConnectionAcquireTimeoutError))
+        await queryRunner.release().catch(() => undefined);
       throw error;
     }
     return new QueryRunnerHandle(queryRunner);

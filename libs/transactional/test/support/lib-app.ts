@@ -32,6 +32,8 @@ export interface LibAppSpec {
   poolSize?: number;
   /** Logger of the app (e.g. a `CapturingLogger`). Default: silent unless `TEST_LOGS` is set. */
   logger?: LoggerService;
+  /** Database of the app. Default: the shared test database. */
+  databaseUrl?: string;
   /** Listen on a free loopback port (default), or only `init()` the app (no HTTP traffic). */
   listen?: boolean;
 }
@@ -44,7 +46,7 @@ export async function createLibApp(
     imports: [
       TypeOrmModule.forRoot({
         type: 'postgres',
-        url: testDatabaseUrl(),
+        url: spec.databaseUrl ?? testDatabaseUrl(),
         entities: [Order, ...(spec.entities ?? [])],
         synchronize: true,
         extra: { max: spec.poolSize ?? 20 },

@@ -1,0 +1,79 @@
+import { INestApplication, Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import {
+  ConnectionAcquireTimeoutError,
+  Propagation,
+  Transactional,
+  TransactionHost,
+} from '@app/transactional';
+import { closeLibApp, createLibApp } from './support/lib-app';
+import { Order } from './support/order.entity';
+
+@Injectable()
+class Audit {
+  constructor(private readonly tx: TransactionHost) {}
+
+  @Transactional()
+  async outer(label: string, entered: () => Promise<void>) {
+    await this.tx.getRepository(Order).save({ label });
+    await entered();
+    await this.audit(label);
+  }
+
+  @Transactional({ propagation: Propagation.RequiresNew })
+  async audit(label: string) {
+    await this.tx.getRepository(Order).save({ label: `${label}-audit` });
+  }
+}
+
+describe('when every pooled connection is held by a caller that opens REQUIRES_NEW', () => {
+  let app: INestApplication;
+  const POOL = 2;
+
+  beforeAll(async () => {
+    app = await createLibApp({
+      providers: [Audit],
+      queues: [],
+      listen: false,
+      poolSize: POOL,
+      options: { acquireTimeoutMs: 500 },
+    });
+  });
+
+  afterAll(() => closeLibApp(app, []));
+
+  it('should fail each caller after the acquire timeout with an error naming the pool and REQUIRES_NEW, and leak no connection', async () => {
+    const audit = app.get(Audit);
+    // Both callers hold their connection before either asks for a second one.
+    let arrived = 0;
+    let release!: () => void;
+    const all = new Promise<void>((resolve) => (release = resolve));
+    const entered = async () => {
+      if (++arrived === POOL) release();
+      await all;
+    };
+    const results = await Promise.allSettled(
+      Array.from({ length: POOL }, (_, i) =>
+        audit.outer(`exhausted-${i}`, entered),
+      ),
+    );
+
+    for (const result of results) {
+      expect(result.status).toBe('rejected');
+      const reason = (result as PromiseRejectedResult).reason;
+      expect(reason).toBeInstanceOf(ConnectionAcquireTimeoutError);
+      expect(reason.message).toMatch(/Audit\.audit/);
+      expect(reason.message).toMatch(/pool size 2/);
+      expect(reason.message).toMatch(/REQUIRES_NEW inside a transaction/);
+    }
+    // The pool recovers: the late connections went back, a normal call works.
+    await audit.audit('after-exhaustion');
+    const pool = (
+      app.get(DataSource).driver as unknown as {
+        master: { totalCount: number; idleCount: number };
+      }
+    ).master;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(pool.totalCount - pool.idleCount).toBe(0);
+  });
+});
