@@ -203,8 +203,7 @@ export class TransactionAwareQueue<T = unknown> {
     jobs: PreparedJob<T>[],
   ): PendingBatch<T> {
     this.stats.deferred += jobs.length;
-    // NOTE: the innermost open savepoint holds the rows written now, so it holds the jobs too.
-    const frame = scope.tx.top;
+    const { frame } = scope;
     const open = frame.batches.get(this) as PendingBatch<T> | undefined;
     // NOTE: a batch is extended only while it is the frame's last step, so that jobs and
     // other after-commit hooks keep the order in which they were registered.

@@ -46,11 +46,12 @@ export interface TransactionEnd {
 /**
  * One physical transaction: its connection, the stack of open savepoint frames and the hooks.
  *
- * Work registered with the transaction (jobs, after-commit and after-rollback hooks) goes to the
- * innermost savepoint open at that moment, whichever async branch registers it: that is where
- * the database puts the rows the same code writes. NESTED scopes of one transaction are
- * serialised (savepoints on one connection are a stack): a NESTED scope waits until the
- * savepoint of a concurrent sibling has ended.
+ * Savepoints on one connection are a stack, so the context keeps concurrent code of one
+ * transaction in step with it: a NESTED scope waits until the savepoint of a concurrent sibling
+ * has ended, and while a savepoint is open, statements of the scopes around it (code running
+ * concurrently with the NESTED scope) wait until it has ended (`turn`). So every statement and
+ * every registered job or hook belongs to the frame of the scope that issued it, and a
+ * rolled-back savepoint drops exactly its own rows and its own work.
  */
 export class TransactionContext {
   /** Frame of the scope that opened the transaction. */
@@ -66,8 +67,11 @@ export class TransactionContext {
   private readonly stack: HookFrame[] = [this.root];
   /** After-rollback hooks of rolled-back savepoints; they run when the transaction ends. */
   private readonly savepointRollbackHooks: TransactionHook[] = [];
+  /** NESTED scopes waiting to open a savepoint, and statements waiting for their turn. */
   private waiters: {
     parent: HookFrame;
+    /** Whether it opens a savepoint (which changes the innermost frame). */
+    opens: boolean;
     open: () => void;
     fail: (error: Error) => void;
   }[] = [];
@@ -98,13 +102,37 @@ export class TransactionContext {
   }
 
   /**
-   * The frame new work registered from a scope bound to `frame` goes to, or a
+   * The frame that work registered from a scope bound to `frame` goes to (that frame), or a
    * `TransactionClosedError` naming `what` when that scope has ended.
    */
   target(frame: HookFrame, what: string): HookFrame {
     if (frame.closed)
       throw new TransactionClosedError(what, this.connectionName);
-    return this.top;
+    return frame;
+  }
+
+  /**
+   * When a statement from code bound to `frame` may run: `undefined` (now) unless a savepoint
+   * opened above `frame` is still open; then a promise that resolves once `frame` is the
+   * innermost open frame again.
+   */
+  turn(frame: HookFrame): Promise<void> | undefined {
+    if (
+      this.stack.length === 1 ||
+      frame === this.top ||
+      frame.closed ||
+      !this.stack.includes(frame)
+    ) {
+      return undefined;
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({
+        parent: frame,
+        opens: false,
+        open: resolve,
+        fail: reject,
+      });
+    });
   }
 
   /**
@@ -122,6 +150,7 @@ export class TransactionContext {
     return new Promise<HookFrame>((resolve, reject) => {
       this.waiters.push({
         parent,
+        opens: true,
         open: () => resolve(this.push()),
         fail: reject,
       });
@@ -186,12 +215,11 @@ export class TransactionContext {
     if (this.waiters.length === 0) return;
     const waiting = this.waiters;
     this.waiters = [];
-    let opened = false;
     for (const waiter of waiting) {
       if (waiter.parent.closed || this.ended) {
         waiter.fail(new TransactionClosedError('', this.connectionName));
-      } else if (!opened && this.top === waiter.parent) {
-        opened = true;
+      } else if (this.top === waiter.parent) {
+        // NOTE: in arrival order; once a savepoint opens, the rest wait for it in turn.
         waiter.open();
       } else {
         this.waiters.push(waiter);

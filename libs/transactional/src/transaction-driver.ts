@@ -29,6 +29,12 @@ export interface TransactionHandle {
    * leaves it out, and `commit()` reports the outcome.
    */
   isAborted?(): boolean;
+  /**
+   * Makes every statement run through `manager` ask `turn()` first and wait for the promise it
+   * returns, if any (savepoint statements of the handle itself do not). Optional: the runner
+   * uses it to keep statements of concurrent scopes out of a savepoint that is not theirs.
+   */
+  setStatementGate?(turn: () => Promise<void> | undefined): void;
   /** Returns the connection to the pool; called once, after commit or rollback. */
   release(): Promise<void>;
 }

@@ -72,7 +72,7 @@ export class TransactionHost {
   /**
    * Runs `fn` after the outermost commit of the current transaction, with no transaction bound,
    * awaited in registration order; a failure is logged and never reaches the caller. Dropped if
-   * the transaction (or the NESTED scope open when it was registered) rolls back. Outside a
+   * the transaction (or the NESTED scope it was registered in) rolls back. Outside a
    * transaction `fn` runs at once, as Django's `on_commit` does. Rejects with
    * `TransactionClosedError` in a scope that has ended.
    */
@@ -88,7 +88,7 @@ export class TransactionHost {
       return Promise.reject(error);
     }
     if (!scope) return this.runner.runHooks([hook], 'after-commit');
-    scope.tx.top.afterCommit.push(hook);
+    scope.frame.afterCommit.push(hook);
     return Promise.resolve();
   }
 
@@ -100,7 +100,7 @@ export class TransactionHost {
    * `TransactionClosedError` in a scope that has ended.
    */
   afterRollback(fn: () => unknown, description = 'afterRollback hook'): void {
-    this.scope('TransactionHost.afterRollback()')?.tx.top.afterRollback.push(
+    this.scope('TransactionHost.afterRollback()')?.frame.afterRollback.push(
       toHook(fn, description),
     );
   }

@@ -201,6 +201,10 @@ export class TransactionRunner {
       { where, insideTransaction: transactionStorage.hasAny() },
     );
     const tx = new TransactionContext(connection, handle, this);
+    handle.setStatementGate?.(() => {
+      const scope = transactionStorage.get(connection);
+      return scope?.tx === tx ? tx.turn(scope.frame) : undefined;
+    });
     let result: T;
     try {
       result = await transactionStorage.run(

@@ -21,7 +21,22 @@ interface PgClient {
 }
 
 class QueryRunnerHandle implements TransactionHandle {
-  constructor(private readonly queryRunner: QueryRunner) {}
+  /** The query runner's own `query`, for statements that must not wait (savepoints). */
+  private readonly rawQuery: QueryRunner['query'];
+
+  constructor(private readonly queryRunner: QueryRunner) {
+    this.rawQuery = queryRunner.query;
+  }
+
+  setStatementGate(turn: () => Promise<void> | undefined): void {
+    const { queryRunner, rawQuery } = this;
+    queryRunner.query = function (...args: Parameters<QueryRunner['query']>) {
+      const wait = turn();
+      return wait
+        ? wait.then(() => rawQuery.apply(queryRunner, args))
+        : rawQuery.apply(queryRunner, args);
+    } as QueryRunner['query'];
+  }
 
   get manager(): EntityManager {
     return this.queryRunner.manager;
@@ -75,7 +90,10 @@ class QueryRunnerHandle implements TransactionHandle {
   }
 
   async savepoint(action: keyof typeof SAVEPOINT_SQL, name: string) {
-    await this.queryRunner.query(`${SAVEPOINT_SQL[action]} "${name}"`);
+    await this.rawQuery.call(
+      this.queryRunner,
+      `${SAVEPOINT_SQL[action]} "${name}"`,
+    );
   }
 
   release(): Promise<void> {
