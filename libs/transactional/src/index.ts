@@ -37,7 +37,11 @@ export { NoTransactionError } from './errors/no-transaction.error';
 export { PlainQueueInTransactionError } from './errors/plain-queue-in-transaction.error';
 export { UnknownConnectionError } from './errors/unknown-connection.error';
 export { TransactionalOutbox } from './outbox/transactional-outbox';
-export { createOutboxMigration } from './outbox/outbox.migration';
+export {
+  createOutboxMigration,
+  createOutboxUpgradeMigration,
+} from './outbox/outbox.migration';
+export type { OutboxMigrationOptions } from './outbox/outbox.migration';
 export type {
   OutboxOptions,
   OutboxRelayOptions,
