@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { randomUUID } from 'crypto';
 import type { Job, JobOptions, Queue } from 'bull';
+import { identifyJob } from './bull-job-ids';
 import { NoTransactionError } from './errors/no-transaction.error';
 import { TransactionalError } from './errors/transactional.error';
 import type { QueueOutbox } from './outbox/queue-outbox';
@@ -17,9 +18,16 @@ import type {
 type PreparedJob<T> = {
   name: string;
   data: T;
-  opts: JobOptions & { jobId: string };
+  /** Options for Bull (with the `jobId` to pass, if any). */
+  opts: JobOptions;
+  /** What `add()` resolves with: the Bull job id, or a repeatable job's schedule key. */
+  id: string;
+  /** Repeatable: Bull derives the job ids, and the job is added alone. */
+  repeat: boolean;
   /** Also written to the outbox (durable mode). */
   durable: boolean;
+  /** Outbox row id: the Bull job id, or a random one for a repeatable job. */
+  rowId: string;
 };
 
 /** The jobs one scope frame deferred to this queue, flushed by one after-commit step. */
@@ -46,6 +54,10 @@ export interface TransactionAwareQueueStats {
  * `jobId`) and touch Redis only after the outermost commit; a rollback drops the jobs, and so
  * does the rollback of the NESTED scope they were added in. Outside a transaction the queue's
  * `whenNoTransaction` policy applies. Inject with `@InjectTransactionAwareQueue(name)`.
+ *
+ * Jobs end up in Bull as a plain `add()` would put them: the same job ids (a limiter
+ * `groupKey` appends the group), the same repeat schedules (a repeatable job gets no generated
+ * `jobId`, which Bull would put into the schedule's key), the queue's `defaultJobOptions`.
  */
 export class TransactionAwareQueue<T = unknown> {
   /** Counters since start-up. */
@@ -99,6 +111,12 @@ export class TransactionAwareQueue<T = unknown> {
   /**
    * Adds a job; resolves with its id. Same arguments as Bull's `Queue.add`, plus
    * `opts.durable` to override the queue's durable mode for this job.
+   *
+   * The id is the one Bull gives the job: `opts.jobId`, or a random UUID, followed by `:` and
+   * the group when the queue's limiter has a `groupKey`. A repeatable job (`opts.repeat`, or
+   * the queue's `defaultJobOptions.repeat`) has no single job id: `add()` resolves with the key
+   * of its schedule, as `queue.getRepeatableJobs()` lists it and `queue.removeRepeatableByKey()`
+   * takes it; adding the same schedule again changes nothing, as with Bull.
    */
   add(data: T, opts?: TransactionAwareJobOptions): Promise<string>;
   /** Adds a named job; resolves with its id. Same arguments as Bull's `Queue.add`. */
@@ -124,19 +142,26 @@ export class TransactionAwareQueue<T = unknown> {
     return id;
   }
 
-  /** Adds several jobs; resolves with their ids, in order. Same argument as Bull's `addBulk`. */
+  /**
+   * Adds several jobs; resolves with their ids (or schedule keys, see `add()`), in order. Same
+   * argument as Bull's `addBulk`.
+   */
   addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
     return this.submit(jobs.map((job) => this.prepare(job)));
   }
 
   private prepare(job: BulkJob<T>): PreparedJob<T> {
     const { durable, ...opts } = (job.opts ?? {}) as TransactionAwareJobOptions;
-    const jobId = opts.jobId !== undefined ? String(opts.jobId) : randomUUID();
+    const name = job.name ?? DEFAULT_JOB_NAME;
+    const identity = identifyJob(this.queue, name, job.data, opts);
     return {
-      name: job.name ?? DEFAULT_JOB_NAME,
+      name,
       data: job.data,
-      opts: { ...opts, jobId },
+      opts: identity.opts,
+      id: identity.id,
+      repeat: identity.repeat,
       durable: durable ?? this.durable,
+      rowId: identity.repeat ? randomUUID() : identity.id,
     };
   }
 
@@ -158,7 +183,7 @@ export class TransactionAwareQueue<T = unknown> {
       }
       await this.enqueue(jobs);
     }
-    return jobs.map((job) => job.opts.jobId);
+    return jobs.map((job) => job.id);
   }
 
   /** Writes durable jobs to the outbox in the caller's transaction. */
@@ -177,16 +202,13 @@ export class TransactionAwareQueue<T = unknown> {
     try {
       await this.outbox.store.insert(
         scope.tx.manager,
-        jobs.map((job) => {
-          const { jobId, ...opts } = job.opts;
-          return {
-            id: jobId,
-            queue: this.name,
-            jobName: job.name,
-            data: job.data,
-            opts,
-          };
-        }),
+        jobs.map((job) => ({
+          id: job.rowId,
+          queue: this.name,
+          jobName: job.name,
+          data: job.data,
+          opts: job.opts as Record<string, unknown>,
+        })),
       );
     } catch (error) {
       // The caller sees the error; the jobs must not be enqueued if it swallows it.
@@ -232,15 +254,14 @@ export class TransactionAwareQueue<T = unknown> {
       }
       throw error;
     }
-    const durable = jobs
-      .filter((job) => job.durable)
-      .map((job) => job.opts.jobId);
+    const durable = jobs.filter((job) => job.durable).map((job) => job.rowId);
     if (durable.length > 0) this.outbox?.marker.mark(durable);
   }
 
   private async enqueue(jobs: PreparedJob<T>[]): Promise<Job<T>[]> {
+    // NOTE: Bull's addBulk ignores `repeat`: repeatable jobs are added one by one.
     const result =
-      jobs.length === 1 || jobs.some((job) => job.opts.repeat)
+      jobs.length === 1 || jobs.some((job) => job.repeat)
         ? await Promise.all(
             jobs.map((job) => this.queue.add(job.name, job.data, job.opts)),
           )
@@ -253,5 +274,5 @@ export class TransactionAwareQueue<T = unknown> {
 }
 
 function ids(jobs: PreparedJob<unknown>[]): string {
-  return jobs.map((job) => job.opts.jobId).join(', ');
+  return jobs.map((job) => job.id).join(', ');
 }

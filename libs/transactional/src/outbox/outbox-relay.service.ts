@@ -109,18 +109,29 @@ export class OutboxRelay {
         // A husk would swallow the re-add while the row is marked: the job would be lost.
         const { removed, locked } = await removeBullJobHusks(
           queue.queue,
-          group.map((row) => row.id),
+          group.filter((row) => !row.opts.repeat).map((row) => row.id),
         );
         if (removed.length > 0)
           this.logger.warn(`removed empty job hashes ${removed.join(', ')}`);
-        const ready = group.filter((row) => !locked.includes(row.id));
+        const ready = group.filter(
+          (row) => row.opts.repeat || !locked.includes(row.id),
+        );
         const jobs = ready.map((row) => ({
           name: row.jobName,
           data: row.data,
-          opts: { ...row.opts, jobId: row.id },
+          // NOTE: the row id is the job id, unless opts has one (groupKey) or Bull derives it.
+          opts: row.opts.repeat ? row.opts : { jobId: row.id, ...row.opts },
         }));
+        const single = jobs.filter((job) => job.opts.repeat);
+        const bulk = jobs.filter((job) => !job.opts.repeat);
         await withTimeout(
-          queue.queue.addBulk(jobs),
+          Promise.all([
+            bulk.length > 0 ? queue.queue.addBulk(bulk) : undefined,
+            // NOTE: Bull's addBulk ignores `repeat`.
+            ...single.map((job) =>
+              queue.queue.add(job.name, job.data, job.opts),
+            ),
+          ]),
           ENQUEUE_TIMEOUT_MS,
           `Redis did not take the batch within ${ENQUEUE_TIMEOUT_MS} ms`,
         );
