@@ -4,6 +4,7 @@ import type { Job, JobOptions, Queue } from 'bull';
 import { identifyJob } from './bull-job-ids';
 import { NoTransactionError } from './errors/no-transaction.error';
 import { TransactionalError } from './errors/transactional.error';
+import type { OutboxRowKey } from './outbox/outbox-store';
 import type { QueueOutbox } from './outbox/queue-outbox';
 import type { TransactionHook, TransactionScope } from './transaction-context';
 import { transactionStorage } from './transaction-storage';
@@ -58,6 +59,8 @@ export interface TransactionAwareQueueStats {
  * Jobs end up in Bull as a plain `add()` would put them: the same job ids (a limiter
  * `groupKey` appends the group), the same repeat schedules (a repeatable job gets no generated
  * `jobId`, which Bull would put into the schedule's key), the queue's `defaultJobOptions`.
+ * A job id is added once: Bull ignores a job id it holds (first data wins), and so does durable
+ * mode for a job id whose outbox row is still pending, without affecting the transaction.
  */
 export class TransactionAwareQueue<T = unknown> {
   /** Counters since start-up. */
@@ -113,7 +116,9 @@ export class TransactionAwareQueue<T = unknown> {
    * `opts.durable` to override the queue's durable mode for this job.
    *
    * The id is the one Bull gives the job: `opts.jobId`, or a random UUID, followed by `:` and
-   * the group when the queue's limiter has a `groupKey`. A repeatable job (`opts.repeat`, or
+   * the group when the queue's limiter has a `groupKey`. Bull ignores a job id it holds (first
+   * data wins), and so does durable mode for a job id whose outbox row is still pending.
+   * A repeatable job (`opts.repeat`, or
    * the queue's `defaultJobOptions.repeat`) has no single job id: `add()` resolves with the key
    * of its schedule, as `queue.getRepeatableJobs()` lists it and `queue.removeRepeatableByKey()`
    * takes it; adding the same schedule again changes nothing, as with Bull.
@@ -186,7 +191,11 @@ export class TransactionAwareQueue<T = unknown> {
     return jobs.map((job) => job.id);
   }
 
-  /** Writes durable jobs to the outbox in the caller's transaction. */
+  /**
+   * Writes durable jobs to the outbox in the caller's transaction. A job whose row id is
+   * written already (earlier in this call or transaction, or pending from another one) is
+   * dropped from the batch: one job, first data wins, as Bull does with a job id it holds.
+   */
   private async writeOutbox(
     scope: TransactionScope,
     batch: PendingBatch<T>,
@@ -199,21 +208,32 @@ export class TransactionAwareQueue<T = unknown> {
           `to your migrations.`,
       );
     }
+    const firsts = new Map<string, PreparedJob<T>>();
+    for (const job of jobs)
+      if (!firsts.has(job.rowId)) firsts.set(job.rowId, job);
+    let written: Set<string>;
     try {
-      await this.outbox.store.insert(
+      const keys = await this.outbox.store.insert(
         scope.tx.manager,
-        jobs.map((job) => ({
-          id: job.rowId,
+        [...firsts.values()].map((job) => ({
           queue: this.name,
+          id: job.rowId,
           jobName: job.name,
           data: job.data,
           opts: job.opts as Record<string, unknown>,
         })),
       );
+      written = new Set(keys.map((key) => key.id));
     } catch (error) {
       // The caller sees the error; the jobs must not be enqueued if it swallows it.
       batch.jobs = batch.jobs.filter((job) => !jobs.includes(job));
       throw error;
+    }
+    const dropped = jobs.filter(
+      (job) => firsts.get(job.rowId) !== job || !written.has(job.rowId),
+    );
+    if (dropped.length > 0) {
+      batch.jobs = batch.jobs.filter((job) => !dropped.includes(job));
     }
   }
 
@@ -254,8 +274,14 @@ export class TransactionAwareQueue<T = unknown> {
       }
       throw error;
     }
-    const durable = jobs.filter((job) => job.durable).map((job) => job.rowId);
+    const durable = jobs
+      .filter((job) => job.durable)
+      .map((job) => this.rowKey(job));
     if (durable.length > 0) this.outbox?.marker.mark(durable);
+  }
+
+  private rowKey(job: PreparedJob<T>): OutboxRowKey {
+    return { queue: this.name, id: job.rowId };
   }
 
   private async enqueue(jobs: PreparedJob<T>[]): Promise<Job<T>[]> {

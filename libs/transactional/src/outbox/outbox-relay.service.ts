@@ -4,7 +4,7 @@ import { removeBullJobHusks } from '../bull-job-husks';
 import type { QueueRegistry } from '../queue-registry';
 import { withTimeout } from '../with-timeout';
 import type { TransactionAwareQueue } from '../transaction-aware-queue';
-import type { OutboxStore } from './outbox-store';
+import type { OutboxRowKey, OutboxStore } from './outbox-store';
 import type { ResolvedOutboxOptions } from './outbox.options';
 
 /** Longest a relay waits for Redis to take one batch before it gives the rows back. */
@@ -104,7 +104,7 @@ export class OutboxRelay {
         if (group) group.push(row);
         else groups.set(queue, [row]);
       }
-      const dispatched: string[] = [];
+      const dispatched: OutboxRowKey[] = [];
       for (const [queue, group] of groups) {
         // A husk would swallow the re-add while the row is marked: the job would be lost.
         const { removed, locked } = await removeBullJobHusks(
@@ -135,7 +135,7 @@ export class OutboxRelay {
           ENQUEUE_TIMEOUT_MS,
           `Redis did not take the batch within ${ENQUEUE_TIMEOUT_MS} ms`,
         );
-        dispatched.push(...ready.map((row) => row.id));
+        dispatched.push(...ready.map(({ queue, id }) => ({ queue, id })));
       }
       await this.store.markDispatched(m, dispatched);
       this.relayed += dispatched.length;

@@ -1,13 +1,25 @@
 import type { EntityManager } from 'typeorm';
 import { qualifiedTable, ResolvedOutboxOptions } from './outbox.options';
 
-/** One job as stored in the outbox. */
-export interface OutboxRow {
-  id: string;
+/** Identifies one outbox row. */
+export interface OutboxRowKey {
+  /** Bull queue name. */
   queue: string;
+  /** Bull job id, or a random id for a repeatable job (whose job ids Bull derives). */
+  id: string;
+}
+
+/** One job as stored in the outbox. */
+export interface OutboxRow extends OutboxRowKey {
   jobName: string;
   data: unknown;
+  /** Options for Bull (`jobId` included when Bull must get one). */
   opts: Record<string, unknown>;
+}
+
+/** `(queue, id)` pairs as two parallel text arrays, for `unnest($1::text[], $2::text[])`. */
+function pairs(keys: OutboxRowKey[]): [string[], string[]] {
+  return [keys.map((key) => key.queue), keys.map((key) => key.id)];
 }
 
 /** What the outbox holds now, for health checks and metrics. */
@@ -28,13 +40,22 @@ export class OutboxStore {
     this.table = qualifiedTable(options);
   }
 
-  /** Inserts rows (in the caller's transaction): one statement for all of them. */
-  async insert(manager: EntityManager, rows: OutboxRow[]): Promise<void> {
+  /**
+   * Inserts rows in the caller's transaction (one statement); resolves with the keys written.
+   * A row whose key is pending already is left alone (first data wins, as Bull keeps a job it
+   * holds); a dispatched one is replaced by the new row (Bull decides, as it would for a plain
+   * `add()`: it ignores the job id if it still holds the job). Keys must be distinct within
+   * one call.
+   */
+  async insert(
+    manager: EntityManager,
+    rows: OutboxRow[],
+  ): Promise<OutboxRowKey[]> {
     const values: unknown[] = [];
     const tuples = rows.map((row, i) => {
       values.push(
-        row.id,
         row.queue,
+        row.id,
         row.jobName,
         JSON.stringify(row.data ?? null),
         row.opts,
@@ -42,18 +63,29 @@ export class OutboxStore {
       const p = i * 5;
       return `($${p + 1}, $${p + 2}, $${p + 3}, $${p + 4}::jsonb, $${p + 5}::jsonb)`;
     });
-    await manager.query(
-      `INSERT INTO ${this.table} (id, queue, job_name, data, opts) VALUES ${tuples.join(', ')}`,
+    return manager.query(
+      `INSERT INTO ${this.table} AS o (queue, id, job_name, data, opts)
+       VALUES ${tuples.join(', ')}
+       ON CONFLICT (queue, id) DO UPDATE SET job_name = EXCLUDED.job_name,
+         data = EXCLUDED.data, opts = EXCLUDED.opts, created_at = clock_timestamp(),
+         available_at = EXCLUDED.available_at, dispatched_at = NULL, relay_attempts = 0,
+         last_error = NULL
+       WHERE o.dispatched_at IS NOT NULL
+       RETURNING queue, id`,
       values,
     );
   }
 
   /** Marks rows dispatched. */
-  async markDispatched(manager: EntityManager, ids: string[]): Promise<void> {
+  async markDispatched(
+    manager: EntityManager,
+    keys: OutboxRowKey[],
+  ): Promise<void> {
     await manager.query(
-      `UPDATE ${this.table} SET dispatched_at = clock_timestamp()
-       WHERE id = ANY($1::text[]) AND dispatched_at IS NULL`,
-      [ids],
+      `UPDATE ${this.table} o SET dispatched_at = clock_timestamp()
+       FROM unnest($1::text[], $2::text[]) AS k(queue, id)
+       WHERE o.queue = k.queue AND o.id = k.id AND o.dispatched_at IS NULL`,
+      pairs(keys),
     );
   }
 
