@@ -36,6 +36,7 @@ export { TransactionNotAllowedError } from './errors/transaction-not-allowed.err
 export { NoTransactionError } from './errors/no-transaction.error';
 export { PlainQueueInTransactionError } from './errors/plain-queue-in-transaction.error';
 export { UnknownConnectionError } from './errors/unknown-connection.error';
+export { QueueUnavailableError } from './errors/queue-unavailable.error';
 export { TransactionalOutbox } from './outbox/transactional-outbox';
 export {
   createOutboxMigration,
@@ -46,7 +47,7 @@ export type {
   OutboxOptions,
   OutboxRelayOptions,
 } from './outbox/outbox.options';
-export type { OutboxStats } from './outbox/outbox-store';
+export type { OutboxRowError, OutboxStats } from './outbox/outbox-store';
 export type { TransactionAwareJobOptions } from './transactional.interfaces';
 export { removeBullJobHusks } from './bull-job-husks';
 export { withTimeout } from './with-timeout';

@@ -168,7 +168,7 @@ describe('when a durable job is added with a jobId the outbox holds already', ()
     await app
       .get(DataSource)
       .query(
-        `UPDATE ${TABLE} SET created_at = created_at - interval '1 hour' WHERE dispatched_at IS NULL`,
+        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
       );
 
     expect(await outbox.relayOnce()).toBe(1);

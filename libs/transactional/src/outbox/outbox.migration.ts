@@ -41,9 +41,10 @@ function names(options: OutboxMigrationOptions) {
  * export class CreateOutbox1764100000000 extends createOutboxMigration({ tableName: 'outbox' }) {}
  * ```
  * The class name must end with a timestamp, as TypeORM requires of every migration. Rows are
- * keyed by queue and Bull job id (a job id is unique per queue, not across queues);
- * `available_at` is when the relay may take a row. A table made by an earlier version of this
- * migration needs `createOutboxUpgradeMigration()`.
+ * keyed by queue and Bull job id (a repeatable job's row has a random id); `available_at` is when
+ * the relay may take a row (the grace period after the commit, a relay's lease, or the backoff
+ * after a failed relay attempt). A table made by an earlier version of this migration needs
+ * `createOutboxUpgradeMigration()`.
  */
 export function createOutboxMigration(
   options: OutboxMigrationOptions = {},

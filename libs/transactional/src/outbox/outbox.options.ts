@@ -20,16 +20,32 @@ export interface OutboxRelayOptions {
   /** Time between polls while all is well. Default: `1000` ms. */
   pollIntervalMs?: number;
   /**
-   * Age a row must have before the relay takes it: longer than the fast path needs to enqueue
-   * and mark it, so the relay only picks up what the fast path lost. Default: `5000` ms.
+   * How long after its INSERT a row becomes eligible for the relay: longer than the fast path
+   * needs to enqueue and mark it, so the relay only picks up what the fast path lost.
+   * Default: `5000` ms.
    */
   graceMs?: number;
   /** Most rows one poll dispatches. Default: `500`. */
   batchSize?: number;
   /** Dispatched rows are deleted after this long. Default: `3600000` ms (1 h). */
   retentionMs?: number;
-  /** Longest wait between polls while Redis or Postgres fail (exponential backoff). Default: `30000` ms. */
+  /**
+   * Longest wait between polls while Redis or Postgres fail (exponential backoff), and longest
+   * wait of a row after failed relay attempts: a row waits `pollIntervalMs` after its first
+   * failure, twice as long after each further one, at most this. Default: `30000` ms.
+   */
   maxBackoffMs?: number;
+  /**
+   * How long a relay owns the rows it claims: no other relay takes them meanwhile. Its Redis
+   * calls for them end (or are given up) before the lease does; a row whose relay died becomes
+   * eligible again when the lease ends. Default: `30000` ms.
+   */
+  leaseMs?: number;
+  /**
+   * Longest a relay waits for one Redis call (job husk check, enqueue); the calls for one
+   * batch also end before its lease does. Default: `5000` ms.
+   */
+  redisTimeoutMs?: number;
 }
 
 /** `OutboxOptions` with every default applied. */
@@ -53,6 +69,16 @@ export function resolveOutboxOptions(
       );
     }
   }
+  for (const [name, value] of Object.entries({
+    'relay.leaseMs': options.relay?.leaseMs,
+    'relay.redisTimeoutMs': options.relay?.redisTimeoutMs,
+  })) {
+    if (value !== undefined && !(value > 0)) {
+      throw new Error(
+        `Outbox option ${name} must be a positive number of ms, got ${String(value)}.`,
+      );
+    }
+  }
   return {
     tableName,
     schema: options.schema,
@@ -64,6 +90,8 @@ export function resolveOutboxOptions(
       batchSize: options.relay?.batchSize ?? 500,
       retentionMs: options.relay?.retentionMs ?? 3_600_000,
       maxBackoffMs: options.relay?.maxBackoffMs ?? 30_000,
+      leaseMs: options.relay?.leaseMs ?? 30_000,
+      redisTimeoutMs: options.relay?.redisTimeoutMs ?? 5_000,
     },
   };
 }
