@@ -6,9 +6,14 @@ import { NoTransactionError } from './errors/no-transaction.error';
 import { TransactionalError } from './errors/transactional.error';
 import type { OutboxRowKey } from './outbox/outbox-store';
 import type { QueueOutbox } from './outbox/queue-outbox';
-import type { TransactionHook, TransactionScope } from './transaction-context';
+import type {
+  TransactionContext,
+  TransactionHook,
+  TransactionScope,
+} from './transaction-context';
 import { transactionStorage } from './transaction-storage';
 import { DEFAULT_CONNECTION_NAME } from './transactional.constants';
+import { withTimeout } from './with-timeout';
 import type {
   BulkJob,
   NoTransactionPolicy,
@@ -34,6 +39,8 @@ type PreparedJob<T> = {
 /** The jobs one scope frame deferred to this queue, flushed by one after-commit step. */
 interface PendingBatch<T> extends TransactionHook {
   jobs: PreparedJob<T>[];
+  /** The transaction the jobs were added in. */
+  tx: TransactionContext;
 }
 
 /** Bull's name for jobs added without a name. */
@@ -47,6 +54,11 @@ export interface TransactionAwareQueueStats {
   enqueued: number;
   /** Jobs whose after-commit enqueue failed (logged with their ids). */
   failed: number;
+  /**
+   * Durable jobs the fast path gave up on after the commit (failed, or too close to the moment
+   * the relay may take them): their outbox rows are left to the relay.
+   */
+  leftToRelay: number;
 }
 
 /**
@@ -61,6 +73,8 @@ export interface TransactionAwareQueueStats {
  * `jobId`, which Bull would put into the schedule's key), the queue's `defaultJobOptions`.
  * A job id is added once: Bull ignores a job id it holds (first data wins), and so does durable
  * mode for a job id whose outbox row is still pending, without affecting the transaction.
+ * After the commit, durable jobs are enqueued before their outbox rows become eligible for
+ * the relay, or left to it.
  */
 export class TransactionAwareQueue<T = unknown> {
   /** Counters since start-up. */
@@ -68,6 +82,7 @@ export class TransactionAwareQueue<T = unknown> {
     deferred: 0,
     enqueued: 0,
     failed: 0,
+    leftToRelay: 0,
   };
   private readonly logger: Logger;
   private readonly connectionName: string;
@@ -118,10 +133,10 @@ export class TransactionAwareQueue<T = unknown> {
    * The id is the one Bull gives the job: `opts.jobId`, or a random UUID, followed by `:` and
    * the group when the queue's limiter has a `groupKey`. Bull ignores a job id it holds (first
    * data wins), and so does durable mode for a job id whose outbox row is still pending.
-   * A repeatable job (`opts.repeat`, or
-   * the queue's `defaultJobOptions.repeat`) has no single job id: `add()` resolves with the key
-   * of its schedule, as `queue.getRepeatableJobs()` lists it and `queue.removeRepeatableByKey()`
-   * takes it; adding the same schedule again changes nothing, as with Bull.
+   * A repeatable job (`opts.repeat`, or the queue's `defaultJobOptions.repeat`) has no single
+   * job id: `add()` resolves with the key of its schedule, as `queue.getRepeatableJobs()` lists
+   * it and `queue.removeRepeatableByKey()` takes it; adding the same schedule again changes
+   * nothing, as with Bull.
    */
   add(data: T, opts?: TransactionAwareJobOptions): Promise<string>;
   /** Adds a named job; resolves with its id. Same arguments as Bull's `Queue.add`. */
@@ -213,8 +228,8 @@ export class TransactionAwareQueue<T = unknown> {
       if (!firsts.has(job.rowId)) firsts.set(job.rowId, job);
     let written: Set<string>;
     try {
-      const keys = await this.outbox.store.insert(
-        scope.tx.manager,
+      const keys = await this.outbox.writer.write(
+        scope.tx,
         [...firsts.values()].map((job) => ({
           queue: this.name,
           id: job.rowId,
@@ -252,7 +267,8 @@ export class TransactionAwareQueue<T = unknown> {
     }
     const batch: PendingBatch<T> = {
       jobs: [...jobs],
-      run: () => this.flush(batch.jobs),
+      tx: scope.tx,
+      run: () => this.flush(batch),
       describe: () =>
         `enqueue ${batch.jobs.length} job(s) to queue "${this.name}" (job ids ${ids(batch.jobs)})`,
     };
@@ -261,23 +277,63 @@ export class TransactionAwareQueue<T = unknown> {
     return batch;
   }
 
-  private async flush(jobs: PreparedJob<T>[]): Promise<void> {
-    if (jobs.length === 0) return;
+  /**
+   * Enqueues a batch after the commit: its durable jobs within the fast path's budget, the
+   * others for as long as the after-commit step may take. Rejects (and the runner logs it) if
+   * either part fails.
+   */
+  private async flush(batch: PendingBatch<T>): Promise<void> {
+    const durable = batch.jobs.filter((job) => job.durable);
+    const plain = batch.jobs.filter((job) => !job.durable);
+    const [a, b] = await Promise.allSettled([
+      plain.length > 0 ? this.send(plain) : undefined,
+      durable.length > 0 ? this.sendDurable(durable, batch.tx) : undefined,
+    ]);
+    if (a.status === 'rejected') throw a.reason;
+    if (b.status === 'rejected') throw b.reason;
+  }
+
+  /** Hands jobs to Bull. */
+  private async send(jobs: PreparedJob<T>[]): Promise<void> {
     try {
       await this.enqueue(jobs);
     } catch (error) {
       this.stats.failed += jobs.length;
-      if (jobs.some((job) => job.durable)) {
-        throw new Error(
-          `${String(error)}; the outbox relay will enqueue the durable job(s)`,
-        );
-      }
       throw error;
     }
-    const durable = jobs
-      .filter((job) => job.durable)
-      .map((job) => this.rowKey(job));
-    if (durable.length > 0) this.outbox?.marker.mark(durable);
+  }
+
+  /**
+   * The fast path of durable jobs: enqueues them and marks their rows dispatched if Redis takes
+   * them before the relay may take the rows; otherwise leaves the rows to the relay.
+   */
+  private async sendDurable(
+    jobs: PreparedJob<T>[],
+    tx: TransactionContext,
+  ): Promise<void> {
+    const outbox = this.outbox!;
+    const budget = Math.floor(outbox.writer.fastPathBudgetMs(tx));
+    let inTime = budget > 0;
+    try {
+      if (!inTime) {
+        throw new Error(
+          'no time left before the outbox relay may take the rows (the transaction, or the ' +
+            'after-commit steps before this one, took most of the grace period)',
+        );
+      }
+      await withTimeout(
+        this.send(jobs).then(() => {
+          // NOTE: an enqueue that ends after the budget is not marked: the relay may own the rows.
+          if (inTime) outbox.marker.mark(jobs.map((job) => this.rowKey(job)));
+        }),
+        budget,
+        `Redis did not take the job(s) within ${budget} ms`,
+      );
+    } catch (error) {
+      inTime = false;
+      this.stats.leftToRelay += jobs.length;
+      throw leftToRelay(error);
+    }
   }
 
   private rowKey(job: PreparedJob<T>): OutboxRowKey {
@@ -297,6 +353,16 @@ export class TransactionAwareQueue<T = unknown> {
     this.stats.enqueued += jobs.length;
     return result;
   }
+}
+
+/** `error`, said to leave the durable jobs to the relay (same name, for the log line). */
+function leftToRelay(error: unknown): Error {
+  const cause = error instanceof Error ? error : new Error(String(error));
+  const wrapped = new Error(
+    `${cause.message}; the outbox relay will enqueue the durable job(s)`,
+  );
+  wrapped.name = cause.name;
+  return wrapped;
 }
 
 function ids(jobs: PreparedJob<unknown>[]): string {

@@ -305,6 +305,7 @@ describe('when after-commit work fails', () => {
         deferred: 1,
         enqueued: 0,
         failed: 1,
+        leftToRelay: 0,
       });
       expect(runner.stats.hookFailures).toBe(before + 1);
       await expectNoProcessFailures();
@@ -330,6 +331,7 @@ describe('when after-commit work fails', () => {
         deferred: 1,
         enqueued: 0,
         failed: 0,
+        leftToRelay: 0,
       });
       expect(runner.stats.hookFailures).toBe(before + 1);
       await expectNoProcessFailures();
@@ -357,6 +359,7 @@ describe('when after-commit work fails', () => {
         deferred: 1,
         enqueued: 0,
         failed: 1,
+        leftToRelay: 0,
       });
       expect(errorLines()).toEqual([
         `after-commit step failed: enqueue 1 job(s) to queue "${FAILS_LATE}" ` +
@@ -389,6 +392,7 @@ describe('when after-commit work fails', () => {
           deferred: 1,
           enqueued: 1,
           failed: 0,
+          leftToRelay: 0,
         });
       });
 

@@ -94,6 +94,14 @@ describe('when a repeatable job (or one whose id Bull derives) is added through 
       queue.addBulk = addBulk;
     };
   };
+  /** Makes every pending row eligible for the relay now (as if the grace period had passed). */
+  const expireGrace = () =>
+    app
+      .get(DataSource)
+      .query(
+        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+      );
+
   beforeAll(async () => {
     await createOutboxTable(TABLE);
     app = await createLibApp({
@@ -117,7 +125,7 @@ describe('when a repeatable job (or one whose id Bull derives) is added through 
       options: {
         outbox: {
           tableName: TABLE,
-          relay: { enabled: false, graceMs: 0 },
+          relay: { enabled: false },
           markBatchDelayMs: 5,
         },
       },
@@ -277,6 +285,7 @@ describe('when a repeatable job (or one whose id Bull derives) is added through 
         restore();
       }
       expect(await bull(DURABLE).getRepeatableJobs()).toEqual([]);
+      await expireGrace();
 
       expect(await outbox.relayOnce()).toBe(2);
 
@@ -313,6 +322,7 @@ describe('when a repeatable job (or one whose id Bull derives) is added through 
       expect((await rows(DURABLE_GROUPED)).map((row) => row.id)).toEqual([
         'order-9:c9',
       ]);
+      await expireGrace();
 
       expect(await outbox.relayOnce()).toBe(1);
 

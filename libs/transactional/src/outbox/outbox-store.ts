@@ -97,6 +97,16 @@ export class OutboxStore {
     );
   }
 
+  /** Makes pending rows eligible for the relay `graceMs` from now (before COMMIT). */
+  async postpone(manager: EntityManager, keys: OutboxRowKey[]): Promise<void> {
+    await manager.query(
+      `UPDATE ${this.table} o SET available_at = clock_timestamp() + ${MS('$3')}
+       FROM unnest($1::text[], $2::text[]) AS k(queue, id)
+       WHERE o.queue = k.queue AND o.id = k.id AND o.dispatched_at IS NULL`,
+      [...pairs(keys), this.options.relay.graceMs],
+    );
+  }
+
   /** Marks rows dispatched (after the fast path enqueued them). */
   async markDispatched(
     manager: EntityManager,

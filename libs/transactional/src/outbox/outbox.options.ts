@@ -20,9 +20,12 @@ export interface OutboxRelayOptions {
   /** Time between polls while all is well. Default: `1000` ms. */
   pollIntervalMs?: number;
   /**
-   * How long after its INSERT a row becomes eligible for the relay: longer than the fast path
-   * needs to enqueue and mark it, so the relay only picks up what the fast path lost.
-   * Default: `5000` ms.
+   * How long after its transaction commits a row becomes eligible for the relay: longer than
+   * the fast path needs to enqueue and mark it, so the relay only picks up what the fast path
+   * lost. Counted from the INSERT, and pushed again right before COMMIT when the transaction
+   * has been open for more than half of it, so a long transaction's rows are not relayed while
+   * its fast path runs; the fast path gives up before it ends. With `0` every durable job is
+   * left to the relay. Default: `5000` ms.
    */
   graceMs?: number;
   /** Most rows one poll dispatches. Default: `500`. */

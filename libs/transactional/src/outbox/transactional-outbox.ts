@@ -4,6 +4,7 @@ import type { QueueRegistry } from '../queue-registry';
 import { DispatchMarker } from './dispatch-marker';
 import { OutboxRelay } from './outbox-relay.service';
 import { OutboxStats, OutboxStore } from './outbox-store';
+import { OutboxWriter } from './outbox-writer';
 import { ResolvedOutboxOptions } from './outbox.options';
 import type { QueueOutbox } from './queue-outbox';
 
@@ -32,7 +33,7 @@ export class TransactionalOutbox {
     if (!outbox) {
       const manager = () => this.managerOf(connectionName);
       outbox = {
-        store: this.store,
+        writer: new OutboxWriter(this.store, this.options),
         marker: new DispatchMarker(
           this.store,
           manager,
