@@ -6,6 +6,7 @@ import { NoTransactionError } from './errors/no-transaction.error';
 import { TransactionalError } from './errors/transactional.error';
 import type { OutboxRowKey } from './outbox/outbox-store';
 import type { QueueOutbox } from './outbox/queue-outbox';
+import { assertRedisReady } from './redis-readiness';
 import type {
   TransactionContext,
   TransactionHook,
@@ -52,11 +53,14 @@ export interface TransactionAwareQueueStats {
   deferred: number;
   /** Jobs handed to Bull (after commit, or directly outside a transaction). */
   enqueued: number;
-  /** Jobs whose after-commit enqueue failed (logged with their ids). */
+  /**
+   * Jobs whose after-commit enqueue failed (logged with their ids), or was refused at once
+   * because the queue's Redis client was not connected.
+   */
   failed: number;
   /**
-   * Durable jobs the fast path gave up on after the commit (failed, or too close to the moment
-   * the relay may take them): their outbox rows are left to the relay.
+   * Durable jobs the fast path gave up on after the commit (failed, refused, too slow, or too
+   * close to the relay's turn): their outbox rows are left to the relay.
    */
   leftToRelay: number;
 }
@@ -73,8 +77,10 @@ export interface TransactionAwareQueueStats {
  * `jobId`, which Bull would put into the schedule's key), the queue's `defaultJobOptions`.
  * A job id is added once: Bull ignores a job id it holds (first data wins), and so does durable
  * mode for a job id whose outbox row is still pending, without affecting the transaction.
- * After the commit, durable jobs are enqueued before their outbox rows become eligible for
- * the relay, or left to it.
+ * After the commit, a flush whose Redis client is not connected fails at once (logged,
+ * counted in `stats.failed`) instead of waiting in the client's offline queue; durable jobs
+ * are then left to the outbox relay, as they are when Redis does not take them within the
+ * outbox's `fastPathTimeoutMs` or before their rows become eligible for the relay.
  */
 export class TransactionAwareQueue<T = unknown> {
   /** Counters since start-up. */
@@ -293,9 +299,10 @@ export class TransactionAwareQueue<T = unknown> {
     if (b.status === 'rejected') throw b.reason;
   }
 
-  /** Hands jobs to Bull. */
+  /** Hands jobs to Bull, refusing at once while the Redis client is not connected. */
   private async send(jobs: PreparedJob<T>[]): Promise<void> {
     try {
+      assertRedisReady(this.queue, this.name);
       await this.enqueue(jobs);
     } catch (error) {
       this.stats.failed += jobs.length;
@@ -305,7 +312,8 @@ export class TransactionAwareQueue<T = unknown> {
 
   /**
    * The fast path of durable jobs: enqueues them and marks their rows dispatched if Redis takes
-   * them before the relay may take the rows; otherwise leaves the rows to the relay.
+   * them within the budget (the outbox's `fastPathTimeoutMs`, and never past the moment the
+   * relay may take the rows); otherwise leaves the rows to the relay.
    */
   private async sendDurable(
     jobs: PreparedJob<T>[],

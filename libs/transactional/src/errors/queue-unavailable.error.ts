@@ -1,9 +1,9 @@
 import { TransactionalError } from './transactional.error';
 
 /**
- * Reason an outbox relay's enqueue failed at once: the Bull queue's Redis client was not
- * connected, so the commands would only have waited in its offline queue. The rows stay in the
- * outbox for a later attempt.
+ * Reason an after-commit enqueue (or an outbox relay's) failed at once: the Bull queue's Redis
+ * client was not connected, so the commands would only have waited in its offline queue. A
+ * durable job stays in the outbox for the relay; any other job is lost (logged and counted).
  */
 export class QueueUnavailableError extends TransactionalError {
   constructor(queueName: string, status: string) {

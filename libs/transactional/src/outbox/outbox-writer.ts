@@ -59,17 +59,20 @@ export class OutboxWriter {
   }
 
   /**
-   * How long the fast path of `tx`'s durable jobs may still wait for Redis: it must be done
-   * (and its marking sent) before the relay may take the rows. Zero or less: leave them to the
-   * relay.
+   * How long the fast path of `tx`'s durable jobs may still wait for Redis: at most
+   * `fastPathTimeoutMs`, and it must be done (and its marking sent) before the relay may take
+   * the rows. Zero or less: leave them to the relay.
    */
   fastPathBudgetMs(tx: TransactionContext): number {
     const writes = this.transactions.get(tx);
-    const { markBatchDelayMs, relay } = this.options;
-    if (!writes) return relay.graceMs;
+    const { fastPathTimeoutMs, markBatchDelayMs, relay } = this.options;
+    if (!writes) return fastPathTimeoutMs;
     const eligibleAt =
       (writes.postponedAt ?? writes.firstWriteAt) + relay.graceMs;
-    return eligibleAt - performance.now() - markBatchDelayMs - MARK_MARGIN_MS;
+    return Math.min(
+      fastPathTimeoutMs,
+      eligibleAt - performance.now() - markBatchDelayMs - MARK_MARGIN_MS,
+    );
   }
 
   private async postpone(

@@ -11,6 +11,15 @@ export interface OutboxOptions {
    * long after the enqueue. Default: `25` ms.
    */
   markBatchDelayMs?: number;
+  /**
+   * Longest the fast path (the enqueue right after the commit) may wait for Redis to take a
+   * transaction's durable jobs, and never past the moment the relay may take their rows (the
+   * grace period after the commit). When it gives up (Redis down, paused or slow, or its Bull
+   * client not connected) the rows are left to the relay and the request goes on; the enqueue
+   * in flight is not cancelled, and Bull ignores the relay's re-add of a job it holds.
+   * Default: `300` ms.
+   */
+  fastPathTimeoutMs?: number;
 }
 
 /** Settings of the outbox relay (one runs in every process that imports the module). */
@@ -24,8 +33,8 @@ export interface OutboxRelayOptions {
    * the fast path needs to enqueue and mark it, so the relay only picks up what the fast path
    * lost. Counted from the INSERT, and pushed again right before COMMIT when the transaction
    * has been open for more than half of it, so a long transaction's rows are not relayed while
-   * its fast path runs; the fast path gives up before it ends. With `0` every durable job is
-   * left to the relay. Default: `5000` ms.
+   * its fast path runs; the fast path gives up before it ends (see `fastPathTimeoutMs`).
+   * With `0` every durable job is left to the relay. Default: `5000` ms.
    */
   graceMs?: number;
   /** Most rows one poll dispatches. Default: `500`. */
@@ -73,6 +82,7 @@ export function resolveOutboxOptions(
     }
   }
   for (const [name, value] of Object.entries({
+    fastPathTimeoutMs: options.fastPathTimeoutMs,
     'relay.leaseMs': options.relay?.leaseMs,
     'relay.redisTimeoutMs': options.relay?.redisTimeoutMs,
   })) {
@@ -86,6 +96,7 @@ export function resolveOutboxOptions(
     tableName,
     schema: options.schema,
     markBatchDelayMs: options.markBatchDelayMs ?? 25,
+    fastPathTimeoutMs: options.fastPathTimeoutMs ?? 300,
     relay: {
       enabled: options.relay?.enabled ?? true,
       pollIntervalMs: options.relay?.pollIntervalMs ?? 1000,
