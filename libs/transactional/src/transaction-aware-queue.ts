@@ -142,7 +142,9 @@ export class TransactionAwareQueue<T = unknown> {
    * A repeatable job (`opts.repeat`, or the queue's `defaultJobOptions.repeat`) has no single
    * job id: `add()` resolves with the key of its schedule, as `queue.getRepeatableJobs()` lists
    * it and `queue.removeRepeatableByKey()` takes it; adding the same schedule again changes
-   * nothing, as with Bull.
+   * nothing, as with Bull. With `opts.debounce`, Bull may keep the debounced job instead of
+   * adding this one; the id is then that of a job Bull did not add (Bull's own `add()` answers
+   * with the debounced job, which is only known once Redis has been asked).
    */
   add(data: T, opts?: TransactionAwareJobOptions): Promise<string>;
   /** Adds a named job; resolves with its id. Same arguments as Bull's `Queue.add`. */
