@@ -6,6 +6,7 @@ import { deliveryApi } from './support/delivery-api';
 import {
   E2eApp,
   e2eDatabaseUrl,
+  e2eRedisUrl,
   eventually,
   startE2eApp,
 } from './support/harness';
@@ -42,7 +43,7 @@ async function startWorker(): Promise<WorkerProcess> {
         ...process.env,
         PROCESS_ROLE: 'worker',
         DATABASE_URL: e2eDatabaseUrl(),
-        REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+        REDIS_URL: e2eRedisUrl(),
         WEBHOOK_ALLOW_SUBNETS: '127.0.0.0/8,::1/128',
         WEBHOOK_RETRY_SCHEDULE_MS: '0,200,400,600',
         WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS),

@@ -19,13 +19,27 @@ export function e2eDatabaseUrl(): string {
   return url.toString();
 }
 
+/**
+ * Redis the e2e specs use. The service's queue names are fixed, so parallel checkouts on one
+ * Redis would take each other's jobs (and skip them: the delivery is in another database):
+ * `TEST_DB_SUFFIX` picks a Redis database of its own (1-15), as it picks the Postgres one.
+ */
+export function e2eRedisUrl(): string {
+  if (process.env.REDIS_URL) return process.env.REDIS_URL;
+  const suffix = process.env.TEST_DB_SUFFIX ?? '';
+  if (!suffix) return 'redis://127.0.0.1:6379';
+  let hash = 0;
+  for (const char of suffix) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
+  return `redis://127.0.0.1:6379/${1 + (hash % 15)}`;
+}
+
 /** A config for e2e specs: loopback allowed, short retries, the test database. */
 export function e2eConfig(overrides: Partial<AppConfig> = {}): AppConfig {
   return {
     ...loadConfig({
       ADMIN_TOKEN,
       DATABASE_URL: e2eDatabaseUrl(),
-      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      REDIS_URL: e2eRedisUrl(),
       WEBHOOK_ALLOW_SUBNETS: '127.0.0.0/8,::1/128',
       WEBHOOK_RETRY_SCHEDULE_MS: '0,200,400,600',
       WEBHOOK_TIMEOUT_MS: '2000',

@@ -41,13 +41,18 @@ export { UnknownConnectionError } from './errors/unknown-connection.error';
 export { UnexpectedRollbackError } from './errors/unexpected-rollback.error';
 export { TransactionClosedError } from './errors/transaction-closed.error';
 export { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
+export { QueueUnavailableError } from './errors/queue-unavailable.error';
 export { TransactionalOutbox } from './outbox/transactional-outbox';
-export { createOutboxMigration } from './outbox/outbox.migration';
+export {
+  createOutboxMigration,
+  createOutboxUpgradeMigration,
+} from './outbox/outbox.migration';
+export type { OutboxMigrationOptions } from './outbox/outbox.migration';
 export type {
   OutboxOptions,
   OutboxRelayOptions,
 } from './outbox/outbox.options';
-export type { OutboxStats } from './outbox/outbox-store';
+export type { OutboxRowError, OutboxStats } from './outbox/outbox-store';
 export type { TransactionAwareJobOptions } from './transactional.interfaces';
 export { removeBullJobHusks } from './bull-job-husks';
 export { withTimeout } from './with-timeout';

@@ -1,12 +1,20 @@
 import { Logger } from '@nestjs/common';
 import { randomUUID } from 'crypto';
 import type { Job, JobOptions, Queue } from 'bull';
+import { identifyJob } from './bull-job-ids';
 import { NoTransactionError } from './errors/no-transaction.error';
 import { TransactionalError } from './errors/transactional.error';
+import type { OutboxRowKey } from './outbox/outbox-store';
 import type { QueueOutbox } from './outbox/queue-outbox';
-import type { TransactionHook, TransactionScope } from './transaction-context';
+import { assertRedisReady } from './redis-readiness';
+import type {
+  TransactionContext,
+  TransactionHook,
+  TransactionScope,
+} from './transaction-context';
 import { transactionStorage } from './transaction-storage';
 import { DEFAULT_CONNECTION_NAME } from './transactional.constants';
+import { withTimeout } from './with-timeout';
 import type {
   BulkJob,
   NoTransactionPolicy,
@@ -17,14 +25,23 @@ import type {
 type PreparedJob<T> = {
   name: string;
   data: T;
-  opts: JobOptions & { jobId: string };
+  /** Options for Bull (with the `jobId` to pass, if any). */
+  opts: JobOptions;
+  /** What `add()` resolves with: the Bull job id, or a repeatable job's schedule key. */
+  id: string;
+  /** Repeatable: Bull derives the job ids, and the job is added alone. */
+  repeat: boolean;
   /** Also written to the outbox (durable mode). */
   durable: boolean;
+  /** Outbox row id: the Bull job id, or a random one for a repeatable job. */
+  rowId: string;
 };
 
 /** The jobs one scope frame deferred to this queue, flushed by one after-commit step. */
 interface PendingBatch<T> extends TransactionHook {
   jobs: PreparedJob<T>[];
+  /** The transaction the jobs were added in. */
+  tx: TransactionContext;
 }
 
 /** Bull's name for jobs added without a name. */
@@ -36,8 +53,16 @@ export interface TransactionAwareQueueStats {
   deferred: number;
   /** Jobs handed to Bull (after commit, or directly outside a transaction). */
   enqueued: number;
-  /** Jobs whose after-commit enqueue failed (logged with their ids). */
+  /**
+   * Jobs whose after-commit enqueue failed (logged with their ids), or was refused at once
+   * because the queue's Redis client was not connected.
+   */
   failed: number;
+  /**
+   * Durable jobs the fast path gave up on after the commit (failed, refused, too slow, or too
+   * close to the relay's turn): their outbox rows are left to the relay.
+   */
+  leftToRelay: number;
 }
 
 /**
@@ -46,6 +71,16 @@ export interface TransactionAwareQueueStats {
  * `jobId`) and touch Redis only after the outermost commit; a rollback drops the jobs, and so
  * does the rollback of the NESTED scope they were added in. Outside a transaction the queue's
  * `whenNoTransaction` policy applies. Inject with `@InjectTransactionAwareQueue(name)`.
+ *
+ * Jobs end up in Bull as a plain `add()` would put them: the same job ids (a limiter
+ * `groupKey` appends the group), the same repeat schedules (a repeatable job gets no generated
+ * `jobId`, which Bull would put into the schedule's key), the queue's `defaultJobOptions`.
+ * A job id is added once: Bull ignores a job id it holds (first data wins), and so does durable
+ * mode for a job id whose outbox row is still pending, without affecting the transaction.
+ * After the commit, a flush whose Redis client is not connected fails at once (logged,
+ * counted in `stats.failed`) instead of waiting in the client's offline queue; durable jobs
+ * are then left to the outbox relay, as they are when Redis does not take them within the
+ * outbox's `fastPathTimeoutMs` or before their rows become eligible for the relay.
  */
 export class TransactionAwareQueue<T = unknown> {
   /** Counters since start-up. */
@@ -53,6 +88,7 @@ export class TransactionAwareQueue<T = unknown> {
     deferred: 0,
     enqueued: 0,
     failed: 0,
+    leftToRelay: 0,
   };
   private readonly logger: Logger;
   private readonly connectionName: string;
@@ -99,6 +135,16 @@ export class TransactionAwareQueue<T = unknown> {
   /**
    * Adds a job; resolves with its id. Same arguments as Bull's `Queue.add`, plus
    * `opts.durable` to override the queue's durable mode for this job.
+   *
+   * The id is the one Bull gives the job: `opts.jobId`, or a random UUID, followed by `:` and
+   * the group when the queue's limiter has a `groupKey`. Bull ignores a job id it holds (first
+   * data wins), and so does durable mode for a job id whose outbox row is still pending.
+   * A repeatable job (`opts.repeat`, or the queue's `defaultJobOptions.repeat`) has no single
+   * job id: `add()` resolves with the key of its schedule, as `queue.getRepeatableJobs()` lists
+   * it and `queue.removeRepeatableByKey()` takes it; adding the same schedule again changes
+   * nothing, as with Bull. With `opts.debounce`, Bull may keep the debounced job instead of
+   * adding this one; the id is then that of a job Bull did not add (Bull's own `add()` answers
+   * with the debounced job, which is only known once Redis has been asked).
    */
   add(data: T, opts?: TransactionAwareJobOptions): Promise<string>;
   /** Adds a named job; resolves with its id. Same arguments as Bull's `Queue.add`. */
@@ -124,19 +170,26 @@ export class TransactionAwareQueue<T = unknown> {
     return id;
   }
 
-  /** Adds several jobs; resolves with their ids, in order. Same argument as Bull's `addBulk`. */
+  /**
+   * Adds several jobs; resolves with their ids (or schedule keys, see `add()`), in order. Same
+   * argument as Bull's `addBulk`.
+   */
   addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
     return this.submit(jobs.map((job) => this.prepare(job)));
   }
 
   private prepare(job: BulkJob<T>): PreparedJob<T> {
     const { durable, ...opts } = (job.opts ?? {}) as TransactionAwareJobOptions;
-    const jobId = opts.jobId !== undefined ? String(opts.jobId) : randomUUID();
+    const name = job.name ?? DEFAULT_JOB_NAME;
+    const identity = identifyJob(this.queue, name, job.data, opts);
     return {
-      name: job.name ?? DEFAULT_JOB_NAME,
+      name,
       data: job.data,
-      opts: { ...opts, jobId },
+      opts: identity.opts,
+      id: identity.id,
+      repeat: identity.repeat,
       durable: durable ?? this.durable,
+      rowId: identity.repeat ? randomUUID() : identity.id,
     };
   }
 
@@ -161,10 +214,14 @@ export class TransactionAwareQueue<T = unknown> {
       }
       await this.enqueue(jobs);
     }
-    return jobs.map((job) => job.opts.jobId);
+    return jobs.map((job) => job.id);
   }
 
-  /** Writes durable jobs to the outbox in the caller's transaction. */
+  /**
+   * Writes durable jobs to the outbox in the caller's transaction. A job whose row id is
+   * written already (earlier in this call or transaction, or pending from another one) is
+   * dropped from the batch: one job, first data wins, as Bull does with a job id it holds.
+   */
   private async writeOutbox(
     scope: TransactionScope,
     batch: PendingBatch<T>,
@@ -177,24 +234,32 @@ export class TransactionAwareQueue<T = unknown> {
           `to your migrations.`,
       );
     }
+    const firsts = new Map<string, PreparedJob<T>>();
+    for (const job of jobs)
+      if (!firsts.has(job.rowId)) firsts.set(job.rowId, job);
+    let written: Set<string>;
     try {
-      await this.outbox.store.insert(
-        scope.tx.manager,
-        jobs.map((job) => {
-          const { jobId, ...opts } = job.opts;
-          return {
-            id: jobId,
-            queue: this.name,
-            jobName: job.name,
-            data: job.data,
-            opts,
-          };
-        }),
+      const keys = await this.outbox.writer.write(
+        scope.tx,
+        [...firsts.values()].map((job) => ({
+          queue: this.name,
+          id: job.rowId,
+          jobName: job.name,
+          data: job.data,
+          opts: job.opts as Record<string, unknown>,
+        })),
       );
+      written = new Set(keys.map((key) => key.id));
     } catch (error) {
       // The caller sees the error; the jobs must not be enqueued if it swallows it.
       batch.jobs = batch.jobs.filter((job) => !jobs.includes(job));
       throw error;
+    }
+    const dropped = jobs.filter(
+      (job) => firsts.get(job.rowId) !== job || !written.has(job.rowId),
+    );
+    if (dropped.length > 0) {
+      batch.jobs = batch.jobs.filter((job) => !dropped.includes(job));
     }
   }
 
@@ -213,7 +278,8 @@ export class TransactionAwareQueue<T = unknown> {
     }
     const batch: PendingBatch<T> = {
       jobs: [...jobs],
-      run: () => this.flush(batch.jobs),
+      tx: scope.tx,
+      run: () => this.flush(batch),
       describe: () =>
         `enqueue ${batch.jobs.length} job(s) to queue "${this.name}" (job ids ${ids(batch.jobs)})`,
     };
@@ -222,28 +288,75 @@ export class TransactionAwareQueue<T = unknown> {
     return batch;
   }
 
-  private async flush(jobs: PreparedJob<T>[]): Promise<void> {
-    if (jobs.length === 0) return;
+  /**
+   * Enqueues a batch after the commit: its durable jobs within the fast path's budget, the
+   * others for as long as the after-commit step may take. Rejects (and the runner logs it) if
+   * either part fails.
+   */
+  private async flush(batch: PendingBatch<T>): Promise<void> {
+    const durable = batch.jobs.filter((job) => job.durable);
+    const plain = batch.jobs.filter((job) => !job.durable);
+    const [a, b] = await Promise.allSettled([
+      plain.length > 0 ? this.send(plain) : undefined,
+      durable.length > 0 ? this.sendDurable(durable, batch.tx) : undefined,
+    ]);
+    if (a.status === 'rejected') throw a.reason;
+    if (b.status === 'rejected') throw b.reason;
+  }
+
+  /** Hands jobs to Bull, refusing at once while the Redis client is not connected. */
+  private async send(jobs: PreparedJob<T>[]): Promise<void> {
     try {
+      assertRedisReady(this.queue, this.name);
       await this.enqueue(jobs);
     } catch (error) {
       this.stats.failed += jobs.length;
-      if (jobs.some((job) => job.durable)) {
-        throw new Error(
-          `${String(error)}; the outbox relay will enqueue the durable job(s)`,
-        );
-      }
       throw error;
     }
-    const durable = jobs
-      .filter((job) => job.durable)
-      .map((job) => job.opts.jobId);
-    if (durable.length > 0) this.outbox?.marker.mark(durable);
+  }
+
+  /**
+   * The fast path of durable jobs: enqueues them and marks their rows dispatched if Redis takes
+   * them within the budget (the outbox's `fastPathTimeoutMs`, and never past the moment the
+   * relay may take the rows); otherwise leaves the rows to the relay.
+   */
+  private async sendDurable(
+    jobs: PreparedJob<T>[],
+    tx: TransactionContext,
+  ): Promise<void> {
+    const outbox = this.outbox!;
+    const budget = Math.floor(outbox.writer.fastPathBudgetMs(tx));
+    let inTime = budget > 0;
+    try {
+      if (!inTime) {
+        throw new Error(
+          'no time left before the outbox relay may take the rows (the transaction, or the ' +
+            'after-commit steps before this one, took most of the grace period)',
+        );
+      }
+      await withTimeout(
+        this.send(jobs).then(() => {
+          // NOTE: an enqueue that ends after the budget is not marked: the relay may own the rows.
+          if (inTime) outbox.marker.mark(jobs.map((job) => this.rowKey(job)));
+        }),
+        budget,
+        `Redis did not take the job(s) within ${budget} ms`,
+      );
+    } catch (error) {
+      inTime = false;
+      this.stats.leftToRelay += jobs.length;
+      throw leftToRelay(error);
+    }
+  }
+
+  private rowKey(job: PreparedJob<T>): OutboxRowKey {
+    return { queue: this.name, id: job.rowId };
   }
 
   private async enqueue(jobs: PreparedJob<T>[]): Promise<Job<T>[]> {
+    // NOTE: Bull's addBulk ignores `repeat`: repeatable jobs are added one by one.
     const result =
-      jobs.length === 1 || jobs.some((job) => job.opts.repeat)
+      jobs.length === 1 || jobs.some((job) => job.repeat)
         ? await Promise.all(
             jobs.map((job) => this.queue.add(job.name, job.data, job.opts)),
           )
@@ -255,6 +368,16 @@ export class TransactionAwareQueue<T = unknown> {
   }
 }
 
+/** `error`, said to leave the durable jobs to the relay (same name, for the log line). */
+function leftToRelay(error: unknown): Error {
+  const cause = error instanceof Error ? error : new Error(String(error));
+  const wrapped = new Error(
+    `${cause.message}; the outbox relay will enqueue the durable job(s)`,
+  );
+  wrapped.name = cause.name;
+  return wrapped;
+}
+
 function ids(jobs: PreparedJob<unknown>[]): string {
-  return jobs.map((job) => job.opts.jobId).join(', ');
+  return jobs.map((job) => job.id).join(', ');
 }

@@ -98,7 +98,8 @@ export interface TransactionAwareQueueOptions {
    * Durable mode: a job added in a transaction is also written to the outbox table in that
    * transaction, so that the relay enqueues it even if the process dies, or Redis is down,
    * between the commit and the enqueue. Needs `TransactionalModule.forRoot({ outbox })`.
-   * Overridable per call with `opts.durable`. Default: `false`.
+   * After the commit the fast path waits for Redis at most `outbox.fastPathTimeoutMs`, then
+   * leaves the rows to the relay. Overridable per call with `opts.durable`. Default: `false`.
    */
   durable?: boolean;
 }

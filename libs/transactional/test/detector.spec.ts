@@ -381,6 +381,7 @@ describe('when a TransactionAwareQueue is used outside a transaction', () => {
         deferred: 0,
         enqueued: 0,
         failed: 0,
+        leftToRelay: 0,
       });
     });
 

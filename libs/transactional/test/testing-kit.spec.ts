@@ -58,6 +58,11 @@ class SignupService {
   }
 
   @Transactional()
+  scheduleDigest(to: string) {
+    return this.emails.add('digest', { to }, { repeat: { cron: '0 8 * * *' } });
+  }
+
+  @Transactional()
   async countUsers() {
     return this.host.manager.count('User');
   }
@@ -103,6 +108,22 @@ describe('TransactionalTestingModule', () => {
       expect(kit.jobs('audit').map((job) => job.data)).toEqual(['hook:ann']);
       expect(kit.deferred('emails')).toEqual([]);
       expect(kit.statements()).toEqual(['BEGIN', 'COMMIT']);
+    });
+
+    it('should record a repeatable job under the schedule key add() resolves with, with no generated jobId', async () => {
+      const key = await service.scheduleDigest('eve');
+
+      // Bull's key of the schedule: name, job id, end date, time zone, cron.
+      expect(key).toBe('digest::::0 8 * * *');
+      expect(kit.deferred('emails')).toEqual([]);
+      expect(kit.jobs('emails')).toEqual([
+        {
+          id: key,
+          name: 'digest',
+          data: { to: 'eve' },
+          opts: { repeat: { cron: '0 8 * * *' } },
+        },
+      ]);
     });
 
     it('should drop the jobs of a method that throws', async () => {

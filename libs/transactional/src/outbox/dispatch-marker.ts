@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import type { OutboxStore } from './outbox-store';
+import type { OutboxRowKey, OutboxStore } from './outbox-store';
 
 /**
  * Marks outbox rows dispatched after the fast path enqueued them, in batches and off the
@@ -10,7 +10,7 @@ import type { OutboxStore } from './outbox-store';
  */
 export class DispatchMarker {
   private readonly logger = new Logger('TransactionalOutbox');
-  private pending: string[] = [];
+  private pending: OutboxRowKey[] = [];
   private timer?: NodeJS.Timeout;
   private inflight = new Set<Promise<void>>();
 
@@ -20,9 +20,9 @@ export class DispatchMarker {
     private readonly delayMs: number,
   ) {}
 
-  /** Schedules `ids` to be marked. */
-  mark(ids: string[]): void {
-    this.pending.push(...ids);
+  /** Schedules the rows `keys` to be marked. */
+  mark(keys: OutboxRowKey[]): void {
+    this.pending.push(...keys);
     this.timer ??= setTimeout(() => this.flush(), this.delayMs);
   }
 
@@ -36,13 +36,13 @@ export class DispatchMarker {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.pending.length === 0) return;
-    const ids = this.pending;
+    const keys = this.pending;
     this.pending = [];
     const done: Promise<void> = this.store
-      .markDispatched(this.manager(), ids)
+      .markDispatched(this.manager(), keys)
       .catch((error: unknown) => {
         this.logger.warn(
-          `could not mark ${ids.length} outbox row(s) dispatched (${String(error)}); ` +
+          `could not mark ${keys.length} outbox row(s) dispatched (${String(error)}); ` +
             `the relay will dispatch them again with the same job ids`,
         );
       })

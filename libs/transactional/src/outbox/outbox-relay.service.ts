@@ -1,24 +1,33 @@
 import { Logger } from '@nestjs/common';
+import { performance } from 'perf_hooks';
 import type { EntityManager } from 'typeorm';
 import { removeBullJobHusks } from '../bull-job-husks';
 import type { QueueRegistry } from '../queue-registry';
+import { assertRedisReady } from '../redis-readiness';
+import { errorText } from '../transaction-runner';
 import { withTimeout } from '../with-timeout';
 import type { TransactionAwareQueue } from '../transaction-aware-queue';
-import type { OutboxStore } from './outbox-store';
+import type { ClaimedOutboxRow, OutboxStore } from './outbox-store';
 import type { ResolvedOutboxOptions } from './outbox.options';
 
-/** Longest a relay waits for Redis to take one batch before it gives the rows back. */
-const ENQUEUE_TIMEOUT_MS = 5_000;
+/**
+ * A relay stops calling Redis for its claimed rows this long (at most a fifth of the lease)
+ * before their lease ends, so that it marks them while it still owns them.
+ */
+const LEASE_MARGIN_MS = 1_000;
 
 /** How many polls pass between two deletions of expired dispatched rows. */
 const CLEANUP_EVERY = 60;
 
 /**
  * Re-dispatches outbox rows the fast path did not mark within the grace period (the process
- * died, or Redis was down, between commit and enqueue). Rows are taken with
- * `FOR UPDATE SKIP LOCKED` and marked in the same transaction, so several relays on several
- * processes never hand one row to Bull twice; Bull also ignores a job id it still holds.
- * While Redis or Postgres fail it backs off exponentially and logs once per outage.
+ * died, or Redis was down, between commit and enqueue). No transaction stays open across a
+ * Redis call: one short statement claims eligible rows for `leaseMs` (`FOR UPDATE SKIP LOCKED`
+ * inside it, so several relays on several processes never claim one row while its lease
+ * holds), then each Redis call is bounded by `redisTimeoutMs` and by the lease, then another
+ * short statement marks the rows dispatched. A failed attempt is recorded on the rows
+ * (`relay_attempts`, `last_error`) and makes each wait an exponential backoff. While Redis or
+ * Postgres fail the relay itself backs off too, and logs once per outage.
  */
 export class OutboxRelay {
   private readonly logger = new Logger('OutboxRelay');
@@ -83,55 +92,126 @@ export class OutboxRelay {
     }
   }
 
-  /** One poll: dispatches what it finds; resolves with the number of rows dispatched. */
+  /**
+   * One poll: claims eligible rows, dispatches them, marks them; resolves with the number of
+   * rows dispatched. Rejects (after recording the attempt on the rows) when rows were claimed
+   * and none could be dispatched.
+   */
   async pollOnce(): Promise<number> {
     const queues = this.registry.byConnection().get(this.connectionName) ?? [];
     if (queues.length === 0) return 0;
+    const manager = this.manager();
     if (++this.polls % CLEANUP_EVERY === 0)
-      await this.store.deleteExpired(this.manager());
+      await this.store.deleteExpired(manager);
     const byName = new Map(queues.map((q) => [q.name, q]));
-    return this.manager().transaction(async (m) => {
-      const rows = await this.store.lockPending(
-        m,
-        [...byName.keys()],
-        this.options.relay.batchSize,
-      );
-      if (rows.length === 0) return 0;
-      const groups = new Map<TransactionAwareQueue<any>, typeof rows>();
-      for (const row of rows) {
-        const queue = byName.get(row.queue)!;
-        const group = groups.get(queue);
-        if (group) group.push(row);
-        else groups.set(queue, [row]);
+    // NOTE: counted from before the claim, so that it ends before the lease does.
+    const { leaseMs } = this.options.relay;
+    const deadline =
+      performance.now() + leaseMs - Math.min(LEASE_MARGIN_MS, leaseMs / 5);
+    const rows = await this.store.claim(
+      manager,
+      [...byName.keys()],
+      this.options.relay.batchSize,
+    );
+    if (rows.length === 0) return 0;
+    const groups = new Map<TransactionAwareQueue<any>, ClaimedOutboxRow[]>();
+    for (const row of rows) {
+      const queue = byName.get(row.queue)!;
+      const group = groups.get(queue);
+      if (group) group.push(row);
+      else groups.set(queue, [row]);
+    }
+    let dispatched = 0;
+    let failure: unknown;
+    for (const [queue, group] of groups) {
+      let outcome: { sent: ClaimedOutboxRow[]; held: ClaimedOutboxRow[] };
+      try {
+        outcome = await this.dispatch(queue, group, deadline);
+      } catch (error) {
+        failure ??= error;
+        await this.store.noteFailure(manager, group, errorText(error));
+        continue;
       }
-      const dispatched: string[] = [];
-      for (const [queue, group] of groups) {
-        // A husk would swallow the re-add while the row is marked: the job would be lost.
-        const { removed, locked } = await removeBullJobHusks(
-          queue.queue,
-          group.map((row) => row.id),
-        );
-        if (removed.length > 0)
-          this.logger.warn(`removed empty job hashes ${removed.join(', ')}`);
-        const ready = group.filter((row) => !locked.includes(row.id));
-        const jobs = ready.map((row) => ({
-          name: row.jobName,
-          data: row.data,
-          opts: { ...row.opts, jobId: row.id },
-        }));
-        await withTimeout(
-          queue.queue.addBulk(jobs),
-          ENQUEUE_TIMEOUT_MS,
-          `Redis did not take the batch within ${ENQUEUE_TIMEOUT_MS} ms`,
-        );
-        dispatched.push(...ready.map((row) => row.id));
-      }
-      await this.store.markDispatched(m, dispatched);
-      this.relayed += dispatched.length;
+      await this.store.markRelayed(manager, outcome.sent);
+      await this.store.release(manager, outcome.held);
+      dispatched += outcome.sent.length;
+    }
+    this.relayed += dispatched;
+    if (dispatched > 0) {
       this.logger.log(
-        `relayed ${dispatched.length} job(s) the fast path had not dispatched`,
+        `relayed ${dispatched} job(s) the fast path had not dispatched`,
       );
-      return dispatched.length;
-    });
+    }
+    if (failure !== undefined && dispatched === 0) throw failure;
+    return dispatched;
+  }
+
+  /**
+   * Hands one queue's claimed rows to Bull, each Redis call bounded; resolves with the rows
+   * sent and those held back (a job husk still locked by a worker).
+   */
+  private async dispatch(
+    queue: TransactionAwareQueue<any>,
+    rows: ClaimedOutboxRow[],
+    deadline: number,
+  ) {
+    const bull = queue.queue;
+    assertRedisReady(bull, queue.name);
+    const fixed = rows.filter((row) => !row.opts.repeat);
+    // A husk would swallow the re-add while the row is marked: the job would be lost.
+    const { removed, locked } = await this.bounded(
+      () =>
+        removeBullJobHusks(
+          bull,
+          fixed.map((row) => row.id),
+        ),
+      deadline,
+      'checking for job husks',
+    );
+    if (removed.length > 0)
+      this.logger.warn(`removed empty job hashes ${removed.join(', ')}`);
+    const held = fixed.filter((row) => locked.includes(row.id));
+    const sent = rows.filter((row) => !held.includes(row));
+    const jobs = sent.map((row) => ({
+      name: row.jobName,
+      data: row.data,
+      // NOTE: rows written before jobId was stored in opts carry it as their id.
+      opts: row.opts.repeat ? row.opts : { jobId: row.id, ...row.opts },
+      repeat: Boolean(row.opts.repeat),
+    }));
+    const single = jobs.filter((job) => job.repeat);
+    const bulk = jobs.filter((job) => !job.repeat);
+    await this.bounded(
+      () =>
+        Promise.all([
+          bulk.length > 0 ? bull.addBulk(bulk) : undefined,
+          // NOTE: Bull's addBulk ignores `repeat`.
+          ...single.map((job) => bull.add(job.name, job.data, job.opts)),
+        ]),
+      deadline,
+      'taking the jobs',
+    );
+    return { sent, held };
+  }
+
+  /** Starts `work` unless the lease has run out, and waits at most `redisTimeoutMs` for it. */
+  private bounded<T>(
+    work: () => Promise<T>,
+    deadline: number,
+    what: string,
+  ): Promise<T> {
+    const ms = Math.floor(
+      Math.min(this.options.relay.redisTimeoutMs, deadline - performance.now()),
+    );
+    if (ms <= 0) {
+      return Promise.reject(
+        new Error(`the relay's lease ran out before ${what}`),
+      );
+    }
+    return withTimeout(
+      work(),
+      ms,
+      `Redis did not answer within ${ms} ms (${what})`,
+    );
   }
 }

@@ -1,13 +1,33 @@
 import type { EntityManager } from 'typeorm';
 import { qualifiedTable, ResolvedOutboxOptions } from './outbox.options';
 
-/** One job as stored in the outbox. */
-export interface OutboxRow {
-  id: string;
+/** Identifies one outbox row. */
+export interface OutboxRowKey {
+  /** Bull queue name. */
   queue: string;
+  /** Bull job id, or a random id for a repeatable job (whose job ids Bull derives). */
+  id: string;
+}
+
+/** One job as stored in the outbox. */
+export interface OutboxRow extends OutboxRowKey {
   jobName: string;
   data: unknown;
+  /** Options for Bull (`jobId` included when Bull must get one). */
   opts: Record<string, unknown>;
+}
+
+/** A row a relay claimed: `lease` is the `available_at` its claim set, as text. */
+export interface ClaimedOutboxRow extends OutboxRow {
+  lease: string;
+}
+
+/** A pending row whose relay attempts failed, as `OutboxStats.lastError` shows it. */
+export interface OutboxRowError extends OutboxRowKey {
+  /** Failed relay attempts. */
+  attempts: number;
+  /** The error of the last one. */
+  message: string;
 }
 
 /** What the outbox holds now, for health checks and metrics. */
@@ -18,9 +38,22 @@ export interface OutboxStats {
   dispatched: number;
   /** Age of the oldest pending row in ms, or `null` when none is pending. */
   oldestPendingAgeMs: number | null;
+  /** Pending rows with at least one failed relay attempt (waiting out their backoff). */
+  failing: number;
+  /** Most failed relay attempts of a pending row (`0` when none failed). */
+  maxAttempts: number;
+  /** A sample: the pending row with the most failed relay attempts, or `null` when none failed. */
+  lastError: OutboxRowError | null;
 }
 
-/** The SQL of the outbox table. All methods take the manager to run on. */
+/** `(queue, id)` pairs as two parallel text arrays, for `unnest($1::text[], $2::text[])`. */
+function pairs(keys: OutboxRowKey[]): [string[], string[]] {
+  return [keys.map((key) => key.queue), keys.map((key) => key.id)];
+}
+
+const MS = (param: string) => `make_interval(secs => ${param}::float8 / 1000)`;
+
+/** The SQL of the outbox table. All methods take the manager to run on; each is one statement. */
 export class OutboxStore {
   private readonly table: string;
 
@@ -28,91 +61,184 @@ export class OutboxStore {
     this.table = qualifiedTable(options);
   }
 
-  /** Inserts rows (in the caller's transaction): one statement for all of them. */
-  async insert(manager: EntityManager, rows: OutboxRow[]): Promise<void> {
-    const values: unknown[] = [];
-    const tuples = rows.map((row, i) => {
+  /**
+   * Inserts rows in the caller's transaction, eligible for the relay `graceMs` from now; resolves
+   * with the keys written. A row whose key is pending already is left alone (first data wins,
+   * as Bull keeps a job it holds); a dispatched one is replaced by the new row (Bull decides, as
+   * it would for a plain `add()`: it ignores the job id if it still holds the job). Keys must
+   * be distinct within one call.
+   */
+  async insert(
+    manager: EntityManager,
+    rows: OutboxRow[],
+  ): Promise<OutboxRowKey[]> {
+    const values: unknown[] = [this.options.relay.graceMs];
+    const tuples = rows.map((row) => {
       values.push(
-        row.id,
         row.queue,
+        row.id,
         row.jobName,
         JSON.stringify(row.data ?? null),
         row.opts,
       );
-      const p = i * 5;
-      return `($${p + 1}, $${p + 2}, $${p + 3}, $${p + 4}::jsonb, $${p + 5}::jsonb)`;
+      const p = values.length - 4;
+      return `($${p}, $${p + 1}, $${p + 2}, $${p + 3}::jsonb, $${p + 4}::jsonb, clock_timestamp() + ${MS('$1')})`;
     });
-    await manager.query(
-      `INSERT INTO ${this.table} (id, queue, job_name, data, opts) VALUES ${tuples.join(', ')}`,
+    return manager.query(
+      `INSERT INTO ${this.table} AS o (queue, id, job_name, data, opts, available_at)
+       VALUES ${tuples.join(', ')}
+       ON CONFLICT (queue, id) DO UPDATE SET job_name = EXCLUDED.job_name,
+         data = EXCLUDED.data, opts = EXCLUDED.opts, created_at = clock_timestamp(),
+         available_at = EXCLUDED.available_at, dispatched_at = NULL, relay_attempts = 0,
+         last_error = NULL
+       WHERE o.dispatched_at IS NOT NULL
+       RETURNING queue, id`,
       values,
     );
   }
 
-  /** Marks rows dispatched. */
-  async markDispatched(manager: EntityManager, ids: string[]): Promise<void> {
+  /** Makes pending rows eligible for the relay `graceMs` from now (before COMMIT). */
+  async postpone(manager: EntityManager, keys: OutboxRowKey[]): Promise<void> {
     await manager.query(
-      `UPDATE ${this.table} SET dispatched_at = clock_timestamp()
-       WHERE id = ANY($1::text[]) AND dispatched_at IS NULL`,
-      [ids],
+      `UPDATE ${this.table} o SET available_at = clock_timestamp() + ${MS('$3')}
+       FROM unnest($1::text[], $2::text[]) AS k(queue, id)
+       WHERE o.queue = k.queue AND o.id = k.id AND o.dispatched_at IS NULL`,
+      [...pairs(keys), this.options.relay.graceMs],
+    );
+  }
+
+  /** Marks rows dispatched (after the fast path enqueued them). */
+  async markDispatched(
+    manager: EntityManager,
+    keys: OutboxRowKey[],
+  ): Promise<void> {
+    await manager.query(
+      `UPDATE ${this.table} o SET dispatched_at = clock_timestamp()
+       FROM unnest($1::text[], $2::text[]) AS k(queue, id)
+       WHERE o.queue = k.queue AND o.id = k.id AND o.dispatched_at IS NULL`,
+      pairs(keys),
     );
   }
 
   /**
-   * Locks up to `limit` pending rows older than the grace period, of the given queues, skipping
-   * rows another relay holds. Must run in a transaction that lasts until they are marked.
+   * Claims up to `limit` eligible pending rows of the given queues for `leaseMs`, skipping rows
+   * another relay is claiming: one short statement, no transaction left open. Until the lease
+   * ends no other relay sees them.
    */
-  async lockPending(
+  async claim(
     manager: EntityManager,
     queues: string[],
     limit: number,
-  ): Promise<OutboxRow[]> {
-    const rows: any[] = await manager.query(
-      `SELECT id, queue, job_name, data, opts FROM ${this.table}
-       WHERE dispatched_at IS NULL AND queue = ANY($1::text[])
-         AND created_at < clock_timestamp() - make_interval(secs => $2::float8 / 1000)
-       ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED`,
-      [queues, this.options.relay.graceMs, limit],
+  ): Promise<ClaimedOutboxRow[]> {
+    // NOTE: TypeORM answers an UPDATE with [rows, affected count].
+    const [rows]: [any[], number] = await manager.query(
+      `WITH c AS MATERIALIZED (
+         SELECT queue, id FROM ${this.table}
+         WHERE dispatched_at IS NULL AND queue = ANY($1::text[])
+           AND available_at <= clock_timestamp()
+         ORDER BY available_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+       UPDATE ${this.table} o SET available_at = clock_timestamp() + ${MS('$3')}
+       FROM c WHERE o.queue = c.queue AND o.id = c.id
+       RETURNING o.queue, o.id, o.job_name, o.data, o.opts, o.created_at,
+         o.available_at::text AS lease`,
+      [queues, limit, this.options.relay.leaseMs],
     );
-    return rows.map((r) => ({
-      id: r.id,
-      queue: r.queue,
-      jobName: r.job_name,
-      data: r.data,
-      opts: r.opts,
-    }));
+    return rows
+      .sort((a, b) => a.created_at - b.created_at)
+      .map((r) => ({
+        queue: r.queue,
+        id: r.id,
+        jobName: r.job_name,
+        data: r.data,
+        opts: r.opts,
+        lease: r.lease,
+      }));
   }
 
-  /** Records a failed relay attempt on rows (outside the relay's failed transaction). */
+  /** Marks claimed rows dispatched, unless their lease has passed to another relay since. */
+  async markRelayed(
+    manager: EntityManager,
+    rows: ClaimedOutboxRow[],
+  ): Promise<void> {
+    if (rows.length === 0) return;
+    await manager.query(
+      `UPDATE ${this.table} o SET dispatched_at = clock_timestamp()
+       FROM unnest($1::text[], $2::text[], $3::text[]) AS k(queue, id, lease)
+       WHERE o.queue = k.queue AND o.id = k.id AND o.available_at = k.lease::timestamptz
+         AND o.dispatched_at IS NULL`,
+      [...pairs(rows), rows.map((row) => row.lease)],
+    );
+  }
+
+  /** Ends the lease of claimed rows now (they could not be dispatched yet, through no failure). */
+  async release(
+    manager: EntityManager,
+    rows: ClaimedOutboxRow[],
+  ): Promise<void> {
+    if (rows.length === 0) return;
+    await manager.query(
+      `UPDATE ${this.table} o SET available_at = clock_timestamp()
+       FROM unnest($1::text[], $2::text[], $3::text[]) AS k(queue, id, lease)
+       WHERE o.queue = k.queue AND o.id = k.id AND o.available_at = k.lease::timestamptz
+         AND o.dispatched_at IS NULL`,
+      [...pairs(rows), rows.map((row) => row.lease)],
+    );
+  }
+
+  /**
+   * Records a failed relay attempt on claimed rows: counts it, keeps the error, and makes each
+   * row wait `pollIntervalMs × 2^(attempts − 1)`, at most `maxBackoffMs`.
+   */
   async noteFailure(
     manager: EntityManager,
-    ids: string[],
+    rows: ClaimedOutboxRow[],
     error: string,
   ): Promise<void> {
+    if (rows.length === 0) return;
+    const { pollIntervalMs, maxBackoffMs } = this.options.relay;
     await manager.query(
-      `UPDATE ${this.table} SET relay_attempts = relay_attempts + 1, last_error = $2
-       WHERE id = ANY($1::text[])`,
-      [ids, error.slice(0, 1000)],
+      `UPDATE ${this.table} o SET relay_attempts = o.relay_attempts + 1, last_error = $4,
+         available_at = clock_timestamp() + ${MS(
+           'LEAST($6::float8, $5::float8 * power(2, LEAST(o.relay_attempts, 30)))',
+         )}
+       FROM unnest($1::text[], $2::text[], $3::text[]) AS k(queue, id, lease)
+       WHERE o.queue = k.queue AND o.id = k.id AND o.available_at = k.lease::timestamptz
+         AND o.dispatched_at IS NULL`,
+      [
+        ...pairs(rows),
+        rows.map((row) => row.lease),
+        error.slice(0, 1000),
+        pollIntervalMs,
+        maxBackoffMs,
+      ],
     );
   }
 
   /** Deletes dispatched rows past the retention period, at most `limit`; resolves with how many. */
   async deleteExpired(manager: EntityManager, limit = 10_000): Promise<number> {
     const [, count] = await manager.query(
-      `DELETE FROM ${this.table} WHERE id IN (
-         SELECT id FROM ${this.table}
-         WHERE dispatched_at < clock_timestamp() - make_interval(secs => $1::float8 / 1000)
+      `DELETE FROM ${this.table} WHERE (queue, id) IN (
+         SELECT queue, id FROM ${this.table}
+         WHERE dispatched_at < clock_timestamp() - ${MS('$1')}
          LIMIT $2)`,
       [this.options.relay.retentionMs, limit],
     );
     return Number(count ?? 0);
   }
 
-  /** Counts of pending and dispatched rows and the oldest pending age. */
+  /** Pending and dispatched counts, the oldest pending age, and failed relay attempts. */
   async stats(manager: EntityManager): Promise<OutboxStats> {
     const [row] = await manager.query(
       `SELECT count(*) FILTER (WHERE dispatched_at IS NULL) AS pending,
               count(*) FILTER (WHERE dispatched_at IS NOT NULL) AS dispatched,
-              extract(epoch FROM clock_timestamp() - min(created_at) FILTER (WHERE dispatched_at IS NULL)) * 1000 AS oldest
+              extract(epoch FROM clock_timestamp() - min(created_at) FILTER (WHERE dispatched_at IS NULL)) * 1000 AS oldest,
+              count(*) FILTER (WHERE dispatched_at IS NULL AND relay_attempts > 0) AS failing,
+              coalesce(max(relay_attempts) FILTER (WHERE dispatched_at IS NULL), 0) AS max_attempts,
+              (SELECT json_build_object('queue', queue, 'id', id, 'attempts', relay_attempts,
+                        'message', last_error)
+                 FROM ${this.table}
+                WHERE dispatched_at IS NULL AND relay_attempts > 0
+                ORDER BY relay_attempts DESC, available_at DESC LIMIT 1) AS last_error
        FROM ${this.table}`,
     );
     return {
@@ -120,6 +246,9 @@ export class OutboxStore {
       dispatched: Number(row.dispatched),
       oldestPendingAgeMs:
         row.oldest === null ? null : Math.round(Number(row.oldest)),
+      failing: Number(row.failing),
+      maxAttempts: Number(row.max_attempts),
+      lastError: row.last_error ?? null,
     };
   }
 }

@@ -11,6 +11,15 @@ export interface OutboxOptions {
    * long after the enqueue. Default: `25` ms.
    */
   markBatchDelayMs?: number;
+  /**
+   * Longest the fast path (the enqueue right after the commit) may wait for Redis to take a
+   * transaction's durable jobs, and never past the moment the relay may take their rows (the
+   * grace period after the commit). When it gives up (Redis down, paused or slow, or its Bull
+   * client not connected) the rows are left to the relay and the request goes on; the enqueue
+   * in flight is not cancelled, and Bull ignores the relay's re-add of a job it holds.
+   * Default: `300` ms.
+   */
+  fastPathTimeoutMs?: number;
 }
 
 /** Settings of the outbox relay (one runs in every process that imports the module). */
@@ -20,16 +29,35 @@ export interface OutboxRelayOptions {
   /** Time between polls while all is well. Default: `1000` ms. */
   pollIntervalMs?: number;
   /**
-   * Age a row must have before the relay takes it: longer than the fast path needs to enqueue
-   * and mark it, so the relay only picks up what the fast path lost. Default: `5000` ms.
+   * How long after its transaction commits a row becomes eligible for the relay: longer than
+   * the fast path needs to enqueue and mark it, so the relay only picks up what the fast path
+   * lost. Counted from the INSERT, and pushed again right before COMMIT when the transaction
+   * has been open for more than half of it, so a long transaction's rows are not relayed while
+   * its fast path runs; the fast path gives up before it ends (see `fastPathTimeoutMs`).
+   * With `0` every durable job is left to the relay. Default: `5000` ms.
    */
   graceMs?: number;
   /** Most rows one poll dispatches. Default: `500`. */
   batchSize?: number;
   /** Dispatched rows are deleted after this long. Default: `3600000` ms (1 h). */
   retentionMs?: number;
-  /** Longest wait between polls while Redis or Postgres fail (exponential backoff). Default: `30000` ms. */
+  /**
+   * Longest wait between polls while Redis or Postgres fail (exponential backoff), and longest
+   * wait of a row after failed relay attempts: a row waits `pollIntervalMs` after its first
+   * failure, twice as long after each further one, at most this. Default: `30000` ms.
+   */
   maxBackoffMs?: number;
+  /**
+   * How long a relay owns the rows it claims: no other relay takes them meanwhile. Its Redis
+   * calls for them end (or are given up) before the lease does; a row whose relay died becomes
+   * eligible again when the lease ends. Default: `30000` ms.
+   */
+  leaseMs?: number;
+  /**
+   * Longest a relay waits for one Redis call (job husk check, enqueue); the calls for one
+   * batch also end before its lease does. Default: `5000` ms.
+   */
+  redisTimeoutMs?: number;
 }
 
 /** `OutboxOptions` with every default applied. */
@@ -53,10 +81,22 @@ export function resolveOutboxOptions(
       );
     }
   }
+  for (const [name, value] of Object.entries({
+    fastPathTimeoutMs: options.fastPathTimeoutMs,
+    'relay.leaseMs': options.relay?.leaseMs,
+    'relay.redisTimeoutMs': options.relay?.redisTimeoutMs,
+  })) {
+    if (value !== undefined && !(value > 0)) {
+      throw new Error(
+        `Outbox option ${name} must be a positive number of ms, got ${String(value)}.`,
+      );
+    }
+  }
   return {
     tableName,
     schema: options.schema,
     markBatchDelayMs: options.markBatchDelayMs ?? 25,
+    fastPathTimeoutMs: options.fastPathTimeoutMs ?? 300,
     relay: {
       enabled: options.relay?.enabled ?? true,
       pollIntervalMs: options.relay?.pollIntervalMs ?? 1000,
@@ -64,6 +104,8 @@ export function resolveOutboxOptions(
       batchSize: options.relay?.batchSize ?? 500,
       retentionMs: options.relay?.retentionMs ?? 3_600_000,
       maxBackoffMs: options.relay?.maxBackoffMs ?? 30_000,
+      leaseMs: options.relay?.leaseMs ?? 30_000,
+      redisTimeoutMs: options.relay?.redisTimeoutMs ?? 5_000,
     },
   };
 }

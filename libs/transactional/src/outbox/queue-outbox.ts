@@ -1,10 +1,10 @@
 import type { DispatchMarker } from './dispatch-marker';
-import type { OutboxStore } from './outbox-store';
+import type { OutboxWriter } from './outbox-writer';
 
 /** The outbox of one connection, as durable queues use it. Internal. */
 export interface QueueOutbox {
-  /** Writes rows in the caller's transaction. */
-  readonly store: OutboxStore;
+  /** Writes rows in the caller's transaction; says how long the fast path may take. */
+  readonly writer: OutboxWriter;
   /** Marks rows dispatched after the fast path enqueued them. */
   readonly marker: DispatchMarker;
 }

@@ -4,6 +4,7 @@ import type { QueueRegistry } from '../queue-registry';
 import { DispatchMarker } from './dispatch-marker';
 import { OutboxRelay } from './outbox-relay.service';
 import { OutboxStats, OutboxStore } from './outbox-store';
+import { OutboxWriter } from './outbox-writer';
 import { ResolvedOutboxOptions } from './outbox.options';
 import type { QueueOutbox } from './queue-outbox';
 
@@ -32,7 +33,7 @@ export class TransactionalOutbox {
     if (!outbox) {
       const manager = () => this.managerOf(connectionName);
       outbox = {
-        store: this.store,
+        writer: new OutboxWriter(this.store, this.options),
         marker: new DispatchMarker(
           this.store,
           manager,
@@ -44,12 +45,21 @@ export class TransactionalOutbox {
     return outbox;
   }
 
-  /** Pending and dispatched row counts and the oldest pending row's age. */
+  /**
+   * What the outbox of `connectionName` holds: pending and dispatched rows, the oldest pending
+   * row's age, and the rows whose relay attempts failed (how many, the most attempts, a sample
+   * error).
+   */
   stats(connectionName = DEFAULT_CONNECTION_NAME): Promise<OutboxStats> {
     return this.store.stats(this.managerOf(connectionName));
   }
 
-  /** Runs one relay poll now; resolves with the number of rows it dispatched. */
+  /**
+   * Runs one relay poll now: claims the eligible rows (`available_at` passed) for a lease,
+   * dispatches them and marks them; resolves with the number of rows it dispatched. Rejects
+   * when it claimed rows and could dispatch none (Redis down); the attempt is recorded on the
+   * rows, which then wait out their backoff.
+   */
   relayOnce(connectionName = DEFAULT_CONNECTION_NAME): Promise<number> {
     return this.relayOf(connectionName).pollOnce();
   }

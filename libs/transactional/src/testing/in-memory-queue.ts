@@ -1,4 +1,5 @@
 import type { JobOptions, Queue } from 'bull';
+import { identifyJob } from '../bull-job-ids';
 import type { BulkJob } from '../transactional.interfaces';
 import type { JobRecorder } from './job-recorder';
 import type { CapturedJob } from './testing.interfaces';
@@ -32,8 +33,10 @@ class InMemoryQueue<T> {
       typeof nameOrData === 'string'
         ? [nameOrData, dataOrOpts as T, opts]
         : [DEFAULT_JOB_NAME, nameOrData, dataOrOpts as JobOptions | undefined];
-    const id =
-      options?.jobId !== undefined
+    // NOTE: a repeatable job is recorded under its schedule key, as add() resolved with it.
+    const id = options?.repeat
+      ? identifyJob(this as unknown as Queue, name, data, options).id
+      : options?.jobId !== undefined
         ? String(options.jobId)
         : `${this.name}:${++this.nextId}`;
     const job: CapturedJob<T> = { id, name, data, opts: { ...options } };

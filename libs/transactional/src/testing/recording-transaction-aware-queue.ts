@@ -1,5 +1,5 @@
-import { randomUUID } from 'crypto';
 import type { JobOptions, Queue } from 'bull';
+import { identifyJob } from '../bull-job-ids';
 import { TransactionAwareQueue } from '../transaction-aware-queue';
 import type { TransactionHost } from '../transaction-host';
 import type {
@@ -20,12 +20,12 @@ export class RecordingTransactionAwareQueue<
 > extends TransactionAwareQueue<T> {
   constructor(
     options: TransactionAwareQueueOptions,
-    queue: Queue<T>,
+    private readonly inMemory: Queue<T>,
     /** Host of the queue's connection. */
     private readonly host: TransactionHost,
     private readonly recorder: JobRecorder,
   ) {
-    super(options, () => queue);
+    super(options, () => inMemory);
   }
 
   override add(data: T, opts?: JobOptions): Promise<string>;
@@ -53,19 +53,20 @@ export class RecordingTransactionAwareQueue<
   }
 
   /**
-   * Gives each job its id now (as the parent would, with the same rule) so that the deferral
-   * is recorded synchronously, in the caller's scope, even when `add()` is not awaited.
+   * Gives each job its id now (as the parent would, with the same rule: none for a repeatable
+   * job, which is recorded under its schedule key) so that the deferral is recorded
+   * synchronously, in the caller's scope, even when `add()` is not awaited.
    */
   private record(jobs: BulkJob<T>[]): CapturedJob<T>[] {
     const captured = jobs.map((job) => {
-      const id =
-        job.opts?.jobId !== undefined ? String(job.opts.jobId) : randomUUID();
-      return {
-        id,
-        name: job.name ?? DEFAULT_JOB_NAME,
-        data: job.data,
-        opts: { ...job.opts, jobId: id },
-      };
+      const name = job.name ?? DEFAULT_JOB_NAME;
+      const { id, opts } = identifyJob(
+        this.inMemory,
+        name,
+        job.data,
+        job.opts ?? {},
+      );
+      return { id, name, data: job.data, opts };
     });
     if (this.host.isActive) {
       const ids = captured.map((job) => job.id);

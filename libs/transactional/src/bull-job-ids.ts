@@ -1,0 +1,90 @@
+import { randomUUID } from 'crypto';
+import type { JobOptions, Queue } from 'bull';
+
+/** What `TransactionAwareQueue.add()` resolves with for a job, and what it hands to Bull. */
+export interface JobIdentity {
+  /**
+   * The id Bull gives the job (with a limiter `groupKey`, the job id plus `:` and the group);
+   * for a repeatable job, the key of its schedule (there is no single job id).
+   */
+  id: string;
+  /** The caller's options for Bull, plus a generated `jobId` unless the job is repeatable. */
+  opts: JobOptions;
+  /** Whether Bull will treat the job as repeatable (`opts.repeat` or the queue's default). */
+  repeat: boolean;
+}
+
+type RepeatOptions = {
+  cron?: string;
+  every?: number;
+  tz?: string;
+  endDate?: Date | string | number;
+  jobId?: string | number;
+};
+
+/**
+ * Names a job as Bull 4 will, before Redis is touched, so that the id can be returned inside a
+ * transaction. Follows every use of `opts.jobId` in Bull 4 (`lib/queue.js`, `lib/repeatable.js`):
+ * options are merged over the queue's `defaultJobOptions`; a limiter `groupKey` appends `:` and
+ * the group (a value of `data`) to the job id; a repeatable job's schedule is keyed by its name,
+ * job id, end date, time zone and cron or interval. A non-repeatable job gets a generated
+ * `jobId` (random UUID) when the caller gave none, so that Bull ignores a re-enqueue; a
+ * repeatable one does not, since Bull would make a new schedule of it. Internal.
+ */
+export function identifyJob(
+  queue: Queue,
+  name: string,
+  data: unknown,
+  opts: JobOptions,
+): JobIdentity {
+  // NOTE: read only when present: the testing kit's in-memory queue throws on other properties.
+  const settings = queue as {
+    defaultJobOptions?: JobOptions;
+    limiter?: { groupKey?: string };
+  };
+  const defaults =
+    'defaultJobOptions' in queue ? settings.defaultJobOptions : undefined;
+  const groupKey = 'limiter' in queue ? settings.limiter?.groupKey : undefined;
+  const merged: JobOptions = { ...defaults, ...opts };
+  const repeat = merged.repeat as RepeatOptions | undefined;
+  let jobId = merged.jobId !== undefined ? String(merged.jobId) : undefined;
+  // NOTE: Bull generates a random id for a job without one when the queue has a groupKey,
+  // repeatable or not (an empty id counts as none there, and makes Bull count ids otherwise).
+  if (!jobId && (groupKey || !repeat)) jobId = randomUUID();
+  const bullId =
+    jobId && groupKey ? `${jobId}:${String(valueAt(data, groupKey))}` : jobId;
+  const withId = jobId === undefined ? opts : { ...opts, jobId };
+  if (repeat) {
+    return {
+      id: repeatKey(name, repeat, bullId || repeat.jobId),
+      opts: withId,
+      repeat: true,
+    };
+  }
+  return { id: bullId!, opts: withId, repeat: false };
+}
+
+/** Bull 4's `getRepeatKey`: the key of a schedule in the queue's `repeat` sorted set. */
+function repeatKey(
+  name: string,
+  repeat: RepeatOptions,
+  jobId: string | number | undefined,
+): string {
+  const id = jobId ? `${jobId}:` : ':';
+  const endDate = repeat.endDate
+    ? `${new Date(repeat.endDate).getTime()}:`
+    : ':';
+  const tz = repeat.tz ? `${repeat.tz}:` : ':';
+  const suffix = repeat.cron ? tz + repeat.cron : String(repeat.every);
+  return `${name}:${id}${endDate}${suffix}`;
+}
+
+/** Lodash's `get(object, path)` for the dotted and bracketed paths a `groupKey` may be. */
+function valueAt(object: unknown, path: string): unknown {
+  let value = object;
+  for (const key of path.replace(/\[(\w+)\]/g, '.$1').split('.')) {
+    if (value === null || value === undefined) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}

@@ -1,0 +1,292 @@
+import { INestApplication } from '@nestjs/common';
+import type { Queue } from 'bull';
+import { Client } from 'pg';
+import { DataSource } from 'typeorm';
+import {
+  getTransactionAwareQueueToken,
+  TransactionalModuleOptions,
+  TransactionalOutbox,
+  TransactionAwareQueue,
+  TransactionHost,
+} from '@app/transactional';
+import { testDatabaseUrl, uniqueName } from './support/env';
+import {
+  bullQueue,
+  closeLibApp,
+  createLibApp,
+  waitFor,
+} from './support/lib-app';
+import { createOutboxTable } from './support/outbox-table';
+import {
+  OwnRedis,
+  startOwnRedis,
+} from '../../../test/faults/support/own-redis';
+
+/** Durable, on the spec's own Redis (paused or killed by the tests). */
+const ON_OWN = uniqueName('relay-own');
+/** Durable, on the shared Redis. */
+const SHARED = uniqueName('relay-shared');
+const QUEUES = [ON_OWN, SHARED];
+const TABLE = 'tx_spec_outbox_relay';
+const REDIS_TIMEOUT_MS = 1_000;
+const POLL_INTERVAL_MS = 1_000;
+const MAX_BACKOFF_MS = 3_000;
+
+type Payload = { n: number };
+
+type Row = {
+  id: string;
+  relay_attempts: number;
+  last_error: string | null;
+  dispatched_at: Date | null;
+  /** `available_at - clock_timestamp()` in ms. */
+  wait_ms: number;
+};
+
+describe('when the outbox relay dispatches rows', () => {
+  let ownRedis: OwnRedis;
+  let a: INestApplication;
+  let b: INestApplication;
+  let activity: Client;
+
+  const options = (): TransactionalModuleOptions => ({
+    outbox: {
+      tableName: TABLE,
+      markBatchDelayMs: 5,
+      relay: {
+        enabled: false,
+        batchSize: 5,
+        redisTimeoutMs: REDIS_TIMEOUT_MS,
+        pollIntervalMs: POLL_INTERVAL_MS,
+        maxBackoffMs: MAX_BACKOFF_MS,
+      },
+    },
+  });
+  const start = () =>
+    createLibApp({
+      queues: [
+        {
+          name: ON_OWN,
+          durable: true,
+          bull: { url: ownRedis.url, redis: { retryStrategy: () => 50 } },
+        },
+        { name: SHARED, durable: true },
+      ],
+      options: options(),
+      listen: false,
+    });
+  const outbox = (app: INestApplication) => app.get(TransactionalOutbox);
+  const aware = (app: INestApplication, name: string) =>
+    app.get<TransactionAwareQueue<Payload>>(
+      getTransactionAwareQueueToken(name),
+    );
+  /** The outbox rows of `ids` in `queue`, by id. */
+  const rows = async (queue: string, ids: string[]): Promise<Row[]> =>
+    (
+      await a.get(DataSource).query(
+        `SELECT id, relay_attempts, last_error, dispatched_at,
+                extract(epoch FROM available_at - clock_timestamp()) * 1000 AS wait_ms
+           FROM ${TABLE} WHERE queue = $1 AND id = ANY($2::text[]) ORDER BY id`,
+        [queue, ids],
+      )
+    ).map((row: Row) => ({ ...row, wait_ms: Number(row.wait_ms) }));
+  /** Makes every pending row eligible now (as if the grace period or backoff had passed). */
+  const makeEligible = () =>
+    a
+      .get(DataSource)
+      .query(
+        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+      );
+  /**
+   * Adds `count` durable jobs in one transaction of `a` whose fast path fails (as in a Redis
+   * outage), so that their rows stay pending; resolves with their ids.
+   */
+  async function pendingJobs(queueName: string, count: number) {
+    const bull = bullQueue(a, queueName);
+    const { add, addBulk } = bull;
+    bull.add = bull.addBulk = (async () => {
+      throw new Error('simulated Redis outage');
+    }) as any;
+    try {
+      return await a
+        .get(TransactionHost)
+        .withTransaction(() =>
+          aware(a, queueName).addBulk(
+            Array.from({ length: count }, (_, n) => ({ data: { n } })),
+          ),
+        );
+    } finally {
+      bull.add = add;
+      bull.addBulk = addBulk;
+    }
+  }
+  /** Connections to the spec database that sit in an open transaction, doing nothing. */
+  const idleInTransaction = async () =>
+    (
+      await activity.query(
+        `SELECT pid, state, query FROM pg_stat_activity
+          WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
+      )
+    ).rows;
+
+  beforeAll(async () => {
+    ownRedis = await startOwnRedis();
+    await createOutboxTable(TABLE);
+    a = await start();
+    b = await start();
+    for (const app of [a, b]) {
+      for (const name of QUEUES) await bullQueue(app, name).getJobCounts();
+    }
+    activity = new Client({ connectionString: testDatabaseUrl() });
+    await activity.connect();
+  });
+
+  afterAll(async () => {
+    ownRedis?.resume();
+    await activity?.end();
+    await closeLibApp(b, []);
+    await closeLibApp(a, QUEUES);
+    await ownRedis?.stop();
+  });
+
+  describe('when Redis stops answering while a relay dispatches', () => {
+    it('should hold no transaction open, bound its wait, keep the rows from other relays during its lease, and record the attempt', async () => {
+      const ids = await pendingJobs(ON_OWN, 3);
+      await makeEligible();
+      ownRedis.pause();
+      let relaying: Promise<number> | undefined;
+      try {
+        const startedAt = Date.now();
+        relaying = outbox(a).relayOnce();
+        relaying.catch(() => undefined);
+        const seen: unknown[] = [];
+        while (Date.now() - startedAt < REDIS_TIMEOUT_MS - 200) {
+          seen.push(...(await idleInTransaction()));
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        // Another relay (another process) finds nothing to claim.
+        const other = await outbox(b).relayOnce();
+
+        expect(seen).toEqual([]);
+        expect(other).toBe(0);
+        await expect(relaying).rejects.toThrow(
+          `Redis did not answer within ${REDIS_TIMEOUT_MS} ms`,
+        );
+        expect(Date.now() - startedAt).toBeLessThan(REDIS_TIMEOUT_MS + 1_000);
+        expect(await rows(ON_OWN, ids)).toEqual(
+          ids.sort().map((id) => ({
+            id,
+            relay_attempts: 1,
+            last_error: expect.stringContaining(
+              `Redis did not answer within ${REDIS_TIMEOUT_MS} ms`,
+            ),
+            dispatched_at: null,
+            wait_ms: expect.any(Number),
+          })),
+        );
+      } finally {
+        ownRedis.resume();
+        await relaying?.catch(() => undefined);
+      }
+
+      await makeEligible();
+      expect(await outbox(a).relayOnce()).toBe(3);
+      const bull = bullQueue<Payload>(a, ON_OWN);
+      for (const id of ids) expect((await bull.getJob(id))?.id).toBe(id);
+      expect((await rows(ON_OWN, ids)).every((row) => row.dispatched_at)).toBe(
+        true,
+      );
+    });
+  });
+
+  describe('when several relays (several processes) poll the same rows at once', () => {
+    it('should hand each row to Bull exactly once', async () => {
+      const ids = await pendingJobs(SHARED, 40);
+      await makeEligible();
+      const handed: string[] = [];
+      for (const app of [a, b]) {
+        const bull = bullQueue(app, SHARED);
+        const addBulk = bull.addBulk.bind(bull);
+        jest.spyOn(bull, 'addBulk').mockImplementation((jobs) => {
+          handed.push(...jobs.map((job) => String(job.opts?.jobId)));
+          return addBulk(jobs);
+        });
+      }
+
+      const drain = async (app: INestApplication) => {
+        while ((await outbox(app).relayOnce()) > 0);
+      };
+      await Promise.all([drain(a), drain(b), drain(a), drain(b)]);
+
+      expect(handed.sort()).toEqual([...ids].sort());
+      expect(await bullQueue(a, SHARED).getWaitingCount()).toBe(40);
+      expect((await rows(SHARED, ids)).every((row) => row.dispatched_at)).toBe(
+        true,
+      );
+    });
+  });
+
+  describe('when relay attempts fail', () => {
+    it('should count them, keep the last error, back off per row (exponential, capped) and show it in stats()', async () => {
+      const ids = (await pendingJobs(ON_OWN, 2)).sort();
+      await ownRedis.kill();
+      await waitFor(
+        () => bullQueue(a, ON_OWN).client.status !== 'ready',
+        'the Bull client to notice that Redis is gone',
+      );
+      const waits: number[][] = [];
+      for (let attempt = 1; attempt <= 4; attempt++) {
+        await makeEligible();
+        await expect(outbox(a).relayOnce()).rejects.toThrow(
+          'Redis client is not connected',
+        );
+        // The rows wait out their backoff: a poll now finds nothing.
+        expect(await outbox(a).relayOnce()).toBe(0);
+        const now = await rows(ON_OWN, ids);
+        expect(now.map((row) => row.relay_attempts)).toEqual([
+          attempt,
+          attempt,
+        ]);
+        waits.push(now.map((row) => row.wait_ms));
+      }
+
+      // pollIntervalMs × 2^(attempts − 1), at most maxBackoffMs.
+      const expected = [1_000, 2_000, 3_000, 3_000];
+      waits.forEach((pair, i) => {
+        for (const wait of pair) {
+          expect(wait).toBeLessThanOrEqual(expected[i]);
+          expect(wait).toBeGreaterThan(expected[i] - 500);
+        }
+      });
+      const stats = await outbox(a).stats();
+      expect(stats).toMatchObject({
+        pending: 2,
+        failing: 2,
+        maxAttempts: 4,
+        lastError: {
+          queue: ON_OWN,
+          id: expect.any(String),
+          attempts: 4,
+          message: expect.stringContaining('Redis client is not connected'),
+        },
+      });
+      expect(ids).toContain(stats.lastError?.id);
+
+      await ownRedis.restart();
+      await waitFor(
+        () => bullQueue(a, ON_OWN).client.status === 'ready',
+        'the Bull client to reconnect',
+      );
+      await makeEligible();
+      expect(await outbox(a).relayOnce()).toBe(2);
+      expect(await outbox(a).stats()).toMatchObject({
+        pending: 0,
+        failing: 0,
+        maxAttempts: 0,
+        lastError: null,
+      });
+      const bull: Queue<Payload> = bullQueue(a, ON_OWN);
+      for (const id of ids) expect((await bull.getJob(id))?.id).toBe(id);
+    });
+  });
+});

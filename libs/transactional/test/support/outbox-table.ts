@@ -1,0 +1,24 @@
+import { DataSource } from 'typeorm';
+import { createOutboxMigration } from '@app/transactional';
+import { testDatabaseUrl } from './env';
+
+/** Drops the outbox table `tableName` (if any) and creates it with `createOutboxMigration`. */
+export async function createOutboxTable(tableName: string): Promise<void> {
+  const dataSource = new DataSource({
+    type: 'postgres',
+    url: testDatabaseUrl(),
+  });
+  await dataSource.initialize();
+  try {
+    await dataSource.query(`DROP TABLE IF EXISTS "${tableName}"`);
+    const Migration = createOutboxMigration({ tableName });
+    const runner = dataSource.createQueryRunner();
+    try {
+      await new Migration().up(runner);
+    } finally {
+      await runner.release();
+    }
+  } finally {
+    await dataSource.destroy();
+  }
+}
