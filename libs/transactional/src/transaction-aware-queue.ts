@@ -33,7 +33,7 @@ type PreparedJob<T> = {
   repeat: boolean;
   /** Also written to the outbox (durable mode). */
   durable: boolean;
-  /** Outbox row id: the Bull job id, or a random one for a repeatable job. */
+  /** Outbox row id: random, unique to this add (the job id travels in `opts`). */
   rowId: string;
 };
 
@@ -189,7 +189,14 @@ export class TransactionAwareQueue<T = unknown> {
       id: identity.id,
       repeat: identity.repeat,
       durable: durable ?? this.durable,
-      rowId: identity.repeat ? randomUUID() : identity.id,
+      // NOTE: a job id the caller chose may be added by several transactions, so it is not
+      // the row's key: a unique key would make a transaction wait for any open transaction
+      // that wrote the same id (forever, for a REQUIRES_NEW inside that transaction). Bull
+      // de-duplicates by job id, as without the outbox.
+      rowId:
+        identity.repeat || opts.jobId !== undefined
+          ? randomUUID()
+          : identity.id,
     };
   }
 

@@ -1,6 +1,8 @@
+import type { Queue } from 'bull';
 import { Logger } from '@nestjs/common';
 import { performance } from 'perf_hooks';
 import type { EntityManager } from 'typeorm';
+import { identifyJob } from '../bull-job-ids';
 import { removeBullJobHusks } from '../bull-job-husks';
 import type { QueueRegistry } from '../queue-registry';
 import { assertRedisReady } from '../redis-readiness';
@@ -161,16 +163,15 @@ export class OutboxRelay {
     // A husk would swallow the re-add while the row is marked: the job would be lost.
     const { removed, locked } = await this.bounded(
       () =>
-        removeBullJobHusks(
-          bull,
-          fixed.map((row) => row.id),
-        ),
+        removeBullJobHusks(bull, [
+          ...new Set(fixed.map((row) => bullJobId(bull, row))),
+        ]),
       deadline,
       'checking for job husks',
     );
     if (removed.length > 0)
       this.logger.warn(`removed empty job hashes ${removed.join(', ')}`);
-    const held = fixed.filter((row) => locked.includes(row.id));
+    const held = fixed.filter((row) => locked.includes(bullJobId(bull, row)));
     const sent = rows.filter((row) => !held.includes(row));
     const jobs = sent.map((row) => ({
       name: row.jobName,
@@ -214,4 +215,12 @@ export class OutboxRelay {
       `Redis did not answer within ${ms} ms (${what})`,
     );
   }
+}
+
+/** The id Bull gives the job of a (non-repeatable) row. */
+function bullJobId(queue: Queue, row: ClaimedOutboxRow): string {
+  // NOTE: rows written before jobId was stored in opts carry it as their id.
+  return row.opts.jobId === undefined
+    ? row.id
+    : identifyJob(queue, row.jobName, row.data, row.opts).id;
 }
