@@ -4,7 +4,7 @@ import {
   Injectable,
   Logger,
   OnApplicationBootstrap,
-  OnModuleDestroy,
+  OnApplicationShutdown,
   OnModuleInit,
   Optional,
   Provider,
@@ -28,14 +28,17 @@ import type { TransactionalModuleOptions } from './transactional.interfaces';
 /** Longest a shutdown waits for transactions in progress and their after-commit work. */
 const SHUTDOWN_DRAIN_MS = 10_000;
 
-/** Activates the runner and the detector; on shutdown drains work and stops the relays. */
+/**
+ * Activates the runner and the detector; on shutdown drains work and stops the relays, and
+ * deactivates only then: `@Transactional` methods still work until the drain is over.
+ */
 @Injectable()
 export class TransactionalLifecycle
   implements
     OnModuleInit,
     OnApplicationBootstrap,
     BeforeApplicationShutdown,
-    OnModuleDestroy
+    OnApplicationShutdown
 {
   private readonly logger = new Logger('Transactional');
 
@@ -62,7 +65,9 @@ export class TransactionalLifecycle
     await this.outbox?.stop();
   }
 
-  async onModuleDestroy() {
+  // NOTE: not onModuleDestroy: Nest calls it before beforeApplicationShutdown, and work in
+  // flight (or started by the app while it drains) would fail with "not initialised".
+  onApplicationShutdown() {
     this.runner.deactivate();
     plainQueueDetector.uninstall(
       this.options.plainQueueInTransaction ?? 'warn',
