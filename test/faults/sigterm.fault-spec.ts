@@ -162,6 +162,42 @@ describe('when the combined process gets SIGTERM while the receiver is slow', ()
     expect([...env.sink.counts.values()]).toEqual([1, 1, 1]);
     expect(errorLines(app)).toEqual([]);
   });
+
+  it('should stop the same way on SIGINT', async () => {
+    const [app] = env.services;
+    await app.restart();
+    const tenant = await setUpTenant(app.url, env.sink.url, 1);
+    env.sink.mode = 2000;
+    const before = env.sink.total;
+    const results = await startLoad({
+      tenant,
+      baseUrl: () => app.url,
+      total: 1,
+      concurrency: 1,
+    }).done;
+    expect(summarize(results)).toEqual({ 201: 1 });
+    await waitFor(
+      () => env.sink.total > before,
+      'the webhook at the receiver',
+      15_000,
+      undefined,
+      20,
+    );
+
+    const exit = await stop(app, 'SIGINT');
+
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    expect(exit.ms).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
+    expect(
+      await env.db.query(
+        `SELECT d.status, a.status AS attempt FROM deliveries d
+           JOIN delivery_attempts a ON a.delivery_id = d.id
+          WHERE d.event_id = $1`,
+        [results[0].eventId],
+      ),
+    ).toEqual([{ status: 'succeeded', attempt: 'succeeded' }]);
+    expect(errorLines(app)).toEqual([]);
+  });
 });
 
 describe('when a worker gets SIGTERM and its delivery outlives SHUTDOWN_TIMEOUT_MS', () => {
