@@ -8,10 +8,12 @@ import { ApiKeyGuard } from './auth/api-key.guard';
 import { APP_CONFIG, AppConfig } from './config/app-config';
 import { dataSourceOptions } from './database/data-source-options';
 import { Migrator } from './database/migrator';
+import { DeliveriesModule } from './deliveries/deliveries.module';
 import { EndpointsModule } from './endpoints/endpoints.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+import { GracefulShutdown } from './lifecycle/graceful-shutdown';
 import { TripsModule } from './trips/trips.module';
 import { WebhooksHttpModule } from './webhooks-http/webhooks-http.module';
 
@@ -41,11 +43,13 @@ export class AppModule {
         EndpointsModule,
         TripsModule,
         EventsModule,
+        DeliveriesModule,
         HealthModule,
       ],
       providers: [
         { provide: APP_CONFIG, useValue: config },
         Migrator,
+        GracefulShutdown,
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
       ],

@@ -21,7 +21,7 @@ export async function createApp(
   app.set('trust proxy', false);
   useJsonBodies(app);
   app.useGlobalPipes(validationPipe());
-  app.enableShutdownHooks();
+  // NOTE: no enableShutdownHooks(): main.ts stops on signals (lifecycle/stop-on-signals.ts).
   await app.init();
   return app;
 }

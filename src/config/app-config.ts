@@ -38,6 +38,11 @@ export interface AppConfig {
   outboxPollIntervalMs: number;
   /** Age an outbox row must reach before the relay dispatches it. */
   outboxGraceMs: number;
+  /**
+   * How long a stopping process (SIGTERM, SIGINT) waits for its requests, delivery jobs and
+   * transactions in flight before it closes its connections anyway.
+   */
+  shutdownTimeoutMs: number;
 }
 
 function int(
@@ -96,6 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     outboxRelay: env.OUTBOX_RELAY !== 'off',
     outboxPollIntervalMs: int(env, 'OUTBOX_POLL_INTERVAL_MS', 1000),
     outboxGraceMs: int(env, 'OUTBOX_GRACE_MS', 5000),
+    shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 25_000),
   };
 }
 

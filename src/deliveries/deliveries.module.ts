@@ -38,6 +38,11 @@ import { DeliveryWorker } from './delivery-worker';
     DeliveryWorker,
     DeliveryReconciler,
   ],
-  exports: [BullModule, TransactionalModule],
+  exports: [
+    BullModule,
+    TransactionalModule,
+    DeliveryWorker,
+    DeliveryReconciler,
+  ],
 })
 export class DeliveriesModule {}

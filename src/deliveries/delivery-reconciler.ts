@@ -3,7 +3,6 @@ import {
   Injectable,
   Logger,
   OnApplicationBootstrap,
-  OnApplicationShutdown,
 } from '@nestjs/common';
 import {
   InjectTransactionAwareQueue,
@@ -26,9 +25,7 @@ import {
  * still exists is not duplicated; a duplicate that slips through is a no-op (the claim).
  */
 @Injectable()
-export class DeliveryReconciler
-  implements OnApplicationBootstrap, OnApplicationShutdown
-{
+export class DeliveryReconciler implements OnApplicationBootstrap {
   private readonly logger = new Logger(DeliveryReconciler.name);
   private timer?: NodeJS.Timeout;
   private running?: Promise<number>;
@@ -53,7 +50,8 @@ export class DeliveryReconciler
     this.timer.unref();
   }
 
-  async onApplicationShutdown() {
+  /** Starts no new round; resolves once the round in progress (if any) is over. */
+  async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.running;
   }

@@ -49,6 +49,9 @@ export class DeliveryWorker implements OnApplicationBootstrap {
   private readonly logger = new Logger(DeliveryWorker.name);
   private readonly limiter: EndpointLimiter;
   private readonly leaseMs: number;
+  private processing = false;
+  /** The jobs this process is handling now. */
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(
     @InjectQueue(DELIVERY_QUEUE) private readonly queue: Queue<DeliveryJob>,
@@ -67,9 +70,32 @@ export class DeliveryWorker implements OnApplicationBootstrap {
 
   onApplicationBootstrap() {
     if (this.config.role === 'api') return;
-    void this.queue.process(this.config.workerConcurrency, (job) =>
-      this.handle(job),
+    this.processing = true;
+    void this.queue.process(this.config.workerConcurrency, (job) => {
+      const handling = this.handle(job);
+      const settled = handling.catch(() => undefined);
+      this.inFlight.add(settled);
+      void settled.then(() => this.inFlight.delete(settled));
+      return handling;
+    });
+  }
+
+  /**
+   * Takes no new job in this process (other workers go on); resolves once the jobs in progress
+   * have finished: their attempt sent, its outcome recorded and the job completed in Bull.
+   */
+  async stop(): Promise<void> {
+    if (!this.processing) return;
+    this.processing = false;
+    this.logger.log(
+      `stopping: waiting for ${this.inFlight.size} delivery job(s) in flight`,
     );
+    // NOTE: a local pause: Bull stops fetching (also the next job it would take on
+    // completion) and resolves when the jobs it is processing are done.
+    const paused = this.queue.pause(true).catch((error: unknown) => {
+      this.logger.warn(`pausing the queue failed: ${String(error)}`);
+    });
+    await Promise.all([paused, ...this.inFlight]);
   }
 
   /** Processes one job; never throws for delivery failures (they are recorded instead). */

@@ -7,7 +7,9 @@ export type SendErrorClass =
   | 'connection_reset'
   | 'tls'
   | 'invalid_url'
-  | 'network';
+  | 'network'
+  /** Ended by the sender itself (`WebhookSender.abortAll`), e.g. a shutdown that gave up. */
+  | 'aborted';
 
 /** What came back: a response (any status, 3xx included) or a classified error. */
 export type SendResult =

@@ -115,6 +115,23 @@ describe('WebhookSender', () => {
     expect(result.durationMs).toBeLessThan(2_000);
   });
 
+  it('ends the exchanges in flight as aborted attempts on abortAll', async () => {
+    const server = await startServer(() => undefined);
+    const webhooks = sender({ timeoutMs: 10_000 });
+    const sending = webhooks.send(post(server.url));
+    while (server.requests.length === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    webhooks.abortAll('the worker stopped');
+    const result = await sending;
+    expect(result).toMatchObject({
+      kind: 'error',
+      errorClass: 'aborted',
+      message: 'the worker stopped',
+    });
+    expect(result.durationMs).toBeLessThan(2_000);
+  });
+
   it('times out a trickled body even after the status line', async () => {
     const server = await startServer((_req, res) => {
       res.writeHead(200);

@@ -44,6 +44,8 @@ export class WebhookSender {
   private readonly userAgent: string;
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent;
+  /** How to end each exchange in flight (see `abortAll`). */
+  private readonly inFlight = new Set<(message: string) => void>();
 
   constructor(private readonly options: WebhookSenderOptions) {
     this.timeoutMs = options.timeoutMs ?? 15_000;
@@ -89,6 +91,14 @@ export class WebhookSender {
     );
   }
 
+  /**
+   * Ends every exchange in flight at once: each resolves as a `kind: 'error'` result of class
+   * `aborted` with `message`. For a shutdown that cannot wait for them any longer.
+   */
+  abortAll(message: string): void {
+    for (const abort of [...this.inFlight]) abort(message);
+  }
+
   /** Closes pooled connections. The sender must not be used afterwards. */
   close(): void {
     this.httpAgent.destroy();
@@ -108,6 +118,7 @@ export class WebhookSender {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      this.inFlight.delete(abort);
       resolve(result);
     };
     const fail = (errorClass: SendErrorClass, message: string) =>
@@ -120,6 +131,11 @@ export class WebhookSender {
       });
     const failWith = (err: unknown) =>
       fail(classifySendError(err), describeSendError(err));
+    const abort = (message: string) => {
+      fail('aborted', message);
+      req?.destroy();
+    };
+    this.inFlight.add(abort);
     const timer = setTimeout(() => {
       const during =
         status === undefined ? '' : ` (status ${status}, body unfinished)`;

@@ -1,4 +1,4 @@
-import { Global, Module, OnModuleDestroy } from '@nestjs/common';
+import { Global, Module, OnApplicationShutdown } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { SsrfPolicy } from './ssrf-guard';
 import { WebhookSender } from './webhook-sender';
@@ -21,10 +21,12 @@ import { WebhookSender } from './webhook-sender';
   ],
   exports: [SsrfPolicy, WebhookSender],
 })
-export class WebhooksHttpModule implements OnModuleDestroy {
+export class WebhooksHttpModule implements OnApplicationShutdown {
   constructor(private readonly sender: WebhookSender) {}
 
-  onModuleDestroy() {
+  // NOTE: not onModuleDestroy: the deliveries in flight are still sending then (they finish
+  // in GracefulShutdown's onModuleDestroy), and destroying the agents would cut them off.
+  onApplicationShutdown() {
     this.sender.close();
   }
 }

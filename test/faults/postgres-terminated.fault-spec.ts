@@ -120,7 +120,13 @@ describe('when the Postgres connection of a request is terminated mid-transactio
       const res = await terminateBlockedRequest(env, api, tenant, lockSql, [
         ...params,
       ]);
-      results.push({ index: -1, status: res.status, startedAt: 0, ms: 0 });
+      results.push({
+        index: -1,
+        status: res.status,
+        startedAt: 0,
+        ms: 0,
+        refused: 0,
+      });
       expect(res).toEqual({
         status: 500,
         body: { statusCode: 500, message: 'Internal server error' },

@@ -71,6 +71,8 @@ export class TransactionalLifecycle
     await this.outbox?.stop();
   }
 
+  // NOTE: not onModuleDestroy: Nest calls it before beforeApplicationShutdown, and work in
+  // flight (or started by the app while it drains) would fail with "not initialised".
   onApplicationShutdown() {
     this.runner.deactivate();
     plainQueueDetector.uninstall(

@@ -91,6 +91,8 @@ export interface LoadResult {
   /** When it was sent (epoch ms) and how long it took. */
   startedAt: number;
   ms: number;
+  /** Times its connection was refused before this outcome (see `retryRefusedForMs`). */
+  refused: number;
 }
 
 /** Options of `startLoad`. */
@@ -138,6 +140,7 @@ export function startLoad(options: LoadOptions): Load {
     const tripId = tenant.tripIds[index % tenant.tripIds.length];
     const started = Date.now();
     const refusedUntil = started + (options.retryRefusedForMs ?? 0);
+    let refused = 0;
     for (;;) {
       try {
         const res = await post(
@@ -153,9 +156,11 @@ export function startLoad(options: LoadOptions): Load {
           error: ok ? undefined : JSON.stringify(res.body),
           startedAt: started,
           ms: Date.now() - started,
+          refused,
         };
       } catch (error) {
         if (isRefused(error) && Date.now() < refusedUntil && !stopped) {
+          refused++;
           await sleep(100);
           continue;
         }
@@ -166,6 +171,7 @@ export function startLoad(options: LoadOptions): Load {
           error: `${String(error)}${cause?.code ? ` (${cause.code})` : ''}`,
           startedAt: started,
           ms: Date.now() - started,
+          refused,
         };
       }
     }

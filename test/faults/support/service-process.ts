@@ -1,6 +1,6 @@
 import { ChildProcess, spawn } from 'child_process';
 import { resolve } from 'path';
-import { killOnExit, sleep, waitFor } from './cleanup';
+import { killOnExit, waitFor } from './cleanup';
 import { freePort } from './ports';
 
 /** The repository root (where `src/main.ts` and `node_modules` live). */
@@ -39,6 +39,12 @@ function command(): string[] {
   ];
 }
 
+/** How an incarnation ended: its exit code, or the signal that ended it. */
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
 /** One OS process of the service (API, worker or both); it can be killed and restarted. */
 export class ServiceProcess {
   /** `http://127.0.0.1:<port>` (unset for a worker-only process). */
@@ -46,7 +52,7 @@ export class ServiceProcess {
   /** Every incarnation's output, in order. */
   private readonly outputs: string[] = [];
   private child?: ChildProcess;
-  private exited?: Promise<void>;
+  private exited?: Promise<ProcessExit>;
   private readonly unregister: () => void;
   /** Incarnations started so far. */
   starts = 0;
@@ -137,7 +143,9 @@ export class ServiceProcess {
     const append = (chunk: Buffer) => (this.outputs[index] += chunk.toString());
     child.stdout!.on('data', append);
     child.stderr!.on('data', append);
-    this.exited = new Promise((done) => child.once('exit', () => done()));
+    this.exited = new Promise((done) =>
+      child.once('exit', (code, signal) => done({ code, signal })),
+    );
     await waitFor(
       async () => {
         if (child.exitCode !== null || child.signalCode !== null) {
@@ -169,19 +177,24 @@ export class ServiceProcess {
     }
   }
 
-  /** Sends `signal` and resolves once the process has exited (SIGKILL after `graceMs`). */
-  async kill(signal: NodeJS.Signals = 'SIGKILL', graceMs = 15_000) {
-    if (!this.running) return;
+  /**
+   * Sends `signal` and resolves, with how it ended, once the process has exited (SIGKILL after
+   * `graceMs`); resolves with nothing if it was not running.
+   */
+  async kill(
+    signal: NodeJS.Signals = 'SIGKILL',
+    graceMs = 15_000,
+  ): Promise<ProcessExit | undefined> {
+    if (!this.running) return undefined;
     const exited = this.exited!;
     this.child!.kill(signal);
     if (signal !== 'SIGKILL') {
-      const inTime = await Promise.race([
-        exited.then(() => true),
-        sleep(graceMs).then(() => false),
-      ]);
-      if (!inTime) this.child!.kill('SIGKILL');
+      const child = this.child!;
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
     }
-    await exited;
+    return exited;
   }
 
   /** Resolves once the current incarnation has exited by itself (e.g. the fail point). */
