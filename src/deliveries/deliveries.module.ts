@@ -8,6 +8,7 @@ import { DeliveriesService } from './deliveries.service';
 import { DeliveryOutcomeService } from './delivery-outcome.service';
 import { DELIVERY_QUEUE } from './delivery-queue';
 import { DeliveryReconciler } from './delivery-reconciler';
+import { DeliveryStats } from './delivery-stats';
 import { DeliveryWorker } from './delivery-worker';
 
 /** The delivery queue, its worker and reconciler, and the operator routes on deliveries. */
@@ -37,7 +38,8 @@ import { DeliveryWorker } from './delivery-worker';
     DeliveryOutcomeService,
     DeliveryWorker,
     DeliveryReconciler,
+    DeliveryStats,
   ],
-  exports: [BullModule, TransactionalModule],
+  exports: [BullModule, TransactionalModule, DeliveryStats],
 })
 export class DeliveriesModule {}

@@ -15,8 +15,10 @@ import {
   buildHeaders,
   unixSeconds,
 } from '../webhooks-http/standard-webhooks-signer';
+import type { SendResult } from '../webhooks-http/send-result';
 import { WebhookSender } from '../webhooks-http/webhook-sender';
 import { ClaimedDelivery, claimDelivery } from './delivery-claims';
+import { DeliveryStats } from './delivery-stats';
 import {
   AttemptOutcome,
   DeliveryOutcomeService,
@@ -55,6 +57,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     private readonly tx: TransactionHost,
     private readonly sender: WebhookSender,
     private readonly outcomes: DeliveryOutcomeService,
+    private readonly stats: DeliveryStats,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.leaseMs = config.deliveryTimeoutMs + config.deliveryLeaseMarginMs;
@@ -75,7 +78,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
   /** Processes one job; never throws for delivery failures (they are recorded instead). */
   async handle(
     job: Job<DeliveryJob>,
-  ): Promise<AttemptOutcome | 'skipped' | 'deferred'> {
+  ): Promise<AttemptOutcome | 'skipped' | 'deferred' | 'unrecorded'> {
     const { deliveryId } = job.data;
     const trigger = job.data.trigger ?? 'scheduled';
     const endpointId = await this.endpointOf(deliveryId, trigger);
@@ -101,16 +104,92 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       return 'deferred';
     }
     try {
-      const claim = await this.tx.withTransaction(() =>
-        claimDelivery(this.tx.manager, deliveryId, trigger, this.leaseMs),
+      const claimed = await this.tx.withTransaction(() =>
+        claimDelivery(
+          this.tx.manager,
+          deliveryId,
+          trigger,
+          this.leaseMs,
+          this.outcomes.maxAttempts,
+        ),
       );
-      if (!claim) return 'skipped';
-      const target = await this.target(claim);
-      if (target.disabled) return await this.outcomes.recordDisabled(claim);
-      const result = await this.sender.send(target.request);
-      return await this.outcomes.record(claim, result);
+      if (claimed.kind !== 'skipped' && claimed.interrupted > 0) {
+        this.stats.interrupted += claimed.interrupted;
+        this.logger.warn(
+          `delivery ${deliveryId}: the previous attempt was never recorded; marked interrupted`,
+        );
+      }
+      if (claimed.kind === 'gave_up') {
+        this.stats.gaveUp++;
+        this.logger.error(
+          `delivery ${deliveryId}: failed at the attempt limit after ${claimed.attempts} ` +
+            'scheduled attempts, the last without a recorded outcome',
+        );
+        return 'failed';
+      }
+      if (claimed.kind === 'skipped') return 'skipped';
+      return await this.attempt(claimed.claim);
     } finally {
       await this.limiter.release(endpointId, slot).catch(() => undefined);
+    }
+  }
+
+  /** Builds, sends and records one claimed attempt. */
+  private async attempt(
+    claim: ClaimedDelivery,
+  ): Promise<AttemptOutcome | 'unrecorded'> {
+    let result: SendResult;
+    try {
+      const target = await this.target(claim);
+      if (target.disabled) return await this.outcomes.recordDisabled(claim);
+      result = await this.sender.send(target.request);
+    } catch (error) {
+      this.stats.prepareFailures++;
+      this.logger.error(
+        `delivery ${claim.id}: could not prepare attempt ${claim.attemptNumber}: ${String(error)}`,
+      );
+      result = {
+        kind: 'error',
+        errorClass: 'internal',
+        message: 'the service could not prepare the request; nothing was sent',
+        durationMs: 0,
+      };
+    }
+    return this.recordSafely(claim, result);
+  }
+
+  /**
+   * Records the outcome. When Postgres refuses it, the outcome is recorded again without
+   * anything the receiver sent; when that fails too, the attempt stays `in_progress`, its
+   * lease expires and the next claim marks it interrupted (bounded by the attempt limit).
+   */
+  private async recordSafely(
+    claim: ClaimedDelivery,
+    result: SendResult,
+  ): Promise<AttemptOutcome | 'unrecorded'> {
+    try {
+      return await this.outcomes.record(claim, result);
+    } catch (error) {
+      this.stats.recordFailures++;
+      this.logger.error(
+        `delivery ${claim.id}: could not record attempt ${claim.attemptNumber} ` +
+          `as received: ${String(error)}; recording it without the response`,
+      );
+      const note =
+        'the response could not be stored and was dropped (the service logged why)';
+      try {
+        return await this.outcomes.record(claim, result, {
+          note,
+          keepResponse: false,
+        });
+      } catch (again) {
+        this.stats.unrecorded++;
+        this.logger.error(
+          `delivery ${claim.id}: could not record attempt ${claim.attemptNumber} at all: ` +
+            `${String(again)}; it is sent again when its lease expires, up to the attempt limit`,
+        );
+        return 'unrecorded';
+      }
     }
   }
 

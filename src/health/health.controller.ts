@@ -9,6 +9,7 @@ import {
 } from '@app/transactional';
 import { PublicRoute } from '../auth/auth.decorators';
 import { DELIVERY_QUEUE } from '../deliveries/delivery-queue';
+import { DeliveryStats } from '../deliveries/delivery-stats';
 
 /** Liveness and the state operators watch: database, Redis, outbox backlog, queue counts. */
 @Controller('health')
@@ -18,6 +19,7 @@ export class HealthController {
     private readonly runner: TransactionRunner,
     private readonly outbox: TransactionalOutbox,
     @InjectQueue(DELIVERY_QUEUE) private readonly queue: Queue,
+    private readonly deliveryStats: DeliveryStats,
   ) {}
 
   @Get()
@@ -40,6 +42,7 @@ export class HealthController {
       outbox: database === 'up' ? await this.outbox.stats() : null,
       transactions: this.runner.stats,
       deliveryJobs: redis === 'up' ? await this.queue.getJobCounts() : null,
+      deliveries: this.deliveryStats.snapshot(),
     };
     if (database !== 'up') throw new ServiceUnavailableException(body);
     return body;

@@ -7,7 +7,9 @@ export type SendErrorClass =
   | 'connection_reset'
   | 'tls'
   | 'invalid_url'
-  | 'network';
+  | 'network'
+  /** The service could not build the request (nothing was sent). */
+  | 'internal';
 
 /** What came back: a response (any status, 3xx included) or a classified error. */
 export type SendResult =
