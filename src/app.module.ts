@@ -11,7 +11,9 @@ import { Migrator } from './database/migrator';
 import { EndpointsModule } from './endpoints/endpoints.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
+import { RawJsonInterceptor } from './http/raw-json';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+import { SecretsModule } from './secrets/secrets.module';
 import { TripsModule } from './trips/trips.module';
 import { WebhooksHttpModule } from './webhooks-http/webhooks-http.module';
 
@@ -36,6 +38,7 @@ export class AppModule {
             },
           },
         }),
+        SecretsModule,
         WebhooksHttpModule,
         AccountsModule,
         EndpointsModule,
@@ -47,6 +50,8 @@ export class AppModule {
         { provide: APP_CONFIG, useValue: config },
         Migrator,
         { provide: APP_GUARD, useClass: ApiKeyGuard },
+        // NOTE: global interceptors nest in this order: RawJson writes what idempotency replays.
+        { provide: APP_INTERCEPTOR, useClass: RawJsonInterceptor },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
       ],
       exports: [APP_CONFIG],

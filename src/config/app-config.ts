@@ -1,3 +1,4 @@
+import { EncryptionKey, parseEncryptionKeys } from '../secrets/secret-box';
 import { parseAllowSubnets } from '../webhooks-http/ssrf-guard';
 
 /** Which parts of the service a process runs. */
@@ -9,6 +10,11 @@ export interface AppConfig {
   port: number;
   databaseUrl: string;
   redisUrl: string;
+  /**
+   * AES-256 keys for secrets at rest (`SECRETS_ENCRYPTION_KEYS`); the first encrypts, all
+   * decrypt. Required: the service refuses to start without one.
+   */
+  encryptionKeys: EncryptionKey[];
   /** Bearer token that may create accounts; account creation is refused while unset. */
   adminToken?: string;
   /** CIDR subnets webhook URLs may resolve into despite the SSRF policy. */
@@ -66,6 +72,23 @@ function schedule(raw: string | undefined): number[] | undefined {
   return steps;
 }
 
+/** The database URL alone (the migration CLI needs nothing else). */
+export function databaseUrlFrom(env: NodeJS.ProcessEnv = process.env): string {
+  return env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/webhooks';
+}
+
+function encryptionKeys(env: NodeJS.ProcessEnv): EncryptionKey[] {
+  const keys = parseEncryptionKeys(env.SECRETS_ENCRYPTION_KEYS);
+  if (keys.length === 0) {
+    throw new Error(
+      'SECRETS_ENCRYPTION_KEYS is required: endpoint signing secrets are stored encrypted with ' +
+        'it. Set it to "<id>:<base64 of 32 random bytes>", e.g. ' +
+        'SECRETS_ENCRYPTION_KEYS="k1:$(openssl rand -base64 32)"',
+    );
+  }
+  return keys;
+}
+
 /** Reads the configuration; throws with the variable's name on bad values. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const role = (env.PROCESS_ROLE ?? 'all') as ProcessRole;
@@ -76,8 +99,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   return {
     role,
     port: int(env, 'PORT', 3000, 0),
-    databaseUrl:
-      env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/webhooks',
+    databaseUrl: databaseUrlFrom(env),
+    encryptionKeys: encryptionKeys(env),
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     adminToken: env.ADMIN_TOKEN || undefined,
     allowSubnets: parseAllowSubnets(env.WEBHOOK_ALLOW_SUBNETS),

@@ -8,7 +8,8 @@ import {
 import type { Job, Queue } from 'bull';
 import { TransactionHost } from '@app/transactional';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
-import { activeSecrets } from '../endpoints/endpoint-secrets';
+import { activeSecrets, openSecrets } from '../endpoints/endpoint-secrets';
+import { SecretBox } from '../secrets/secret-box';
 import { Endpoint } from '../endpoints/endpoint.entity';
 import { WebhookEvent } from '../events/event.entity';
 import {
@@ -58,6 +59,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     private readonly sender: WebhookSender,
     private readonly outcomes: DeliveryOutcomeService,
     private readonly stats: DeliveryStats,
+    private readonly box: SecretBox,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.leaseMs = config.deliveryTimeoutMs + config.deliveryLeaseMarginMs;
@@ -216,7 +218,9 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       }),
     ]);
     const body = webhookBody(event);
-    const secrets = activeSecrets(endpoint.secrets).map((s) => s.secret);
+    const secrets = activeSecrets(
+      openSecrets(this.box, endpoint.id, endpoint.secrets),
+    ).map((s) => s.secret);
     // NOTE: webhook-id is the event id (stable across attempts); the timestamp is fresh.
     const headers = buildHeaders(secrets, event.id, unixSeconds(), body);
     return {

@@ -4,7 +4,9 @@ import {
   NotFoundException,
   UnprocessableEntityException,
 } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
 import { TransactionHost } from '@app/transactional';
+import { SecretBox } from '../secrets/secret-box';
 import { SsrfPolicy } from '../webhooks-http/ssrf-guard';
 import { validateWebhookUrl } from '../webhooks-http/webhook-url-validator';
 import { CreateEndpointDto } from './dto/create-endpoint.dto';
@@ -13,7 +15,9 @@ import { Endpoint } from './endpoint.entity';
 import {
   currentSecret,
   initialSecrets,
+  openSecrets,
   rotateSecrets,
+  sealSecrets,
 } from './endpoint-secrets';
 
 /** Endpoint CRUD, always scoped to one account. */
@@ -22,6 +26,7 @@ export class EndpointsService {
   constructor(
     private readonly tx: TransactionHost,
     @Inject(SsrfPolicy) private readonly policy: SsrfPolicy,
+    private readonly box: SecretBox,
   ) {}
 
   private get repo() {
@@ -39,13 +44,16 @@ export class EndpointsService {
   async create(accountId: string, dto: CreateEndpointDto) {
     const url = await this.checkUrl(dto.url);
     const secrets = initialSecrets();
+    // NOTE: the id is chosen here because the sealed secrets are bound to it.
+    const id = randomUUID();
     const endpoint = await this.repo.save(
       this.repo.create({
+        id,
         accountId,
         url,
         description: dto.description ?? '',
         eventTypes: dto.eventTypes ?? null,
-        secrets,
+        secrets: sealSecrets(this.box, id, secrets),
       }),
     );
     return { ...present(endpoint), secret: currentSecret(secrets) };
@@ -95,7 +103,10 @@ export class EndpointsService {
   async rotateSecret(accountId: string, id: string) {
     await this.find(accountId, id, true);
     const secrets = rotateSecrets(await this.secrets(id));
-    await this.repo.update({ id }, { secrets });
+    await this.repo.update(
+      { id },
+      { secrets: sealSecrets(this.box, id, secrets) },
+    );
     return { secret: currentSecret(secrets) };
   }
 
@@ -109,12 +120,13 @@ export class EndpointsService {
     return present(await this.repo.save(endpoint));
   }
 
+  /** The endpoint's secrets, opened. */
   private async secrets(id: string) {
     const row = await this.repo.findOneOrFail({
       where: { id },
       select: { id: true, secrets: true },
     });
-    return row.secrets;
+    return openSecrets(this.box, id, row.secrets);
   }
 }
 

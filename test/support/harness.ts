@@ -10,6 +10,13 @@ import { DELIVERY_QUEUE } from '../../src/deliveries/delivery-queue';
 /** The admin token e2e apps are started with. */
 export const ADMIN_TOKEN = 'e2e-admin-token';
 
+/**
+ * The encryption key e2e apps seal secrets with: fixed (every app of a run shares the test
+ * database, so every app must open what another sealed) and test-only.
+ */
+export const E2E_ENCRYPTION_KEYS =
+  'e2e:ZTJlLXRlc3Qta2V5LW5vdC1hLXNlY3JldC0zMmJ5dGU=';
+
 /** Database the e2e specs use (created by the jest global setup; `TEST_DB_SUFFIX` keeps parallel checkouts apart). */
 export function e2eDatabaseUrl(): string {
   const url = new URL(
@@ -24,6 +31,7 @@ export function e2eConfig(overrides: Partial<AppConfig> = {}): AppConfig {
   return {
     ...loadConfig({
       ADMIN_TOKEN,
+      SECRETS_ENCRYPTION_KEYS: E2E_ENCRYPTION_KEYS,
       DATABASE_URL: e2eDatabaseUrl(),
       REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
       WEBHOOK_ALLOW_SUBNETS: '127.0.0.0/8,::1/128',
