@@ -11,6 +11,7 @@ import { Migrator } from './database/migrator';
 import { EndpointsModule } from './endpoints/endpoints.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
+import { JsonBodyGuard } from './http/json-body.guard';
 import { RawJsonInterceptor } from './http/raw-json';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { SecretsModule } from './secrets/secrets.module';
@@ -28,7 +29,10 @@ export class AppModule {
         TypeOrmModule.forRoot(
           dataSourceOptions(config.databaseUrl, config.workerConcurrency + 20),
         ),
-        BullModule.forRoot({ url: config.redisUrl }),
+        BullModule.forRoot({
+          url: config.redisUrl,
+          prefix: config.bullPrefix,
+        }),
         TransactionalModule.forRoot({
           outbox: {
             relay: {
@@ -49,7 +53,10 @@ export class AppModule {
       providers: [
         { provide: APP_CONFIG, useValue: config },
         Migrator,
+        // NOTE: global guards run in this order: the body is read only once the caller is known.
         { provide: APP_GUARD, useClass: ApiKeyGuard },
+        JsonBodyGuard,
+        { provide: APP_GUARD, useExisting: JsonBodyGuard },
         // NOTE: global interceptors nest in this order: RawJson writes what idempotency replays.
         { provide: APP_INTERCEPTOR, useClass: RawJsonInterceptor },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },

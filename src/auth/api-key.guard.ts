@@ -1,4 +1,5 @@
 import {
+  BadRequestException,
   CanActivate,
   ExecutionContext,
   ForbiddenException,
@@ -19,6 +20,16 @@ import {
 } from './auth.decorators';
 
 function bearer(request: AuthenticatedRequest): string {
+  // NOTE: Node keeps the first of repeated Authorization headers and drops the others.
+  let count = 0;
+  for (let i = 0; i < request.rawHeaders.length; i += 2) {
+    if (request.rawHeaders[i].toLowerCase() === 'authorization') count++;
+  }
+  if (count > 1) {
+    throw new BadRequestException(
+      `Send one Authorization header; this request has ${count}`,
+    );
+  }
   const header = request.headers.authorization;
   if (!header) {
     throw new UnauthorizedException(

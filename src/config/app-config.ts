@@ -17,6 +17,11 @@ export interface AppConfig {
   encryptionKeys: EncryptionKey[];
   /** Bearer token that may create accounts; account creation is refused while unset. */
   adminToken?: string;
+  /**
+   * Prefix of every Redis key the service writes (Bull's `prefix`, the endpoint limiter):
+   * deployments, or test runs, that share a Redis but not a database must not share it.
+   */
+  bullPrefix: string;
   /** CIDR subnets webhook URLs may resolve into despite the SSRF policy. */
   allowSubnets: string[];
   /** Retry schedule, ms from the previous attempt; its length is the number of attempts. */
@@ -61,6 +66,16 @@ function int(
   return value;
 }
 
+function prefix(raw: string | undefined): string {
+  if (raw === undefined || raw === '') return 'bull';
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) {
+    throw new Error(
+      `BULL_PREFIX must be 1 to 64 letters, digits, "_", ".", ":" or "-", got "${raw}"`,
+    );
+  }
+  return raw;
+}
+
 function schedule(raw: string | undefined): number[] | undefined {
   if (!raw) return undefined;
   const steps = raw.split(',').map((s) => Number(s.trim()));
@@ -102,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     databaseUrl: databaseUrlFrom(env),
     encryptionKeys: encryptionKeys(env),
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    bullPrefix: prefix(env.BULL_PREFIX),
     adminToken: env.ADMIN_TOKEN || undefined,
     allowSubnets: parseAllowSubnets(env.WEBHOOK_ALLOW_SUBNETS),
     retryScheduleMs: schedule(env.WEBHOOK_RETRY_SCHEDULE_MS),

@@ -3,12 +3,14 @@ import { ENTITIES } from './entities';
 import { InitialSchema1764090000000 } from './migrations/1764090000000-initial-schema';
 import { TransactionalOutbox1764090100000 } from './migrations/1764090100000-transactional-outbox';
 import { SealedIdempotentResponses1764090200000 } from './migrations/1764090200000-sealed-idempotent-responses';
+import { EventPayloadAsSent1764090300000 } from './migrations/1764090300000-event-payload-as-sent';
 
 /** Migrations in the order they apply. */
 export const MIGRATIONS = [
   InitialSchema1764090000000,
   TransactionalOutbox1764090100000,
   SealedIdempotentResponses1764090200000,
+  EventPayloadAsSent1764090300000,
 ];
 
 /** TypeORM options of the service's database; the schema comes from migrations only. */

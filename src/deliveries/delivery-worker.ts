@@ -11,7 +11,8 @@ import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { activeSecrets, openSecrets } from '../endpoints/endpoint-secrets';
 import { SecretBox } from '../secrets/secret-box';
 import { Endpoint } from '../endpoints/endpoint.entity';
-import { WebhookEvent } from '../events/event.entity';
+import { StoredEvent, toStoredEvent } from '../events/stored-event';
+import { RawJson } from '../http/raw-json';
 import {
   buildHeaders,
   unixSeconds,
@@ -34,13 +35,16 @@ import { EndpointLimiter } from './endpoint-limiter';
 /** How long a job waits before trying again when its endpoint is at its concurrency limit. */
 const ENDPOINT_BUSY_DELAY_MS = 500;
 
-/** The exact bytes sent (and signed) for an event: the same on every attempt. */
-export function webhookBody(event: WebhookEvent): string {
-  return JSON.stringify({
+/**
+ * The exact bytes sent (and signed) for an event: the same on every attempt, with the
+ * payload as the JSON text it was accepted as.
+ */
+export function webhookBody(event: StoredEvent): string {
+  return RawJson.object({
     type: event.type,
     timestamp: event.createdAt.toISOString(),
-    data: event.payload,
-  });
+    data: new RawJson(event.payloadText),
+  }).text;
 }
 
 /**
@@ -67,6 +71,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       queue.client,
       config.perEndpointConcurrency,
       this.leaseMs,
+      config.bullPrefix,
     );
   }
 
@@ -211,7 +216,15 @@ export class DeliveryWorker implements OnApplicationBootstrap {
   private async target(claim: ClaimedDelivery) {
     const m = this.tx.manager;
     const [event, endpoint] = await Promise.all([
-      m.findOneByOrFail(WebhookEvent, { id: claim.eventId }),
+      m
+        .query(
+          `SELECT id, type, payload::text AS payload_text, created_at FROM events WHERE id = $1`,
+          [claim.eventId],
+        )
+        .then(([row]) => {
+          if (!row) throw new Error(`event ${claim.eventId} not found`);
+          return toStoredEvent(row);
+        }),
       m.findOneOrFail(Endpoint, {
         where: { id: claim.endpointId },
         select: { id: true, url: true, disabled: true, secrets: true },

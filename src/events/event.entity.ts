@@ -19,7 +19,8 @@ export class WebhookEvent {
   @Column()
   type: string;
 
-  @Column({ type: 'jsonb' })
+  /** The payload as accepted: a json (not jsonb) column keeps its text exactly. */
+  @Column({ type: 'json' })
   payload: Record<string, unknown>;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })

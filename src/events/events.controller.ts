@@ -1,18 +1,11 @@
-import {
-  Body,
-  Controller,
-  Get,
-  Param,
-  Post,
-  RawBodyRequest,
-  Req,
-} from '@nestjs/common';
-import type { Request } from 'express';
+import { Controller, Get, Param, Post, Req } from '@nestjs/common';
 import { Transactional } from '@app/transactional';
 import { AccountId } from '../auth/auth.decorators';
+import type { JsonRequest } from '../http/json-body.guard';
 import { UuidParam } from '../http/uuid-param.pipe';
-import { CreateEventDto } from './dto/create-event.dto';
+import { readEventInput } from './event-input';
 import { EventsService } from './events.service';
+import { eventJson } from './stored-event';
 
 /** Generic events for producers that are not trips, and the delivery log of any event. */
 @Controller('v1/events')
@@ -21,21 +14,22 @@ export class EventsController {
 
   @Post()
   @Transactional()
-  create(
-    @AccountId() accountId: string,
-    @Body() dto: CreateEventDto,
-    @Req() req: RawBodyRequest<Request>,
-  ) {
-    // NOTE: the validation pipe deletes "__proto__", "constructor" and "prototype" keys, and
-    // class-transformer drops keys named like Object methods ("toString"); the payload is
-    // the customer's free-form data, so it is forwarded as sent.
-    const { payload } = JSON.parse(req.rawBody!.toString('utf8'));
-    return this.events.publish(accountId, dto.type, payload);
+  async create(@AccountId() accountId: string, @Req() req: JsonRequest) {
+    const input = await readEventInput(req);
+    const event = await this.events.publish(
+      accountId,
+      input.type,
+      input.payloadText,
+    );
+    return eventJson(event, { deliveries: event.deliveries });
   }
 
   @Get(':id')
-  get(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
-    return this.events.get(accountId, id);
+  async get(
+    @AccountId() accountId: string,
+    @Param('id', UuidParam()) id: string,
+  ) {
+    return eventJson(await this.events.get(accountId, id));
   }
 
   @Get(':id/deliveries')

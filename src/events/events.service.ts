@@ -1,4 +1,5 @@
 import {
+  Inject,
   Injectable,
   NotFoundException,
   PayloadTooLargeException,
@@ -10,7 +11,9 @@ import {
   TransactionHost,
   Transactional,
 } from '@app/transactional';
+import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { Delivery } from '../deliveries/delivery.entity';
+import { RetrySchedule } from '../webhooks-http/retry-schedule';
 import { DeliveryAttempt } from '../deliveries/delivery-attempt.entity';
 import {
   DELIVERY_JOB_OPTIONS,
@@ -18,7 +21,7 @@ import {
   DeliveryJob,
   deliveryJobId,
 } from '../deliveries/delivery-queue';
-import { WebhookEvent } from './event.entity';
+import { StoredEvent, toStoredEvent } from './stored-event';
 
 /** Largest event payload accepted, as serialised JSON. */
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -26,58 +29,84 @@ export const MAX_PAYLOAD_BYTES = 256 * 1024;
 /** Stores events and fans them out to deliveries, in the caller's transaction. */
 @Injectable()
 export class EventsService {
+  private readonly schedule: RetrySchedule;
+
   constructor(
     private readonly tx: TransactionHost,
     @InjectTransactionAwareQueue(DELIVERY_QUEUE)
     private readonly queue: TransactionAwareQueue<DeliveryJob>,
-  ) {}
+    @Inject(APP_CONFIG) config: AppConfig,
+  ) {
+    this.schedule = new RetrySchedule({ scheduleMs: config.retryScheduleMs });
+  }
 
   /**
    * Stores an event and one pending delivery per enabled endpoint of the account subscribed
    * to its type, and schedules the deliveries: the jobs reach Redis only after the commit.
+   * A payload given as JSON text is stored and later delivered exactly as that text.
    */
   @Transactional({ propagation: Propagation.Mandatory })
   async publish(
     accountId: string,
     type: string,
-    payload: Record<string, unknown>,
-  ) {
-    const size = Buffer.byteLength(JSON.stringify(payload));
+    payload: string | Record<string, unknown>,
+  ): Promise<StoredEvent & { deliveries: number }> {
+    const payloadText =
+      typeof payload === 'string' ? payload : JSON.stringify(payload);
+    const size = Buffer.byteLength(payloadText);
     if (size > MAX_PAYLOAD_BYTES) {
       throw new PayloadTooLargeException(
         `payload is ${size} bytes of JSON; the limit is ${MAX_PAYLOAD_BYTES} bytes`,
       );
     }
     const manager = this.tx.manager;
-    const event = await manager.save(
-      manager.create(WebhookEvent, { accountId, type, payload }),
+    // NOTE: a json (not jsonb) column keeps the text as sent: key order, spacing, numbers.
+    const [row]: { id: string; created_at: Date }[] = await manager.query(
+      `INSERT INTO events (account_id, type, payload) VALUES ($1, $2, $3::json)
+       RETURNING id, created_at`,
+      [accountId, type, payloadText],
     );
+    // The first entry of the retry schedule is the wait before the first attempt.
+    const delay = this.schedule.initialDelay();
     const deliveries: { id: string }[] = await manager.query(
       `INSERT INTO deliveries (account_id, event_id, endpoint_id, status, next_attempt_at)
-       SELECT $1, $2, e.id, 'pending', now() FROM endpoints e
+       SELECT $1, $2, e.id, 'pending', now() + make_interval(secs => $4::float8 / 1000)
+         FROM endpoints e
        WHERE e.account_id = $1 AND NOT e.disabled
          AND (e.event_types IS NULL OR $3 = ANY (e.event_types))
        RETURNING id`,
-      [accountId, event.id, type],
+      [accountId, row.id, type, delay],
     );
     if (deliveries.length > 0) {
       await this.queue.addBulk(
         deliveries.map(({ id }) => ({
           data: { deliveryId: id },
-          opts: { ...DELIVERY_JOB_OPTIONS, jobId: deliveryJobId(id, 1) },
+          opts: {
+            ...DELIVERY_JOB_OPTIONS,
+            jobId: deliveryJobId(id, 1),
+            ...(delay > 0 ? { delay } : {}),
+          },
         })),
       );
     }
-    return { ...present(event), deliveries: deliveries.length };
+    return {
+      id: row.id,
+      type,
+      payloadText,
+      createdAt: row.created_at,
+      deliveries: deliveries.length,
+    };
   }
 
-  /** The event, or 404 when it does not exist in this account. */
-  async get(accountId: string, id: string) {
-    const event = await this.tx
-      .getRepository(WebhookEvent)
-      .findOneBy({ id, accountId });
-    if (!event) throw new NotFoundException(`Event ${id} not found`);
-    return present(event);
+  /** The event with its payload text, or 404 when it does not exist in this account. */
+  async get(accountId: string, id: string): Promise<StoredEvent> {
+    const [row] = await this.tx.manager.query(
+      `SELECT id, type, payload::text AS payload_text, created_at FROM events
+       WHERE id = $1 AND account_id = $2`,
+      [id, accountId],
+    );
+    if (!row) throw new NotFoundException(`Event ${id} not found`);
+    return toStoredEvent(row);
   }
 
   /**
@@ -109,12 +138,12 @@ export class EventsService {
   }
 }
 
-/** The public shape of an event. */
-export function present(event: WebhookEvent) {
+/** The public shape of an event as a plain object (for events the service wrote itself). */
+export function present(event: StoredEvent) {
   return {
     id: event.id,
     type: event.type,
-    payload: event.payload,
+    payload: JSON.parse(event.payloadText) as unknown,
     createdAt: event.createdAt,
   };
 }

@@ -15,6 +15,19 @@ import { Observable, map } from 'rxjs';
 export class RawJson {
   constructor(readonly text: string) {}
 
+  /**
+   * A JSON object from members that are already JSON text (`RawJson`) or plain values
+   * (serialised here), in the given order.
+   */
+  static object(members: Record<string, unknown>): RawJson {
+    const parts: string[] = [];
+    for (const [key, value] of Object.entries(members)) {
+      if (value === undefined) continue;
+      parts.push(`${JSON.stringify(key)}:${RawJson.textOf(value)}`);
+    }
+    return new RawJson(`{${parts.join(',')}}`);
+  }
+
   /** The JSON text of any handler result. */
   static textOf(body: unknown): string {
     return body instanceof RawJson ? body.text : JSON.stringify(body ?? null);

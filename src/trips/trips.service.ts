@@ -5,7 +5,10 @@ import {
 } from '@nestjs/common';
 import { QueryFailedError } from 'typeorm';
 import { TransactionHost } from '@app/transactional';
-import { EventsService } from '../events/events.service';
+import {
+  EventsService,
+  present as presentEvent,
+} from '../events/events.service';
 import { CreateTripDto } from './dto/create-trip.dto';
 import { ReportDelayDto } from './dto/report-delay.dto';
 import { TripDelay } from './trip-delay.entity';
@@ -91,7 +94,11 @@ export class TripsService {
       trip: present(saved),
       delay: { id: delay.id, minutes: delay.minutes, reason: delay.reason },
     });
-    return { trip: present(saved), delay, event };
+    return {
+      trip: present(saved),
+      delay,
+      event: { ...presentEvent(event), deliveries: event.deliveries },
+    };
   }
 
   async arrive(accountId: string, id: string) {
