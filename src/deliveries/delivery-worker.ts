@@ -18,6 +18,7 @@ import {
   unixSeconds,
 } from '../webhooks-http/standard-webhooks-signer';
 import type { SendResult } from '../webhooks-http/send-result';
+import { SSRF_HINT } from '../webhooks-http/ssrf-guard';
 import { WebhookSender } from '../webhooks-http/webhook-sender';
 import { ClaimedDelivery, claimDelivery } from './delivery-claims';
 import { DeliveryStats } from './delivery-stats';
@@ -150,6 +151,11 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       const target = await this.target(claim);
       if (target.disabled) return await this.outcomes.recordDisabled(claim);
       result = await this.sender.send(target.request);
+      if (result.kind === 'error' && result.detail) {
+        this.logger.warn(
+          `delivery ${claim.id}: refused to connect: ${result.detail} (${SSRF_HINT})`,
+        );
+      }
     } catch (error) {
       this.stats.prepareFailures++;
       this.logger.error(

@@ -1,13 +1,14 @@
 import {
   Inject,
   Injectable,
+  Logger,
   NotFoundException,
   UnprocessableEntityException,
 } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { TransactionHost } from '@app/transactional';
 import { SecretBox } from '../secrets/secret-box';
-import { SsrfPolicy } from '../webhooks-http/ssrf-guard';
+import { SSRF_HINT, SsrfPolicy } from '../webhooks-http/ssrf-guard';
 import { validateWebhookUrl } from '../webhooks-http/webhook-url-validator';
 import { CreateEndpointDto } from './dto/create-endpoint.dto';
 import { UpdateEndpointDto } from './dto/update-endpoint.dto';
@@ -23,6 +24,8 @@ import {
 /** Endpoint CRUD, always scoped to one account. */
 @Injectable()
 export class EndpointsService {
+  private readonly logger = new Logger(EndpointsService.name);
+
   constructor(
     private readonly tx: TransactionHost,
     @Inject(SsrfPolicy) private readonly policy: SsrfPolicy,
@@ -33,16 +36,25 @@ export class EndpointsService {
     return this.tx.getRepository(Endpoint);
   }
 
-  /** Refuses URLs the SSRF policy does not allow, with the reason (422). */
-  async checkUrl(url: string): Promise<string> {
+  /**
+   * Refuses URLs the SSRF policy does not allow (422). The answer never says where a host
+   * points; the log does, with how to allow-list it.
+   */
+  async checkUrl(url: string, accountId: string): Promise<string> {
     const result = await validateWebhookUrl(url, this.policy);
-    if (!result.ok)
+    if (!result.ok) {
+      if (result.detail) {
+        this.logger.warn(
+          `account ${accountId}: refused a webhook URL: ${result.detail} (${SSRF_HINT})`,
+        );
+      }
       throw new UnprocessableEntityException(`url: ${result.reason}`);
+    }
     return result.url.toString();
   }
 
   async create(accountId: string, dto: CreateEndpointDto) {
-    const url = await this.checkUrl(dto.url);
+    const url = await this.checkUrl(dto.url, accountId);
     const secrets = initialSecrets();
     // NOTE: the id is chosen here because the sealed secrets are bound to it.
     const id = randomUUID();
@@ -83,7 +95,8 @@ export class EndpointsService {
 
   async update(accountId: string, id: string, dto: UpdateEndpointDto) {
     const endpoint = await this.find(accountId, id, true);
-    if (dto.url !== undefined) endpoint.url = await this.checkUrl(dto.url);
+    if (dto.url !== undefined)
+      endpoint.url = await this.checkUrl(dto.url, accountId);
     if (dto.description !== undefined)
       endpoint.description = dto.description ?? '';
     if (dto.eventTypes !== undefined) endpoint.eventTypes = dto.eventTypes;

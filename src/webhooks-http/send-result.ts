@@ -30,6 +30,8 @@ export type SendResult =
       durationMs: number;
       /** Set when the status line arrived before the failure (e.g. a trickled body). */
       status?: number;
+      /** What only the server log may say (where a refused host resolved to). */
+      detail?: string;
     };
 
 const BY_CODE: Record<string, SendErrorClass> = {
