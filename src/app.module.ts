@@ -61,7 +61,7 @@ export class AppModule {
         { provide: APP_INTERCEPTOR, useClass: RawJsonInterceptor },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
       ],
-      exports: [APP_CONFIG],
+      exports: [APP_CONFIG, JsonBodyGuard],
     };
   }
 }

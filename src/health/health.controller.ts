@@ -10,6 +10,7 @@ import {
 import { PublicRoute } from '../auth/auth.decorators';
 import { DELIVERY_QUEUE } from '../deliveries/delivery-queue';
 import { DeliveryStats } from '../deliveries/delivery-stats';
+import { JsonBodyGuard } from '../http/json-body.guard';
 
 /** Liveness and the state operators watch: database, Redis, outbox backlog, queue counts. */
 @Controller('health')
@@ -20,6 +21,7 @@ export class HealthController {
     private readonly outbox: TransactionalOutbox,
     @InjectQueue(DELIVERY_QUEUE) private readonly queue: Queue,
     private readonly deliveryStats: DeliveryStats,
+    private readonly bodyGuard: JsonBodyGuard,
   ) {}
 
   @Get()
@@ -43,6 +45,7 @@ export class HealthController {
       transactions: this.runner.stats,
       deliveryJobs: redis === 'up' ? await this.queue.getJobCounts() : null,
       deliveries: this.deliveryStats.snapshot(),
+      bodies: { ...this.bodyGuard.stats },
     };
     if (database !== 'up') throw new ServiceUnavailableException(body);
     return body;
