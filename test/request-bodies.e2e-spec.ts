@@ -1,4 +1,5 @@
 import { randomUUID } from 'crypto';
+import { request as httpRequest } from 'http';
 import { connect } from 'net';
 import request, { Test } from 'supertest';
 import { Webhook } from 'standardwebhooks';
@@ -25,6 +26,32 @@ interface BodyRoute {
   path: () => string;
   auth: () => Record<string, string>;
   body: () => Record<string, unknown>;
+}
+
+/** A POST whose headers may repeat (an array value is sent as several headers). */
+function rawPost(
+  base: string,
+  path: string,
+  headers: Record<string, string | string[]>,
+  body: string,
+): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(new URL(path, base), { method: 'POST' }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body: JSON.parse(Buffer.concat(chunks).toString()),
+        }),
+      );
+    });
+    for (const [name, value] of Object.entries(headers)) {
+      req.setHeader(name, value);
+    }
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 /** The byte forms of a JSON text, with the Content-Type each is sent with. */
@@ -411,6 +438,31 @@ describe('when request bodies come in other encodings or shapes', () => {
       });
       expect(svc.app.get(JsonBodyGuard).stats).toEqual(before);
     });
+
+    it.each([
+      ['Content-Type', ['application/json', 'text/plain']],
+      ['Idempotency-Key', ['k-1', 'k-2']],
+    ])(
+      'should refuse two %s headers with 400 and change nothing',
+      async (name, values) => {
+        const before = await settledFingerprint();
+        const res = await rawPost(
+          svc.url,
+          '/v1/trips',
+          {
+            ...tenant.auth,
+            'content-type': 'application/json',
+            [name]: values,
+          },
+          JSON.stringify(tripBody()),
+        );
+        expect({ status: res.status, message: res.body.message }).toEqual({
+          status: 400,
+          message: `Send one ${name} header; this request has 2`,
+        });
+        expect(await settledFingerprint()).toEqual(before);
+      },
+    );
   });
 });
 

@@ -1,5 +1,4 @@
 import {
-  BadRequestException,
   CanActivate,
   ExecutionContext,
   ForbiddenException,
@@ -12,6 +11,7 @@ import { timingSafeEqual } from 'crypto';
 import { DataSource } from 'typeorm';
 import { Account } from '../accounts/account.entity';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
+import { assertSingleHeader } from '../http/single-header';
 import { hashApiKey } from './api-key';
 import {
   ADMIN_ROUTE,
@@ -20,16 +20,7 @@ import {
 } from './auth.decorators';
 
 function bearer(request: AuthenticatedRequest): string {
-  // NOTE: Node keeps the first of repeated Authorization headers and drops the others.
-  let count = 0;
-  for (let i = 0; i < request.rawHeaders.length; i += 2) {
-    if (request.rawHeaders[i].toLowerCase() === 'authorization') count++;
-  }
-  if (count > 1) {
-    throw new BadRequestException(
-      `Send one Authorization header; this request has ${count}`,
-    );
-  }
+  assertSingleHeader(request, 'Authorization');
   const header = request.headers.authorization;
   if (!header) {
     throw new UnauthorizedException(

@@ -12,6 +12,7 @@ import { PUBLIC_ROUTE } from '../auth/auth.decorators';
 import { assertSupportedCharset, decodeBody } from './body-charset';
 import { jsonBodyProblem } from './json-value-check';
 import { hasBody, readBody } from './read-body';
+import { assertSingleHeader } from './single-header';
 
 /** Largest request body accepted, in bytes (an event payload may be up to 256 KiB of it). */
 export const MAX_BODY_BYTES = 300 * 1024;
@@ -60,6 +61,8 @@ export class JsonBodyGuard implements CanActivate {
     }
     const req = context.switchToHttp().getRequest<JsonRequest>();
     if (!hasBody(req)) return true;
+    assertSingleHeader(req, 'Content-Type');
+    assertSingleHeader(req, 'Content-Encoding');
     if (!req.is('application/json')) {
       throw unsupportedType(req.headers['content-type']);
     }

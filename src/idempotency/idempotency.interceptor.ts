@@ -12,6 +12,7 @@ import { Observable, from, lastValueFrom } from 'rxjs';
 import { TransactionHost } from '@app/transactional';
 import type { AuthenticatedRequest } from '../auth/auth.decorators';
 import { RawJson } from '../http/raw-json';
+import { assertSingleHeader } from '../http/single-header';
 import { SecretBox } from '../secrets/secret-box';
 import { idempotencyContext } from './idempotency-context';
 
@@ -47,6 +48,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
     const key = request.headers['idempotency-key'];
     if (request.method !== 'POST' || key === undefined) return next.handle();
+    assertSingleHeader(request, 'Idempotency-Key');
     if (typeof key !== 'string' || !KEY_PATTERN.test(key)) {
       throw new UnprocessableEntityException(
         'Idempotency-Key must be 1 to 255 printable ASCII characters',
