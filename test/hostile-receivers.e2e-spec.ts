@@ -143,6 +143,34 @@ describe('when a receiver answers with hostile bytes', () => {
     );
   });
 
+  describe('when its answer is not an ordinary HTTP response', () => {
+    it.each([
+      [
+        '101 Switching Protocols',
+        'HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: x\r\n\r\n\0\0',
+      ],
+      ['status 999', 'HTTP/1.1 999 X\r\ncontent-length: 2\r\n\r\nok'],
+      ['a status line of binary noise', '\0\xff\xfe\r\n\r\n'],
+      ['nothing (the connection closes)', ''],
+    ])(
+      'should record %s as a failed attempt and stop after the schedule',
+      async (_what, bytes) => {
+        const hook = await receiver((_n, socket) =>
+          socket.end(Buffer.from(bytes, 'latin1')),
+        );
+        const delivery = await deliverTo(hook);
+        expect(hook.received).toHaveLength(ATTEMPTS);
+        expect(delivery).toMatchObject({
+          status: 'failed',
+          attemptCount: ATTEMPTS,
+        });
+        for (const attempt of delivery.attempts) {
+          expect(attempt.status).toBe('failed');
+        }
+      },
+    );
+  });
+
   describe('when it trickles its body one byte at a time', () => {
     it('should record a timeout for each attempt and stop after the schedule', async () => {
       const hook = await receiver((_n, socket) => {
