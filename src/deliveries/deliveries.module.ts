@@ -5,6 +5,7 @@ import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { EndpointsModule } from '../endpoints/endpoints.module';
 import { DeliveriesController } from './deliveries.controller';
 import { DeliveriesService } from './deliveries.service';
+import { DeliveryLogService } from './delivery-log.service';
 import { DeliveryOutcomeService } from './delivery-outcome.service';
 import { DELIVERY_QUEUE } from './delivery-queue';
 import { DeliveryReconciler } from './delivery-reconciler';
@@ -35,11 +36,12 @@ import { DeliveryWorker } from './delivery-worker';
   controllers: [DeliveriesController],
   providers: [
     DeliveriesService,
+    DeliveryLogService,
     DeliveryOutcomeService,
     DeliveryWorker,
     DeliveryReconciler,
     DeliveryStats,
   ],
-  exports: [BullModule, TransactionalModule, DeliveryStats],
+  exports: [BullModule, TransactionalModule, DeliveryStats, DeliveryLogService],
 })
 export class DeliveriesModule {}

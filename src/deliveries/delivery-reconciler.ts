@@ -61,12 +61,17 @@ export class DeliveryReconciler
   /** Enqueues the deliveries that look lost; resolves with how many. */
   async reconcile(limit = 1000): Promise<number> {
     const graceMs = this.config.reconcileIntervalMs;
+    // NOTE: two scans, each on its partial index (only deliveries in flight are in them).
     const rows: { id: string; attempt_count: number }[] =
       await this.tx.manager.query(
-        `SELECT id, attempt_count FROM deliveries
-       WHERE (status = 'pending' AND next_attempt_at < now() - make_interval(secs => $1::float8 / 1000))
-          OR (status = 'sending' AND locked_until < now())
-       ORDER BY next_attempt_at LIMIT $2`,
+        `(SELECT id, attempt_count FROM deliveries
+           WHERE status = 'pending'
+             AND next_attempt_at < now() - make_interval(secs => $1::float8 / 1000)
+           ORDER BY next_attempt_at LIMIT $2)
+         UNION ALL
+         (SELECT id, attempt_count FROM deliveries
+           WHERE status = 'sending' AND locked_until < now()
+           ORDER BY locked_until LIMIT $2)`,
         [graceMs, limit],
       );
     if (rows.length === 0) return 0;

@@ -2,7 +2,6 @@ import {
   Column,
   CreateDateColumn,
   Entity,
-  Index,
   PrimaryGeneratedColumn,
   UpdateDateColumn,
 } from 'typeorm';
@@ -23,7 +22,6 @@ export interface StoredEndpointSecret {
 
 /** A customer's webhook URL and what it subscribes to. */
 @Entity({ name: 'endpoints' })
-@Index(['accountId', 'createdAt'])
 export class Endpoint {
   @PrimaryGeneratedColumn('uuid')
   id: string;

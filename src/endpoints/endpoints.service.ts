@@ -7,6 +7,13 @@ import {
 } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { TransactionHost } from '@app/transactional';
+import {
+  DEFAULT_PAGE_SIZE,
+  PageQueryDto,
+  decodeTimeCursor,
+  positionSql,
+  toPage,
+} from '../http/pagination';
 import { SecretBox } from '../secrets/secret-box';
 import { SSRF_HINT, SsrfPolicy } from '../webhooks-http/ssrf-guard';
 import { validateWebhookUrl } from '../webhooks-http/webhook-url-validator';
@@ -71,12 +78,32 @@ export class EndpointsService {
     return { ...present(endpoint), secret: currentSecret(secrets) };
   }
 
-  async list(accountId: string) {
-    const endpoints = await this.repo.find({
-      where: { accountId },
-      order: { createdAt: 'ASC' },
-    });
-    return { data: endpoints.map(present) };
+  /** The account's endpoints, oldest first, one page at a time. */
+  async list(accountId: string, page: PageQueryDto) {
+    const limit = page.limit ?? DEFAULT_PAGE_SIZE;
+    const after = page.cursor ? decodeTimeCursor(page.cursor) : null;
+    const rows = await this.repo
+      .createQueryBuilder('e')
+      .addSelect(positionSql('e.created_at'), 'position')
+      .where('e.account_id = :accountId', { accountId })
+      .andWhere(
+        after ? '(e.created_at, e.id) > (:at::timestamptz, :id::uuid)' : 'TRUE',
+        after ?? {},
+      )
+      .orderBy('e.created_at', 'ASC')
+      .addOrderBy('e.id', 'ASC')
+      .limit(limit + 1)
+      .getRawAndEntities();
+    const positions = new Map(
+      rows.raw.map((raw: { e_id: string; position: string }) => [
+        raw.e_id,
+        raw.position,
+      ]),
+    );
+    return toPage(rows.entities, limit, present, (e) => ({
+      at: positions.get(e.id)!,
+      id: e.id,
+    }));
   }
 
   /** The endpoint, or 404 when it does not exist in this account. */

@@ -1,8 +1,11 @@
-import { Controller, Get, Param, Post, Req } from '@nestjs/common';
+import { Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
 import { Transactional } from '@app/transactional';
 import { AccountId } from '../auth/auth.decorators';
 import type { JsonRequest } from '../http/json-body.guard';
+import { DeliveryLogService } from '../deliveries/delivery-log.service';
+import { PageQueryDto } from '../http/pagination';
 import { UuidParam } from '../http/uuid-param.pipe';
+import { ListEventsQueryDto } from './dto/list-events.dto';
 import { readEventInput } from './event-input';
 import { EventsService } from './events.service';
 import { eventJson } from './stored-event';
@@ -10,7 +13,10 @@ import { eventJson } from './stored-event';
 /** Generic events for producers that are not trips, and the delivery log of any event. */
 @Controller('v1/events')
 export class EventsController {
-  constructor(private readonly events: EventsService) {}
+  constructor(
+    private readonly events: EventsService,
+    private readonly log: DeliveryLogService,
+  ) {}
 
   @Post()
   @Transactional()
@@ -24,6 +30,11 @@ export class EventsController {
     return eventJson(event, { deliveries: event.deliveries });
   }
 
+  @Get()
+  list(@AccountId() accountId: string, @Query() query: ListEventsQueryDto) {
+    return this.events.list(accountId, query);
+  }
+
   @Get(':id')
   async get(
     @AccountId() accountId: string,
@@ -33,10 +44,12 @@ export class EventsController {
   }
 
   @Get(':id/deliveries')
-  deliveries(
+  async deliveries(
     @AccountId() accountId: string,
     @Param('id', UuidParam()) id: string,
+    @Query() page: PageQueryDto,
   ) {
-    return this.events.deliveries(accountId, id);
+    await this.events.get(accountId, id);
+    return this.log.ofEvent(accountId, id, page);
   }
 }

@@ -12,16 +12,22 @@ import {
   Transactional,
 } from '@app/transactional';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
-import { Delivery } from '../deliveries/delivery.entity';
 import { RetrySchedule } from '../webhooks-http/retry-schedule';
-import { DeliveryAttempt } from '../deliveries/delivery-attempt.entity';
 import {
   DELIVERY_JOB_OPTIONS,
   DELIVERY_QUEUE,
   DeliveryJob,
   deliveryJobId,
 } from '../deliveries/delivery-queue';
-import { StoredEvent, toStoredEvent } from './stored-event';
+import {
+  DEFAULT_PAGE_SIZE,
+  decodeTimeCursor,
+  positionSql,
+  toPage,
+} from '../http/pagination';
+import { RawJson } from '../http/raw-json';
+import { ListEventsQueryDto } from './dto/list-events.dto';
+import { StoredEvent, eventJson, toStoredEvent } from './stored-event';
 
 /** Largest event payload accepted, as serialised JSON. */
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -50,6 +56,7 @@ export class EventsService {
     accountId: string,
     type: string,
     payload: string | Record<string, unknown>,
+    tripId: string | null = null,
   ): Promise<StoredEvent & { deliveries: number }> {
     const payloadText =
       typeof payload === 'string' ? payload : JSON.stringify(payload);
@@ -62,9 +69,9 @@ export class EventsService {
     const manager = this.tx.manager;
     // NOTE: a json (not jsonb) column keeps the text as sent: key order, spacing, numbers.
     const [row]: { id: string; created_at: Date }[] = await manager.query(
-      `INSERT INTO events (account_id, type, payload) VALUES ($1, $2, $3::json)
+      `INSERT INTO events (account_id, type, payload, trip_id) VALUES ($1, $2, $3::json, $4)
        RETURNING id, created_at`,
-      [accountId, type, payloadText],
+      [accountId, type, payloadText, tripId],
     );
     // The first entry of the retry schedule is the wait before the first attempt.
     const delay = this.schedule.initialDelay();
@@ -98,6 +105,46 @@ export class EventsService {
     };
   }
 
+  /** The account's events, newest first, one page at a time, optionally filtered. */
+  async list(accountId: string, query: ListEventsQueryDto): Promise<RawJson> {
+    const limit = query.limit ?? DEFAULT_PAGE_SIZE;
+    const params: unknown[] = [accountId, limit + 1];
+    const where = ['account_id = $1'];
+    const add = (sql: string, value: unknown) => {
+      params.push(value);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (query.type !== undefined) add('type = ?', query.type);
+    if (query.tripId !== undefined) add('trip_id = ?', query.tripId);
+    if (query.since !== undefined) add('created_at >= ?', query.since);
+    if (query.until !== undefined) add('created_at < ?', query.until);
+    if (query.cursor !== undefined) {
+      const after = decodeTimeCursor(query.cursor);
+      params.push(after.at, after.id);
+      where.push(
+        `(created_at, id) < ($${params.length - 1}::timestamptz, $${params.length}::uuid)`,
+      );
+    }
+    const rows = await this.tx.manager.query(
+      `SELECT id, type, payload::text AS payload_text, created_at,
+              ${positionSql('created_at')} AS position
+         FROM events WHERE ${where.join(' AND ')}
+        ORDER BY created_at DESC, id DESC LIMIT $2`,
+      params,
+    );
+    const page = toPage(
+      rows,
+      limit,
+      (row: { position: string } & Parameters<typeof toStoredEvent>[0]) =>
+        eventJson(toStoredEvent(row)),
+      (row) => ({ at: row.position, id: row.id }),
+    );
+    return RawJson.object({
+      data: new RawJson(`[${page.data.map((e) => e.text).join(',')}]`),
+      nextCursor: page.nextCursor,
+    });
+  }
+
   /** The event with its payload text, or 404 when it does not exist in this account. */
   async get(accountId: string, id: string): Promise<StoredEvent> {
     const [row] = await this.tx.manager.query(
@@ -107,34 +154,6 @@ export class EventsService {
     );
     if (!row) throw new NotFoundException(`Event ${id} not found`);
     return toStoredEvent(row);
-  }
-
-  /**
-   * The event's deliveries with every attempt, oldest first, read from one snapshot so that a
-   * delivery's status and its attempts agree while a worker records an attempt.
-   */
-  @Transactional({ isolationLevel: 'REPEATABLE READ' })
-  async deliveries(accountId: string, id: string) {
-    await this.get(accountId, id);
-    const deliveries = await this.tx
-      .getRepository(Delivery)
-      .find({ where: { eventId: id, accountId }, order: { createdAt: 'ASC' } });
-    const attempts = deliveries.length
-      ? await this.tx
-          .getRepository(DeliveryAttempt)
-          .createQueryBuilder('a')
-          .where('a.delivery_id IN (:...ids)', {
-            ids: deliveries.map((d) => d.id),
-          })
-          .orderBy('a.number', 'ASC')
-          .getMany()
-      : [];
-    return {
-      data: deliveries.map((delivery) => ({
-        ...delivery,
-        attempts: attempts.filter((a) => a.deliveryId === delivery.id),
-      })),
-    };
   }
 }
 

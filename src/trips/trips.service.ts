@@ -50,9 +50,12 @@ export class TripsService {
         // NOTE: a concurrent request can take the reference between the check and the insert.
         throw isUniqueViolation(error) ? taken() : error;
       });
-    await this.events.publish(accountId, 'trip.created', {
-      trip: present(trip),
-    });
+    await this.events.publish(
+      accountId,
+      'trip.created',
+      { trip: present(trip) },
+      trip.id,
+    );
     return present(trip);
   }
 
@@ -90,10 +93,15 @@ export class TripsService {
     const delay = await this.tx
       .getRepository(TripDelay)
       .save({ tripId: trip.id, minutes: dto.minutes, reason: dto.reason });
-    const event = await this.events.publish(accountId, 'trip.delayed', {
-      trip: present(saved),
-      delay: { id: delay.id, minutes: delay.minutes, reason: delay.reason },
-    });
+    const event = await this.events.publish(
+      accountId,
+      'trip.delayed',
+      {
+        trip: present(saved),
+        delay: { id: delay.id, minutes: delay.minutes, reason: delay.reason },
+      },
+      trip.id,
+    );
     return {
       trip: present(saved),
       delay,
@@ -107,9 +115,12 @@ export class TripsService {
       throw new ConflictException(`Trip ${id} has already arrived`);
     trip.status = 'arrived';
     const saved = await this.tx.getRepository(Trip).save(trip);
-    await this.events.publish(accountId, 'trip.arrived', {
-      trip: present(saved),
-    });
+    await this.events.publish(
+      accountId,
+      'trip.arrived',
+      { trip: present(saved) },
+      trip.id,
+    );
     return present(saved);
   }
 }
