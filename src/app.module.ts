@@ -14,6 +14,7 @@ import { HealthModule } from './health/health.module';
 import { JsonBodyGuard } from './http/json-body.guard';
 import { RawJsonInterceptor } from './http/raw-json';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+import { RetentionModule } from './retention/retention.module';
 import { SecretsModule } from './secrets/secrets.module';
 import { TripsModule } from './trips/trips.module';
 import { WebhooksHttpModule } from './webhooks-http/webhooks-http.module';
@@ -49,6 +50,7 @@ export class AppModule {
         TripsModule,
         EventsModule,
         HealthModule,
+        RetentionModule,
       ],
       providers: [
         { provide: APP_CONFIG, useValue: config },

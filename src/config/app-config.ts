@@ -43,6 +43,16 @@ export interface AppConfig {
   stalledIntervalMs: number;
   /** How often the reconciler re-enqueues deliveries whose job was lost. */
   reconcileIntervalMs: number;
+  /** Events (with their deliveries and attempts) older than this are deleted. */
+  eventRetentionDays: number;
+  /** Attempts (with their stored responses) older than this are deleted. */
+  attemptRetentionDays: number;
+  /** Idempotency keys (with their sealed responses) older than this are deleted. */
+  idempotencyRetentionHours: number;
+  /** How often retention runs (worker processes). */
+  retentionIntervalMs: number;
+  /** Rows one retention statement deletes at most (one short transaction each). */
+  retentionBatchSize: number;
   /** Run the outbox relay in this process. */
   outboxRelay: boolean;
   /** Outbox relay poll interval. */
@@ -132,6 +142,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     ),
     stalledIntervalMs: int(env, 'BULL_STALLED_INTERVAL_MS', 30_000),
     reconcileIntervalMs: int(env, 'RECONCILE_INTERVAL_MS', 30_000),
+    eventRetentionDays: int(env, 'EVENT_RETENTION_DAYS', 30),
+    attemptRetentionDays: int(env, 'ATTEMPT_RETENTION_DAYS', 90),
+    // NOTE: at least the 24 h during which a key replays its response.
+    idempotencyRetentionHours: int(env, 'IDEMPOTENCY_RETENTION_HOURS', 24, 24),
+    retentionIntervalMs: int(env, 'RETENTION_INTERVAL_MS', 3_600_000),
+    retentionBatchSize: int(env, 'RETENTION_BATCH_SIZE', 500),
     outboxRelay: env.OUTBOX_RELAY !== 'off',
     outboxPollIntervalMs: int(env, 'OUTBOX_POLL_INTERVAL_MS', 1000),
     outboxGraceMs: int(env, 'OUTBOX_GRACE_MS', 5000),
