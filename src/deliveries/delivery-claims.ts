@@ -34,6 +34,15 @@ interface LockedRow {
   scheduled_attempts: number;
 }
 
+/** Locks a delivery ($1) and reads what a claim decides on, scheduled attempts included. */
+export const CLAIM_SQL = `SELECT d.id, d.account_id, d.event_id, d.endpoint_id, d.status, d.attempt_count,
+            d.next_attempt_at,
+            (d.locked_until IS NULL OR d.locked_until < now()) AS lease_free,
+            (d.next_attempt_at <= now() + interval '1 second') IS TRUE AS due,
+            (SELECT count(*)::int FROM delivery_attempts a
+              WHERE a.delivery_id = d.id AND a.trigger = 'scheduled') AS scheduled_attempts
+       FROM deliveries d WHERE d.id = $1 FOR UPDATE OF d`;
+
 /**
  * Takes ownership of a delivery for one attempt, or does nothing: already final (idempotent
  * re-run of a job), not due yet, or owned by another worker whose lease has not expired. A
@@ -52,16 +61,7 @@ export async function claimDelivery(
   leaseMs: number,
   maxScheduledAttempts: number,
 ): Promise<ClaimResult> {
-  const [row]: LockedRow[] = await manager.query(
-    `SELECT d.id, d.account_id, d.event_id, d.endpoint_id, d.status, d.attempt_count,
-            d.next_attempt_at,
-            (d.locked_until IS NULL OR d.locked_until < now()) AS lease_free,
-            (d.next_attempt_at <= now() + interval '1 second') IS TRUE AS due,
-            (SELECT count(*)::int FROM delivery_attempts a
-              WHERE a.delivery_id = d.id AND a.trigger = 'scheduled') AS scheduled_attempts
-       FROM deliveries d WHERE d.id = $1 FOR UPDATE OF d`,
-    [deliveryId],
-  );
+  const [row]: LockedRow[] = await manager.query(CLAIM_SQL, [deliveryId]);
   if (!row || !row.lease_free) return { kind: 'skipped' };
   const active = row.status === 'pending' || row.status === 'sending';
   if (trigger === 'scheduled' && !(active && row.due))

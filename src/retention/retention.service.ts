@@ -16,6 +16,30 @@ export interface RetentionResult {
   batches: number;
 }
 
+/** One retention batch per kind: $1 is the age (days, or hours for keys), $2 the batch size. */
+export const RETENTION_SQL = {
+  // NOTE: the delete cascades to the event's deliveries and their attempts.
+  events: `DELETE FROM events WHERE id IN (
+         SELECT e.id FROM events e
+          WHERE e.created_at < now() - make_interval(days => $1)
+            AND NOT EXISTS (SELECT 1 FROM deliveries d
+                             WHERE d.event_id = e.id AND d.status IN ('pending', 'sending'))
+          ORDER BY e.created_at LIMIT $2 FOR UPDATE OF e SKIP LOCKED)`,
+  attempts: `DELETE FROM delivery_attempts WHERE id IN (
+         SELECT a.id FROM delivery_attempts a
+          WHERE a.started_at < now() - make_interval(days => $1)
+            AND a.status <> 'in_progress'
+            AND NOT EXISTS (SELECT 1 FROM deliveries d
+                             WHERE d.id = a.delivery_id AND d.status IN ('pending', 'sending'))
+          ORDER BY a.started_at LIMIT $2 FOR UPDATE OF a SKIP LOCKED)`,
+  // NOTE: by ctid (the rows are locked, so it cannot move): `(account_id, key) IN (...)`
+  // is planned as a hash join over the whole table.
+  idempotencyKeys: `DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY(
+         SELECT ctid FROM idempotency_keys
+          WHERE created_at < now() - make_interval(hours => $1)
+          ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))`,
+};
+
 /** Longest a retention statement may wait for a lock before it gives up until the next run. */
 const LOCK_TIMEOUT = '1s';
 
@@ -88,31 +112,16 @@ export class RetentionService
       }
       return deleted;
     };
-    // NOTE: the delete cascades to the event's deliveries and their attempts.
     result.events = await drain(
-      `DELETE FROM events WHERE id IN (
-         SELECT e.id FROM events e
-          WHERE e.created_at < now() - make_interval(days => $1)
-            AND NOT EXISTS (SELECT 1 FROM deliveries d
-                             WHERE d.event_id = e.id AND d.status IN ('pending', 'sending'))
-          ORDER BY e.created_at LIMIT $2 FOR UPDATE OF e SKIP LOCKED)`,
+      RETENTION_SQL.events,
       this.config.eventRetentionDays,
     );
     result.attempts = await drain(
-      `DELETE FROM delivery_attempts WHERE id IN (
-         SELECT a.id FROM delivery_attempts a
-          WHERE a.started_at < now() - make_interval(days => $1)
-            AND a.status <> 'in_progress'
-            AND NOT EXISTS (SELECT 1 FROM deliveries d
-                             WHERE d.id = a.delivery_id AND d.status IN ('pending', 'sending'))
-          ORDER BY a.started_at LIMIT $2 FOR UPDATE OF a SKIP LOCKED)`,
+      RETENTION_SQL.attempts,
       this.config.attemptRetentionDays,
     );
     result.idempotencyKeys = await drain(
-      `DELETE FROM idempotency_keys WHERE (account_id, key) IN (
-         SELECT account_id, key FROM idempotency_keys
-          WHERE created_at < now() - make_interval(hours => $1)
-          ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      RETENTION_SQL.idempotencyKeys,
       this.config.idempotencyRetentionHours,
     );
     if (result.events + result.attempts + result.idempotencyKeys > 0) {
