@@ -4,7 +4,7 @@ import { ServiceProcess } from './service-process';
 import { Sink } from './sink';
 
 /**
- * Everything one fault spec owns: its database (`webhooks_fault_<name>`), its redis-server,
+ * Everything one fault spec owns: its database (`webhooks_fault_<name><TEST_DB_SUFFIX>`), its redis-server,
  * the sink, and the service processes it starts. `close()` kills and drops all of it, also
  * after a failed or partial set-up.
  */
@@ -20,7 +20,9 @@ export class FaultEnv {
   static async create(name: string): Promise<FaultEnv> {
     const env = new FaultEnv(name);
     try {
-      env.db = await createFaultDatabase(`webhooks_fault_${name}`);
+      env.db = await createFaultDatabase(
+        `webhooks_fault_${name}${process.env.TEST_DB_SUFFIX ?? ''}`,
+      );
       env.redis = await startOwnRedis();
       env.sink = await Sink.start();
     } catch (error) {
