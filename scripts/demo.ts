@@ -11,6 +11,12 @@ const DATABASE_URL =
   process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/webhooks';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ADMIN_TOKEN = process.env.ADMIN_TOKEN ?? 'demo-admin-token';
+/**
+ * The demo's encryption key for signing secrets at rest: fixed so that a second run can open
+ * what the first sealed, and public, so for the demo only (set SECRETS_ENCRYPTION_KEYS).
+ */
+const DEMO_ENCRYPTION_KEYS =
+  'demo:ZGVtby1vbmx5LWtleS1wdWJsaWMtbmV2ZXItdXNlLTE=';
 const HOW_TO_START = 'Start them with: docker compose up -d postgres redis';
 
 /** Fails with a hint when Postgres or Redis do not answer; creates the database if missing. */
@@ -117,6 +123,8 @@ async function main() {
     DATABASE_URL,
     REDIS_URL,
     ADMIN_TOKEN,
+    SECRETS_ENCRYPTION_KEYS:
+      process.env.SECRETS_ENCRYPTION_KEYS ?? DEMO_ENCRYPTION_KEYS,
     WEBHOOK_ALLOW_SUBNETS: process.env.WEBHOOK_ALLOW_SUBNETS ?? '127.0.0.0/8',
     WEBHOOK_RETRY_SCHEDULE_MS:
       process.env.WEBHOOK_RETRY_SCHEDULE_MS ?? '0,1000,2000,4000,8000',

@@ -12,8 +12,12 @@ import { DeliveriesModule } from './deliveries/deliveries.module';
 import { EndpointsModule } from './endpoints/endpoints.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
+import { JsonBodyGuard } from './http/json-body.guard';
+import { RawJsonInterceptor } from './http/raw-json';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { GracefulShutdown } from './lifecycle/graceful-shutdown';
+import { RetentionModule } from './retention/retention.module';
+import { SecretsModule } from './secrets/secrets.module';
 import { TripsModule } from './trips/trips.module';
 import { WebhooksHttpModule } from './webhooks-http/webhooks-http.module';
 
@@ -28,7 +32,10 @@ export class AppModule {
         TypeOrmModule.forRoot(
           dataSourceOptions(config.databaseUrl, config.workerConcurrency + 20),
         ),
-        BullModule.forRoot({ url: config.redisUrl }),
+        BullModule.forRoot({
+          url: config.redisUrl,
+          prefix: config.bullPrefix,
+        }),
         TransactionalModule.forRoot({
           outbox: {
             relay: {
@@ -38,6 +45,7 @@ export class AppModule {
             },
           },
         }),
+        SecretsModule,
         WebhooksHttpModule,
         AccountsModule,
         EndpointsModule,
@@ -45,15 +53,21 @@ export class AppModule {
         EventsModule,
         DeliveriesModule,
         HealthModule,
+        RetentionModule,
       ],
       providers: [
         { provide: APP_CONFIG, useValue: config },
         Migrator,
         GracefulShutdown,
+        // NOTE: global guards run in this order: the body is read only once the caller is known.
         { provide: APP_GUARD, useClass: ApiKeyGuard },
+        JsonBodyGuard,
+        { provide: APP_GUARD, useExisting: JsonBodyGuard },
+        // NOTE: global interceptors nest in this order: RawJson writes what idempotency replays.
+        { provide: APP_INTERCEPTOR, useClass: RawJsonInterceptor },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
       ],
-      exports: [APP_CONFIG],
+      exports: [APP_CONFIG, JsonBodyGuard],
     };
   }
 }

@@ -3,7 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from './app.module';
 import type { AppConfig } from './config/app-config';
-import { useJsonBodies } from './http/json-body';
+import { answerClientErrorsAsJson } from './http/client-errors';
 import { validationPipe } from './http/validation';
 
 /** Creates and initialises the service (migrations run during init); does not listen. */
@@ -14,12 +14,13 @@ export async function createApp(
   const app = await NestFactory.create<NestExpressApplication>(
     AppModule.forRoot(config),
     {
+      // NOTE: bodies are read by JsonBodyGuard, after authentication (see app.module.ts).
       bodyParser: false,
       logger: logger === false ? false : undefined,
     },
   );
   app.set('trust proxy', false);
-  useJsonBodies(app);
+  answerClientErrorsAsJson(app.getHttpServer());
   app.useGlobalPipes(validationPipe());
   // NOTE: no enableShutdownHooks(): main.ts stops on signals (lifecycle/stop-on-signals.ts).
   await app.init();

@@ -279,3 +279,40 @@ describe('when a receiver fails', () => {
     });
   });
 });
+
+describe('when the retry schedule starts with a wait', () => {
+  const FIRST_MS = 1_500;
+  let svc: E2eApp;
+  let receiver: Receiver;
+
+  beforeAll(async () => {
+    svc = await startE2eApp({ retryScheduleMs: [FIRST_MS, 200] });
+    receiver = await startReceiver();
+  });
+
+  afterAll(async () => {
+    await receiver?.close();
+    await svc?.close();
+  });
+
+  it('should send the first attempt only after the first entry of the schedule', async () => {
+    const client = deliveryApi(svc, await svc.createAccount());
+    await client.createEndpoint(receiver.url);
+    const publishedAt = Date.now();
+    const event = await client.publish('trip.delayed');
+    const [pending] = await client.log(event.id);
+    expect(pending.status).toBe('pending');
+    expect(Date.parse(pending.nextAttemptAt!) - publishedAt).toBeGreaterThan(
+      FIRST_MS * (1 - JITTER) - MARGIN_MS,
+    );
+    await client.deliveryWhen(
+      event.id,
+      (d) => d.status === 'succeeded',
+      'the delivery to succeed',
+    );
+    expect(receiver.received).toHaveLength(1);
+    expect(receiver.received[0].at - publishedAt).toBeGreaterThanOrEqual(
+      FIRST_MS * (1 - JITTER) - MARGIN_MS,
+    );
+  });
+});

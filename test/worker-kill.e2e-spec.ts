@@ -4,6 +4,8 @@ import { resolve } from 'path';
 import { Webhook } from 'standardwebhooks';
 import { deliveryApi } from './support/delivery-api';
 import {
+  E2E_BULL_PREFIX,
+  E2E_ENCRYPTION_KEYS,
   E2eApp,
   e2eDatabaseUrl,
   e2eRedisUrl,
@@ -44,6 +46,8 @@ async function startWorker(): Promise<WorkerProcess> {
         PROCESS_ROLE: 'worker',
         DATABASE_URL: e2eDatabaseUrl(),
         REDIS_URL: e2eRedisUrl(),
+        BULL_PREFIX: E2E_BULL_PREFIX,
+        SECRETS_ENCRYPTION_KEYS: E2E_ENCRYPTION_KEYS,
         WEBHOOK_ALLOW_SUBNETS: '127.0.0.0/8,::1/128',
         WEBHOOK_RETRY_SCHEDULE_MS: '0,200,400,600',
         WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS),

@@ -11,6 +11,7 @@ import { timingSafeEqual } from 'crypto';
 import { DataSource } from 'typeorm';
 import { Account } from '../accounts/account.entity';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
+import { assertSingleHeader } from '../http/single-header';
 import { hashApiKey } from './api-key';
 import {
   ADMIN_ROUTE,
@@ -19,6 +20,7 @@ import {
 } from './auth.decorators';
 
 function bearer(request: AuthenticatedRequest): string {
+  assertSingleHeader(request, 'Authorization');
   const header = request.headers.authorization;
   if (!header) {
     throw new UnauthorizedException(

@@ -1,3 +1,4 @@
+import { EncryptionKey, parseEncryptionKeys } from '../secrets/secret-box';
 import { parseAllowSubnets } from '../webhooks-http/ssrf-guard';
 
 /** Which parts of the service a process runs. */
@@ -9,8 +10,18 @@ export interface AppConfig {
   port: number;
   databaseUrl: string;
   redisUrl: string;
+  /**
+   * AES-256 keys for secrets at rest (`SECRETS_ENCRYPTION_KEYS`); the first encrypts, all
+   * decrypt. Required: the service refuses to start without one.
+   */
+  encryptionKeys: EncryptionKey[];
   /** Bearer token that may create accounts; account creation is refused while unset. */
   adminToken?: string;
+  /**
+   * Prefix of every Redis key the service writes (Bull's `prefix`, the endpoint limiter):
+   * deployments, or test runs, that share a Redis but not a database must not share it.
+   */
+  bullPrefix: string;
   /** CIDR subnets webhook URLs may resolve into despite the SSRF policy. */
   allowSubnets: string[];
   /** Retry schedule, ms from the previous attempt; its length is the number of attempts. */
@@ -32,6 +43,16 @@ export interface AppConfig {
   stalledIntervalMs: number;
   /** How often the reconciler re-enqueues deliveries whose job was lost. */
   reconcileIntervalMs: number;
+  /** Events (with their deliveries and attempts) older than this are deleted. */
+  eventRetentionDays: number;
+  /** Attempts (with their stored responses) older than this are deleted. */
+  attemptRetentionDays: number;
+  /** Idempotency keys (with their sealed responses) older than this are deleted. */
+  idempotencyRetentionHours: number;
+  /** How often retention runs (worker processes). */
+  retentionIntervalMs: number;
+  /** Rows one retention statement deletes at most (one short transaction each). */
+  retentionBatchSize: number;
   /** Run the outbox relay in this process. */
   outboxRelay: boolean;
   /** Outbox relay poll interval. */
@@ -60,6 +81,16 @@ function int(
   return value;
 }
 
+function prefix(raw: string | undefined): string {
+  if (raw === undefined || raw === '') return 'bull';
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) {
+    throw new Error(
+      `BULL_PREFIX must be 1 to 64 letters, digits, "_", ".", ":" or "-", got "${raw}"`,
+    );
+  }
+  return raw;
+}
+
 function schedule(raw: string | undefined): number[] | undefined {
   if (!raw) return undefined;
   const steps = raw.split(',').map((s) => Number(s.trim()));
@@ -69,6 +100,23 @@ function schedule(raw: string | undefined): number[] | undefined {
     );
   }
   return steps;
+}
+
+/** The database URL alone (the migration CLI needs nothing else). */
+export function databaseUrlFrom(env: NodeJS.ProcessEnv = process.env): string {
+  return env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/webhooks';
+}
+
+function encryptionKeys(env: NodeJS.ProcessEnv): EncryptionKey[] {
+  const keys = parseEncryptionKeys(env.SECRETS_ENCRYPTION_KEYS);
+  if (keys.length === 0) {
+    throw new Error(
+      'SECRETS_ENCRYPTION_KEYS is required: endpoint signing secrets are stored encrypted with ' +
+        'it. Set it to "<id>:<base64 of 32 random bytes>", e.g. ' +
+        'SECRETS_ENCRYPTION_KEYS="k1:$(openssl rand -base64 32)"',
+    );
+  }
+  return keys;
 }
 
 /** Reads the configuration; throws with the variable's name on bad values. */
@@ -81,9 +129,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   return {
     role,
     port: int(env, 'PORT', 3000, 0),
-    databaseUrl:
-      env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/webhooks',
+    databaseUrl: databaseUrlFrom(env),
+    encryptionKeys: encryptionKeys(env),
     redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    bullPrefix: prefix(env.BULL_PREFIX),
     adminToken: env.ADMIN_TOKEN || undefined,
     allowSubnets: parseAllowSubnets(env.WEBHOOK_ALLOW_SUBNETS),
     retryScheduleMs: schedule(env.WEBHOOK_RETRY_SCHEDULE_MS),
@@ -98,6 +147,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     ),
     stalledIntervalMs: int(env, 'BULL_STALLED_INTERVAL_MS', 30_000),
     reconcileIntervalMs: int(env, 'RECONCILE_INTERVAL_MS', 30_000),
+    eventRetentionDays: int(env, 'EVENT_RETENTION_DAYS', 30),
+    attemptRetentionDays: int(env, 'ATTEMPT_RETENTION_DAYS', 90),
+    // NOTE: at least the 24 h during which a key replays its response.
+    idempotencyRetentionHours: int(env, 'IDEMPOTENCY_RETENTION_HOURS', 24, 24),
+    retentionIntervalMs: int(env, 'RETENTION_INTERVAL_MS', 3_600_000),
+    retentionBatchSize: int(env, 'RETENTION_BATCH_SIZE', 500),
     outboxRelay: env.OUTBOX_RELAY !== 'off',
     outboxPollIntervalMs: int(env, 'OUTBOX_POLL_INTERVAL_MS', 1000),
     outboxGraceMs: int(env, 'OUTBOX_GRACE_MS', 5000),

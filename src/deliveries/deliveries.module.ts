@@ -5,9 +5,11 @@ import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { EndpointsModule } from '../endpoints/endpoints.module';
 import { DeliveriesController } from './deliveries.controller';
 import { DeliveriesService } from './deliveries.service';
+import { DeliveryLogService } from './delivery-log.service';
 import { DeliveryOutcomeService } from './delivery-outcome.service';
 import { DELIVERY_QUEUE } from './delivery-queue';
 import { DeliveryReconciler } from './delivery-reconciler';
+import { DeliveryStats } from './delivery-stats';
 import { DeliveryWorker } from './delivery-worker';
 
 /** The delivery queue, its worker and reconciler, and the operator routes on deliveries. */
@@ -34,15 +36,19 @@ import { DeliveryWorker } from './delivery-worker';
   controllers: [DeliveriesController],
   providers: [
     DeliveriesService,
+    DeliveryLogService,
     DeliveryOutcomeService,
     DeliveryWorker,
     DeliveryReconciler,
+    DeliveryStats,
   ],
   exports: [
     BullModule,
     TransactionalModule,
     DeliveryWorker,
     DeliveryReconciler,
+    DeliveryStats,
+    DeliveryLogService,
   ],
 })
 export class DeliveriesModule {}

@@ -15,58 +15,108 @@ export interface ClaimedDelivery {
   previousNextAttemptAt: Date | null;
 }
 
+/** What {@link claimDelivery} did. `interrupted` counts attempts it found abandoned. */
+export type ClaimResult =
+  | { kind: 'claimed'; claim: ClaimedDelivery; interrupted: number }
+  | { kind: 'gave_up'; attempts: number; interrupted: number }
+  | { kind: 'skipped' };
+
+interface LockedRow {
+  id: string;
+  account_id: string;
+  event_id: string;
+  endpoint_id: string;
+  status: DeliveryStatus;
+  attempt_count: number;
+  next_attempt_at: Date | null;
+  lease_free: boolean;
+  due: boolean;
+  scheduled_attempts: number;
+}
+
+/** Locks a delivery ($1) and reads what a claim decides on, scheduled attempts included. */
+export const CLAIM_SQL = `SELECT d.id, d.account_id, d.event_id, d.endpoint_id, d.status, d.attempt_count,
+            d.next_attempt_at,
+            (d.locked_until IS NULL OR d.locked_until < now()) AS lease_free,
+            (d.next_attempt_at <= now() + interval '1 second') IS TRUE AS due,
+            (SELECT count(*)::int FROM delivery_attempts a
+              WHERE a.delivery_id = d.id AND a.trigger = 'scheduled') AS scheduled_attempts
+       FROM deliveries d WHERE d.id = $1 FOR UPDATE OF d`;
+
 /**
- * Takes ownership of a delivery for one attempt, or returns undefined when there is nothing to
- * do: already succeeded (idempotent re-run of a job), not due yet, or owned by another worker
- * whose lease has not expired. A lease that has expired belongs to a worker that died; its
- * attempt is marked `interrupted`. Runs in the caller's transaction.
+ * Takes ownership of a delivery for one attempt, or does nothing: already final (idempotent
+ * re-run of a job), not due yet, or owned by another worker whose lease has not expired. A
+ * lease that has expired belongs to a worker that died or could not record its outcome; its
+ * attempt is marked `interrupted`.
+ *
+ * The attempt limit is enforced here, in Postgres, before anything is sent: a scheduled claim
+ * of a delivery that already has `maxScheduledAttempts` scheduled attempts fails the delivery
+ * instead. Whatever keeps outcomes from being recorded, a delivery is sent a bounded number of
+ * times. Runs in the caller's transaction.
  */
 export async function claimDelivery(
   manager: EntityManager,
   deliveryId: string,
   trigger: AttemptTrigger,
   leaseMs: number,
-): Promise<ClaimedDelivery | undefined> {
+  maxScheduledAttempts: number,
+): Promise<ClaimResult> {
+  const [row]: LockedRow[] = await manager.query(CLAIM_SQL, [deliveryId]);
+  if (!row || !row.lease_free) return { kind: 'skipped' };
+  const active = row.status === 'pending' || row.status === 'sending';
+  if (trigger === 'scheduled' && !(active && row.due))
+    return { kind: 'skipped' };
   // NOTE: TypeORM returns [rows, rowCount] for an UPDATE on Postgres.
-  const [rows]: [any[], number] = await manager.query(
-    `WITH old AS (SELECT id, status, next_attempt_at FROM deliveries WHERE id = $1 FOR UPDATE)
-     UPDATE deliveries d
-        SET status = 'sending', attempt_count = d.attempt_count + 1, updated_at = now(),
-            locked_until = now() + make_interval(secs => $3::float8 / 1000)
-       FROM old
-      WHERE d.id = old.id
-        AND (d.locked_until IS NULL OR d.locked_until < now())
-        AND (($2 = 'scheduled' AND d.status IN ('pending', 'sending')
-              AND d.next_attempt_at <= now() + interval '1 second')
-          OR ($2 = 'manual'))
-     RETURNING d.id, d.account_id, d.event_id, d.endpoint_id, d.attempt_count,
-               old.status AS previous_status, old.next_attempt_at AS previous_next_attempt_at`,
-    [deliveryId, trigger, leaseMs],
-  );
-  const row = rows[0];
-  if (!row) return undefined;
-  await manager.query(
+  const [, interrupted]: [unknown, number] = await manager.query(
     `UPDATE delivery_attempts
         SET status = 'interrupted', finished_at = now(), error_class = 'interrupted',
-            error_message = 'the worker stopped during the attempt'
+            error_message = 'the outcome of this attempt was never recorded (the worker stopped or could not write it)'
       WHERE delivery_id = $1 AND status = 'in_progress'`,
     [deliveryId],
   );
+  if (
+    trigger === 'scheduled' &&
+    row.scheduled_attempts >= maxScheduledAttempts
+  ) {
+    await manager.query(
+      `UPDATE deliveries
+          SET status = 'failed', locked_until = NULL, next_attempt_at = NULL,
+              completed_at = now(), updated_at = now(), last_error = $2
+        WHERE id = $1`,
+      [
+        deliveryId,
+        `stopped at the attempt limit (${maxScheduledAttempts} scheduled attempts) without a ` +
+          'recorded outcome for the last one; retry the delivery to send it again',
+      ],
+    );
+    return { kind: 'gave_up', attempts: row.scheduled_attempts, interrupted };
+  }
+  const [[updated]]: [{ attempt_count: number }[], number] =
+    await manager.query(
+      `UPDATE deliveries
+          SET status = 'sending', attempt_count = attempt_count + 1, updated_at = now(),
+              locked_until = now() + make_interval(secs => $2::float8 / 1000)
+        WHERE id = $1 RETURNING attempt_count`,
+      [deliveryId, leaseMs],
+    );
   const [attempt] = await manager.query(
     `INSERT INTO delivery_attempts (delivery_id, number, trigger, status, started_at)
      VALUES ($1, $2, $3, 'in_progress', now()) RETURNING id`,
-    [deliveryId, row.attempt_count, trigger],
+    [deliveryId, updated.attempt_count, trigger],
   );
   return {
-    id: row.id,
-    accountId: row.account_id,
-    eventId: row.event_id,
-    endpointId: row.endpoint_id,
-    attemptNumber: row.attempt_count,
-    attemptId: attempt.id,
-    trigger,
-    previousStatus:
-      row.previous_status === 'sending' ? 'pending' : row.previous_status,
-    previousNextAttemptAt: row.previous_next_attempt_at,
+    kind: 'claimed',
+    interrupted,
+    claim: {
+      id: row.id,
+      accountId: row.account_id,
+      eventId: row.event_id,
+      endpointId: row.endpoint_id,
+      attemptNumber: updated.attempt_count,
+      attemptId: attempt.id,
+      trigger,
+      previousStatus: row.status === 'sending' ? 'pending' : row.status,
+      previousNextAttemptAt: row.next_attempt_at,
+    },
   };
 }

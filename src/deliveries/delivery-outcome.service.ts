@@ -13,6 +13,7 @@ import {
 } from '../webhooks-http/retry-schedule';
 import type { SendResult } from '../webhooks-http/send-result';
 import type { ClaimedDelivery } from './delivery-claims';
+import { storableOrNull, storableText } from './storable-text';
 import {
   DELIVERY_JOB_OPTIONS,
   DELIVERY_QUEUE,
@@ -22,6 +23,14 @@ import {
 
 /** Longest response body kept in the attempt log. */
 const MAX_STORED_RESPONSE = 64 * 1024;
+
+/** How {@link DeliveryOutcomeService.record} stores an attempt. */
+export interface RecordOptions {
+  /** The attempt's message when the result carries none. */
+  note?: string;
+  /** False: store none of what the receiver sent (the fallback when Postgres refused it). */
+  keepResponse?: boolean;
+}
 
 /** What happened to a delivery after an attempt. */
 export type AttemptOutcome =
@@ -47,12 +56,28 @@ export class DeliveryOutcomeService {
     this.schedule = new RetrySchedule({ scheduleMs: config.retryScheduleMs });
   }
 
+  /** Scheduled attempts a delivery gets at most (the length of the retry schedule). */
+  get maxAttempts(): number {
+    return this.schedule.maxAttempts;
+  }
+
+  /**
+   * Records one attempt. Everything the receiver sent is stored as safe text (see
+   * `storableText`). With `keepResponse: false` nothing the receiver sent is stored or used
+   * (body, headers, error text): only the status, with `note` as the attempt's message.
+   */
   @Transactional()
   async record(
     claim: ClaimedDelivery,
-    result: SendResult,
+    sent: SendResult,
+    { note, keepResponse = true }: RecordOptions = {},
   ): Promise<AttemptOutcome> {
     const m = this.tx.manager;
+    const result: SendResult = keepResponse
+      ? sent
+      : sent.kind === 'response'
+        ? { ...sent, headers: {}, body: '' }
+        : { ...sent, message: note ?? sent.errorClass };
     const ok =
       result.kind === 'response' && result.status >= 200 && result.status < 300;
     const status =
@@ -72,17 +97,17 @@ export class DeliveryOutcomeService {
           : ok
             ? null
             : `http_${status}`,
-        result.kind === 'error' ? result.message : null,
-        result.kind === 'response'
-          ? result.body.slice(0, MAX_STORED_RESPONSE)
+        storableOrNull(result.kind === 'error' ? result.message : note),
+        result.kind === 'response' && keepResponse
+          ? storableText(result.body.slice(0, MAX_STORED_RESPONSE))
           : null,
-        result.kind === 'response' ? result.truncated : false,
+        result.kind === 'response' && keepResponse ? result.truncated : false,
       ],
     );
     const error = ok
       ? null
       : result.kind === 'error'
-        ? result.message
+        ? storableText(result.message)
         : `HTTP ${status}`;
     if (ok) {
       await this.finish(claim, 'succeeded', status, null);

@@ -19,6 +19,20 @@ import {
 } from './delivery-queue';
 
 /**
+ * Deliveries that look lost: due `pending` ones past a grace period ($1 ms), and `sending`
+ * ones whose lease expired; at most $2 of each. Two scans, each on its partial index (only
+ * deliveries in flight are in them).
+ */
+export const RECONCILE_SQL = `(SELECT id, attempt_count FROM deliveries
+    WHERE status = 'pending'
+      AND next_attempt_at < now() - make_interval(secs => $1::float8 / 1000)
+    ORDER BY next_attempt_at LIMIT $2)
+  UNION ALL
+  (SELECT id, attempt_count FROM deliveries
+    WHERE status = 'sending' AND locked_until < now()
+    ORDER BY locked_until LIMIT $2)`;
+
+/**
  * Postgres is the source of truth, Bull only schedules: deliveries that are due (or whose
  * sender's lease expired) for longer than a grace period have lost their job (Redis flushed,
  * a job removed by hand) and are enqueued again. Job ids are deterministic, so a job that
@@ -60,13 +74,7 @@ export class DeliveryReconciler implements OnApplicationBootstrap {
   async reconcile(limit = 1000): Promise<number> {
     const graceMs = this.config.reconcileIntervalMs;
     const rows: { id: string; attempt_count: number }[] =
-      await this.tx.manager.query(
-        `SELECT id, attempt_count FROM deliveries
-       WHERE (status = 'pending' AND next_attempt_at < now() - make_interval(secs => $1::float8 / 1000))
-          OR (status = 'sending' AND locked_until < now())
-       ORDER BY next_attempt_at LIMIT $2`,
-        [graceMs, limit],
-      );
+      await this.tx.manager.query(RECONCILE_SQL, [graceMs, limit]);
     if (rows.length === 0) return 0;
     const jobs = rows.map((row) => ({
       data: { deliveryId: row.id },

@@ -8,15 +8,20 @@ import {
 import type { Job, Queue } from 'bull';
 import { TransactionHost } from '@app/transactional';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
-import { activeSecrets } from '../endpoints/endpoint-secrets';
+import { activeSecrets, openSecrets } from '../endpoints/endpoint-secrets';
+import { SecretBox } from '../secrets/secret-box';
 import { Endpoint } from '../endpoints/endpoint.entity';
-import { WebhookEvent } from '../events/event.entity';
+import { StoredEvent, toStoredEvent } from '../events/stored-event';
+import { RawJson } from '../http/raw-json';
 import {
   buildHeaders,
   unixSeconds,
 } from '../webhooks-http/standard-webhooks-signer';
+import type { SendResult } from '../webhooks-http/send-result';
+import { SSRF_HINT } from '../webhooks-http/ssrf-guard';
 import { WebhookSender } from '../webhooks-http/webhook-sender';
 import { ClaimedDelivery, claimDelivery } from './delivery-claims';
+import { DeliveryStats } from './delivery-stats';
 import {
   AttemptOutcome,
   DeliveryOutcomeService,
@@ -31,13 +36,16 @@ import { EndpointLimiter } from './endpoint-limiter';
 /** How long a job waits before trying again when its endpoint is at its concurrency limit. */
 const ENDPOINT_BUSY_DELAY_MS = 500;
 
-/** The exact bytes sent (and signed) for an event: the same on every attempt. */
-export function webhookBody(event: WebhookEvent): string {
-  return JSON.stringify({
+/**
+ * The exact bytes sent (and signed) for an event: the same on every attempt, with the
+ * payload as the JSON text it was accepted as.
+ */
+export function webhookBody(event: StoredEvent): string {
+  return RawJson.object({
     type: event.type,
     timestamp: event.createdAt.toISOString(),
-    data: event.payload,
-  });
+    data: new RawJson(event.payloadText),
+  }).text;
 }
 
 /**
@@ -58,6 +66,8 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     private readonly tx: TransactionHost,
     private readonly sender: WebhookSender,
     private readonly outcomes: DeliveryOutcomeService,
+    private readonly stats: DeliveryStats,
+    private readonly box: SecretBox,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {
     this.leaseMs = config.deliveryTimeoutMs + config.deliveryLeaseMarginMs;
@@ -65,6 +75,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       queue.client,
       config.perEndpointConcurrency,
       this.leaseMs,
+      config.bullPrefix,
     );
   }
 
@@ -101,7 +112,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
   /** Processes one job; never throws for delivery failures (they are recorded instead). */
   async handle(
     job: Job<DeliveryJob>,
-  ): Promise<AttemptOutcome | 'skipped' | 'deferred'> {
+  ): Promise<AttemptOutcome | 'skipped' | 'deferred' | 'unrecorded'> {
     const { deliveryId } = job.data;
     const trigger = job.data.trigger ?? 'scheduled';
     const endpointId = await this.endpointOf(deliveryId, trigger);
@@ -127,16 +138,97 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       return 'deferred';
     }
     try {
-      const claim = await this.tx.withTransaction(() =>
-        claimDelivery(this.tx.manager, deliveryId, trigger, this.leaseMs),
+      const claimed = await this.tx.withTransaction(() =>
+        claimDelivery(
+          this.tx.manager,
+          deliveryId,
+          trigger,
+          this.leaseMs,
+          this.outcomes.maxAttempts,
+        ),
       );
-      if (!claim) return 'skipped';
-      const target = await this.target(claim);
-      if (target.disabled) return await this.outcomes.recordDisabled(claim);
-      const result = await this.sender.send(target.request);
-      return await this.outcomes.record(claim, result);
+      if (claimed.kind !== 'skipped' && claimed.interrupted > 0) {
+        this.stats.interrupted += claimed.interrupted;
+        this.logger.warn(
+          `delivery ${deliveryId}: the previous attempt was never recorded; marked interrupted`,
+        );
+      }
+      if (claimed.kind === 'gave_up') {
+        this.stats.gaveUp++;
+        this.logger.error(
+          `delivery ${deliveryId}: failed at the attempt limit after ${claimed.attempts} ` +
+            'scheduled attempts, the last without a recorded outcome',
+        );
+        return 'failed';
+      }
+      if (claimed.kind === 'skipped') return 'skipped';
+      return await this.attempt(claimed.claim);
     } finally {
       await this.limiter.release(endpointId, slot).catch(() => undefined);
+    }
+  }
+
+  /** Builds, sends and records one claimed attempt. */
+  private async attempt(
+    claim: ClaimedDelivery,
+  ): Promise<AttemptOutcome | 'unrecorded'> {
+    let result: SendResult;
+    try {
+      const target = await this.target(claim);
+      if (target.disabled) return await this.outcomes.recordDisabled(claim);
+      result = await this.sender.send(target.request);
+      if (result.kind === 'error' && result.detail) {
+        this.logger.warn(
+          `delivery ${claim.id}: refused to connect: ${result.detail} (${SSRF_HINT})`,
+        );
+      }
+    } catch (error) {
+      this.stats.prepareFailures++;
+      this.logger.error(
+        `delivery ${claim.id}: could not prepare attempt ${claim.attemptNumber}: ${String(error)}`,
+      );
+      result = {
+        kind: 'error',
+        errorClass: 'internal',
+        message: 'the service could not prepare the request; nothing was sent',
+        durationMs: 0,
+      };
+    }
+    return this.recordSafely(claim, result);
+  }
+
+  /**
+   * Records the outcome. When Postgres refuses it, the outcome is recorded again without
+   * anything the receiver sent; when that fails too, the attempt stays `in_progress`, its
+   * lease expires and the next claim marks it interrupted (bounded by the attempt limit).
+   */
+  private async recordSafely(
+    claim: ClaimedDelivery,
+    result: SendResult,
+  ): Promise<AttemptOutcome | 'unrecorded'> {
+    try {
+      return await this.outcomes.record(claim, result);
+    } catch (error) {
+      this.stats.recordFailures++;
+      this.logger.error(
+        `delivery ${claim.id}: could not record attempt ${claim.attemptNumber} ` +
+          `as received: ${String(error)}; recording it without the response`,
+      );
+      const note =
+        'the response could not be stored and was dropped (the service logged why)';
+      try {
+        return await this.outcomes.record(claim, result, {
+          note,
+          keepResponse: false,
+        });
+      } catch (again) {
+        this.stats.unrecorded++;
+        this.logger.error(
+          `delivery ${claim.id}: could not record attempt ${claim.attemptNumber} at all: ` +
+            `${String(again)}; it is sent again when its lease expires, up to the attempt limit`,
+        );
+        return 'unrecorded';
+      }
     }
   }
 
@@ -156,14 +248,24 @@ export class DeliveryWorker implements OnApplicationBootstrap {
   private async target(claim: ClaimedDelivery) {
     const m = this.tx.manager;
     const [event, endpoint] = await Promise.all([
-      m.findOneByOrFail(WebhookEvent, { id: claim.eventId }),
+      m
+        .query(
+          `SELECT id, type, payload::text AS payload_text, created_at FROM events WHERE id = $1`,
+          [claim.eventId],
+        )
+        .then(([row]) => {
+          if (!row) throw new Error(`event ${claim.eventId} not found`);
+          return toStoredEvent(row);
+        }),
       m.findOneOrFail(Endpoint, {
         where: { id: claim.endpointId },
         select: { id: true, url: true, disabled: true, secrets: true },
       }),
     ]);
     const body = webhookBody(event);
-    const secrets = activeSecrets(endpoint.secrets).map((s) => s.secret);
+    const secrets = activeSecrets(
+      openSecrets(this.box, endpoint.id, endpoint.secrets),
+    ).map((s) => s.secret);
     // NOTE: webhook-id is the event id (stable across attempts); the timestamp is fresh.
     const headers = buildHeaders(secrets, event.id, unixSeconds(), body);
     return {

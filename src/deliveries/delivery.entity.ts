@@ -2,7 +2,6 @@ import {
   Column,
   CreateDateColumn,
   Entity,
-  Index,
   PrimaryGeneratedColumn,
   UpdateDateColumn,
 } from 'typeorm';
@@ -12,9 +11,6 @@ export type DeliveryStatus = 'pending' | 'sending' | 'succeeded' | 'failed';
 
 /** One event to one endpoint: the unit that is retried. */
 @Entity({ name: 'deliveries' })
-@Index(['endpointId', 'status', 'createdAt'])
-@Index(['status', 'nextAttemptAt'])
-@Index(['eventId'])
 export class Delivery {
   @PrimaryGeneratedColumn('uuid')
   id: string;

@@ -20,10 +20,12 @@ export class EndpointLimiter {
     private readonly redis: Redis,
     private readonly limit: number,
     private readonly leaseMs: number,
+    /** Key prefix (`BULL_PREFIX`): services sharing a Redis keep their slots apart. */
+    private readonly prefix = 'bull',
   ) {}
 
   private key(endpointId: string) {
-    return `webhooks:endpoint-inflight:${endpointId}`;
+    return `${this.prefix}:endpoint-inflight:${endpointId}`;
   }
 
   /** Takes a slot for `member`; false when the endpoint is at its limit. */

@@ -1,5 +1,6 @@
+import type { SecretBox } from '../secrets/secret-box';
 import { generateSecret } from '../webhooks-http/standard-webhooks-signer';
-import type { EndpointSecret } from './endpoint.entity';
+import type { EndpointSecret, StoredEndpointSecret } from './endpoint.entity';
 
 /** How long a rotated-out secret keeps signing. */
 export const ROTATED_SECRET_TTL_MS = 24 * 3600 * 1000;
@@ -49,4 +50,35 @@ export function currentSecret(secrets: EndpointSecret[]): string {
   const current = secrets.find((s) => s.expiresAt === null);
   if (!current) throw new Error('endpoint has no current secret');
   return current.secret;
+}
+
+/** The additional data a secret of this endpoint is sealed with: it opens on no other row. */
+export function secretContext(endpointId: string): string {
+  return `endpoint:${endpointId}:secret`;
+}
+
+/** Seals an endpoint's secrets for storage. */
+export function sealSecrets(
+  box: SecretBox,
+  endpointId: string,
+  secrets: EndpointSecret[],
+): StoredEndpointSecret[] {
+  return secrets.map(({ secret, createdAt, expiresAt }) => ({
+    sealed: box.seal(secret, secretContext(endpointId)),
+    createdAt,
+    expiresAt,
+  }));
+}
+
+/** Opens an endpoint's stored secrets; throws `SecretBoxError` when a key is missing. */
+export function openSecrets(
+  box: SecretBox,
+  endpointId: string,
+  stored: StoredEndpointSecret[],
+): EndpointSecret[] {
+  return stored.map(({ sealed, createdAt, expiresAt }) => ({
+    secret: box.open(sealed, secretContext(endpointId)),
+    createdAt,
+    expiresAt,
+  }));
 }

@@ -2,21 +2,26 @@ import {
   Column,
   CreateDateColumn,
   Entity,
-  Index,
   PrimaryGeneratedColumn,
   UpdateDateColumn,
 } from 'typeorm';
 
-/** One signing secret of an endpoint; rotated ones keep signing until `expiresAt`. */
+/** One signing secret of an endpoint, in memory; rotated ones keep signing until `expiresAt`. */
 export interface EndpointSecret {
   secret: string;
   createdAt: string;
   expiresAt: string | null;
 }
 
+/** An {@link EndpointSecret} as stored: the secret sealed with `SecretBox` (AES-256-GCM). */
+export interface StoredEndpointSecret {
+  sealed: string;
+  createdAt: string;
+  expiresAt: string | null;
+}
+
 /** A customer's webhook URL and what it subscribes to. */
 @Entity({ name: 'endpoints' })
-@Index(['accountId', 'createdAt'])
 export class Endpoint {
   @PrimaryGeneratedColumn('uuid')
   id: string;
@@ -34,8 +39,9 @@ export class Endpoint {
   @Column({ name: 'event_types', type: 'text', array: true, nullable: true })
   eventTypes: string[] | null;
 
+  /** Sealed signing secrets (see `endpoint-secrets.ts`); never selected unless asked for. */
   @Column({ type: 'jsonb', select: false })
-  secrets: EndpointSecret[];
+  secrets: StoredEndpointSecret[];
 
   @Column({ default: false })
   disabled: boolean;

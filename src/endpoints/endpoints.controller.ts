@@ -7,9 +7,11 @@ import {
   Param,
   Patch,
   Post,
+  Query,
 } from '@nestjs/common';
 import { Transactional } from '@app/transactional';
 import { AccountId } from '../auth/auth.decorators';
+import { PageQueryDto } from '../http/pagination';
 import { UuidParam } from '../http/uuid-param.pipe';
 import { CreateEndpointDto } from './dto/create-endpoint.dto';
 import { UpdateEndpointDto } from './dto/update-endpoint.dto';
@@ -27,8 +29,8 @@ export class EndpointsController {
   }
 
   @Get()
-  list(@AccountId() accountId: string) {
-    return this.endpoints.list(accountId);
+  list(@AccountId() accountId: string, @Query() page: PageQueryDto) {
+    return this.endpoints.list(accountId, page);
   }
 
   @Get(':id')

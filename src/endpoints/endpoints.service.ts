@@ -1,11 +1,21 @@
 import {
   Inject,
   Injectable,
+  Logger,
   NotFoundException,
   UnprocessableEntityException,
 } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
 import { TransactionHost } from '@app/transactional';
-import { SsrfPolicy } from '../webhooks-http/ssrf-guard';
+import {
+  DEFAULT_PAGE_SIZE,
+  PageQueryDto,
+  decodeTimeCursor,
+  positionSql,
+  toPage,
+} from '../http/pagination';
+import { SecretBox } from '../secrets/secret-box';
+import { SSRF_HINT, SsrfPolicy } from '../webhooks-http/ssrf-guard';
 import { validateWebhookUrl } from '../webhooks-http/webhook-url-validator';
 import { CreateEndpointDto } from './dto/create-endpoint.dto';
 import { UpdateEndpointDto } from './dto/update-endpoint.dto';
@@ -13,50 +23,87 @@ import { Endpoint } from './endpoint.entity';
 import {
   currentSecret,
   initialSecrets,
+  openSecrets,
   rotateSecrets,
+  sealSecrets,
 } from './endpoint-secrets';
 
 /** Endpoint CRUD, always scoped to one account. */
 @Injectable()
 export class EndpointsService {
+  private readonly logger = new Logger(EndpointsService.name);
+
   constructor(
     private readonly tx: TransactionHost,
     @Inject(SsrfPolicy) private readonly policy: SsrfPolicy,
+    private readonly box: SecretBox,
   ) {}
 
   private get repo() {
     return this.tx.getRepository(Endpoint);
   }
 
-  /** Refuses URLs the SSRF policy does not allow, with the reason (422). */
-  async checkUrl(url: string): Promise<string> {
+  /**
+   * Refuses URLs the SSRF policy does not allow (422). The answer never says where a host
+   * points; the log does, with how to allow-list it.
+   */
+  async checkUrl(url: string, accountId: string): Promise<string> {
     const result = await validateWebhookUrl(url, this.policy);
-    if (!result.ok)
+    if (!result.ok) {
+      if (result.detail) {
+        this.logger.warn(
+          `account ${accountId}: refused a webhook URL: ${result.detail} (${SSRF_HINT})`,
+        );
+      }
       throw new UnprocessableEntityException(`url: ${result.reason}`);
+    }
     return result.url.toString();
   }
 
   async create(accountId: string, dto: CreateEndpointDto) {
-    const url = await this.checkUrl(dto.url);
+    const url = await this.checkUrl(dto.url, accountId);
     const secrets = initialSecrets();
+    // NOTE: the id is chosen here because the sealed secrets are bound to it.
+    const id = randomUUID();
     const endpoint = await this.repo.save(
       this.repo.create({
+        id,
         accountId,
         url,
         description: dto.description ?? '',
         eventTypes: dto.eventTypes ?? null,
-        secrets,
+        secrets: sealSecrets(this.box, id, secrets),
       }),
     );
     return { ...present(endpoint), secret: currentSecret(secrets) };
   }
 
-  async list(accountId: string) {
-    const endpoints = await this.repo.find({
-      where: { accountId },
-      order: { createdAt: 'ASC' },
-    });
-    return { data: endpoints.map(present) };
+  /** The account's endpoints, oldest first, one page at a time. */
+  async list(accountId: string, page: PageQueryDto) {
+    const limit = page.limit ?? DEFAULT_PAGE_SIZE;
+    const after = page.cursor ? decodeTimeCursor(page.cursor) : null;
+    const rows = await this.repo
+      .createQueryBuilder('e')
+      .addSelect(positionSql('e.created_at'), 'position')
+      .where('e.account_id = :accountId', { accountId })
+      .andWhere(
+        after ? '(e.created_at, e.id) > (:at::timestamptz, :id::uuid)' : 'TRUE',
+        after ?? {},
+      )
+      .orderBy('e.created_at', 'ASC')
+      .addOrderBy('e.id', 'ASC')
+      .limit(limit + 1)
+      .getRawAndEntities();
+    const positions = new Map(
+      rows.raw.map((raw: { e_id: string; position: string }) => [
+        raw.e_id,
+        raw.position,
+      ]),
+    );
+    return toPage(rows.entities, limit, present, (e) => ({
+      at: positions.get(e.id)!,
+      id: e.id,
+    }));
   }
 
   /** The endpoint, or 404 when it does not exist in this account. */
@@ -75,7 +122,8 @@ export class EndpointsService {
 
   async update(accountId: string, id: string, dto: UpdateEndpointDto) {
     const endpoint = await this.find(accountId, id, true);
-    if (dto.url !== undefined) endpoint.url = await this.checkUrl(dto.url);
+    if (dto.url !== undefined)
+      endpoint.url = await this.checkUrl(dto.url, accountId);
     if (dto.description !== undefined)
       endpoint.description = dto.description ?? '';
     if (dto.eventTypes !== undefined) endpoint.eventTypes = dto.eventTypes;
@@ -95,7 +143,10 @@ export class EndpointsService {
   async rotateSecret(accountId: string, id: string) {
     await this.find(accountId, id, true);
     const secrets = rotateSecrets(await this.secrets(id));
-    await this.repo.update({ id }, { secrets });
+    await this.repo.update(
+      { id },
+      { secrets: sealSecrets(this.box, id, secrets) },
+    );
     return { secret: currentSecret(secrets) };
   }
 
@@ -109,12 +160,13 @@ export class EndpointsService {
     return present(await this.repo.save(endpoint));
   }
 
+  /** The endpoint's secrets, opened. */
   private async secrets(id: string) {
     const row = await this.repo.findOneOrFail({
       where: { id },
       select: { id: true, secrets: true },
     });
-    return row.secrets;
+    return openSecrets(this.box, id, row.secrets);
   }
 }
 

@@ -2,13 +2,11 @@ import {
   Column,
   CreateDateColumn,
   Entity,
-  Index,
   PrimaryGeneratedColumn,
 } from 'typeorm';
 
 /** Something that happened, stored before it is delivered; its id is the `webhook-id`. */
 @Entity({ name: 'events' })
-@Index(['accountId', 'createdAt'])
 export class WebhookEvent {
   @PrimaryGeneratedColumn('uuid')
   id: string;
@@ -19,8 +17,13 @@ export class WebhookEvent {
   @Column()
   type: string;
 
-  @Column({ type: 'jsonb' })
+  /** The payload as accepted: a json (not jsonb) column keeps its text exactly. */
+  @Column({ type: 'json' })
   payload: Record<string, unknown>;
+
+  /** The trip a `trip.*` event is about (filter of `GET /v1/events`). */
+  @Column({ name: 'trip_id', type: 'uuid', nullable: true })
+  tripId: string | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;

@@ -1,48 +1,55 @@
-import {
-  Body,
-  Controller,
-  Get,
-  Param,
-  Post,
-  RawBodyRequest,
-  Req,
-} from '@nestjs/common';
-import type { Request } from 'express';
+import { Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
 import { Transactional } from '@app/transactional';
 import { AccountId } from '../auth/auth.decorators';
+import type { JsonRequest } from '../http/json-body.guard';
+import { DeliveryLogService } from '../deliveries/delivery-log.service';
+import { PageQueryDto } from '../http/pagination';
 import { UuidParam } from '../http/uuid-param.pipe';
-import { CreateEventDto } from './dto/create-event.dto';
+import { ListEventsQueryDto } from './dto/list-events.dto';
+import { readEventInput } from './event-input';
 import { EventsService } from './events.service';
+import { eventJson } from './stored-event';
 
 /** Generic events for producers that are not trips, and the delivery log of any event. */
 @Controller('v1/events')
 export class EventsController {
-  constructor(private readonly events: EventsService) {}
+  constructor(
+    private readonly events: EventsService,
+    private readonly log: DeliveryLogService,
+  ) {}
 
   @Post()
   @Transactional()
-  create(
-    @AccountId() accountId: string,
-    @Body() dto: CreateEventDto,
-    @Req() req: RawBodyRequest<Request>,
-  ) {
-    // NOTE: the validation pipe deletes "__proto__", "constructor" and "prototype" keys, and
-    // class-transformer drops keys named like Object methods ("toString"); the payload is
-    // the customer's free-form data, so it is forwarded as sent.
-    const { payload } = JSON.parse(req.rawBody!.toString('utf8'));
-    return this.events.publish(accountId, dto.type, payload);
+  async create(@AccountId() accountId: string, @Req() req: JsonRequest) {
+    const input = await readEventInput(req);
+    const event = await this.events.publish(
+      accountId,
+      input.type,
+      input.payloadText,
+    );
+    return eventJson(event, { deliveries: event.deliveries });
+  }
+
+  @Get()
+  list(@AccountId() accountId: string, @Query() query: ListEventsQueryDto) {
+    return this.events.list(accountId, query);
   }
 
   @Get(':id')
-  get(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
-    return this.events.get(accountId, id);
-  }
-
-  @Get(':id/deliveries')
-  deliveries(
+  async get(
     @AccountId() accountId: string,
     @Param('id', UuidParam()) id: string,
   ) {
-    return this.events.deliveries(accountId, id);
+    return eventJson(await this.events.get(accountId, id));
+  }
+
+  @Get(':id/deliveries')
+  async deliveries(
+    @AccountId() accountId: string,
+    @Param('id', UuidParam()) id: string,
+    @Query() page: PageQueryDto,
+  ) {
+    await this.events.get(accountId, id);
+    return this.log.ofEvent(accountId, id, page);
   }
 }

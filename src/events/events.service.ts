@@ -1,4 +1,5 @@
 import {
+  Inject,
   Injectable,
   NotFoundException,
   PayloadTooLargeException,
@@ -10,15 +11,23 @@ import {
   TransactionHost,
   Transactional,
 } from '@app/transactional';
-import { Delivery } from '../deliveries/delivery.entity';
-import { DeliveryAttempt } from '../deliveries/delivery-attempt.entity';
+import { APP_CONFIG, AppConfig } from '../config/app-config';
+import { RetrySchedule } from '../webhooks-http/retry-schedule';
 import {
   DELIVERY_JOB_OPTIONS,
   DELIVERY_QUEUE,
   DeliveryJob,
   deliveryJobId,
 } from '../deliveries/delivery-queue';
-import { WebhookEvent } from './event.entity';
+import {
+  DEFAULT_PAGE_SIZE,
+  decodeTimeCursor,
+  positionSql,
+  toPage,
+} from '../http/pagination';
+import { RawJson } from '../http/raw-json';
+import { ListEventsQueryDto } from './dto/list-events.dto';
+import { StoredEvent, eventJson, toStoredEvent } from './stored-event';
 
 /** Largest event payload accepted, as serialised JSON. */
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -26,95 +35,134 @@ export const MAX_PAYLOAD_BYTES = 256 * 1024;
 /** Stores events and fans them out to deliveries, in the caller's transaction. */
 @Injectable()
 export class EventsService {
+  private readonly schedule: RetrySchedule;
+
   constructor(
     private readonly tx: TransactionHost,
     @InjectTransactionAwareQueue(DELIVERY_QUEUE)
     private readonly queue: TransactionAwareQueue<DeliveryJob>,
-  ) {}
+    @Inject(APP_CONFIG) config: AppConfig,
+  ) {
+    this.schedule = new RetrySchedule({ scheduleMs: config.retryScheduleMs });
+  }
 
   /**
    * Stores an event and one pending delivery per enabled endpoint of the account subscribed
    * to its type, and schedules the deliveries: the jobs reach Redis only after the commit.
+   * A payload given as JSON text is stored and later delivered exactly as that text.
    */
   @Transactional({ propagation: Propagation.Mandatory })
   async publish(
     accountId: string,
     type: string,
-    payload: Record<string, unknown>,
-  ) {
-    const size = Buffer.byteLength(JSON.stringify(payload));
+    payload: string | Record<string, unknown>,
+    tripId: string | null = null,
+  ): Promise<StoredEvent & { deliveries: number }> {
+    const payloadText =
+      typeof payload === 'string' ? payload : JSON.stringify(payload);
+    const size = Buffer.byteLength(payloadText);
     if (size > MAX_PAYLOAD_BYTES) {
       throw new PayloadTooLargeException(
         `payload is ${size} bytes of JSON; the limit is ${MAX_PAYLOAD_BYTES} bytes`,
       );
     }
     const manager = this.tx.manager;
-    const event = await manager.save(
-      manager.create(WebhookEvent, { accountId, type, payload }),
+    // NOTE: a json (not jsonb) column keeps the text as sent: key order, spacing, numbers.
+    const [row]: { id: string; created_at: Date }[] = await manager.query(
+      `INSERT INTO events (account_id, type, payload, trip_id) VALUES ($1, $2, $3::json, $4)
+       RETURNING id, created_at`,
+      [accountId, type, payloadText, tripId],
     );
+    // The first entry of the retry schedule is the wait before the first attempt.
+    const delay = this.schedule.initialDelay();
     const deliveries: { id: string }[] = await manager.query(
       `INSERT INTO deliveries (account_id, event_id, endpoint_id, status, next_attempt_at)
-       SELECT $1, $2, e.id, 'pending', now() FROM endpoints e
+       SELECT $1, $2, e.id, 'pending', now() + make_interval(secs => $4::float8 / 1000)
+         FROM endpoints e
        WHERE e.account_id = $1 AND NOT e.disabled
          AND (e.event_types IS NULL OR $3 = ANY (e.event_types))
        RETURNING id`,
-      [accountId, event.id, type],
+      [accountId, row.id, type, delay],
     );
     if (deliveries.length > 0) {
       await this.queue.addBulk(
         deliveries.map(({ id }) => ({
           data: { deliveryId: id },
-          opts: { ...DELIVERY_JOB_OPTIONS, jobId: deliveryJobId(id, 1) },
+          opts: {
+            ...DELIVERY_JOB_OPTIONS,
+            jobId: deliveryJobId(id, 1),
+            ...(delay > 0 ? { delay } : {}),
+          },
         })),
       );
     }
-    return { ...present(event), deliveries: deliveries.length };
-  }
-
-  /** The event, or 404 when it does not exist in this account. */
-  async get(accountId: string, id: string) {
-    const event = await this.tx
-      .getRepository(WebhookEvent)
-      .findOneBy({ id, accountId });
-    if (!event) throw new NotFoundException(`Event ${id} not found`);
-    return present(event);
-  }
-
-  /**
-   * The event's deliveries with every attempt, oldest first, read from one snapshot so that a
-   * delivery's status and its attempts agree while a worker records an attempt.
-   */
-  @Transactional({ isolationLevel: 'REPEATABLE READ' })
-  async deliveries(accountId: string, id: string) {
-    await this.get(accountId, id);
-    const deliveries = await this.tx
-      .getRepository(Delivery)
-      .find({ where: { eventId: id, accountId }, order: { createdAt: 'ASC' } });
-    const attempts = deliveries.length
-      ? await this.tx
-          .getRepository(DeliveryAttempt)
-          .createQueryBuilder('a')
-          .where('a.delivery_id IN (:...ids)', {
-            ids: deliveries.map((d) => d.id),
-          })
-          .orderBy('a.number', 'ASC')
-          .getMany()
-      : [];
     return {
-      data: deliveries.map((delivery) => ({
-        ...delivery,
-        attempts: attempts.filter((a) => a.deliveryId === delivery.id),
-      })),
+      id: row.id,
+      type,
+      payloadText,
+      createdAt: row.created_at,
+      deliveries: deliveries.length,
     };
+  }
+
+  /** The account's events, newest first, one page at a time, optionally filtered. */
+  async list(accountId: string, query: ListEventsQueryDto): Promise<RawJson> {
+    const limit = query.limit ?? DEFAULT_PAGE_SIZE;
+    const params: unknown[] = [accountId, limit + 1];
+    const where = ['account_id = $1'];
+    const add = (sql: string, value: unknown) => {
+      params.push(value);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (query.type !== undefined) add('type = ?', query.type);
+    if (query.tripId !== undefined) add('trip_id = ?', query.tripId);
+    if (query.since !== undefined) add('created_at >= ?', query.since);
+    if (query.until !== undefined) add('created_at < ?', query.until);
+    if (query.cursor !== undefined) {
+      const after = decodeTimeCursor(query.cursor);
+      params.push(after.at, after.id);
+      where.push(
+        `(created_at, id) < ($${params.length - 1}::timestamptz, $${params.length}::uuid)`,
+      );
+    }
+    const rows = await this.tx.manager.query(
+      `SELECT id, type, payload::text AS payload_text, created_at,
+              ${positionSql('created_at')} AS position
+         FROM events WHERE ${where.join(' AND ')}
+        ORDER BY created_at DESC, id DESC LIMIT $2`,
+      params,
+    );
+    const page = toPage(
+      rows,
+      limit,
+      (row: { position: string } & Parameters<typeof toStoredEvent>[0]) =>
+        eventJson(toStoredEvent(row)),
+      (row) => ({ at: row.position, id: row.id }),
+    );
+    return RawJson.object({
+      data: new RawJson(`[${page.data.map((e) => e.text).join(',')}]`),
+      nextCursor: page.nextCursor,
+    });
+  }
+
+  /** The event with its payload text, or 404 when it does not exist in this account. */
+  async get(accountId: string, id: string): Promise<StoredEvent> {
+    const [row] = await this.tx.manager.query(
+      `SELECT id, type, payload::text AS payload_text, created_at FROM events
+       WHERE id = $1 AND account_id = $2`,
+      [id, accountId],
+    );
+    if (!row) throw new NotFoundException(`Event ${id} not found`);
+    return toStoredEvent(row);
   }
 }
 
-/** The public shape of an event. */
-export function present(event: WebhookEvent) {
+/** The public shape of an event as a plain object (for events the service wrote itself). */
+export function present(event: StoredEvent) {
   return {
     id: event.id,
     type: event.type,
-    payload: event.payload,
+    payload: JSON.parse(event.payloadText) as unknown,
     createdAt: event.createdAt,
   };
 }

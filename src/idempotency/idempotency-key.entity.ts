@@ -16,8 +16,9 @@ export class IdempotencyKey {
   @Column({ name: 'response_status', type: 'int', nullable: true })
   responseStatus: number | null;
 
-  @Column({ name: 'response_body', type: 'jsonb', nullable: true })
-  responseBody: unknown;
+  /** The response's JSON text, sealed with `SecretBox` (it can carry secrets). */
+  @Column({ name: 'response_body', type: 'text', nullable: true })
+  responseBody: string | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;

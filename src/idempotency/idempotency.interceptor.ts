@@ -8,29 +8,47 @@ import {
 } from '@nestjs/common';
 import { createHash } from 'crypto';
 import type { Response } from 'express';
-import { Observable, from, lastValueFrom, of } from 'rxjs';
+import { Observable, from, lastValueFrom } from 'rxjs';
 import { TransactionHost } from '@app/transactional';
 import type { AuthenticatedRequest } from '../auth/auth.decorators';
+import { RawJson } from '../http/raw-json';
+import { assertSingleHeader } from '../http/single-header';
+import { SecretBox } from '../secrets/secret-box';
+import { idempotencyContext } from './idempotency-context';
 
 /** How long a key is remembered. */
 export const IDEMPOTENCY_TTL_HOURS = 24;
 
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
+/** The request body exactly as received, when the body reader kept it. */
+function bodyText(request: AuthenticatedRequest): string {
+  const raw = (request as { rawBodyText?: string }).rawBodyText;
+  return raw ?? JSON.stringify(request.body ?? null);
+}
+
 /**
  * `Idempotency-Key` on POST requests: the first request with a key runs in a transaction
  * that also stores the key and, when it succeeds, its response; the same key with the same
  * body within 24 h returns that response and runs nothing; another body is a 422. Failed
  * requests roll the key back with everything else, so they can be retried with it.
+ *
+ * Responses can carry secrets (a new API key, an endpoint's signing secret), so the stored
+ * response is sealed with `SecretBox` (AES-256-GCM) and a replay returns it, secret included,
+ * exactly as first sent.
  */
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor {
-  constructor(private readonly tx: TransactionHost) {}
+  constructor(
+    private readonly tx: TransactionHost,
+    private readonly box: SecretBox,
+  ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
     const key = request.headers['idempotency-key'];
     if (request.method !== 'POST' || key === undefined) return next.handle();
+    assertSingleHeader(request, 'Idempotency-Key');
     if (typeof key !== 'string' || !KEY_PATTERN.test(key)) {
       throw new UnprocessableEntityException(
         'Idempotency-Key must be 1 to 255 printable ASCII characters',
@@ -39,9 +57,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     const response = context.switchToHttp().getResponse<Response>();
     const owner = request.account?.id ?? 'admin';
     const hash = createHash('sha256')
-      .update(
-        `${request.method} ${request.originalUrl}\n${JSON.stringify(request.body ?? null)}`,
-      )
+      .update(`${request.method} ${request.originalUrl}\n${bodyText(request)}`)
       .digest('hex');
     return from(
       this.tx.withTransaction(async () => {
@@ -62,10 +78,14 @@ export class IdempotencyInterceptor implements NestInterceptor {
         const body = await lastValueFrom(next.handle(), {
           defaultValue: undefined,
         });
+        const sealed = this.box.seal(
+          RawJson.textOf(body),
+          idempotencyContext(owner, key),
+        );
         await m.query(
           `UPDATE idempotency_keys SET response_status = $3, response_body = $4
            WHERE account_id = $1 AND key = $2`,
-          [owner, key, response.statusCode, JSON.stringify(body ?? null)],
+          [owner, key, response.statusCode, sealed],
         );
         return body;
       }),
@@ -77,7 +97,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     key: string,
     hash: string,
     response: Response,
-  ) {
+  ): Promise<RawJson> {
     const [row] = await this.tx.manager.query(
       `SELECT request_hash, response_status, response_body FROM idempotency_keys
        WHERE account_id = $1 AND key = $2`,
@@ -94,8 +114,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
         `A request with Idempotency-Key "${key}" is still in progress`,
       );
     }
+    const text = SecretBox.isSealed(row.response_body)
+      ? this.box.open(row.response_body, idempotencyContext(owner, key))
+      : (row.response_body as string);
     response.status(row.response_status);
     response.setHeader('Idempotent-Replayed', 'true');
-    return lastValueFrom(of(row.response_body));
+    return new RawJson(text);
   }
 }

@@ -5,7 +5,10 @@ import {
 } from '@nestjs/common';
 import { QueryFailedError } from 'typeorm';
 import { TransactionHost } from '@app/transactional';
-import { EventsService } from '../events/events.service';
+import {
+  EventsService,
+  present as presentEvent,
+} from '../events/events.service';
 import { CreateTripDto } from './dto/create-trip.dto';
 import { ReportDelayDto } from './dto/report-delay.dto';
 import { TripDelay } from './trip-delay.entity';
@@ -47,9 +50,12 @@ export class TripsService {
         // NOTE: a concurrent request can take the reference between the check and the insert.
         throw isUniqueViolation(error) ? taken() : error;
       });
-    await this.events.publish(accountId, 'trip.created', {
-      trip: present(trip),
-    });
+    await this.events.publish(
+      accountId,
+      'trip.created',
+      { trip: present(trip) },
+      trip.id,
+    );
     return present(trip);
   }
 
@@ -87,11 +93,20 @@ export class TripsService {
     const delay = await this.tx
       .getRepository(TripDelay)
       .save({ tripId: trip.id, minutes: dto.minutes, reason: dto.reason });
-    const event = await this.events.publish(accountId, 'trip.delayed', {
+    const event = await this.events.publish(
+      accountId,
+      'trip.delayed',
+      {
+        trip: present(saved),
+        delay: { id: delay.id, minutes: delay.minutes, reason: delay.reason },
+      },
+      trip.id,
+    );
+    return {
       trip: present(saved),
-      delay: { id: delay.id, minutes: delay.minutes, reason: delay.reason },
-    });
-    return { trip: present(saved), delay, event };
+      delay,
+      event: { ...presentEvent(event), deliveries: event.deliveries },
+    };
   }
 
   async arrive(accountId: string, id: string) {
@@ -100,9 +115,12 @@ export class TripsService {
       throw new ConflictException(`Trip ${id} has already arrived`);
     trip.status = 'arrived';
     const saved = await this.tx.getRepository(Trip).save(trip);
-    await this.events.publish(accountId, 'trip.arrived', {
-      trip: present(saved),
-    });
+    await this.events.publish(
+      accountId,
+      'trip.arrived',
+      { trip: present(saved) },
+      trip.id,
+    );
     return present(saved);
   }
 }

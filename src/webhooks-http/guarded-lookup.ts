@@ -15,7 +15,8 @@ export class SsrfBlockedError extends Error {
     /** Human-readable reason from the policy. */
     readonly reason: string,
   ) {
-    super(`Refused to connect to ${hostname}: ${reason}`);
+    // NOTE: the message reaches the tenant (attempt log): where the host points does not.
+    super(`Refused to connect to ${hostname}: the destination is not allowed`);
     this.name = 'SsrfBlockedError';
   }
 }

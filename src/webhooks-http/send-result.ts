@@ -9,7 +9,9 @@ export type SendErrorClass =
   | 'invalid_url'
   | 'network'
   /** Ended by the sender itself (`WebhookSender.abortAll`), e.g. a shutdown that gave up. */
-  | 'aborted';
+  | 'aborted'
+  /** The service could not build the request (nothing was sent). */
+  | 'internal';
 
 /** What came back: a response (any status, 3xx included) or a classified error. */
 export type SendResult =
@@ -30,6 +32,8 @@ export type SendResult =
       durationMs: number;
       /** Set when the status line arrived before the failure (e.g. a trickled body). */
       status?: number;
+      /** What only the server log may say (where a refused host resolved to). */
+      detail?: string;
     };
 
 const BY_CODE: Record<string, SendErrorClass> = {

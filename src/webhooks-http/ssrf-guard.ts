@@ -2,7 +2,10 @@ import { BlockList, isIP } from 'node:net';
 import { parseIp } from './ip-address';
 import { SsrfCategory, blockedCategory } from './ssrf-ranges';
 
-/** Outcome of {@link SsrfPolicy.check}. `reason` is a sentence fit for an API error. */
+/**
+ * Outcome of {@link SsrfPolicy.check}. `reason` says what the address is: fine to show for an
+ * address the caller typed, not for one a hostname resolved to (log it instead).
+ */
 export type SsrfCheckResult =
   | { allowed: true }
   | {
@@ -15,9 +18,9 @@ export type SsrfCheckResult =
       display: string;
     };
 
-/** Tells the operator how to let local endpoints through, appended to every refusal. */
+/** Tells the operator how to let local endpoints through: for server logs, never for callers. */
 export const SSRF_HINT =
-  'webhook URLs must be publicly routable (allow-list with WEBHOOK_ALLOW_SUBNETS for local development)';
+  'allow-list subnets with WEBHOOK_ALLOW_SUBNETS for local development';
 
 /**
  * Parses a comma-separated list of CIDR subnets (the WEBHOOK_ALLOW_SUBNETS format).
@@ -65,7 +68,13 @@ export class SsrfPolicy {
     return new SsrfPolicy(parseAllowSubnets(env.WEBHOOK_ALLOW_SUBNETS));
   }
 
-  /** Decides whether a connection to this IP address is permitted. */
+  /**
+   * Decides whether a connection to this IP address is permitted. The allow-list is matched
+   * against the address the socket connects to: an IPv4-mapped address (`::ffff:a.b.c.d`)
+   * is a.b.c.d on the wire, but a NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`) address is an
+   * IPv6 destination, allowed only if its IPv6 form is listed. The deny ranges still look
+   * through all three to the IPv4 address a translator would forward to.
+   */
   check(address: string): SsrfCheckResult {
     const ip = parseIp(address);
     if (!ip) {
@@ -75,7 +84,10 @@ export class SsrfPolicy {
     }
     const embedded = ip.embeddedIpv4?.address;
     if (this.allowList.check(ip.address, ip.family)) return { allowed: true };
-    if (embedded && this.allowList.check(embedded, 'ipv4')) {
+    if (
+      ip.embeddedIpv4?.via === 'ipv4-mapped' &&
+      this.allowList.check(ip.embeddedIpv4.address, 'ipv4')
+    ) {
       return { allowed: true };
     }
     const category = embedded
@@ -83,7 +95,7 @@ export class SsrfPolicy {
       : blockedCategory(ip.address, ip.family);
     if (!category) return { allowed: true };
     const display = embedded ? `${ip.address} (IPv4 ${embedded})` : ip.address;
-    const reason = `${display} is ${describeCategory(category)}; ${SSRF_HINT}`;
+    const reason = `${display} is ${describeCategory(category)}`;
     return { allowed: false, reason, category, address: ip.address, display };
   }
 }

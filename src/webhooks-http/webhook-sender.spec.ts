@@ -224,7 +224,11 @@ describe('WebhookSender', () => {
     expect(result).toMatchObject({
       kind: 'error',
       errorClass: 'ssrf_blocked',
-      message: expect.stringContaining('a loopback address'),
+      message:
+        'Refused to connect to localhost: the destination is not allowed',
+      detail: expect.stringMatching(
+        /^localhost resolves to an address refused: (127\.0\.0\.1|::1) is a loopback address$/,
+      ),
     });
     expect(server.connections).toBe(0);
   });

@@ -2,7 +2,11 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { readCappedBody } from './capped-body';
-import { AllAddressesResolver, createGuardedLookup } from './guarded-lookup';
+import {
+  AllAddressesResolver,
+  SsrfBlockedError,
+  createGuardedLookup,
+} from './guarded-lookup';
 import { parseIp } from './ip-address';
 import {
   SendErrorClass,
@@ -84,8 +88,12 @@ export class WebhookSender {
     // Node skips `lookup` for IP-literal hosts, so those are checked here.
     const literal = parseIp(url.hostname);
     const verdict = literal && this.options.policy.check(literal.address);
-    if (verdict && !verdict.allowed)
-      return fail('ssrf_blocked', verdict.reason);
+    if (verdict && !verdict.allowed) {
+      return fail(
+        'ssrf_blocked',
+        `the destination is not allowed (${verdict.reason})`,
+      );
+    }
     return new Promise((resolve) =>
       this.exchange(url, request, elapsed, resolve),
     );
@@ -121,16 +129,27 @@ export class WebhookSender {
       this.inFlight.delete(abort);
       resolve(result);
     };
-    const fail = (errorClass: SendErrorClass, message: string) =>
+    const fail = (
+      errorClass: SendErrorClass,
+      message: string,
+      detail?: string,
+    ) =>
       finish({
         kind: 'error',
         errorClass,
         message,
         durationMs: elapsed(),
         ...(status === undefined ? {} : { status }),
+        ...(detail === undefined ? {} : { detail }),
       });
     const failWith = (err: unknown) =>
-      fail(classifySendError(err), describeSendError(err));
+      fail(
+        classifySendError(err),
+        describeSendError(err),
+        err instanceof SsrfBlockedError
+          ? `${err.hostname} resolves to an address refused: ${err.reason}`
+          : undefined,
+      );
     const abort = (message: string) => {
       fail('aborted', message);
       req?.destroy();

@@ -1,4 +1,4 @@
-import { SSRF_HINT, SsrfPolicy } from './ssrf-guard';
+import { SsrfPolicy } from './ssrf-guard';
 import { HostResolver, validateWebhookUrl } from './webhook-url-validator';
 
 const strict = new SsrfPolicy([]);
@@ -36,22 +36,49 @@ describe('validateWebhookUrl', () => {
     });
   });
 
-  it('words the refusal for an operator', async () => {
+  it('words the refusal of a typed address without naming server configuration', async () => {
     const result = await validateWebhookUrl('http://2130706433/', strict);
     expect(result).toEqual({
       ok: false,
-      reason: `URL points to 127.0.0.1, a loopback address; ${SSRF_HINT}`,
+      reason:
+        'URL points to 127.0.0.1, a loopback address; webhook URLs must point to public addresses',
     });
   });
 
-  it('resolves localhost and refuses its loopback addresses', async () => {
+  it('resolves localhost and refuses it without saying where it points', async () => {
     const result = await validateWebhookUrl('http://localhost:3000/x', strict);
     expect(result).toEqual({
       ok: false,
-      reason: expect.stringMatching(
-        /^URL resolves to (127\.0\.0\.1|::1), a loopback address; webhook URLs must be publicly routable/,
+      reason:
+        'URL host "localhost" does not resolve to a public address; webhook URLs must point to public addresses',
+      detail: expect.stringMatching(
+        /^URL host "localhost" resolves to (127\.0\.0\.1|::1), a loopback address$/,
       ),
     });
+  });
+
+  it.each(['http://[64:ff9b::7f00:1]/', 'http://[2002:7f00:1::]/'])(
+    'refuses %s (IPv6 to a translator) although 127.0.0.0/8 is allow-listed',
+    async (url) => {
+      const local = new SsrfPolicy(['127.0.0.0/8', '::1/128']);
+      const result = await validateWebhookUrl(url, local, neverResolve);
+      expect(result).toEqual({
+        ok: false,
+        reason: expect.stringMatching(
+          /\(IPv4 127\.0\.0\.1\), a loopback address/,
+        ),
+      });
+    },
+  );
+
+  it('refuses a hostname resolving to a NAT64 form of an allow-listed IPv4', async () => {
+    const local = new SsrfPolicy(['127.0.0.0/8']);
+    const result = await validateWebhookUrl(
+      'http://sneaky.example/',
+      local,
+      resolvesTo('64:ff9b::7f00:1'),
+    );
+    expect(result).toMatchObject({ ok: false });
   });
 
   it('accepts local URLs once their subnets are allow-listed', async () => {
@@ -82,27 +109,45 @@ describe('validateWebhookUrl', () => {
     );
     expect(result).toEqual({
       ok: false,
-      reason: `URL resolves to 10.0.0.5, a private address; ${SSRF_HINT}`,
+      reason:
+        'URL host "hooks.example.com" does not resolve to a public address; webhook URLs must point to public addresses',
+      detail:
+        'URL host "hooks.example.com" resolves to 10.0.0.5, a private address',
     });
   });
 
-  it('reports hosts that do not resolve', async () => {
+  it('answers the same for a name that does not resolve as for an internal one', async () => {
     const notFound: HostResolver = async () => {
       throw Object.assign(new Error('getaddrinfo ENOTFOUND'), {
         code: 'ENOTFOUND',
       });
     };
+    const reasonFor = async (resolver: HostResolver) => {
+      const result = await validateWebhookUrl(
+        'https://db.internal/',
+        strict,
+        resolver,
+      );
+      return result.ok ? 'accepted' : result.reason;
+    };
+    const reasons = new Set([
+      await reasonFor(notFound),
+      await reasonFor(resolvesTo()),
+      await reasonFor(resolvesTo('10.1.2.3')),
+      await reasonFor(resolvesTo('fd00::5')),
+    ]);
+    expect([...reasons]).toEqual([
+      'URL host "db.internal" does not resolve to a public address; webhook URLs must point to public addresses',
+    ]);
     await expect(
       validateWebhookUrl('https://nope.invalid/', strict, notFound),
-    ).resolves.toEqual({
-      ok: false,
-      reason: 'URL host "nope.invalid" could not be resolved (ENOTFOUND)',
+    ).resolves.toMatchObject({
+      detail: 'URL host "nope.invalid" could not be resolved (ENOTFOUND)',
     });
     await expect(
       validateWebhookUrl('https://empty.test/', strict, resolvesTo()),
-    ).resolves.toEqual({
-      ok: false,
-      reason: 'URL host "empty.test" has no addresses',
+    ).resolves.toMatchObject({
+      detail: 'URL host "empty.test" has no addresses',
     });
   });
 

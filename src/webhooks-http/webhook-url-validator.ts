@@ -1,14 +1,21 @@
 import { lookup } from 'node:dns/promises';
 import { parseIp } from './ip-address';
-import { SSRF_HINT, SsrfPolicy, describeCategory } from './ssrf-guard';
+import { SsrfPolicy, describeCategory } from './ssrf-guard';
 
 /** Resolves a hostname to every IP address it currently has. */
 export type HostResolver = (hostname: string) => Promise<string[]>;
 
-/** Outcome of {@link validateWebhookUrl}; `reason` is a sentence fit for an API error. */
+/**
+ * Outcome of {@link validateWebhookUrl}. `reason` is a sentence fit for an API error: it
+ * never says what a hostname resolves to (a tenant could map internal DNS with it);
+ * `detail` does, for the server log.
+ */
 export type WebhookUrlValidation =
   | { ok: true; url: URL }
-  | { ok: false; reason: string };
+  | { ok: false; reason: string; detail?: string };
+
+/** Appended to refusals of non-public destinations. */
+const PUBLIC_ONLY = 'webhook URLs must point to public addresses';
 
 /** Resolves with the system resolver (`dns.lookup`, all addresses), like `http` does. */
 export const systemResolver: HostResolver = async (hostname) =>
@@ -48,39 +55,37 @@ export async function validateWebhookUrl(
 
   // WHATWG URL has already turned 2130706433, 0x7f000001, 127.1 etc. into dotted form.
   if (parseIp(parsed.hostname)) {
-    const reason = refusal('points to', policy, [parsed.hostname]);
-    return reason ? { ok: false, reason } : { ok: true, url: parsed };
+    // The caller typed this address: saying what it is tells them nothing new.
+    const refused = refusal(policy, [parsed.hostname]);
+    return refused
+      ? { ok: false, reason: `URL points to ${refused}; ${PUBLIC_ONLY}` }
+      : { ok: true, url: parsed };
   }
+  // NOTE: from here on every refusal reads the same: whether a name does not resolve or
+  // resolves to an internal address is for the server log only.
+  const refuse = (detail: string): WebhookUrlValidation => ({
+    ok: false,
+    reason: `URL host "${parsed.hostname}" does not resolve to a public address; ${PUBLIC_ONLY}`,
+    detail: `URL host "${parsed.hostname}" ${detail}`,
+  });
   let addresses: string[];
   try {
     addresses = await resolve(parsed.hostname);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'lookup failed';
-    return {
-      ok: false,
-      reason: `URL host "${parsed.hostname}" could not be resolved (${code})`,
-    };
+    return refuse(`could not be resolved (${code})`);
   }
-  if (addresses.length === 0) {
-    return {
-      ok: false,
-      reason: `URL host "${parsed.hostname}" has no addresses`,
-    };
-  }
-  const reason = refusal('resolves to', policy, addresses);
-  return reason ? { ok: false, reason } : { ok: true, url: parsed };
+  if (addresses.length === 0) return refuse('has no addresses');
+  const refused = refusal(policy, addresses);
+  return refused ? refuse(`resolves to ${refused}`) : { ok: true, url: parsed };
 }
 
-function refusal(
-  verb: string,
-  policy: SsrfPolicy,
-  addresses: string[],
-): string | undefined {
+/** "10.0.0.5, a private address" for the first address the policy refuses, if any. */
+function refusal(policy: SsrfPolicy, addresses: string[]): string | undefined {
   for (const address of addresses) {
     const result = policy.check(address);
     if (!result.allowed) {
-      const what = describeCategory(result.category);
-      return `URL ${verb} ${result.display}, ${what}; ${SSRF_HINT}`;
+      return `${result.display}, ${describeCategory(result.category)}`;
     }
   }
   return undefined;

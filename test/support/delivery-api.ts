@@ -10,6 +10,7 @@ export interface DeliveryLog {
   attemptCount: number;
   nextAttemptAt: string | null;
   lastStatusCode: number | null;
+  lastError: string | null;
   attempts: AttemptLog[];
 }
 

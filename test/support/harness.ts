@@ -10,6 +10,19 @@ import { DELIVERY_QUEUE } from '../../src/deliveries/delivery-queue';
 /** The admin token e2e apps are started with. */
 export const ADMIN_TOKEN = 'e2e-admin-token';
 
+/**
+ * The encryption key e2e apps seal secrets with: fixed (every app of a run shares the test
+ * database, so every app must open what another sealed) and test-only.
+ */
+export const E2E_ENCRYPTION_KEYS =
+  'e2e:ZTJlLXRlc3Qta2V5LW5vdC1hLXNlY3JldC0zMmJ5dGU=';
+
+/**
+ * Redis key prefix of this test process: Bull queues of e2e apps never meet those of a
+ * running docker compose stack or of a parallel test run on the same Redis.
+ */
+export const E2E_BULL_PREFIX = `e2e${process.env.TEST_DB_SUFFIX ?? ''}-${process.pid}`;
+
 /** Database the e2e specs use (created by the jest global setup; `TEST_DB_SUFFIX` keeps parallel checkouts apart). */
 export function e2eDatabaseUrl(): string {
   const url = new URL(
@@ -38,8 +51,10 @@ export function e2eConfig(overrides: Partial<AppConfig> = {}): AppConfig {
   return {
     ...loadConfig({
       ADMIN_TOKEN,
+      SECRETS_ENCRYPTION_KEYS: E2E_ENCRYPTION_KEYS,
       DATABASE_URL: e2eDatabaseUrl(),
       REDIS_URL: e2eRedisUrl(),
+      BULL_PREFIX: E2E_BULL_PREFIX,
       WEBHOOK_ALLOW_SUBNETS: '127.0.0.0/8,::1/128',
       WEBHOOK_RETRY_SCHEDULE_MS: '0,200,400,600',
       WEBHOOK_TIMEOUT_MS: '2000',

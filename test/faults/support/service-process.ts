@@ -15,6 +15,8 @@ export const FAULT_ADMIN_TOKEN = 'fault-admin-token';
  */
 export const FAST_ENV: Record<string, string> = {
   ADMIN_TOKEN: FAULT_ADMIN_TOKEN,
+  // Test-only key: fault apps seal endpoint secrets with it.
+  SECRETS_ENCRYPTION_KEYS: 'fault:ZmF1bHQtdGVzdC1rZXktbm90LWEtc2VjcmV0LTMyYnk=',
   WEBHOOK_ALLOW_SUBNETS: '127.0.0.0/8,::1/128',
   WEBHOOK_RETRY_SCHEDULE_MS: '0,200,500,1000,2000,5000',
   WEBHOOK_TIMEOUT_MS: '2000',

@@ -1,0 +1,32 @@
+import { IsDateString, IsOptional, IsUUID, Matches } from 'class-validator';
+import { PageQueryDto } from '../../http/pagination';
+import { EVENT_TYPE_MESSAGE, EVENT_TYPE_PATTERN } from '../event-type';
+
+/** Query of `GET /v1/events`: a page, newest first, optionally filtered. */
+export class ListEventsQueryDto extends PageQueryDto {
+  /** Only events of this type. */
+  @IsOptional()
+  @Matches(EVENT_TYPE_PATTERN, { message: `type ${EVENT_TYPE_MESSAGE}` })
+  type?: string;
+
+  /** Only events of this trip. */
+  @IsOptional()
+  @IsUUID('all', { message: 'tripId must be a UUID' })
+  tripId?: string;
+
+  /** Only events created at or after this time. */
+  @IsOptional()
+  @IsDateString(
+    { strict: true },
+    { message: 'since must be an ISO 8601 date-time' },
+  )
+  since?: string;
+
+  /** Only events created before this time. */
+  @IsOptional()
+  @IsDateString(
+    { strict: true },
+    { message: 'until must be an ISO 8601 date-time' },
+  )
+  until?: string;
+}

@@ -1,0 +1,103 @@
+/** Deepest nesting of objects and arrays accepted in a body. */
+export const MAX_JSON_DEPTH = 64;
+
+const LONE_SURROGATE =
+  /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** What is wrong with a string Postgres cannot store (NUL, broken UTF-16), if anything. */
+function badString(value: string): string | undefined {
+  if (value.includes('\u0000')) return 'contains a NUL character (\\u0000)';
+  if (LONE_SURROGATE.test(value)) {
+    return 'contains an unpaired UTF-16 surrogate';
+  }
+  return undefined;
+}
+
+/**
+ * Top-level keys no request body may have: every field name of `Object.prototype`
+ * (`__proto__`, `constructor`, `toString`, ...) and `prototype`. class-transformer and
+ * object spreads drop or misread them, so they would vanish instead of being refused.
+ */
+function isReservedKey(key: string): boolean {
+  return key === 'prototype' || key in Object.prototype;
+}
+
+interface Frame {
+  container: object;
+  /** Own keys of an object; null for an array. */
+  keys: string[] | null;
+  /** Index of the next child to visit. */
+  index: number;
+}
+
+/** The path of the child last visited in the top frame, e.g. `body.payload.items.0`. */
+function pathOf(stack: Frame[], depth = stack.length): string {
+  let path = 'body';
+  for (let i = 0; i < depth; i++) {
+    const { keys, index } = stack[i];
+    path += `.${keys ? keys[index - 1] : index - 1}`;
+    if (path.length > 200) return `${path.slice(0, 200)}…`;
+  }
+  return path;
+}
+
+/**
+ * What is wrong with a parsed JSON body, as a sentence naming where, or undefined: a reserved
+ * top-level key, nesting deeper than `MAX_JSON_DEPTH`, strings or keys Postgres refuses.
+ * One iterative pass (a deeply nested body cannot overflow the stack), no allocation per
+ * value: the path is only built for the message.
+ */
+export function jsonBodyProblem(body: unknown): string | undefined {
+  if (typeof body === 'string') {
+    const problem = badString(body);
+    return problem && `body ${problem}`;
+  }
+  if (body === null || typeof body !== 'object') return undefined;
+  const stack: Frame[] = [
+    {
+      container: body,
+      keys: Array.isArray(body) ? null : Object.keys(body),
+      index: 0,
+    },
+  ];
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1];
+    let child: unknown;
+    if (frame.keys === null) {
+      const array = frame.container as unknown[];
+      if (frame.index >= array.length) {
+        stack.pop();
+        continue;
+      }
+      child = array[frame.index++];
+    } else {
+      if (frame.index >= frame.keys.length) {
+        stack.pop();
+        continue;
+      }
+      const key = frame.keys[frame.index++];
+      const problem = badString(key);
+      if (problem) {
+        return `a key in ${pathOf(stack, stack.length - 1)} ${problem}`;
+      }
+      if (stack.length === 1 && isReservedKey(key)) {
+        return `property ${key} should not exist`;
+      }
+      child = (frame.container as Record<string, unknown>)[key];
+    }
+    if (typeof child === 'string') {
+      const problem = badString(child);
+      if (problem) return `${pathOf(stack)} ${problem}`;
+    } else if (child !== null && typeof child === 'object') {
+      if (stack.length > MAX_JSON_DEPTH) {
+        return `${pathOf(stack)} is nested deeper than ${MAX_JSON_DEPTH} levels`;
+      }
+      stack.push({
+        container: child,
+        keys: Array.isArray(child) ? null : Object.keys(child),
+        index: 0,
+      });
+    }
+  }
+  return undefined;
+}
