@@ -8,12 +8,18 @@ export enum Propagation {
   /**
    * Always open a new, independent transaction on its own connection; the active one (if any)
    * is suspended and invisible inside. Work deferred inside is flushed on this scope's own commit.
+   * It needs a second pooled connection while the caller holds one: with as many concurrent
+   * callers as the pool has connections it could never get one, so the wait is bounded by
+   * `acquireTimeoutMs` and ends in `ConnectionAcquireTimeoutError`.
    */
   RequiresNew = 'REQUIRES_NEW',
   /**
    * Open a savepoint inside the active transaction (or a new transaction when none is active).
    * If the scope throws, the database rolls back to the savepoint and the work deferred inside
    * the scope is dropped; if it returns, its deferred work is handed to the enclosing scope.
+   * NESTED scopes of one transaction run one at a time (a concurrent sibling waits for the
+   * savepoint to end), and statements of enclosing scopes issued meanwhile wait too. A body that
+   * catches a database error and returns rolls back all the same (`UnexpectedRollbackError`).
    */
   Nested = 'NESTED',
   /** Join the active transaction if there is one; otherwise run without a transaction. */
