@@ -33,7 +33,10 @@ type PreparedJob<T> = {
   repeat: boolean;
   /** Also written to the outbox (durable mode). */
   durable: boolean;
-  /** Outbox row id: random, unique to this add (the job id travels in `opts`). */
+  /**
+   * Outbox row id, unique to this add: the job id when it was generated, else a random one (the
+   * job id travels in `opts`).
+   */
   rowId: string;
 };
 
@@ -190,14 +193,13 @@ export class TransactionAwareQueue<T = unknown> {
       id: identity.id,
       repeat: identity.repeat,
       durable: durable ?? this.durable,
-      // NOTE: a job id the caller chose may be added by several transactions, so it is not
-      // the row's key: a unique key would make a transaction wait for any open transaction
-      // that wrote the same id (forever, for a REQUIRES_NEW inside that transaction). Bull
-      // de-duplicates by job id, as without the outbox.
+      // NOTE: a job id the caller chose (or the queue's defaultJobOptions) may be added by
+      // several transactions, so it is not the row's key: a unique key would make a transaction
+      // wait for any open transaction that wrote the same id (forever, for a REQUIRES_NEW inside
+      // that transaction). Bull de-duplicates by job id, as without the outbox. A generated job
+      // id is fresh, hence unique; a repeatable job's schedule key is not.
       rowId:
-        identity.repeat || opts.jobId !== undefined
-          ? randomUUID()
-          : identity.id,
+        identity.generated && !identity.repeat ? identity.id : randomUUID(),
     };
   }
 
