@@ -12,6 +12,11 @@ export interface JobIdentity {
   opts: JobOptions;
   /** Whether Bull will treat the job as repeatable (`opts.repeat` or the queue's default). */
   repeat: boolean;
+  /**
+   * Whether the job id was generated here (a fresh UUID, unique to this call), rather than
+   * chosen by the caller or the queue's `defaultJobOptions`.
+   */
+  generated: boolean;
 }
 
 type RepeatOptions = {
@@ -50,7 +55,8 @@ export function identifyJob(
   let jobId = merged.jobId !== undefined ? String(merged.jobId) : undefined;
   // NOTE: Bull generates a random id for a job without one when the queue has a groupKey,
   // repeatable or not (an empty id counts as none there, and makes Bull count ids otherwise).
-  if (!jobId && (groupKey || !repeat)) jobId = randomUUID();
+  const generated = !jobId && Boolean(groupKey || !repeat);
+  if (generated) jobId = randomUUID();
   const bullId =
     jobId && groupKey ? `${jobId}:${String(valueAt(data, groupKey))}` : jobId;
   const withId = jobId === undefined ? opts : { ...opts, jobId };
@@ -59,9 +65,10 @@ export function identifyJob(
       id: repeatKey(name, repeat, bullId || repeat.jobId),
       opts: withId,
       repeat: true,
+      generated,
     };
   }
-  return { id: bullId!, opts: withId, repeat: false };
+  return { id: bullId!, opts: withId, repeat: false, generated };
 }
 
 /** Bull 4's `getRepeatKey`: the key of a schedule in the queue's `repeat` sorted set. */

@@ -33,7 +33,10 @@ type PreparedJob<T> = {
   repeat: boolean;
   /** Also written to the outbox (durable mode). */
   durable: boolean;
-  /** Outbox row id: random, unique to this add (the job id travels in `opts`). */
+  /**
+   * Outbox row id, unique to this add: the job id when it was generated, else a random one (the
+   * job id travels in `opts`).
+   */
   rowId: string;
 };
 
@@ -75,8 +78,9 @@ export interface TransactionAwareQueueStats {
  * Jobs end up in Bull as a plain `add()` would put them: the same job ids (a limiter
  * `groupKey` appends the group), the same repeat schedules (a repeatable job gets no generated
  * `jobId`, which Bull would put into the schedule's key), the queue's `defaultJobOptions`.
- * A job id is added once: Bull ignores a job id it holds (first data wins), and so does durable
- * mode for a job id whose outbox row is still pending, without affecting the transaction.
+ * A job id is added once: Bull ignores a job id it holds (the first job to reach Redis wins), in
+ * durable mode too, where every add writes its own outbox row and no transaction waits for
+ * another that added the same job id.
  * After the commit, a flush whose Redis client is not connected fails at once (logged,
  * counted in `stats.failed`) instead of waiting in the client's offline queue; durable jobs
  * are then left to the outbox relay, as they are when Redis does not take them within the
@@ -137,8 +141,8 @@ export class TransactionAwareQueue<T = unknown> {
    * `opts.durable` to override the queue's durable mode for this job.
    *
    * The id is the one Bull gives the job: `opts.jobId`, or a random UUID, followed by `:` and
-   * the group when the queue's limiter has a `groupKey`. Bull ignores a job id it holds (first
-   * data wins), and so does durable mode for a job id whose outbox row is still pending.
+   * the group when the queue's limiter has a `groupKey`. Bull ignores a job id it holds (the
+   * first job to reach Redis wins), in durable mode as well.
    * A repeatable job (`opts.repeat`, or the queue's `defaultJobOptions.repeat`) has no single
    * job id: `add()` resolves with the key of its schedule, as `queue.getRepeatableJobs()` lists
    * it and `queue.removeRepeatableByKey()` takes it; adding the same schedule again changes
@@ -189,14 +193,13 @@ export class TransactionAwareQueue<T = unknown> {
       id: identity.id,
       repeat: identity.repeat,
       durable: durable ?? this.durable,
-      // NOTE: a job id the caller chose may be added by several transactions, so it is not
-      // the row's key: a unique key would make a transaction wait for any open transaction
-      // that wrote the same id (forever, for a REQUIRES_NEW inside that transaction). Bull
-      // de-duplicates by job id, as without the outbox.
+      // NOTE: a job id the caller chose (or the queue's defaultJobOptions) may be added by
+      // several transactions, so it is not the row's key: a unique key would make a transaction
+      // wait for any open transaction that wrote the same id (forever, for a REQUIRES_NEW inside
+      // that transaction). Bull de-duplicates by job id, as without the outbox. A generated job
+      // id is fresh, hence unique; a repeatable job's schedule key is not.
       rowId:
-        identity.repeat || opts.jobId !== undefined
-          ? randomUUID()
-          : identity.id,
+        identity.generated && !identity.repeat ? identity.id : randomUUID(),
     };
   }
 
@@ -225,9 +228,8 @@ export class TransactionAwareQueue<T = unknown> {
   }
 
   /**
-   * Writes durable jobs to the outbox in the caller's transaction. A job whose row id is
-   * written already (earlier in this call or transaction, or pending from another one) is
-   * dropped from the batch: one job, first data wins, as Bull does with a job id it holds.
+   * Writes durable jobs to the outbox in the caller's transaction, one row per job (even for a
+   * job id added before: Bull keeps the first job of an id it receives, as without the outbox).
    */
   private async writeOutbox(
     scope: TransactionScope,
@@ -241,14 +243,10 @@ export class TransactionAwareQueue<T = unknown> {
           `to your migrations.`,
       );
     }
-    const firsts = new Map<string, PreparedJob<T>>();
-    for (const job of jobs)
-      if (!firsts.has(job.rowId)) firsts.set(job.rowId, job);
-    let written: Set<string>;
     try {
-      const keys = await this.outbox.writer.write(
+      await this.outbox.writer.write(
         scope.tx,
-        [...firsts.values()].map((job) => ({
+        jobs.map((job) => ({
           queue: this.name,
           id: job.rowId,
           jobName: job.name,
@@ -256,17 +254,10 @@ export class TransactionAwareQueue<T = unknown> {
           opts: job.opts as Record<string, unknown>,
         })),
       );
-      written = new Set(keys.map((key) => key.id));
     } catch (error) {
       // The caller sees the error; the jobs must not be enqueued if it swallows it.
       batch.jobs = batch.jobs.filter((job) => !jobs.includes(job));
       throw error;
-    }
-    const dropped = jobs.filter(
-      (job) => firsts.get(job.rowId) !== job || !written.has(job.rowId),
-    );
-    if (dropped.length > 0) {
-      batch.jobs = batch.jobs.filter((job) => !dropped.includes(job));
     }
   }
 

@@ -23,7 +23,10 @@ import { createOutboxTable } from './support/outbox-table';
 const DURABLE = uniqueName('jobid-durable');
 const OTHER_DURABLE = uniqueName('jobid-other');
 const PLAIN = uniqueName('jobid-plain');
-const QUEUES = [DURABLE, OTHER_DURABLE, PLAIN];
+/** Durable, every job has the jobId of the queue's defaultJobOptions. */
+const DEFAULT_ID = uniqueName('jobid-default');
+const DEFAULT_JOB_ID = uniqueName('default-job-id');
+const QUEUES = [DURABLE, OTHER_DURABLE, PLAIN, DEFAULT_ID];
 const TABLE = 'tx_spec_outbox_job_id';
 
 type Payload = { n: number };
@@ -44,6 +47,13 @@ class Tx {
   async nested<T>(fn: () => Promise<T>): Promise<T> {
     return fn();
   }
+
+  @Transactional({ propagation: Propagation.RequiresNew })
+  async requiresNew<T>(fn: () => Promise<T>, label = uniqueName('order')) {
+    const result = await fn();
+    await this.host.getRepository(Order).save({ label });
+    return result;
+  }
 }
 
 /** A promise and the function that resolves it. */
@@ -53,19 +63,43 @@ function gate() {
   return { open, opened };
 }
 
-describe('when a durable job is added with a jobId the outbox holds already', () => {
+/** `promise`, or a rejection if it has not settled within `ms` (it would be waiting). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer!: NodeJS.Timeout;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what} did not end within ${ms} ms`)),
+      ms,
+    );
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/** Whether `promise` is still pending (has not settled by the next macrotask). */
+async function pending(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await new Promise((resolve) => setImmediate(resolve));
+  return !settled;
+}
+
+describe('when a durable job is added with a jobId another add used already', () => {
   let app: INestApplication;
   let tx: Tx;
   let outbox: TransactionalOutbox;
   const aware = (name: string): TransactionAwareQueue<Payload> =>
     app.get(getTransactionAwareQueueToken(name));
   const bull = (name: string): Queue<Payload> => bullQueue(app, name);
+  /** The outbox rows of `jobId` (every add writes one), by queue and data. */
   const rows = (jobId: string) =>
-    app
-      .get(DataSource)
-      .query(`SELECT queue, data FROM ${TABLE} WHERE id = $1 ORDER BY queue`, [
-        jobId,
-      ]) as Promise<{ queue: string; data: Payload }[]>;
+    app.get(DataSource).query(
+      `SELECT queue, data FROM ${TABLE} WHERE opts->>'jobId' = $1
+        ORDER BY queue, (data->>'n')::int`,
+      [jobId],
+    ) as Promise<{ queue: string; data: Payload }[]>;
   const orderSaved = (label: string) =>
     app.get(DataSource).getRepository(Order).existsBy({ label });
   const allMarked = () =>
@@ -73,6 +107,13 @@ describe('when a durable job is added with a jobId the outbox holds already', ()
       async () => (await outbox.stats()).pending === 0,
       'the fast path to mark every row',
     );
+  const oneJob = async (name: string, jobId: string) => {
+    expect(await bull(name).getJobCounts()).toEqual({
+      ...NO_JOBS,
+      waiting: 1,
+    });
+    return (await bull(name).getJob(jobId))?.data;
+  };
 
   beforeAll(async () => {
     await createOutboxTable(TABLE);
@@ -82,6 +123,11 @@ describe('when a durable job is added with a jobId the outbox holds already', ()
         { name: DURABLE, durable: true },
         { name: OTHER_DURABLE, durable: true },
         { name: PLAIN },
+        {
+          name: DEFAULT_ID,
+          durable: true,
+          bull: { defaultJobOptions: { jobId: DEFAULT_JOB_ID } },
+        },
       ],
       options: {
         outbox: {
@@ -103,7 +149,7 @@ describe('when a durable job is added with a jobId the outbox holds already', ()
     for (const name of QUEUES) await bull(name).obliterate({ force: true });
   });
 
-  it('should keep the first of two adds in one transaction, and commit the transaction', async () => {
+  it('should make one job of two adds in one transaction, with the first data, and commit the transaction', async () => {
     const jobId = uniqueName('same-tx');
     const label = uniqueName('order');
 
@@ -121,16 +167,14 @@ describe('when a durable job is added with a jobId the outbox holds already', ()
 
     expect(ids).toEqual([jobId, jobId, jobId, jobId]);
     expect(await orderSaved(label)).toBe(true);
-    expect(await rows(jobId)).toEqual([{ queue: DURABLE, data: { n: 1 } }]);
-    expect((await bull(DURABLE).getJob(jobId))?.data).toEqual({ n: 1 });
-    expect(await bull(DURABLE).getJobCounts()).toEqual({
-      ...NO_JOBS,
-      waiting: 1,
-    });
+    expect(await rows(jobId)).toEqual(
+      [1, 2, 3, 4].map((n) => ({ queue: DURABLE, data: { n } })),
+    );
+    expect(await oneJob(DURABLE, jobId)).toEqual({ n: 1 });
     await allMarked();
   });
 
-  it('should keep the first of two transactions, and commit the second one too', async () => {
+  it('should commit both of two transactions, and keep the job Bull received first while it holds it', async () => {
     const jobId = uniqueName('two-tx');
     const label = uniqueName('order');
 
@@ -142,16 +186,15 @@ describe('when a durable job is added with a jobId the outbox holds already', ()
 
     expect(second).toBe(jobId);
     expect(await orderSaved(label)).toBe(true);
-    expect(await rows(jobId)).toEqual([{ queue: DURABLE, data: { n: 1 } }]);
-    expect((await bull(DURABLE).getJob(jobId))?.data).toEqual({ n: 1 });
-    expect(await bull(DURABLE).getJobCounts()).toEqual({
-      ...NO_JOBS,
-      waiting: 1,
-    });
+    expect(await rows(jobId)).toEqual([
+      { queue: DURABLE, data: { n: 1 } },
+      { queue: DURABLE, data: { n: 2 } },
+    ]);
+    expect(await oneJob(DURABLE, jobId)).toEqual({ n: 1 });
     await allMarked();
   });
 
-  it('should keep the first data when the first job is left to the relay (its fast path failed)', async () => {
+  it('should keep the job that reaches Redis first when the first one is left to the relay (its fast path failed)', async () => {
     const jobId = uniqueName('relayed');
     const queue = bull(DURABLE);
     const add = queue.add;
@@ -163,22 +206,32 @@ describe('when a durable job is added with a jobId the outbox holds already', ()
     } finally {
       queue.add = add;
     }
-    await tx.run(() => aware(DURABLE).add({ n: 2 }, { jobId }));
     expect(await queue.getJob(jobId)).toBeNull();
+    await tx.run(() => aware(DURABLE).add({ n: 2 }, { jobId }));
+    expect((await queue.getJob(jobId))?.data).toEqual({ n: 2 });
+    await waitFor(
+      async () => (await outbox.stats()).pending === 1,
+      'the fast path to mark the second row',
+    );
     await app
       .get(DataSource)
       .query(
         `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
       );
 
+    // The relay hands the first row to Bull, which ignores the job id it holds.
     expect(await outbox.relayOnce()).toBe(1);
 
-    expect((await queue.getJob(jobId))?.data).toEqual({ n: 1 });
-    expect(await rows(jobId)).toEqual([{ queue: DURABLE, data: { n: 1 } }]);
+    expect(await oneJob(DURABLE, jobId)).toEqual({ n: 2 });
+    expect(await rows(jobId)).toEqual([
+      { queue: DURABLE, data: { n: 1 } },
+      { queue: DURABLE, data: { n: 2 } },
+    ]);
+    expect((await outbox.stats()).pending).toBe(0);
   });
 
   describe('when two transactions add it concurrently', () => {
-    it('should keep the one that commits first and commit both', async () => {
+    it('should not make the second wait for the first: it commits while the first is open, and its job reaches Redis first', async () => {
       const jobId = uniqueName('concurrent');
       const second = uniqueName('order');
       const firstAdded = gate();
@@ -190,56 +243,103 @@ describe('when a durable job is added with a jobId the outbox holds already', ()
         await release.opened;
       });
       await firstAdded.opened;
-      // Its INSERT waits for the first transaction's row lock.
-      const other = tx.run(
-        () => aware(DURABLE).add({ n: 2 }, { jobId }),
-        second,
-      );
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      release.open();
+      try {
+        await expect(
+          within(
+            tx.run(() => aware(DURABLE).add({ n: 2 }, { jobId }), second),
+            3_000,
+            'the second transaction',
+          ),
+        ).resolves.toBe(jobId);
+        expect(await pending(first)).toBe(true);
+        expect(await orderSaved(second)).toBe(true);
+        expect((await bull(DURABLE).getJob(jobId))?.data).toEqual({ n: 2 });
+      } finally {
+        release.open();
+      }
 
       await expect(first).resolves.toBeUndefined();
-      await expect(other).resolves.toBe(jobId);
-      expect(await orderSaved(second)).toBe(true);
-      expect(await rows(jobId)).toEqual([{ queue: DURABLE, data: { n: 1 } }]);
-      await waitFor(
-        async () => (await bull(DURABLE).getJob(jobId)) !== null,
-        'the job',
-      );
-      expect((await bull(DURABLE).getJob(jobId))?.data).toEqual({ n: 1 });
-      expect(await bull(DURABLE).getJobCounts()).toEqual({
-        ...NO_JOBS,
-        waiting: 1,
-      });
+      expect(await rows(jobId)).toEqual([
+        { queue: DURABLE, data: { n: 1 } },
+        { queue: DURABLE, data: { n: 2 } },
+      ]);
+      expect(await oneJob(DURABLE, jobId)).toEqual({ n: 2 });
       await allMarked();
     });
 
-    it('should keep the second one when the first rolls back', async () => {
+    it("should enqueue the second one's job when the first rolls back", async () => {
       const jobId = uniqueName('concurrent-rollback');
       const firstAdded = gate();
-      const release = gate();
+      const secondAdded = gate();
+      const releaseFirst = gate();
+      const releaseSecond = gate();
 
       const first = tx.run(async () => {
         await aware(DURABLE).add({ n: 1 }, { jobId });
         firstAdded.open();
-        await release.opened;
+        await releaseFirst.opened;
         throw new Error('first rolls back');
       });
       await firstAdded.opened;
-      const other = tx.run(() => aware(DURABLE).add({ n: 2 }, { jobId }));
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      release.open();
+      const other = tx.run(async () => {
+        const id = await aware(DURABLE).add({ n: 2 }, { jobId });
+        secondAdded.open();
+        await releaseSecond.opened;
+        return id;
+      });
+      try {
+        await within(secondAdded.opened, 3_000, "the second transaction's add");
+      } finally {
+        releaseFirst.open();
+        await expect(first).rejects.toThrow('first rolls back');
+        releaseSecond.open();
+      }
 
-      await expect(first).rejects.toThrow('first rolls back');
       await expect(other).resolves.toBe(jobId);
       expect(await rows(jobId)).toEqual([{ queue: DURABLE, data: { n: 2 } }]);
-      await waitFor(
-        async () => (await bull(DURABLE).getJob(jobId)) !== null,
-        'the job',
-      );
-      expect((await bull(DURABLE).getJob(jobId))?.data).toEqual({ n: 2 });
+      expect(await oneJob(DURABLE, jobId)).toEqual({ n: 2 });
       await allMarked();
     });
+  });
+
+  describe('when a REQUIRES_NEW scope inside a transaction adds the jobId that transaction added', () => {
+    it.each([
+      ['given by the caller', DURABLE, () => uniqueName('requires-new')],
+      ["from the queue's defaultJobOptions", DEFAULT_ID, () => DEFAULT_JOB_ID],
+    ])(
+      'should not wait for its caller (jobId %s): both commit, one job',
+      async (_, name, makeId) => {
+        const jobId = makeId();
+        const opts = name === DURABLE ? { jobId } : {};
+        const inner = uniqueName('order');
+        const outer = uniqueName('order');
+
+        const ids = await within(
+          tx.run(async () => {
+            const first = await aware(name).add({ n: 1 }, opts);
+            const second = await tx.requiresNew(
+              () => aware(name).add({ n: 2 }, opts),
+              inner,
+            );
+            return [first, second];
+          }, outer),
+          3_000,
+          'the transaction',
+        );
+
+        expect(ids).toEqual([jobId, jobId]);
+        expect(await orderSaved(inner)).toBe(true);
+        expect(await orderSaved(outer)).toBe(true);
+        expect(await rows(jobId)).toEqual([
+          { queue: name, data: { n: 1 } },
+          { queue: name, data: { n: 2 } },
+        ]);
+        // The inner scope commits, and reaches Redis, first.
+        expect(await oneJob(name, jobId)).toEqual({ n: 2 });
+        await allMarked();
+      },
+      6_000,
+    );
   });
 
   it('should keep a job of another queue with the same jobId (a job id is unique per queue)', async () => {
@@ -256,8 +356,8 @@ describe('when a durable job is added with a jobId the outbox holds already', ()
         { queue: OTHER_DURABLE, data: { n: 2 } },
       ].sort((a, b) => a.queue.localeCompare(b.queue)),
     );
-    expect((await bull(DURABLE).getJob(jobId))?.data).toEqual({ n: 1 });
-    expect((await bull(OTHER_DURABLE).getJob(jobId))?.data).toEqual({ n: 2 });
+    expect(await oneJob(DURABLE, jobId)).toEqual({ n: 1 });
+    expect(await oneJob(OTHER_DURABLE, jobId)).toEqual({ n: 2 });
     await allMarked();
   });
 

@@ -172,7 +172,7 @@ describe('when an outbox table of the previous shape is upgraded', () => {
 
     afterEach(() => closeLibApp(app, [QUEUE, OTHER]));
 
-    it('should relay the rows written before the upgrade and key new rows by queue and id', async () => {
+    it('should relay the rows written before the upgrade and write new rows of one jobId to two queues', async () => {
       for (const sql of PREVIOUS_SHAPE) await dataSource.query(sql);
       await dataSource.query(
         `INSERT INTO "${TABLE}" (id, queue, job_name, data, opts, created_at)
@@ -206,9 +206,12 @@ describe('when an outbox table of the previous shape is upgraded', () => {
       });
       expect(
         await dataSource.query(
-          `SELECT queue FROM "${TABLE}" WHERE id = 'shared-id' ORDER BY queue`,
+          `SELECT queue FROM "${TABLE}" WHERE opts->>'jobId' = 'shared-id' ORDER BY queue`,
         ),
       ).toEqual([QUEUE, OTHER].sort().map((queue) => ({ queue })));
+      expect((await bullQueue(app, OTHER).getJob('shared-id'))?.data).toEqual({
+        n: 3,
+      });
     });
   });
 });

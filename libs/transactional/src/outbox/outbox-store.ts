@@ -5,7 +5,11 @@ import { qualifiedTable, ResolvedOutboxOptions } from './outbox.options';
 export interface OutboxRowKey {
   /** Bull queue name. */
   queue: string;
-  /** Bull job id, or a random id for a repeatable job (whose job ids Bull derives). */
+  /**
+   * Unique to one add: its Bull job id when that was generated (a fresh UUID), else a random
+   * id (the job id the caller chose, if any, is in `opts.jobId`; rows written before that
+   * carry it here).
+   */
   id: string;
 }
 
@@ -62,16 +66,10 @@ export class OutboxStore {
   }
 
   /**
-   * Inserts rows in the caller's transaction, eligible for the relay `graceMs` from now; resolves
-   * with the keys written. A row whose key is pending already is left alone (first data wins,
-   * as Bull keeps a job it holds); a dispatched one is replaced by the new row (Bull decides, as
-   * it would for a plain `add()`: it ignores the job id if it still holds the job). Keys must
-   * be distinct within one call.
+   * Inserts rows in the caller's transaction, eligible for the relay `graceMs` from now. Row ids
+   * are unique to one add (see `OutboxRowKey.id`), so no row waits for another transaction's.
    */
-  async insert(
-    manager: EntityManager,
-    rows: OutboxRow[],
-  ): Promise<OutboxRowKey[]> {
+  async insert(manager: EntityManager, rows: OutboxRow[]): Promise<void> {
     const values: unknown[] = [this.options.relay.graceMs];
     const tuples = rows.map((row) => {
       values.push(
@@ -84,15 +82,9 @@ export class OutboxStore {
       const p = values.length - 4;
       return `($${p}, $${p + 1}, $${p + 2}, $${p + 3}::jsonb, $${p + 4}::jsonb, clock_timestamp() + ${MS('$1')})`;
     });
-    return manager.query(
-      `INSERT INTO ${this.table} AS o (queue, id, job_name, data, opts, available_at)
-       VALUES ${tuples.join(', ')}
-       ON CONFLICT (queue, id) DO UPDATE SET job_name = EXCLUDED.job_name,
-         data = EXCLUDED.data, opts = EXCLUDED.opts, created_at = clock_timestamp(),
-         available_at = EXCLUDED.available_at, dispatched_at = NULL, relay_attempts = 0,
-         last_error = NULL
-       WHERE o.dispatched_at IS NOT NULL
-       RETURNING queue, id`,
+    await manager.query(
+      `INSERT INTO ${this.table} (queue, id, job_name, data, opts, available_at)
+       VALUES ${tuples.join(', ')}`,
       values,
     );
   }

@@ -37,11 +37,8 @@ export class OutboxWriter {
     private readonly options: ResolvedOutboxOptions,
   ) {}
 
-  /** Inserts `rows` in `tx`; resolves with the keys written (see `OutboxStore.insert`). */
-  async write(
-    tx: TransactionContext,
-    rows: OutboxRow[],
-  ): Promise<OutboxRowKey[]> {
+  /** Inserts `rows` in `tx` (see `OutboxStore.insert`). */
+  async write(tx: TransactionContext, rows: OutboxRow[]): Promise<void> {
     let writes = this.transactions.get(tx);
     if (!writes) {
       writes = { keys: [], firstWriteAt: performance.now() };
@@ -53,9 +50,8 @@ export class OutboxWriter {
           `count the outbox grace period of ${registered.keys.length} row(s) from the commit`,
       });
     }
-    const written = await this.store.insert(tx.manager, rows);
-    writes.keys.push(...written);
-    return written;
+    await this.store.insert(tx.manager, rows);
+    writes.keys.push(...rows.map(({ queue, id }) => ({ queue, id })));
   }
 
   /**
