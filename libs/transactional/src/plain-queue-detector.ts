@@ -11,12 +11,28 @@ const PATCHED = ['add', 'addBulk'] as const;
 const originals = new Map<string, (...args: any[]) => any>();
 const policies: PlainQueuePolicy[] = [];
 
+/** Whatever owns a transaction scope and may carry its application's policy (the runner). */
+interface PolicyOwner {
+  plainQueuePolicy?: PlainQueuePolicy;
+}
+
 function check(
   queueName: string,
   method: string,
 ): PlainQueueInTransactionError | undefined {
-  const policy = policies[policies.length - 1];
-  if (policy === 'off' || !transactionStorage.hasAny()) return undefined;
+  const scopes = transactionStorage.openScopes();
+  if (scopes.length === 0) return undefined;
+  // NOTE: the policy of the application whose transaction is open (several applications may
+  // run in one process); the most recently installed one for a runner that has none.
+  let policy: PlainQueuePolicy = 'off';
+  for (const scope of scopes) {
+    const own =
+      (scope.tx.owner as PolicyOwner).plainQueuePolicy ??
+      policies[policies.length - 1] ??
+      'off';
+    if (own === 'throw' || (own === 'warn' && policy === 'off')) policy = own;
+  }
+  if (policy === 'off') return undefined;
   const error = new PlainQueueInTransactionError(queueName, method);
   if (policy === 'throw') return error;
   logger.warn(error.message);

@@ -209,9 +209,16 @@ export class TransactionAwareQueue<T = unknown> {
       `TransactionAwareQueue("${this.name}").add()`,
     );
     if (scope) {
-      const batch = this.defer(scope, jobs);
+      // NOTE: the outbox rows first: an add() that rejects must defer none of its jobs.
       const durable = jobs.filter((job) => job.durable);
-      if (durable.length > 0) await this.writeOutbox(scope, batch, durable);
+      if (durable.length > 0) {
+        await this.writeOutbox(scope, durable);
+        transactionStorage.open(
+          this.connectionName,
+          `TransactionAwareQueue("${this.name}").add()`,
+        );
+      }
+      this.defer(scope, jobs);
     } else if (this.policy === 'throw') {
       throw new NoTransactionError(this.name, this.connectionName);
     } else {
@@ -233,7 +240,6 @@ export class TransactionAwareQueue<T = unknown> {
    */
   private async writeOutbox(
     scope: TransactionScope,
-    batch: PendingBatch<T>,
     jobs: PreparedJob<T>[],
   ): Promise<void> {
     if (!this.outbox) {
@@ -243,22 +249,16 @@ export class TransactionAwareQueue<T = unknown> {
           `to your migrations.`,
       );
     }
-    try {
-      await this.outbox.writer.write(
-        scope.tx,
-        jobs.map((job) => ({
-          queue: this.name,
-          id: job.rowId,
-          jobName: job.name,
-          data: job.data,
-          opts: job.opts as Record<string, unknown>,
-        })),
-      );
-    } catch (error) {
-      // The caller sees the error; the jobs must not be enqueued if it swallows it.
-      batch.jobs = batch.jobs.filter((job) => !jobs.includes(job));
-      throw error;
-    }
+    await this.outbox.writer.write(
+      scope.tx,
+      jobs.map((job) => ({
+        queue: this.name,
+        id: job.rowId,
+        jobName: job.name,
+        data: job.data,
+        opts: job.opts as Record<string, unknown>,
+      })),
+    );
   }
 
   private defer(
@@ -292,14 +292,24 @@ export class TransactionAwareQueue<T = unknown> {
    * either part fails.
    */
   private async flush(batch: PendingBatch<T>): Promise<void> {
-    const durable = batch.jobs.filter((job) => job.durable);
-    const plain = batch.jobs.filter((job) => !job.durable);
-    const [a, b] = await Promise.allSettled([
-      plain.length > 0 ? this.send(plain) : undefined,
-      durable.length > 0 ? this.sendDurable(durable, batch.tx) : undefined,
-    ]);
-    if (a.status === 'rejected') throw a.reason;
-    if (b.status === 'rejected') throw b.reason;
+    // NOTE: runs of plain and durable jobs go out one after the other, in registration order,
+    // so that of two jobs with one id Bull keeps the first, as it would without the outbox.
+    let failure: { error: unknown } | undefined;
+    let start = 0;
+    while (start < batch.jobs.length) {
+      const durable = batch.jobs[start].durable;
+      let end = start + 1;
+      while (end < batch.jobs.length && batch.jobs[end].durable === durable)
+        end++;
+      const run = batch.jobs.slice(start, end);
+      start = end;
+      try {
+        await (durable ? this.sendDurable(run, batch.tx) : this.send(run));
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure) throw failure.error;
   }
 
   /** Hands jobs to Bull, refusing at once while the Redis client is not connected. */

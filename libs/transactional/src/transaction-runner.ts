@@ -14,7 +14,10 @@ import {
 import type { TransactionDriver } from './transaction-driver';
 import { transactionStorage } from './transaction-storage';
 import { DEFAULT_CONNECTION_NAME } from './transactional.constants';
-import type { TransactionalOptions } from './transactional.interfaces';
+import type {
+  PlainQueuePolicy,
+  TransactionalOptions,
+} from './transactional.interfaces';
 import { withTimeout } from './with-timeout';
 
 /** Counters of a runner, for health checks and metrics. */
@@ -43,6 +46,11 @@ const FAILPOINT = process.env.TRANSACTIONAL_FAILPOINT;
  * Each application has its own runner.
  */
 export class TransactionRunner {
+  /**
+   * What the plain-queue detector does for a plain Bull `add()` inside this runner's
+   * transactions (set by the module from `plainQueueInTransaction`).
+   */
+  plainQueuePolicy?: PlainQueuePolicy;
   /** Counters since start-up. */
   readonly stats: TransactionRunnerStats = {
     committed: 0,

@@ -82,6 +82,18 @@ export const transactionStorage = {
     return scope;
   },
 
+  /** The open transaction scopes of the current async context, of every connection. */
+  openScopes(): TransactionScope[] {
+    const scopes = (cls.get() as Store | undefined)?.[TRANSACTION_SCOPES_KEY];
+    const open: TransactionScope[] = [];
+    if (!scopes) return open;
+    for (const name in scopes) {
+      const scope = scopes[name];
+      if (scope && !scope.frame.closed) open.push(scope);
+    }
+    return open;
+  },
+
   /** Whether any connection has an open transaction scope in the current async context. */
   hasAny(): boolean {
     const scopes = (cls.get() as Store | undefined)?.[TRANSACTION_SCOPES_KEY];

@@ -56,8 +56,10 @@ export class TransactionalLifecycle
   onModuleInit() {
     // NOTE: TransactionalModule is global, so Nest runs this before the other modules' hooks.
     runnerRegistry.bindApplication(this.modules, this.runner);
+    this.runner.plainQueuePolicy =
+      this.options.plainQueueInTransaction ?? 'warn';
     this.runner.activate();
-    plainQueueDetector.install(this.options.plainQueueInTransaction ?? 'warn');
+    plainQueueDetector.install(this.runner.plainQueuePolicy);
   }
 
   onApplicationBootstrap() {

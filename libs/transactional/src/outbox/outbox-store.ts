@@ -1,3 +1,4 @@
+import { TransactionalError } from '../errors/transactional.error';
 import type { EntityManager } from 'typeorm';
 import { qualifiedTable, ResolvedOutboxOptions } from './outbox.options';
 
@@ -76,8 +77,8 @@ export class OutboxStore {
         row.queue,
         row.id,
         row.jobName,
-        JSON.stringify(row.data ?? null),
-        row.opts,
+        storableJson(row.data ?? null, row.queue, 'data'),
+        storableJson(row.opts, row.queue, 'options'),
       );
       const p = values.length - 4;
       return `($${p}, $${p + 1}, $${p + 2}, $${p + 3}::jsonb, $${p + 4}::jsonb, clock_timestamp() + ${MS('$1')})`;
@@ -243,4 +244,24 @@ export class OutboxStore {
       lastError: row.last_error ?? null,
     };
   }
+}
+
+/**
+ * `value` as JSON text Postgres' jsonb accepts, or a `TransactionalError` thrown before any
+ * statement is sent (so the caller's transaction stays usable): jsonb refuses the NUL character
+ * (`\u0000`), which Bull itself would store.
+ */
+/** `\u0000` in JSON text, not preceded by an escaped backslash (`\\u0000` is no NUL). */
+const NUL_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u0000/;
+
+function storableJson(value: unknown, queue: string, what: string): string {
+  const json = JSON.stringify(value);
+  if (NUL_ESCAPE.test(json)) {
+    throw new TransactionalError(
+      `A durable job of queue "${queue}" has a NUL character (\\u0000) in its ${what}, which ` +
+        `the outbox (a Postgres jsonb column) cannot store. Encode such strings (e.g. base64) ` +
+        `or add the job without durable mode.`,
+    );
+  }
+  return json;
 }
