@@ -10,7 +10,7 @@
  * ⇔ its after-commit hook ran once; an after-rollback hook ran once ⇔ its row was written in a
  * transaction and did not commit. No unhandled rejection may occur.
  *
- * `npm test` runs MODEL_RUNS (default 200) cases. A failure prints fast-check's seed and path;
+ * `npm test` runs MODEL_RUNS (default 300) cases. A failure prints fast-check's seed and path;
  * replay it with MODEL_SEED=<seed> MODEL_PATH=<path> npx jest libs/transactional/test/model.spec.ts.
  * A long run: MODEL_RUNS=5000 npx jest libs/transactional/test/model.spec.ts.
  */
@@ -30,7 +30,9 @@ import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
 
 const QUEUE = uniqueName('model');
 const TABLE = 'tx_spec_model_outbox';
-const RUNS = Number(process.env.MODEL_RUNS ?? 200);
+const RUNS = Number(process.env.MODEL_RUNS ?? 300);
+/** The relay's grace period: the fast path enqueues durable jobs, the relay what it did not. */
+const GRACE_MS = 300;
 
 /** A leaf: writes a row, adds its job, optionally registers a hook paired with the row. */
 interface WriteOp {
@@ -39,6 +41,8 @@ interface WriteOp {
   /** Index into a small pool of explicit job ids shared within the case; none = generated. */
   sharedId: number | null;
   hook: 'none' | 'afterCommit' | 'afterRollback';
+  /** More jobs of one `addBulk()` call (each with its own row), alternating durable and plain. */
+  bulk: number;
   caught: boolean;
 }
 
@@ -82,6 +86,7 @@ const { op: opArbitrary } = fc.letrec<{ op: Op; scope: ScopeOp }>((tie) => ({
         durable: fc.boolean(),
         sharedId: fc.option(fc.integer({ min: 0, max: 2 }), { freq: 3 }),
         hook: fc.constantFrom('none', 'afterCommit', 'afterRollback'),
+        bulk: fc.constantFrom(0, 0, 0, 1, 2),
         caught: fc.boolean(),
       }),
     },
@@ -179,38 +184,54 @@ class CaseRun {
 
   private async write(op: WriteOp) {
     const { host, queue } = this.runner;
-    const label = `${this.id}-${++this.next}`;
-    const written: Written = {
-      label,
-      op,
-      inTransaction: host.isActive,
-      addFailed: false,
-    };
-    this.written.push(written);
-    await host.manager.query(`INSERT INTO tx_spec_orders (label) VALUES ($1)`, [
-      label,
-    ]);
-    try {
-      written.jobId = await queue.add(
-        { label },
-        {
-          durable: op.durable,
-          ...(op.sharedId === null
-            ? {}
-            : { jobId: `${this.id}-shared-${op.sharedId}` }),
-        },
+    const inTransaction = host.isActive;
+    const jobs = Array.from({ length: op.bulk + 1 }, (_, i) => {
+      const label = `${this.id}-${++this.next}`;
+      const written: Written = {
+        label,
+        op: i === 0 ? op : { ...op, durable: !op.durable, sharedId: null },
+        inTransaction,
+        addFailed: false,
+      };
+      this.written.push(written);
+      return written;
+    });
+    for (const { label } of jobs) {
+      await host.manager.query(
+        `INSERT INTO tx_spec_orders (label) VALUES ($1)`,
+        [label],
       );
+    }
+    const toJob = ({ label, op: jobOp }: Written) => ({
+      data: { label },
+      opts: {
+        durable: jobOp.durable,
+        ...(jobOp.sharedId === null
+          ? {}
+          : { jobId: `${this.id}-shared-${jobOp.sharedId}` }),
+      },
+    });
+    try {
+      const ids =
+        jobs.length === 1
+          ? [await queue.add(toJob(jobs[0]).data, toJob(jobs[0]).opts)]
+          : await queue.addBulk(jobs.map(toJob));
+      ids.forEach((id, i) => (jobs[i].jobId = id));
     } catch (error) {
-      written.addFailed = true;
-      written.addError =
-        (error as { driverError?: { code?: string } }).driverError?.code ??
-        String(error);
+      for (const written of jobs) {
+        written.addFailed = true;
+        written.addError =
+          (error as { driverError?: { code?: string } }).driverError?.code ??
+          String(error);
+      }
       throw error;
     }
-    const ran = () =>
-      this.hooksRan.set(label, (this.hooksRan.get(label) ?? 0) + 1);
-    if (op.hook === 'afterCommit') await host.afterCommit(ran);
-    if (op.hook === 'afterRollback') host.afterRollback(ran);
+    for (const { label, op: jobOp } of jobs) {
+      const ran = () =>
+        this.hooksRan.set(label, (this.hooksRan.get(label) ?? 0) + 1);
+      if (jobOp.hook === 'afterCommit') await host.afterCommit(ran);
+      if (jobOp.hook === 'afterRollback') host.afterRollback(ran);
+    }
   }
 }
 
@@ -239,7 +260,11 @@ describe('model: a job exists if and only if its transaction committed', () => {
       poolSize: 30,
       options: {
         plainQueueInTransaction: 'throw',
-        outbox: { tableName: TABLE, relay: { enabled: false, graceMs: 0 } },
+        outbox: {
+          tableName: TABLE,
+          markBatchDelayMs: 5,
+          relay: { enabled: false, graceMs: GRACE_MS },
+        },
       },
     });
     model = app.get(ModelRunner);
@@ -257,7 +282,12 @@ describe('model: a job exists if and only if its transaction committed', () => {
     const property = fc.asyncProperty(rootArbitrary, async (root) => {
       const run = new CaseRun(uniqueName('m'), model);
       await run.run(root).catch(() => undefined);
-      // Durable jobs the fast path did not enqueue are the relay's: run it until it is idle.
+      // Durable jobs the fast path did not enqueue (and mark) are the relay's: once the marking
+      // is done, or the grace period is over, run it until it is idle.
+      const deadline = Date.now() + GRACE_MS + 200;
+      while ((await outbox.stats()).pending > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       while ((await outbox.relayOnce()) > 0);
 
       const labels = run.written.map((w) => w.label);
