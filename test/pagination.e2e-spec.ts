@@ -301,6 +301,10 @@ describe('when lists are read page by page', () => {
       ['/v1/events?tripId=42', /tripId must be a UUID/],
       ['/v1/events?since=yesterday', /since must be an ISO 8601 date-time/],
       [
+        '/v1/events?until=2024-W01-1',
+        /until must be an ISO 8601 date-time in the RFC 3339 form YYYY-MM-DDTHH:MM:SS/,
+      ],
+      [
         '/v1/deliveries?status=lost',
         /status must be one of pending, sending, succeeded, failed/,
       ],
