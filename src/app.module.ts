@@ -1,6 +1,6 @@
 import { BullModule } from '@nestjs/bull';
 import { DynamicModule, Module } from '@nestjs/common';
-import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { TransactionalModule } from '@app/transactional';
 import { AccountsModule } from './accounts/accounts.module';
@@ -13,6 +13,7 @@ import { EndpointsModule } from './endpoints/endpoints.module';
 import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
 import { JsonBodyGuard } from './http/json-body.guard';
+import { PgDataExceptionFilter } from './http/pg-data-exception.filter';
 import { RawJsonInterceptor } from './http/raw-json';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { GracefulShutdown } from './lifecycle/graceful-shutdown';
@@ -66,6 +67,8 @@ export class AppModule {
         // NOTE: global interceptors nest in this order: RawJson writes what idempotency replays.
         { provide: APP_INTERCEPTOR, useClass: RawJsonInterceptor },
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
+        // NOTE: values Postgres refuses (SQLSTATE class 22) are the request's fault: 400, not 500.
+        { provide: APP_FILTER, useClass: PgDataExceptionFilter },
       ],
       exports: [APP_CONFIG, JsonBodyGuard],
     };

@@ -301,6 +301,10 @@ describe('when lists are read page by page', () => {
       ['/v1/events?tripId=42', /tripId must be a UUID/],
       ['/v1/events?since=yesterday', /since must be an ISO 8601 date-time/],
       [
+        '/v1/events?until=2024-W01-1',
+        /until must be an ISO 8601 date-time in the RFC 3339 form YYYY-MM-DDTHH:MM:SS/,
+      ],
+      [
         '/v1/deliveries?status=lost',
         /status must be one of pending, sending, succeeded, failed/,
       ],
@@ -311,6 +315,50 @@ describe('when lists are read page by page', () => {
         status: 400,
         message: expect.stringMatching(message),
       });
+    });
+
+    it.each(
+      [
+        '__proto__',
+        'constructor',
+        'hasOwnProperty',
+        'toString',
+        'valueOf',
+      ].flatMap((key) =>
+        ['/v1/events', '/v1/deliveries', '/v1/endpoints'].map((path) => [
+          `${path}?${key}=1`,
+          key,
+        ]),
+      ),
+    )(
+      'should answer 400 to %s like any unknown query key',
+      async (path, key) => {
+        const res = await request(svc.url).get(path).set(tenant.auth);
+        expect({ status: res.status, message: messageOf(res) }).toEqual({
+          status: 400,
+          message: `property ${key} should not exist`,
+        });
+      },
+    );
+
+    it('should answer 400 to a query key named like Object.prototype members on nested lists', async () => {
+      const [[delivery]] = await allPages(svc, tenant, '/v1/deliveries', {
+        limit: 1,
+      });
+      for (const [path, key] of [
+        [`/v1/deliveries/${delivery.id}/attempts`, 'toString'],
+        [`/v1/events/${delivery.eventId}/deliveries`, '__proto__'],
+      ]) {
+        await request(svc.url).get(path).set(tenant.auth).expect(200);
+        const res = await request(svc.url)
+          .get(`${path}?${key}=1`)
+          .set(tenant.auth);
+        expect({ path, status: res.status, message: messageOf(res) }).toEqual({
+          path,
+          status: 400,
+          message: `property ${key} should not exist`,
+        });
+      }
     });
 
     it('should answer 400 to an attempts cursor that is not a number', async () => {

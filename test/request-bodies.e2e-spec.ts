@@ -262,6 +262,35 @@ describe('when request bodies come in other encodings or shapes', () => {
 
     it.each([
       [
+        'a charset declared twice',
+        'application/json; charset=utf-8; charset=latin1',
+        /declares the charset parameter more than once/,
+      ],
+      [
+        'an unterminated quoted parameter',
+        'application/json; profile="x; charset=utf-8',
+        /is malformed: the quoted value of "profile" is not closed/,
+      ],
+      [
+        'a parameter without a value',
+        'application/json; charset',
+        /is malformed: parameter "charset" has no value/,
+      ],
+    ])(
+      'should refuse %s with 400 and change nothing',
+      async (_w, type, message) => {
+        const before = await settledFingerprint();
+        const res = await send(route, type, utf8(JSON.stringify(route.body())));
+        expect({ status: res.status, message: messageOf(res) }).toEqual({
+          status: 400,
+          message: expect.stringMatching(message),
+        });
+        expect(await fingerprint(svc.dataSource, [tenant.id])).toEqual(before);
+      },
+    );
+
+    it.each([
+      [
         'bytes that are not UTF-8',
         'application/json',
         Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]),

@@ -11,6 +11,7 @@ import {
   Transactional,
 } from '@app/transactional';
 import { EndpointsService } from '../endpoints/endpoints.service';
+import { requireDateTime } from '../http/date-time';
 import { Delivery } from './delivery.entity';
 import {
   DELIVERY_JOB_OPTIONS,
@@ -52,7 +53,7 @@ export class DeliveriesService {
   @Transactional()
   async recover(accountId: string, endpointId: string, since: string) {
     await this.endpoints.find(accountId, endpointId);
-    const from = new Date(since);
+    const from = requireDateTime(since, 'since');
     const now = Date.now();
     if (from.getTime() > now)
       throw new BadRequestException('since must not be in the future');

@@ -12,6 +12,7 @@ import {
   Transactional,
 } from '@app/transactional';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
+import { requireDateTime } from '../http/date-time';
 import { RetrySchedule } from '../webhooks-http/retry-schedule';
 import {
   DELIVERY_JOB_OPTIONS,
@@ -116,8 +117,15 @@ export class EventsService {
     };
     if (query.type !== undefined) add('type = ?', query.type);
     if (query.tripId !== undefined) add('trip_id = ?', query.tripId);
-    if (query.since !== undefined) add('created_at >= ?', query.since);
-    if (query.until !== undefined) add('created_at < ?', query.until);
+    // NOTE: the text as sent (checked by requireDateTime) keeps fractions finer than 1 ms.
+    if (query.since !== undefined) {
+      requireDateTime(query.since, 'since');
+      add('created_at >= ?::timestamptz', query.since);
+    }
+    if (query.until !== undefined) {
+      requireDateTime(query.until, 'until');
+      add('created_at < ?::timestamptz', query.until);
+    }
     if (query.cursor !== undefined) {
       const after = decodeTimeCursor(query.cursor);
       params.push(after.at, after.id);

@@ -1,4 +1,5 @@
 import { BadRequestException, HttpException, HttpStatus } from '@nestjs/common';
+import { mediaTypeParameters } from './media-type';
 
 /** Raised for a body in a charset the service does not read (415). */
 export class UnsupportedCharsetException extends HttpException {
@@ -18,12 +19,22 @@ export class UnsupportedCharsetException extends HttpException {
 
 type Encoding = 'utf-8' | 'utf-16le' | 'utf-16be';
 
-const CHARSET = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/i;
-
-/** The `charset` parameter of a Content-Type, lower-cased, if any. */
+/**
+ * The `charset` parameter of a Content-Type, lower-cased, if any (parameters read per RFC
+ * 9110, quoted strings included: see `mediaTypeParameters`). A charset declared twice is a
+ * 400: which one the body is in cannot be told.
+ */
 export function charsetOf(contentType: string | undefined): string | undefined {
-  const match = contentType ? CHARSET.exec(contentType) : null;
-  return match ? (match[1] ?? match[2]).toLowerCase() : undefined;
+  if (!contentType) return undefined;
+  const charsets = mediaTypeParameters(contentType).filter(
+    (p) => p.name === 'charset',
+  );
+  if (charsets.length > 1) {
+    throw new BadRequestException(
+      'Content-Type declares the charset parameter more than once; declare it once',
+    );
+  }
+  return charsets[0]?.value.toLowerCase();
 }
 
 function bomOf(bytes: Buffer): Encoding | undefined {

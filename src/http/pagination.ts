@@ -8,6 +8,7 @@ import {
   MaxLength,
   Min,
 } from 'class-validator';
+import { parseDateTime } from './date-time';
 
 /** Items per page when `limit` is not given. */
 export const DEFAULT_PAGE_SIZE = 50;
@@ -92,9 +93,8 @@ export function decodeTimeCursor(cursor: string): TimePosition {
     typeof value[1] !== 'string' ||
     !TIMESTAMP.test(value[0]) ||
     !UUID.test(value[1]) ||
-    // NOTE: a date Postgres would refuse (2024-02-30) must be a 400, not a 500.
-    Number.isNaN(Date.parse(value[0])) ||
-    new Date(value[0]).toISOString().slice(0, 23) !== value[0].slice(0, 23)
+    // NOTE: a date Postgres would refuse (2024-02-30, year 0000) must be a 400, not a 500.
+    parseDateTime(value[0]) === undefined
   ) {
     throw invalidCursor();
   }

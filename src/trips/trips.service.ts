@@ -9,6 +9,7 @@ import {
   EventsService,
   present as presentEvent,
 } from '../events/events.service';
+import { requireDateTime } from '../http/date-time';
 import { CreateTripDto } from './dto/create-trip.dto';
 import { ReportDelayDto } from './dto/report-delay.dto';
 import { TripDelay } from './trip-delay.entity';
@@ -36,7 +37,10 @@ export class TripsService {
       new ConflictException(`A trip with reference "${dto.reference}" exists`);
     if (await repo.existsBy({ accountId, reference: dto.reference }))
       throw taken();
-    const plannedArrival = new Date(dto.plannedArrival);
+    const plannedArrival = requireDateTime(
+      dto.plannedArrival,
+      'plannedArrival',
+    );
     const trip = await repo
       .save(
         repo.create({

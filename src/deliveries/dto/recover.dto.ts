@@ -1,10 +1,7 @@
-import { IsDateString } from 'class-validator';
+import { IsDateTime } from '../../http/date-time';
 
 /** Body of `POST /v1/endpoints/:id/recover`. */
 export class RecoverDto {
-  @IsDateString(
-    { strict: true },
-    { message: 'since must be an ISO 8601 date-time' },
-  )
+  @IsDateTime()
   since: string;
 }

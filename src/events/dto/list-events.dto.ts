@@ -1,4 +1,5 @@
-import { IsDateString, IsOptional, IsUUID, Matches } from 'class-validator';
+import { IsOptional, IsUUID, Matches } from 'class-validator';
+import { IsDateTime } from '../../http/date-time';
 import { PageQueryDto } from '../../http/pagination';
 import { EVENT_TYPE_MESSAGE, EVENT_TYPE_PATTERN } from '../event-type';
 
@@ -16,17 +17,11 @@ export class ListEventsQueryDto extends PageQueryDto {
 
   /** Only events created at or after this time. */
   @IsOptional()
-  @IsDateString(
-    { strict: true },
-    { message: 'since must be an ISO 8601 date-time' },
-  )
+  @IsDateTime()
   since?: string;
 
   /** Only events created before this time. */
   @IsOptional()
-  @IsDateString(
-    { strict: true },
-    { message: 'until must be an ISO 8601 date-time' },
-  )
+  @IsDateTime()
   until?: string;
 }

@@ -1,4 +1,5 @@
-import { IsDateString, IsNotEmpty, IsString, MaxLength } from 'class-validator';
+import { IsNotEmpty, IsString, MaxLength } from 'class-validator';
+import { IsDateTime } from '../../http/date-time';
 
 /** Body of `POST /v1/trips`. */
 export class CreateTripDto {
@@ -17,9 +18,6 @@ export class CreateTripDto {
   @MaxLength(200)
   destination: string;
 
-  @IsDateString(
-    { strict: true },
-    { message: 'plannedArrival must be an ISO 8601 date-time' },
-  )
+  @IsDateTime()
   plannedArrival: string;
 }
