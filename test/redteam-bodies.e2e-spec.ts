@@ -84,12 +84,18 @@ describe('redteam: request bodies', () => {
       ['application/json; charset = "utf-8"', Buffer.from(JSON_TEXT)],
       [
         'application/json; charset=utf-8',
-        Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON_TEXT)]),
+        Buffer.concat([
+          Buffer.from([0xef, 0xbb, 0xbf]),
+          Buffer.from(JSON_TEXT),
+        ]),
       ],
       ['application/json; charset=utf-16', utf16be(JSON_TEXT)],
       [
         'application/json; charset="UTF-16"',
-        Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(JSON_TEXT, 'utf16le')]),
+        Buffer.concat([
+          Buffer.from([0xff, 0xfe]),
+          Buffer.from(JSON_TEXT, 'utf16le'),
+        ]),
       ],
       ['application/json; charset=UTF-16LE', Buffer.from(JSON_TEXT, 'utf16le')],
       ['application/json; charset=utf-16be', utf16be(JSON_TEXT)],
@@ -104,12 +110,28 @@ describe('redteam: request bodies', () => {
     });
 
     it.each([
-      ['application/json; charset=latin1', Buffer.from(JSON_TEXT, 'latin1'), 415],
-      ['application/json; charset=us-ascii', Buffer.from('{"type":"a","payload":{}}'), 415],
+      [
+        'application/json; charset=latin1',
+        Buffer.from(JSON_TEXT, 'latin1'),
+        415,
+      ],
+      [
+        'application/json; charset=us-ascii',
+        Buffer.from('{"type":"a","payload":{}}'),
+        415,
+      ],
       ['application/json; charset=utf-32', Buffer.from(JSON_TEXT), 415],
       ['application/json; charset=', Buffer.from(JSON_TEXT), 415],
-      ['application/json; charset=utf-8', Buffer.from(JSON_TEXT, 'latin1'), 400],
-      ['application/json; charset=utf-16le', Buffer.from([0x7b, 0x00, 0x00]), 400],
+      [
+        'application/json; charset=utf-8',
+        Buffer.from(JSON_TEXT, 'latin1'),
+        400,
+      ],
+      [
+        'application/json; charset=utf-16le',
+        Buffer.from([0x7b, 0x00, 0x00]),
+        400,
+      ],
       ['application/json; charset=utf-8', utf16be(JSON_TEXT), 400],
     ])('should refuse %s (%#) with a JSON 4xx', async (ct, bytes, status) => {
       const res = await post(ct, bytes);
@@ -158,7 +180,9 @@ describe('redteam: request bodies', () => {
     it.each([
       ['{"n":1e400,"m":-0,"big":123456789012345678901234567890,"f":1.0E-7}'],
       ['{"a":1,"a":2}'],
-      ['{"\\u005f_proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}}'],
+      [
+        '{"\\u005f_proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}}',
+      ],
       ['{"__proto__":null,"constructor.prototype":1,"toString":"x"}'],
       ['{"s":"\\ud83d\\ude00\\u2028\\/"}'],
       ['{ }'],
@@ -174,7 +198,7 @@ describe('redteam: request bodies', () => {
         .set(t.auth)
         .expect(200);
       expect(got.text).toContain(`"payload":${payload}`);
-      expect(({}) as any).not.toHaveProperty('polluted');
+      expect({} as any).not.toHaveProperty('polluted');
     });
   });
 

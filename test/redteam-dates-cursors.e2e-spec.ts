@@ -71,19 +71,19 @@ describe('redteam: dates and cursors', () => {
     request(svc.url).get(path).set(t.auth);
 
   describe('GET /v1/events with a since/until Postgres cannot read', () => {
-    it.each(PG_REFUSED_ISO.flatMap((d) => [['since', d], ['until', d]]))(
-      'should not answer 500 to %s=%s',
-      async (name, value) => {
-        const res = await get(
-          `/v1/events?${name}=${encodeURIComponent(value)}`,
-        );
-        expect(res.status).not.toBe(500);
-        expect([200, 400]).toContain(res.status);
-        if (res.status === 400) {
-          expect(messageOf(res)).toMatch(new RegExp(`${name} must be`));
-        }
-      },
-    );
+    it.each(
+      PG_REFUSED_ISO.flatMap((d) => [
+        ['since', d],
+        ['until', d],
+      ]),
+    )('should not answer 500 to %s=%s', async (name, value) => {
+      const res = await get(`/v1/events?${name}=${encodeURIComponent(value)}`);
+      expect(res.status).not.toBe(500);
+      expect([200, 400]).toContain(res.status);
+      if (res.status === 400) {
+        expect(messageOf(res)).toMatch(new RegExp(`${name} must be`));
+      }
+    });
   });
 
   describe('a time cursor of year 0000 (valid to JavaScript, not to Postgres)', () => {
@@ -163,28 +163,23 @@ describe('redteam: dates and cursors', () => {
       expect(res.body.statusCode).toBe(400);
     });
 
-    it.each([
-      `[${2 ** 31}]`,
-      '[-1]',
-      '[1.5]',
-      '["1"]',
-      '[1,2]',
-      '[null]',
-    ])('should answer 400 to an attempts cursor %s', async (json) => {
-      const [delivery] = (await get(`/v1/events/${eventId}/deliveries`).expect(200))
-        .body.data;
-      const res = await get(
-        `/v1/deliveries/${delivery.id}/attempts?cursor=${Buffer.from(json).toString('base64url')}`,
-      );
-      expect(res.status).toBe(400);
-    });
+    it.each([`[${2 ** 31}]`, '[-1]', '[1.5]', '["1"]', '[1,2]', '[null]'])(
+      'should answer 400 to an attempts cursor %s',
+      async (json) => {
+        const [delivery] = (
+          await get(`/v1/events/${eventId}/deliveries`).expect(200)
+        ).body.data;
+        const res = await get(
+          `/v1/deliveries/${delivery.id}/attempts?cursor=${Buffer.from(json).toString('base64url')}`,
+        );
+        expect(res.status).toBe(400);
+      },
+    );
   });
 
   describe('another tenant’s cursor (held)', () => {
     it('should page only through the caller’s own rows', async () => {
-      const page = (
-        await get('/v1/events?limit=1').expect(200)
-      ).body;
+      const page = (await get('/v1/events?limit=1').expect(200)).body;
       expect(page.nextCursor).toEqual(expect.any(String));
       for (const path of ['/v1/events', '/v1/deliveries', '/v1/endpoints']) {
         const res = await get(`${path}?cursor=${page.nextCursor}`, b).expect(

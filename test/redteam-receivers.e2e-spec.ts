@@ -49,11 +49,18 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { name: '102 Processing forever', respond: processingForever, status: 'failed' },
+  {
+    name: '102 Processing forever',
+    respond: processingForever,
+    status: 'failed',
+  },
   {
     name: '101 Switching Protocols to nowhere',
     respond: (_n, s) =>
-      write(s, 'HTTP/1.1 101 Switching Protocols\r\nupgrade: evil\r\nconnection: upgrade\r\n\r\n\x00\x01garbage'),
+      write(
+        s,
+        'HTTP/1.1 101 Switching Protocols\r\nupgrade: evil\r\nconnection: upgrade\r\n\r\n\x00\x01garbage',
+      ),
     status: 'failed',
   },
   {
@@ -127,11 +134,24 @@ const CASES: Case[] = [
       ),
     status: 'failed',
   },
-  ...['-1', 'NaN', '1e3', '0x10', '1.5', 'Infinity', '', '0', '00000000000000000000001'].map(
+  ...[
+    '-1',
+    'NaN',
+    '1e3',
+    '0x10',
+    '1.5',
+    'Infinity',
+    '',
+    '0',
+    '00000000000000000000001',
+  ].map(
     (value): Case => ({
       name: `503 with Retry-After: "${value}"`,
       respond: (_n, s) =>
-        write(s, rawResponse(503, latin1('x'), latin1(`retry-after: ${value}\r\n`))),
+        write(
+          s,
+          rawResponse(503, latin1('x'), latin1(`retry-after: ${value}\r\n`)),
+        ),
       status: 'failed',
     }),
   ),
@@ -140,7 +160,11 @@ const CASES: Case[] = [
     respond: (_n, s) =>
       write(
         s,
-        rawResponse(503, latin1('x'), latin1('retry-after: 0\r\nretry-after: 99999999\r\n')),
+        rawResponse(
+          503,
+          latin1('x'),
+          latin1('retry-after: 0\r\nretry-after: 99999999\r\n'),
+        ),
       ),
     status: 'failed',
   },
@@ -237,8 +261,12 @@ describe('redteam: hostile receivers', () => {
         `a final state for ${c.name}`,
         40_000,
       );
-      const expected = c.attempts ?? (c.status === 'failed' ? SCHEDULE.length : 1);
-      expect({ status: delivery.status, attempts: delivery.attemptCount }).toEqual({
+      const expected =
+        c.attempts ?? (c.status === 'failed' ? SCHEDULE.length : 1);
+      expect({
+        status: delivery.status,
+        attempts: delivery.attemptCount,
+      }).toEqual({
         status: c.status,
         attempts: expected,
       });

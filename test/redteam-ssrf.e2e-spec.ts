@@ -4,6 +4,7 @@
  * without saying where a host name points), and nothing may ever reach 127.0.0.1, neither
  * directly nor through a redirect.
  */
+import type { RequestListener } from 'node:http';
 import { createServer, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
@@ -12,12 +13,12 @@ import { E2eApp, eventually, startE2eApp } from './support/harness';
 
 async function listen(
   host: string,
-  handler: Parameters<typeof createServer>[0],
+  handler: RequestListener,
 ): Promise<{ server: Server; port: number; hits: string[] }> {
   const hits: string[] = [];
   const server = createServer((req, res) => {
     hits.push(`${req.method} ${req.url}`);
-    handler!(req, res);
+    handler(req, res);
   });
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return { server, port: (server.address() as AddressInfo).port, hits };
@@ -103,10 +104,16 @@ describe('redteam: SSRF with only 127.0.0.2 allowed', () => {
       }
     }
     const expected = Object.fromEntries(
-      Object.keys(outcomes).map((u) => [u, expect.stringMatching(/^4(00|22)$/)]),
+      Object.keys(outcomes).map((u) => [
+        u,
+        expect.stringMatching(/^4(00|22)$/),
+      ]),
     );
     expect(outcomes).toEqual(expected);
-    const list = await request(svc.url).get('/v1/endpoints').set(t.auth).expect(200);
+    const list = await request(svc.url)
+      .get('/v1/endpoints')
+      .set(t.auth)
+      .expect(200);
     expect(list.body.data).toEqual([]);
   });
 
@@ -134,7 +141,10 @@ describe('redteam: SSRF with only 127.0.0.2 allowed', () => {
       .set(t.auth)
       .expect(200);
     expect(after.body.url).toBe(`http://127.0.0.2:${allowed.port}/ok`);
-    await request(svc.url).delete(`/v1/endpoints/${ep.id}`).set(t.auth).expect(204);
+    await request(svc.url)
+      .delete(`/v1/endpoints/${ep.id}`)
+      .set(t.auth)
+      .expect(204);
   });
 
   it('should not follow a redirect from an allowed receiver to an internal one', async () => {
@@ -160,7 +170,10 @@ describe('redteam: SSRF with only 127.0.0.2 allowed', () => {
       return res.body.data?.[0]?.status === 'failed';
     }, 'the redirected delivery to fail');
     expect(internal.hits).toEqual([]);
-    await request(svc.url).delete(`/v1/endpoints/${ep.id}`).set(t.auth).expect(204);
+    await request(svc.url)
+      .delete(`/v1/endpoints/${ep.id}`)
+      .set(t.auth)
+      .expect(204);
   });
 
   it('should never have sent a request to the internal address', () => {

@@ -70,7 +70,11 @@ describe('redteam: tenancy, idempotency and secrets', () => {
     ).body;
     secrets.push(endpointA.secret);
     tripA = (
-      await request(svc.url).post('/v1/trips').set(a.auth).send(tripBody()).expect(201)
+      await request(svc.url)
+        .post('/v1/trips')
+        .set(a.auth)
+        .send(tripBody())
+        .expect(201)
     ).body.id;
     eventA = (
       await request(svc.url)
@@ -182,18 +186,20 @@ describe('redteam: tenancy, idempotency and secrets', () => {
         .replace(':event', eventA)
         .replace(':delivery', deliveryA)
         .replace(':trip', tripA);
-      const body: Record<string, unknown> =
-        path.endsWith('recover')
-          ? { since: new Date(Date.now() - 60_000).toISOString() }
-          : path.endsWith('delays')
-            ? { minutes: 5, reason: 'x' }
-            : method === 'PATCH'
-              ? { description: 'hijacked' }
-              : {};
+      const body: Record<string, unknown> = path.endsWith('recover')
+        ? { since: new Date(Date.now() - 60_000).toISOString() }
+        : path.endsWith('delays')
+          ? { minutes: 5, reason: 'x' }
+          : method === 'PATCH'
+            ? { description: 'hijacked' }
+            : {};
       const req = request(svc.url)
         [method.toLowerCase() as 'get' | 'post' | 'patch' | 'delete'](url)
         .set(b.auth);
-      const res = method === 'GET' || method === 'DELETE' ? await req : await req.send(body);
+      const res =
+        method === 'GET' || method === 'DELETE'
+          ? await req
+          : await req.send(body);
       expect(res.status).toBe(status);
     });
 
@@ -205,7 +211,12 @@ describe('redteam: tenancy, idempotency and secrets', () => {
       '/v1/events?type=rt.tenancy',
     ])('should list nothing of A’s to B on %s', async (path) => {
       const res = await request(svc.url)
-        .get(path.replace(':endpoint', endpointA.id).replace(':event', eventA).replace(':trip', tripA))
+        .get(
+          path
+            .replace(':endpoint', endpointA.id)
+            .replace(':event', eventA)
+            .replace(':trip', tripA),
+        )
         .set(b.auth)
         .expect(200);
       const text = JSON.stringify(res.body);
@@ -247,7 +258,8 @@ describe('redteam: tenancy, idempotency and secrets', () => {
         for (const path of paths) {
           const res = await request(svc.url).get(path).set(t.auth);
           expect(res.status).not.toBe(500);
-          for (const needle of needles()) expect(res.text).not.toContain(needle);
+          for (const needle of needles())
+            expect(res.text).not.toContain(needle);
         }
       }
       const health = await request(svc.url).get('/health').expect(200);
@@ -266,10 +278,14 @@ describe('redteam: tenancy, idempotency and secrets', () => {
             dump.push(k);
             const type = await redis.type(k);
             if (type === 'string') dump.push(String(await redis.get(k)));
-            else if (type === 'hash') dump.push(JSON.stringify(await redis.hgetall(k)));
-            else if (type === 'list') dump.push(JSON.stringify(await redis.lrange(k, 0, -1)));
-            else if (type === 'set') dump.push(JSON.stringify(await redis.smembers(k)));
-            else if (type === 'zset') dump.push(JSON.stringify(await redis.zrange(k, 0, -1)));
+            else if (type === 'hash')
+              dump.push(JSON.stringify(await redis.hgetall(k)));
+            else if (type === 'list')
+              dump.push(JSON.stringify(await redis.lrange(k, 0, -1)));
+            else if (type === 'set')
+              dump.push(JSON.stringify(await redis.smembers(k)));
+            else if (type === 'zset')
+              dump.push(JSON.stringify(await redis.zrange(k, 0, -1)));
           }
         } while (cursor !== '0');
         expect(dump.some((d) => d.startsWith(E2E_BULL_PREFIX))).toBe(true);
@@ -292,7 +308,10 @@ describe('redteam: tenancy, idempotency and secrets', () => {
             .join(' OR ')} LIMIT 1`,
           needles(),
         );
-        expect({ table_name, hits: hits.length }).toEqual({ table_name, hits: 0 });
+        expect({ table_name, hits: hits.length }).toEqual({
+          table_name,
+          hits: 0,
+        });
       }
     });
 

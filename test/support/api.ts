@@ -16,7 +16,7 @@ export interface Tenant {
 
 /** Creates an account through `POST /v1/accounts` (admin token). */
 export async function createTenant(
-  svc: E2eApp,
+  svc: Pick<E2eApp, 'url'>,
   name = 'tenant',
 ): Promise<Tenant> {
   const res = await request(svc.url)
