@@ -114,9 +114,17 @@ export class TransactionContext {
   /**
    * When a statement from code bound to `frame` may run: `undefined` (now) unless a savepoint
    * opened above `frame` is still open; then a promise that resolves once `frame` is the
-   * innermost open frame again.
+   * innermost open frame again. A rejected promise when `frame` is a savepoint that has ended.
    */
   turn(frame: HookFrame): Promise<void> | undefined {
+    // NOTE: a savepoint frame that has ended refuses statements (they would land in whatever
+    // frame is open now); the root frame closes when the outermost scope returns, and the
+    // runner's own statements (before-commit steps, COMMIT) still follow.
+    if (frame.closed && frame !== this.root) {
+      return Promise.reject(
+        new TransactionClosedError('A statement', this.connectionName),
+      );
+    }
     if (
       this.stack.length === 1 ||
       frame === this.top ||

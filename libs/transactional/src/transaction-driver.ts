@@ -35,6 +35,14 @@ export interface TransactionHandle {
    * uses it to keep statements of concurrent scopes out of a savepoint that is not theirs.
    */
   setStatementGate?(turn: () => Promise<void> | undefined): void;
+  /**
+   * Makes `manager.transaction(fn)` on this transaction's EntityManager call `nested` (the
+   * runner runs it as a NESTED scope) instead of opening a savepoint the runner does not know.
+   * Optional.
+   */
+  setNestedTransactions?(
+    nested: <T>(work: () => Promise<T>) => Promise<T>,
+  ): void;
   /** Returns the connection to the pool; called once, after commit or rollback. */
   release(): Promise<void>;
 }

@@ -213,6 +213,23 @@ export class TransactionRunner {
       const scope = transactionStorage.get(connection);
       return scope?.tx === tx ? tx.turn(scope.frame) : undefined;
     });
+    handle.setNestedTransactions?.((work) => {
+      const scope = transactionStorage.get(connection);
+      if (scope?.tx !== tx) {
+        return Promise.reject(
+          new TransactionalError(
+            `EntityManager.transaction() was called on the manager of a transaction on ` +
+              `connection "${connection}" from outside that transaction's scope. Use the ` +
+              `manager only inside its @Transactional() scope.`,
+          ),
+        );
+      }
+      return this.run(
+        { connectionName: connection, propagation: Propagation.Nested },
+        work,
+        'EntityManager.transaction()',
+      );
+    });
     let result: T;
     try {
       result = await transactionStorage.run(

@@ -44,7 +44,10 @@ export function Transactional(
         `@Transactional() can only decorate methods, but ${String(key)} is not a method.`,
       );
     }
-    const where = `${target.constructor.name}.${String(key)}`;
+    // NOTE: on a static method `target` is the class itself.
+    const owner =
+      typeof target === 'function' ? target.name : target.constructor.name;
+    const where = `${owner}.${String(key)}`;
     const guardOwnScope = opensOwnScope(frozen);
     const connection = frozen.connectionName ?? DEFAULT_CONNECTION_NAME;
     const wrapped = function (this: unknown, ...args: unknown[]) {

@@ -51,6 +51,23 @@ class QueryRunnerHandle implements TransactionHandle {
       : undefined;
   }
 
+  setNestedTransactions(
+    nested: <T>(work: () => Promise<T>) => Promise<T>,
+  ): void {
+    const manager = this.queryRunner.manager;
+    // NOTE: TypeORM would run it as SAVEPOINT typeorm_N on this connection, a savepoint the
+    // runner knows nothing of: jobs added inside would survive its rollback.
+    manager.transaction = function (
+      isolationOrWork: unknown,
+      maybeWork?: unknown,
+    ) {
+      const work = (
+        typeof isolationOrWork === 'function' ? isolationOrWork : maybeWork
+      ) as (entityManager: EntityManager) => Promise<unknown>;
+      return nested(() => work(manager));
+    } as EntityManager['transaction'];
+  }
+
   isAborted(): boolean {
     // NOTE: node-postgres keeps the status of the last ReadyForQuery message: 'E' is a failed
     // transaction block (every statement but ROLLBACK is refused).

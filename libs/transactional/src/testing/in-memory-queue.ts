@@ -15,6 +15,8 @@ export const DEFAULT_JOB_NAME = '__default__';
  */
 class InMemoryQueue<T> {
   private nextId = 0;
+  /** Jobs by id: Bull ignores an add() with the id of a job it holds. */
+  private readonly held = new Map<string, CapturedJob<T>>();
 
   constructor(
     readonly name: string,
@@ -39,7 +41,10 @@ class InMemoryQueue<T> {
       : options?.jobId !== undefined
         ? String(options.jobId)
         : `${this.name}:${++this.nextId}`;
+    const existing = this.held.get(id);
+    if (existing && !options?.repeat) return existing;
     const job: CapturedJob<T> = { id, name, data, opts: { ...options } };
+    this.held.set(id, job);
     await this.recorder.receive(this.name, job);
     return job;
   }
