@@ -49,7 +49,10 @@ export class DeliveriesService {
     return { deliveryId: id, status: delivery.status, queued: true, jobId };
   }
 
-  /** Re-sends the endpoint's failed deliveries created since `since` (manual attempts). */
+  /**
+   * Re-sends the endpoint's failed deliveries created since `since` (manual attempts), each
+   * once however many recover calls race: see `onlyIfFailedAt`.
+   */
   @Transactional()
   async recover(accountId: string, endpointId: string, since: string) {
     await this.endpoints.find(accountId, endpointId);
@@ -62,16 +65,27 @@ export class DeliveriesService {
         'since must be within the last 14 days',
       );
     }
-    const rows: { id: string }[] = await this.tx.manager.query(
-      `SELECT id FROM deliveries
+    const rows: { id: string; attempt_count: number }[] =
+      await this.tx.manager.query(
+        `SELECT id, attempt_count FROM deliveries
        WHERE account_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3
        ORDER BY created_at LIMIT $4`,
-      [accountId, endpointId, from, RECOVER_MAX_DELIVERIES],
-    );
+        [accountId, endpointId, from, RECOVER_MAX_DELIVERIES],
+      );
+    // NOTE: idempotent per delivery: the job re-sends it only if it is still failed with
+    // this attempt count (see claimDelivery), and the job id is the same for every recover
+    // call that saw the same failure, so racing calls add one job (Bull de-duplicates it).
     await this.queue.addBulk(
-      rows.map(({ id }) => ({
-        data: { deliveryId: id, trigger: 'manual' as const },
-        opts: { ...DELIVERY_JOB_OPTIONS, jobId: `${id}:recover:${now}` },
+      rows.map(({ id, attempt_count }) => ({
+        data: {
+          deliveryId: id,
+          trigger: 'manual' as const,
+          onlyIfFailedAt: attempt_count,
+        },
+        opts: {
+          ...DELIVERY_JOB_OPTIONS,
+          jobId: `${id}:recover:${attempt_count}`,
+        },
       })),
     );
     return { endpointId, since: from, queued: rows.length };

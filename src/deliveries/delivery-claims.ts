@@ -15,10 +15,14 @@ export interface ClaimedDelivery {
   previousNextAttemptAt: Date | null;
 }
 
-/** What {@link claimDelivery} did. `interrupted` counts attempts it found abandoned. */
+/**
+ * What {@link claimDelivery} did. `interrupted` counts attempts it found abandoned; `busy`:
+ * another worker holds the delivery's lease (an attempt is being sent now).
+ */
 export type ClaimResult =
   | { kind: 'claimed'; claim: ClaimedDelivery; interrupted: number }
   | { kind: 'gave_up'; attempts: number; interrupted: number }
+  | { kind: 'busy' }
   | { kind: 'skipped' };
 
 interface LockedRow {
@@ -53,6 +57,10 @@ export const CLAIM_SQL = `SELECT d.id, d.account_id, d.event_id, d.endpoint_id, 
  * of a delivery that already has `maxScheduledAttempts` scheduled attempts fails the delivery
  * instead. Whatever keeps outcomes from being recorded, a delivery is sent a bounded number of
  * times. Runs in the caller's transaction.
+ *
+ * `onlyIfFailedAt` (recover): claims only a delivery still `failed` with exactly that many
+ * attempts, i.e. not re-sent by anyone since the recover call saw it; two recover calls (or a
+ * recover job run twice) re-send it once, and never one that succeeded meanwhile.
  */
 export async function claimDelivery(
   manager: EntityManager,
@@ -60,9 +68,25 @@ export async function claimDelivery(
   trigger: AttemptTrigger,
   leaseMs: number,
   maxScheduledAttempts: number,
+  onlyIfFailedAt?: number,
 ): Promise<ClaimResult> {
+  // NOTE: the endpoint is locked before the delivery, in the order in which deleting an
+  // endpoint locks them (endpoint, then its deliveries by cascade): the two never deadlock,
+  // and a delivery whose endpoint is being deleted is not claimed.
+  const endpoint: unknown[] = await manager.query(
+    `SELECT 1 FROM endpoints
+      WHERE id = (SELECT endpoint_id FROM deliveries WHERE id = $1) FOR KEY SHARE`,
+    [deliveryId],
+  );
+  if (endpoint.length === 0) return { kind: 'skipped' };
   const [row]: LockedRow[] = await manager.query(CLAIM_SQL, [deliveryId]);
-  if (!row || !row.lease_free) return { kind: 'skipped' };
+  if (!row) return { kind: 'skipped' };
+  if (
+    onlyIfFailedAt !== undefined &&
+    !(row.status === 'failed' && row.attempt_count === onlyIfFailedAt)
+  )
+    return { kind: 'skipped' };
+  if (!row.lease_free) return { kind: 'busy' };
   const active = row.status === 'pending' || row.status === 'sending';
   if (trigger === 'scheduled' && !(active && row.due))
     return { kind: 'skipped' };

@@ -73,6 +73,7 @@ export class DeliveryOutcomeService {
     { note, keepResponse = true }: RecordOptions = {},
   ): Promise<AttemptOutcome> {
     const m = this.tx.manager;
+    if (!(await this.lockRows(claim))) return 'unchanged';
     const result: SendResult = keepResponse
       ? sent
       : sent.kind === 'response'
@@ -173,6 +174,7 @@ export class DeliveryOutcomeService {
   /** A delivery whose endpoint is disabled fails without a request (it can be replayed). */
   @Transactional()
   async recordDisabled(claim: ClaimedDelivery): Promise<AttemptOutcome> {
+    if (!(await this.lockRows(claim))) return 'unchanged';
     const message =
       'the endpoint is disabled; enable it, then replay the delivery';
     await this.tx.manager.query(
@@ -189,6 +191,26 @@ export class DeliveryOutcomeService {
       message,
     );
     return manual ? 'unchanged' : 'failed';
+  }
+
+  /**
+   * Locks the endpoint, then the delivery, before the attempt is written: the order in which
+   * deleting an endpoint locks them (endpoint, then its deliveries and their attempts by
+   * cascade), so the two never deadlock. False when the endpoint or the delivery is gone
+   * (deleted meanwhile): there is nothing left to record and no next attempt to schedule.
+   */
+  private async lockRows(claim: ClaimedDelivery): Promise<boolean> {
+    const m = this.tx.manager;
+    const endpoint: unknown[] = await m.query(
+      'SELECT 1 FROM endpoints WHERE id = $1 FOR NO KEY UPDATE',
+      [claim.endpointId],
+    );
+    if (endpoint.length === 0) return false;
+    const delivery: unknown[] = await m.query(
+      'SELECT 1 FROM deliveries WHERE id = $1 FOR UPDATE',
+      [claim.id],
+    );
+    return delivery.length > 0;
   }
 
   private async finish(

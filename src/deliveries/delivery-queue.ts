@@ -8,6 +8,13 @@ export interface DeliveryJob {
   deliveryId: string;
   /** `manual` for an operator's resend: one attempt, never retried automatically. */
   trigger?: 'scheduled' | 'manual';
+  /**
+   * Recover: the delivery's attempt count when it was found failed; the job sends it only if
+   * it is still failed with that count (see `claimDelivery`).
+   */
+  onlyIfFailedAt?: number;
+  /** A manual job waiting for the delivery's lease: when it first found it held (ms). */
+  busySince?: number;
 }
 
 /**

@@ -36,6 +36,9 @@ import { EndpointLimiter } from './endpoint-limiter';
 /** How long a job waits before trying again when its endpoint is at its concurrency limit. */
 const ENDPOINT_BUSY_DELAY_MS = 500;
 
+/** How long a manual job waits before trying again when the delivery is being sent. */
+const DELIVERY_BUSY_DELAY_MS = 250;
+
 /**
  * The exact bytes sent (and signed) for an event: the same on every attempt, with the
  * payload as the JSON text it was accepted as.
@@ -145,8 +148,12 @@ export class DeliveryWorker implements OnApplicationBootstrap {
           trigger,
           this.leaseMs,
           this.outcomes.maxAttempts,
+          job.data.onlyIfFailedAt,
         ),
       );
+      if (claimed.kind === 'busy') {
+        return trigger === 'manual' ? this.deferManual(job) : 'skipped';
+      }
       if (claimed.kind !== 'skipped' && claimed.interrupted > 0) {
         this.stats.interrupted += claimed.interrupted;
         this.logger.warn(
@@ -166,6 +173,35 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     } finally {
       await this.limiter.release(endpointId, slot).catch(() => undefined);
     }
+  }
+
+  /**
+   * A manual attempt was promised (`queued: true`) but the delivery is being sent now: the job
+   * waits for the lease to be free (the attempt in flight recorded, or its lease expired) and
+   * tries again. Bounded: a lease always frees within `leaseMs`; after twice that the job is
+   * given up and logged.
+   */
+  private async deferManual(
+    job: Job<DeliveryJob>,
+  ): Promise<'deferred' | 'skipped'> {
+    const busySince = job.data.busySince ?? Date.now();
+    if (Date.now() - busySince > 2 * this.leaseMs) {
+      this.logger.error(
+        `delivery ${job.data.deliveryId}: manual attempt given up, the delivery stayed ` +
+          `leased for ${Date.now() - busySince} ms`,
+      );
+      return 'skipped';
+    }
+    await this.queue.add(
+      job.name,
+      { ...job.data, busySince },
+      {
+        ...DELIVERY_JOB_OPTIONS,
+        delay: DELIVERY_BUSY_DELAY_MS,
+        jobId: `${String(job.id).split('~')[0]}~${Date.now()}`,
+      },
+    );
+    return 'deferred';
   }
 
   /** Builds, sends and records one claimed attempt. */

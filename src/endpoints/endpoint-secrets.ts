@@ -5,8 +5,22 @@ import type { EndpointSecret, StoredEndpointSecret } from './endpoint.entity';
 /** How long a rotated-out secret keeps signing. */
 export const ROTATED_SECRET_TTL_MS = 24 * 3600 * 1000;
 
-/** How many rotated-out secrets are kept at most. */
-export const MAX_OLD_SECRETS = 10;
+/**
+ * How many rotated-out secrets may sign at once. Every secret rotated out keeps signing for its
+ * full 24 h (none is ever dropped early), so a rotation that would need one more is refused
+ * until the oldest expires: each adds a signature to every request's `webhook-signature`.
+ */
+export const MAX_OLD_SECRETS = 50;
+
+/** Why a rotation was refused: the window is full until `retryAt`. */
+export class RotationLimitError extends Error {
+  constructor(readonly retryAt: Date) {
+    super(
+      `at most ${MAX_OLD_SECRETS} rotated-out secrets sign at once (each for 24 h); ` +
+        `the next rotation is possible at ${retryAt.toISOString()}`,
+    );
+  }
+}
 
 /** A fresh secret list for a new endpoint. */
 export function initialSecrets(now = new Date()): EndpointSecret[] {
@@ -17,7 +31,8 @@ export function initialSecrets(now = new Date()): EndpointSecret[] {
 
 /**
  * Rotation: the current secret expires in 24 h (it still signs until then), a new one becomes
- * current, expired ones are dropped and at most `MAX_OLD_SECRETS` old ones are kept.
+ * current and expired ones are dropped. Throws {@link RotationLimitError} when
+ * `MAX_OLD_SECRETS` rotated-out secrets are still signing (none is dropped before its time).
  */
 export function rotateSecrets(
   secrets: EndpointSecret[],
@@ -26,9 +41,21 @@ export function rotateSecrets(
   const expiresAt = new Date(
     now.getTime() + ROTATED_SECRET_TTL_MS,
   ).toISOString();
-  const old = activeSecrets(secrets, now)
-    .map((s) => ({ ...s, expiresAt: s.expiresAt ?? expiresAt }))
-    .slice(-MAX_OLD_SECRETS);
+  const active = activeSecrets(secrets, now);
+  const rotated = active
+    .filter((s) => s.expiresAt !== null)
+    .map((s) => new Date(s.expiresAt!).getTime())
+    .sort((x, y) => x - y);
+  if (rotated.length >= MAX_OLD_SECRETS) {
+    // Room for one more once enough of the oldest have expired.
+    throw new RotationLimitError(
+      new Date(rotated[rotated.length - MAX_OLD_SECRETS]),
+    );
+  }
+  const old = active.map((s) => ({
+    ...s,
+    expiresAt: s.expiresAt ?? expiresAt,
+  }));
   return [
     ...old,
     { secret: generateSecret(), createdAt: now.toISOString(), expiresAt: null },

@@ -1,4 +1,5 @@
 import {
+  ConflictException,
   Inject,
   Injectable,
   Logger,
@@ -24,6 +25,7 @@ import {
   currentSecret,
   initialSecrets,
   openSecrets,
+  RotationLimitError,
   rotateSecrets,
   sealSecrets,
 } from './endpoint-secrets';
@@ -142,7 +144,17 @@ export class EndpointsService {
 
   async rotateSecret(accountId: string, id: string) {
     await this.find(accountId, id, true);
-    const secrets = rotateSecrets(await this.secrets(id));
+    let secrets;
+    try {
+      secrets = rotateSecrets(await this.secrets(id));
+    } catch (error) {
+      if (error instanceof RotationLimitError) {
+        throw new ConflictException(
+          `cannot rotate the secret now: ${error.message}`,
+        );
+      }
+      throw error;
+    }
     await this.repo.update(
       { id },
       { secrets: sealSecrets(this.box, id, secrets) },

@@ -3,6 +3,7 @@ import {
   BadRequestException,
   Catch,
   Logger,
+  ServiceUnavailableException,
 } from '@nestjs/common';
 import { BaseExceptionFilter } from '@nestjs/core';
 
@@ -20,8 +21,11 @@ const DATA_EXCEPTIONS: Record<string, string> = {
   '22023': 'a value is outside its allowed domain',
 };
 
-/** The SQLSTATE of a Postgres data exception (class 22), if the error is one. */
-export function dataExceptionCode(error: unknown): string | undefined {
+/** Seconds a client is asked to wait before repeating a request that lost a lock race. */
+export const TRANSIENT_RETRY_AFTER_S = 1;
+
+/** The SQLSTATE a Postgres error carries, if the error is one. */
+function sqlStateOf(error: unknown): string | undefined {
   if (error === null || typeof error !== 'object') return undefined;
   // NOTE: TypeORM wraps the driver's error (QueryFailedError.driverError); pg's is bare.
   const { code, driverError } = error as {
@@ -29,9 +33,25 @@ export function dataExceptionCode(error: unknown): string | undefined {
     driverError?: { code?: unknown };
   };
   const sqlState = typeof code === 'string' ? code : driverError?.code;
-  return typeof sqlState === 'string' && /^22[0-9A-Z]{3}$/.test(sqlState)
+  return typeof sqlState === 'string' && /^[0-9A-Z]{5}$/.test(sqlState)
     ? sqlState
     : undefined;
+}
+
+/** The SQLSTATE of a Postgres data exception (class 22), if the error is one. */
+export function dataExceptionCode(error: unknown): string | undefined {
+  const sqlState = sqlStateOf(error);
+  return sqlState?.startsWith('22') ? sqlState : undefined;
+}
+
+/**
+ * The SQLSTATE of a transaction Postgres rolled back because it lost a race with another
+ * (40P01 deadlock detected, 40001 serialization failure), if the error is one: repeating the
+ * request is expected to succeed.
+ */
+export function transientConflictCode(error: unknown): string | undefined {
+  const sqlState = sqlStateOf(error);
+  return sqlState === '40P01' || sqlState === '40001' ? sqlState : undefined;
 }
 
 /**
@@ -39,13 +59,44 @@ export function dataExceptionCode(error: unknown): string | undefined {
  * read, a number out of range, a text too long, ...): SQLSTATE class 22 comes from the data
  * a statement was given, so it is the request's fault and answers a JSON 400, not a 500.
  * The answer says what kind of value is wrong, never the SQL or the database's message; the
- * detail goes to the log. Every other error is left to Nest's default handling.
+ * detail goes to the log.
+ *
+ * Likewise a transaction Postgres rolled back because it lost a race with another (deadlock,
+ * serialization failure) is nobody's fault and answers a JSON 503 with `Retry-After`: nothing
+ * of it was committed and the same request can be sent again. Every other error is left to
+ * Nest's default handling.
  */
 @Catch()
 export class PgDataExceptionFilter extends BaseExceptionFilter {
   private readonly logger = new Logger('PgDataException');
 
   catch(exception: unknown, host: ArgumentsHost): void {
+    const transient = transientConflictCode(exception);
+    if (transient !== undefined && host.getType() === 'http') {
+      const http = host.switchToHttp();
+      const { method, originalUrl } = http.getRequest<{
+        method?: string;
+        originalUrl?: string;
+      }>();
+      this.logger.warn(
+        `${method} ${originalUrl?.split('?')[0]}: transaction rolled back ` +
+          `(SQLSTATE ${transient}); answered 503 to be retried`,
+      );
+      const response = http.getResponse<{
+        headersSent?: boolean;
+        setHeader?: (name: string, value: string) => void;
+      }>();
+      if (!response.headersSent) {
+        response.setHeader?.('Retry-After', String(TRANSIENT_RETRY_AFTER_S));
+      }
+      super.catch(
+        new ServiceUnavailableException(
+          'the request conflicted with concurrent changes and was not applied; send it again',
+        ),
+        host,
+      );
+      return;
+    }
     const code = dataExceptionCode(exception);
     if (code === undefined || host.getType() !== 'http') {
       super.catch(exception, host);

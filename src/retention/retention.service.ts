@@ -18,13 +18,27 @@ export interface RetentionResult {
 
 /** One retention batch per kind: $1 is the age (days, or hours for keys), $2 the batch size. */
 export const RETENTION_SQL = {
-  // NOTE: the delete cascades to the event's deliveries and their attempts.
-  events: `DELETE FROM events WHERE id IN (
+  // NOTE: the delete cascades to the event's deliveries and their attempts. The NOT EXISTS
+  // reads a snapshot: a claim may have marked a delivery `sending` since (or be doing so, its
+  // row locked). So every delivery of the candidates is locked too (SKIP LOCKED: one a worker
+  // holds is never waited for) and re-read as locked (the latest version); an event is
+  // deleted only when each of its deliveries could be locked and is final.
+  events: `WITH candidates AS MATERIALIZED (
          SELECT e.id FROM events e
           WHERE e.created_at < now() - make_interval(days => $1)
             AND NOT EXISTS (SELECT 1 FROM deliveries d
                              WHERE d.event_id = e.id AND d.status IN ('pending', 'sending'))
-          ORDER BY e.created_at LIMIT $2 FOR UPDATE OF e SKIP LOCKED)`,
+          ORDER BY e.created_at LIMIT $2 FOR UPDATE OF e SKIP LOCKED),
+       locked AS MATERIALIZED (
+         SELECT d.event_id, d.status FROM deliveries d
+          WHERE d.event_id IN (SELECT id FROM candidates)
+          FOR UPDATE OF d SKIP LOCKED)
+       DELETE FROM events WHERE id IN (
+         SELECT c.id FROM candidates c
+          WHERE NOT EXISTS (SELECT 1 FROM locked l
+                             WHERE l.event_id = c.id AND l.status IN ('pending', 'sending'))
+            AND (SELECT count(*) FROM locked l WHERE l.event_id = c.id)
+              = (SELECT count(*) FROM deliveries d WHERE d.event_id = c.id))`,
   attempts: `DELETE FROM delivery_attempts WHERE id IN (
          SELECT a.id FROM delivery_attempts a
           WHERE a.started_at < now() - make_interval(days => $1)

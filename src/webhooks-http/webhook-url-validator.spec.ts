@@ -11,6 +11,39 @@ const resolvesTo =
     addresses;
 
 describe('validateWebhookUrl', () => {
+  it.each(['http://example.com:0/hook', 'https://example.com:00/hook'])(
+    'refuses port 0 in %s',
+    async (url) => {
+      const result = await validateWebhookUrl(
+        url,
+        strict,
+        resolvesTo('93.184.216.34'),
+      );
+      expect(result).toEqual({
+        ok: false,
+        reason: 'URL port must be between 1 and 65535',
+      });
+    },
+  );
+
+  it('refuses a URL longer than 2048 characters once percent-encoded', async () => {
+    const url = `http://example.com/${'é'.repeat(2000)}`;
+    expect(url.length).toBeLessThanOrEqual(2048);
+    const result = await validateWebhookUrl(
+      url,
+      strict,
+      resolvesTo('93.184.216.34'),
+    );
+    expect(result).toEqual({
+      ok: false,
+      reason: expect.stringContaining('at most 2048'),
+    });
+    const fits = `http://example.com/${'é'.repeat(300)}`;
+    expect(
+      (await validateWebhookUrl(fits, strict, resolvesTo('93.184.216.34'))).ok,
+    ).toBe(true);
+  });
+
   it.each([
     ['http://2130706433/', '127.0.0.1, a loopback'],
     ['http://0x7f000001/', '127.0.0.1, a loopback'],

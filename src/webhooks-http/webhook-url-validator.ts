@@ -14,6 +14,9 @@ export type WebhookUrlValidation =
   | { ok: true; url: URL }
   | { ok: false; reason: string; detail?: string };
 
+/** Longest URL stored, counted after WHATWG normalisation (percent-encoding can grow it). */
+export const MAX_WEBHOOK_URL_LENGTH = 2048;
+
 /** Appended to refusals of non-public destinations. */
 const PUBLIC_ONLY = 'webhook URLs must point to public addresses';
 
@@ -52,6 +55,21 @@ export async function validateWebhookUrl(
     };
   }
   if (!parsed.hostname) return { ok: false, reason: 'URL must have a host' };
+  // NOTE: WHATWG URL drops a default port and refuses ports above 65535, but keeps port 0.
+  if (parsed.port !== '') {
+    const port = Number(parsed.port);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      return { ok: false, reason: 'URL port must be between 1 and 65535' };
+    }
+  }
+  if (parsed.href.length > MAX_WEBHOOK_URL_LENGTH) {
+    return {
+      ok: false,
+      reason:
+        `URL is ${parsed.href.length} characters long once normalised (non-ASCII characters ` +
+        `are percent-encoded); at most ${MAX_WEBHOOK_URL_LENGTH} are allowed`,
+    };
+  }
 
   // WHATWG URL has already turned 2130706433, 0x7f000001, 127.1 etc. into dotted form.
   if (parseIp(parsed.hostname)) {
