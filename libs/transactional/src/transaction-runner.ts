@@ -336,7 +336,14 @@ export class TransactionRunner {
     try {
       await tx.handle.savepoint('release', name);
     } catch (error) {
+      // NOTE: node-postgres rejects a failing statement on the server's error, before the
+      // ReadyForQuery that reports the transaction aborted, and a statement left running when
+      // the scope returns fails later still; so the check above can miss the abort, and then
+      // Postgres refuses the RELEASE. By now the status has arrived: the scope's own statement
+      // failed, which is an unexpected rollback of the savepoint, not a failed RELEASE.
+      const aborted = tx.handle.isAborted?.() ?? false;
       await rollback();
+      if (aborted) throw new UnexpectedRollbackError(where, 'savepoint');
       throw error;
     }
     tx.closeSavepoint(frame, 'released');

@@ -92,6 +92,26 @@ class Items {
     await this.insert(code).catch(() => events.push('new caught'));
   }
 
+  /** A NESTED scope that returns while a statement of its own is still failing. */
+  @Transactional()
+  async outerWithLateFailingNested(code: string, jobs: string[]) {
+    jobs.push(await this.insert(`${code}-outer`));
+    await this.nestedLateFailure(code, jobs).catch((error: Error) => {
+      events.push(`outer caught ${error.constructor.name}`);
+    });
+    jobs.push(await this.insert(`${code}-after`));
+  }
+
+  @Transactional({ propagation: Propagation.Nested })
+  async nestedLateFailure(code: string, jobs: string[]) {
+    this.hooks(`${code}-nested`);
+    jobs.push(await this.insert(code));
+    // Not awaited: the failing statement is queued on the connection ahead of RELEASE.
+    void this.tx.manager
+      .query('SELECT 1 / 0')
+      .catch(() => events.push('statement failed'));
+  }
+
   private hooks(label: string) {
     void this.tx.afterCommit(() => events.push(`after-commit ${label}`));
     this.tx.afterRollback(() => events.push(`after-rollback ${label}`));
@@ -168,6 +188,24 @@ describe('when a database error is caught and the scope returns normally', () =>
     const queue = bullQueue(app, QUEUE);
     expect(await inRedis(queue, jobs[0])).toBe(true);
     expect(await inRedis(queue, jobs[1])).toBe(false);
+  });
+
+  it('should roll a NESTED scope back and reject it when its failing statement is still running as it returns', async () => {
+    const code = uniqueName('late-nested');
+    const jobs: string[] = [];
+
+    await items.outerWithLateFailingNested(code, jobs);
+
+    expect(events).toEqual([
+      'statement failed',
+      'outer caught UnexpectedRollbackError',
+      `after-rollback ${code}-nested`,
+    ]);
+    expect(await rows(code)).toEqual([`${code}-after`, `${code}-outer`]);
+    const queue = bullQueue(app, QUEUE);
+    expect(await inRedis(queue, jobs[0])).toBe(true);
+    expect(await inRedis(queue, jobs[1])).toBe(false);
+    expect(await inRedis(queue, jobs[2])).toBe(true);
   });
 
   it('should reject a REQUIRES_NEW scope whose commit Postgres turned into a rollback, and keep the caller transaction', async () => {
