@@ -21,12 +21,28 @@ export function assertRedisReady(queue: Queue, queueName: string): void {
     everReady.add(client);
     return;
   }
-  if (!watched.has(client)) {
-    watched.add(client);
-    client.once('ready', () => everReady.add(client));
-  }
+  watch(client);
   const connecting =
     status === 'wait' || status === 'connecting' || status === 'connect';
   if (connecting && !everReady.has(client)) return;
   throw new QueueUnavailableError(queueName, status);
+}
+
+/**
+ * Starts following the connection of `queue`'s Redis client (done when the queue is set up),
+ * so that a client that was connected once is never taken for one still making its first
+ * connection, whichever state an outage leaves it in when a flush checks it.
+ */
+export function watchRedisReadiness(queue: Queue): void {
+  if (!('client' in queue)) return;
+  const client = queue.client;
+  if (client.status === 'ready') everReady.add(client);
+  watch(client);
+}
+
+function watch(client: Client): void {
+  if (watched.has(client)) return;
+  watched.add(client);
+  // NOTE: `on`, not `once`: every reconnection says the same, and a listener per client is all.
+  client.on('ready', () => everReady.add(client));
 }

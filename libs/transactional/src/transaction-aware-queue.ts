@@ -6,7 +6,7 @@ import { NoTransactionError } from './errors/no-transaction.error';
 import { TransactionalError } from './errors/transactional.error';
 import type { OutboxRowKey } from './outbox/outbox-store';
 import type { QueueOutbox } from './outbox/queue-outbox';
-import { assertRedisReady } from './redis-readiness';
+import { assertRedisReady, watchRedisReadiness } from './redis-readiness';
 import type {
   TransactionContext,
   TransactionHook,
@@ -133,7 +133,7 @@ export class TransactionAwareQueue<T = unknown> {
 
   /** Resolves the Bull queue at start-up, so that a missing registration fails fast. */
   onModuleInit(): void {
-    void this.queue;
+    watchRedisReadiness(this.queue);
   }
 
   /**
