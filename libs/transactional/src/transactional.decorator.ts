@@ -44,6 +44,16 @@ export function Transactional(
         `@Transactional() can only decorate methods, but ${String(key)} is not a method.`,
       );
     }
+    const kind = (original as { constructor?: { name?: string } }).constructor
+      ?.name;
+    if (kind === 'GeneratorFunction' || kind === 'AsyncGeneratorFunction') {
+      // NOTE: calling it only creates the generator; its body would run after the scope ended.
+      throw new TypeError(
+        `@Transactional() cannot decorate the generator method ${String(key)}: its body runs ` +
+          `when the generator is consumed, after the scope has ended. Decorate the method that ` +
+          `consumes the generator instead.`,
+      );
+    }
     // NOTE: on a static method `target` is the class itself.
     const owner =
       typeof target === 'function' ? target.name : target.constructor.name;
