@@ -205,10 +205,15 @@ describe('redteam2: state machines under concurrency', () => {
           .post(`/v1/deliveries/${done.id}/retry`)
           .set(tenant.auth)
           .expect((res) => expect(res.status).toBeLessThan(300));
+        // NOTE: the attempt row exists from its claim on (status sending): wait for its outcome.
         const [after] = await eventually(async () => {
           const data = await deliveriesOf(eventId);
-          return data[0]?.attempts.length === 2 && data;
-        }, 'the manual attempt');
+          return (
+            data[0]?.attempts.length === 2 &&
+            data[0].status !== 'sending' &&
+            data
+          );
+        }, 'the outcome of the manual attempt');
         expect(after.status).toBe('succeeded');
         expect(receiver.received.length).toBe(2);
       } finally {
