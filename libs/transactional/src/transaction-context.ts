@@ -62,8 +62,6 @@ export class TransactionContext {
    * and the error reaches the caller. Internal: the outbox uses it.
    */
   readonly beforeCommit: TransactionHook[] = [];
-  /** When the transaction began (`Date.now()`). */
-  readonly startedAt = Date.now();
   private readonly stack: HookFrame[] = [this.root];
   /** After-rollback hooks of rolled-back savepoints; they run when the transaction ends. */
   private readonly savepointRollbackHooks: TransactionHook[] = [];

@@ -149,28 +149,28 @@ export class OutboxStore {
   }
 
   /** Marks claimed rows dispatched, unless their lease has passed to another relay since. */
-  async markRelayed(
-    manager: EntityManager,
-    rows: ClaimedOutboxRow[],
-  ): Promise<void> {
-    if (rows.length === 0) return;
-    await manager.query(
-      `UPDATE ${this.table} o SET dispatched_at = clock_timestamp()
-       FROM unnest($1::text[], $2::text[], $3::text[]) AS k(queue, id, lease)
-       WHERE o.queue = k.queue AND o.id = k.id AND o.available_at = k.lease::timestamptz
-         AND o.dispatched_at IS NULL`,
-      [...pairs(rows), rows.map((row) => row.lease)],
+  markRelayed(manager: EntityManager, rows: ClaimedOutboxRow[]) {
+    return this.updateLeased(
+      manager,
+      rows,
+      'dispatched_at = clock_timestamp()',
     );
   }
 
   /** Ends the lease of claimed rows now (they could not be dispatched yet, through no failure). */
-  async release(
+  release(manager: EntityManager, rows: ClaimedOutboxRow[]) {
+    return this.updateLeased(manager, rows, 'available_at = clock_timestamp()');
+  }
+
+  /** Sets `assignment` on pending claimed rows whose lease is still the one they were claimed with. */
+  private async updateLeased(
     manager: EntityManager,
     rows: ClaimedOutboxRow[],
+    assignment: string,
   ): Promise<void> {
     if (rows.length === 0) return;
     await manager.query(
-      `UPDATE ${this.table} o SET available_at = clock_timestamp()
+      `UPDATE ${this.table} o SET ${assignment}
        FROM unnest($1::text[], $2::text[], $3::text[]) AS k(queue, id, lease)
        WHERE o.queue = k.queue AND o.id = k.id AND o.available_at = k.lease::timestamptz
          AND o.dispatched_at IS NULL`,
