@@ -15,6 +15,7 @@ import {
 } from '@app/transactional';
 import { uniqueName } from './support/env';
 import { closeLibApp, createLibApp } from './support/lib-app';
+import { dbQuery } from './support/db';
 
 const QUEUE = uniqueName('interceptor');
 
@@ -33,7 +34,8 @@ class ScopesController {
   constructor(private readonly tx: TransactionHost) {}
 
   private async txid(): Promise<string> {
-    const [row] = await this.tx.manager.query(
+    const [row] = await dbQuery(
+      this.tx.manager,
       'SELECT txid_current()::text AS id',
     );
     return row.id;

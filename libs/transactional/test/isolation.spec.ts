@@ -23,6 +23,7 @@ import {
   createLibApp,
   waitFor,
 } from './support/lib-app';
+import { dbQuery } from './support/db';
 
 const QUEUE = uniqueName('isolation');
 const REQUESTS = 100;
@@ -49,13 +50,15 @@ class OrdersController {
   @Post()
   @Transactional()
   async create(@Body() { marker, fail }: CreateBody) {
-    const [{ xid: xidBefore }] = await this.tx.manager.query(XID_SQL);
+    const [{ xid: xidBefore }] = await dbQuery(this.tx.manager, XID_SQL);
     const order = await this.tx.getRepository(Order).save({ label: marker });
     // Interleave with the other requests between every step.
-    await this.tx.manager.query('SELECT pg_sleep($1)', [Math.random() / 100]);
+    await dbQuery(this.tx.manager, 'SELECT pg_sleep($1)', [
+      Math.random() / 100,
+    ]);
     const jobId = await this.queue.add({ orderId: order.id, marker });
     await pause();
-    const [{ xid: xidAfter }] = await this.tx.manager.query(XID_SQL);
+    const [{ xid: xidAfter }] = await dbQuery(this.tx.manager, XID_SQL);
     const readBack = await this.tx.getRepository(Order).findOneBy({
       id: order.id,
     });
@@ -134,7 +137,8 @@ describe('when many requests run concurrently', () => {
       expect(readBack).toBe(body.marker);
       expect(xids[1]).toBe(xids[0]);
       // The row was written by this request's transaction, not by another one's.
-      const [row] = await dataSource.query(
+      const [row] = await dbQuery(
+        dataSource,
         'SELECT label, xmin::text AS xmin FROM tx_spec_orders WHERE id = $1',
         [id],
       );

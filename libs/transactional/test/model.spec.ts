@@ -25,8 +25,9 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '@app/transactional';
-import { testDatabaseUrl, uniqueName } from './support/env';
+import { uniqueName, testDataSourceOptions } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
+import { dbQuery } from './support/db';
 
 const QUEUE = uniqueName('model');
 const TABLE = 'tx_spec_model_outbox';
@@ -154,9 +155,9 @@ class CaseRun {
       case 'write':
         return this.write(op);
       case 'dbError':
-        return this.runner.host.manager
-          .query('SELECT 1 / 0')
-          .then(() => undefined);
+        return dbQuery(this.runner.host.manager, 'SELECT 1 / 0').then(
+          () => undefined,
+        );
       case 'scope':
         return this.runner.host.withTransaction(
           async () => {
@@ -197,7 +198,8 @@ class CaseRun {
       return written;
     });
     for (const { label } of jobs) {
-      await host.manager.query(
+      await dbQuery(
+        host.manager,
         `INSERT INTO tx_spec_orders (label) VALUES ($1)`,
         [label],
       );
@@ -242,12 +244,9 @@ describe('model: a job exists if and only if its transaction committed', () => {
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
 
   beforeAll(async () => {
-    const dataSource = new DataSource({
-      type: 'postgres',
-      url: testDatabaseUrl(),
-    });
+    const dataSource = new DataSource(testDataSourceOptions());
     await dataSource.initialize();
-    await dataSource.query(`DROP TABLE IF EXISTS ${TABLE}`);
+    await dbQuery(dataSource, `DROP TABLE IF EXISTS ${TABLE}`);
     const Migration = createOutboxMigration({ tableName: TABLE });
     const queryRunner = dataSource.createQueryRunner();
     await new Migration().up(queryRunner);
@@ -293,7 +292,8 @@ describe('model: a job exists if and only if its transaction committed', () => {
       const labels = run.written.map((w) => w.label);
       const committed = new Set<string>(
         (
-          await model.host.manager.query(
+          await dbQuery(
+            model.host.manager,
             `SELECT label FROM tx_spec_orders WHERE label = ANY($1)`,
             [labels],
           )

@@ -17,6 +17,7 @@ import {
   inRedis,
   waitFor,
 } from './support/lib-app';
+import { dbQuery } from './support/db';
 
 /** Jobs that start the work (added from outside any transaction). */
 const ORDERS = uniqueName('non-http-orders');
@@ -51,8 +52,9 @@ class Fulfilment {
     const queued = await inRedis(this.receiptQueue.queue, receiptJobId);
     events.push(`${marker}: receipt queued (in Redis: ${queued})`);
     // Time enough for a prematurely enqueued receipt job to run and miss the row.
-    await this.host.manager.query('SELECT pg_sleep(0.2)');
-    const [{ txid }] = await this.host.manager.query(
+    await dbQuery(this.host.manager, 'SELECT pg_sleep(0.2)');
+    const [{ txid }] = await dbQuery(
+      this.host.manager,
       'SELECT txid_current()::text AS txid',
     );
     events.push(`${marker}: about to commit`);
@@ -79,7 +81,8 @@ class OrdersProcessor {
   @Process('decorated')
   @Transactional()
   async handleDecorated(job: Job<OrderJob>) {
-    const [{ txid }] = await this.host.manager.query(
+    const [{ txid }] = await dbQuery(
+      this.host.manager,
       'SELECT txid_current()::text AS txid',
     );
     const result = await this.fulfilment.fulfil(job.data);

@@ -21,6 +21,7 @@ import {
   OwnRedis,
   startOwnRedis,
 } from '../../../test/faults/support/own-redis';
+import { dbQuery } from './support/db';
 
 /** Durable, on the spec's own Redis (paused or killed by the tests). */
 const ON_OWN = uniqueName('relay-own');
@@ -83,7 +84,8 @@ describe('when the outbox relay dispatches rows', () => {
   /** The outbox rows of `ids` in `queue`, by id. */
   const rows = async (queue: string, ids: string[]): Promise<Row[]> =>
     (
-      await a.get(DataSource).query(
+      await dbQuery(
+        a.get(DataSource),
         `SELECT id, relay_attempts, last_error, dispatched_at,
                 extract(epoch FROM available_at - clock_timestamp()) * 1000 AS wait_ms
            FROM ${TABLE} WHERE queue = $1 AND id = ANY($2::text[]) ORDER BY id`,
@@ -92,11 +94,10 @@ describe('when the outbox relay dispatches rows', () => {
     ).map((row: Row) => ({ ...row, wait_ms: Number(row.wait_ms) }));
   /** Makes every pending row eligible now (as if the grace period or backoff had passed). */
   const makeEligible = () =>
-    a
-      .get(DataSource)
-      .query(
-        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-      );
+    dbQuery(
+      a.get(DataSource),
+      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+    );
   /**
    * Adds `count` durable jobs in one transaction of `a` whose fast path fails (as in a Redis
    * outage), so that their rows stay pending; resolves with their ids.

@@ -9,7 +9,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '@app/transactional';
-import { testDatabaseUrl, uniqueName } from './support/env';
+import { uniqueName, testDataSourceOptions } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
 
 const TABLE = 'tx_spec_outbox_upgrade';
@@ -97,7 +97,7 @@ describe('when an outbox table of the previous shape is upgraded', () => {
   };
 
   beforeAll(async () => {
-    dataSource = new DataSource({ type: 'postgres', url: testDatabaseUrl() });
+    dataSource = new DataSource(testDataSourceOptions());
     await dataSource.initialize();
   });
 

@@ -30,6 +30,7 @@ import {
   createLibApp,
   inRedis,
 } from './support/lib-app';
+import { dbQuery } from './support/db';
 
 const QUEUE = uniqueName('propagation');
 /** Registered with whenNoTransaction: 'throw'. */
@@ -69,7 +70,10 @@ const wrote = new Map<string, { orderId: string; jobId: string }>();
 const label = (step: string) => `${RUN} ${step}`;
 
 async function txid(host: TransactionHost): Promise<string> {
-  const [row] = await host.manager.query('SELECT txid_current()::text AS id');
+  const [row] = await dbQuery(
+    host.manager,
+    'SELECT txid_current()::text AS id',
+  );
   return row.id;
 }
 
@@ -103,7 +107,7 @@ class Steps {
     );
     this.host.afterRollback(() => log.push(`after-rollback ${step}`));
     log.push(`${step} wrote`);
-    if (options.sqlError) await this.host.manager.query('SELECT 1 / 0');
+    if (options.sqlError) await dbQuery(this.host.manager, 'SELECT 1 / 0');
     if (options.fail) throw new Error(`${step} failed`);
     return {
       step,

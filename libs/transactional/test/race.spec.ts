@@ -12,6 +12,7 @@ import {
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';
 import { closeLibApp, createLibApp, waitFor } from './support/lib-app';
+import { dbQuery } from './support/db';
 
 const NAIVE = uniqueName('race-naive');
 const AWARE = uniqueName('race-aware');
@@ -46,7 +47,7 @@ class OrdersController {
 
   /** What real handlers do after queueing: a little more database work before COMMIT. */
   private async moreWork() {
-    await this.tx.manager.query('SELECT pg_sleep(0.003)');
+    await dbQuery(this.tx.manager, 'SELECT pg_sleep(0.003)');
   }
 }
 

@@ -36,6 +36,7 @@ import {
 } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
+import { dbQuery } from './support/db';
 
 const QA = uniqueName('rt2-api-a');
 const QB = uniqueName('rt2-api-b');
@@ -328,9 +329,10 @@ describe('testing kit against the real module, same code', () => {
 describe('isolation levels', () => {
   const level = async () =>
     (
-      await a
-        .get(TransactionHost)
-        .manager.query(`SELECT current_setting('transaction_isolation') AS l`)
+      await dbQuery(
+        a.get(TransactionHost).manager,
+        `SELECT current_setting('transaction_isolation') AS l`,
+      )
     )[0].l as string;
 
   it('ignored on a joined scope and on NESTED (documented), applied by REQUIRES_NEW', async () => {

@@ -10,6 +10,7 @@ import {
 import { uniqueName } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
 import { createOutboxTable } from './support/outbox-table';
+import { dbQuery } from './support/db';
 
 /** Made transaction-aware. */
 const AWARE = uniqueName('repeat-aware');
@@ -74,12 +75,11 @@ describe('when a repeatable job (or one whose id Bull derives) is added through 
     app.get(getTransactionAwareQueueToken(name));
   const bull = (name: string): Queue<Payload> => bullQueue(app, name);
   const rows = (queue: string) =>
-    app
-      .get(DataSource)
-      .query(
-        `SELECT id, opts, dispatched_at FROM ${TABLE} WHERE queue = $1 ORDER BY created_at`,
-        [queue],
-      ) as Promise<{ id: string; opts: JobOptions; dispatched_at: Date }[]>;
+    dbQuery(
+      app.get(DataSource),
+      `SELECT id, opts, dispatched_at FROM ${TABLE} WHERE queue = $1 ORDER BY created_at`,
+      [queue],
+    ) as Promise<{ id: string; opts: JobOptions; dispatched_at: Date }[]>;
   /** What the fast path would do after a Redis outage: nothing. Makes `queue.add` fail once. */
   const failNextAdds = (name: string) => {
     const queue = bull(name);
@@ -96,11 +96,10 @@ describe('when a repeatable job (or one whose id Bull derives) is added through 
   };
   /** Makes every pending row eligible for the relay now (as if the grace period had passed). */
   const expireGrace = () =>
-    app
-      .get(DataSource)
-      .query(
-        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-      );
+    dbQuery(
+      app.get(DataSource),
+      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+    );
 
   beforeAll(async () => {
     await createOutboxTable(TABLE);
@@ -144,7 +143,7 @@ describe('when a repeatable job (or one whose id Bull derives) is added through 
     // NOTE: the specs count what relayOnce() dispatches, so no row of an earlier spec may be
     // pending: one whose fast path overran its budget on a loaded machine (or whose marking is
     // still batched) would be relayed along with this spec's rows.
-    await app.get(DataSource).query(`DELETE FROM ${TABLE}`);
+    await dbQuery(app.get(DataSource), `DELETE FROM ${TABLE}`);
   });
 
   describe('when the same schedule is added twice', () => {

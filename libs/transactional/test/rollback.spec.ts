@@ -25,6 +25,7 @@ import {
   closeLibApp,
   createLibApp,
 } from './support/lib-app';
+import { dbQuery } from './support/db';
 
 const QUEUE = uniqueName('rollback');
 
@@ -68,7 +69,8 @@ class OrdersService {
     if (fail === 'commit') {
       // NOTE: the foreign key is DEFERRABLE INITIALLY DEFERRED: the INSERT succeeds and the
       // violation surfaces only when COMMIT runs, after this method has returned.
-      await this.tx.manager.query(
+      await dbQuery(
+        this.tx.manager,
         'INSERT INTO tx_spec_order_notes (id, "orderId") VALUES (gen_random_uuid(), gen_random_uuid())',
       );
     }

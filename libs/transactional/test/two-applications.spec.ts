@@ -4,6 +4,7 @@ import { Transactional, TransactionHost } from '@app/transactional';
 import { testDatabaseUrl } from './support/env';
 import { createLibApp } from './support/lib-app';
 import { Order } from './support/order.entity';
+import { dbQuery } from './support/db';
 
 /** The second database of this spec, next to the shared test database. */
 const SECOND_DB = `transactional_test_b${process.env.TEST_DB_SUFFIX ?? ''}`;
@@ -16,7 +17,8 @@ class Writer {
   @Transactional()
   async write(label: string): Promise<string> {
     await this.tx.getRepository(Order).save({ label });
-    const [{ db }] = await this.tx.manager.query(
+    const [{ db }] = await dbQuery(
+      this.tx.manager,
       'SELECT current_database() AS db',
     );
     return db;

@@ -16,6 +16,7 @@ import {
   createLibApp,
   inRedis,
 } from './support/lib-app';
+import { dbQuery } from './support/db';
 
 const QUEUE = uniqueName('unexpected-rollback');
 
@@ -107,9 +108,9 @@ class Items {
     this.hooks(`${code}-nested`);
     jobs.push(await this.insert(code));
     // Not awaited: the failing statement is queued on the connection ahead of RELEASE.
-    void this.tx.manager
-      .query('SELECT 1 / 0')
-      .catch(() => events.push('statement failed'));
+    void dbQuery(this.tx.manager, 'SELECT 1 / 0').catch(() =>
+      events.push('statement failed'),
+    );
   }
 
   private hooks(label: string) {
@@ -125,12 +126,11 @@ describe('when a database error is caught and the scope returns normally', () =>
 
   const rows = async (prefix: string) =>
     (
-      await app
-        .get(TransactionHost)
-        .manager.query(
-          `SELECT code FROM tx_spec_unique_items WHERE code LIKE $1 ORDER BY code`,
-          [`${prefix}%`],
-        )
+      await dbQuery(
+        app.get(TransactionHost).manager,
+        `SELECT code FROM tx_spec_unique_items WHERE code LIKE $1 ORDER BY code`,
+        [`${prefix}%`],
+      )
     ).map((row: { code: string }) => row.code);
 
   beforeAll(async () => {
@@ -232,9 +232,9 @@ describe('when a database error is caught and the scope returns normally', () =>
       .withTransaction(async () => {
         jobId = await items.insert(code);
         // Not awaited: the failing statement is queued on the connection ahead of COMMIT.
-        void host.manager
-          .query('SELECT 1 / 0')
-          .catch(() => events.push('statement failed'));
+        void dbQuery(host.manager, 'SELECT 1 / 0').catch(() =>
+          events.push('statement failed'),
+        );
       })
       .catch((e: unknown) => e);
 

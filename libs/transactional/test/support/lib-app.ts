@@ -14,7 +14,12 @@ import {
   TransactionalModuleOptions,
 } from '@app/transactional';
 import { Order } from './order.entity';
-import { testDatabaseUrl, testRedisUrl } from './env';
+import {
+  poolSizeExtra,
+  testDataSourceOptions,
+  testDatabaseUrl,
+  testRedisUrl,
+} from './env';
 
 /** One queue of a spec app: made transaction-aware, with optional Bull options of its own. */
 export interface LibQueueSpec extends TransactionAwareQueueOptions {
@@ -38,18 +43,21 @@ export interface LibAppSpec {
   listen?: boolean;
 }
 
-/** Boots (and listens on a free loopback port) a Nest app with TypeORM (real Postgres), Bull (real Redis) and the library. */
+/**
+ * Boots (and listens on a free loopback port) a Nest app with TypeORM (real Postgres, or MariaDB
+ * with `LIB_DB=mariadb`), Bull (real Redis) and the library.
+ */
 export async function createLibApp(
   spec: LibAppSpec,
 ): Promise<INestApplication> {
   const moduleRef = await Test.createTestingModule({
     imports: [
       TypeOrmModule.forRoot({
-        type: 'postgres',
+        ...testDataSourceOptions(),
         url: spec.databaseUrl ?? testDatabaseUrl(),
         entities: [Order, ...(spec.entities ?? [])],
         synchronize: true,
-        extra: { max: spec.poolSize ?? 20 },
+        extra: poolSizeExtra(spec.poolSize ?? 20),
       }),
       BullModule.forRoot({ url: testRedisUrl() }),
       BullModule.registerQueue(

@@ -1,0 +1,186 @@
+import { DataSource, EntityManager } from 'typeorm';
+import { onMariaDb, testDataSourceOptions } from './env';
+
+/** Anything that runs SQL: an EntityManager, a DataSource or a QueryRunner. */
+export interface Queryable {
+  query(sql: string, params?: unknown[]): Promise<any>;
+}
+
+/**
+ * `text`, written for Postgres, as the run's database takes it. On MariaDB: `$n` placeholders
+ * become `?` (parameters reordered to match, see `dbQuery`), `= ANY($n)` becomes `IN (?)`, casts
+ * (`::int`) go, double-quoted identifiers get backticks, `col->>'key'` becomes
+ * `JSON_UNQUOTE(JSON_EXTRACT(col, '$.key'))`, `clock_timestamp()`/`now()` become
+ * `UTC_TIMESTAMP(6)`, `interval 'n second'` becomes `INTERVAL n SECOND`, `pg_sleep` `SLEEP`.
+ * Only what the specs use; anything else is written per database in the spec.
+ */
+export function sql(text: string): string {
+  if (!onMariaDb) return text;
+  return splitQuoted(text)
+    .map((part, i) => (i % 2 === 1 ? part : translate(part)))
+    .join('')
+    .replace(/(\w+)->>'(\w+)'/g, "JSON_UNQUOTE(JSON_EXTRACT($1, '$$.$2'))")
+    .replace(
+      /interval '(\d+) (second|minute)s?'/gi,
+      (_, n: string, unit: string) => `INTERVAL ${n} ${unit.toUpperCase()}`,
+    );
+}
+
+/** Code (even indexes) and single-quoted literals (odd indexes, quotes included). */
+function splitQuoted(text: string): string[] {
+  return text.split(/('(?:[^']|'')*')/);
+}
+
+function translate(code: string): string {
+  return code
+    .replace(/=\s*ANY\((\$\d+)(::\w+\[\])?\)/gi, 'IN ($1)')
+    .replace(/::(int|int4|text|uuid|jsonb|timestamptz|float8)(\[\])?/g, '')
+    .replace(/"(\w+)"/g, '`$1`')
+    .replace(/\bclock_timestamp\(\)|\bnow\(\)/gi, 'UTC_TIMESTAMP(6)')
+    .replace(/\bpg_sleep\(/g, 'SLEEP(')
+    .replace(/\bgen_random_uuid\(\)/g, 'UUID()');
+}
+
+/**
+ * Runs `text` (Postgres SQL, see `sql`) with `params` on `on`. On MariaDB, `$n` placeholders
+ * become `?` with the parameters repeated and ordered as they occur.
+ */
+export function dbQuery(
+  on: Queryable,
+  text: string,
+  params: unknown[] = [],
+): Promise<any> {
+  if (!onMariaDb) return on.query(text, params);
+  const ordered: unknown[] = [];
+  const translated = sql(text);
+  const parts = splitQuoted(translated).map((part, i) =>
+    i % 2 === 1
+      ? part
+      : part.replace(/\$(\d+)/g, (_, n: string) => {
+          ordered.push(params[Number(n) - 1]);
+          return '?';
+        }),
+  );
+  return on.query(parts.join(''), ordered);
+}
+
+/** A statement that fails in the database: on Postgres it aborts the transaction, on MariaDB not. */
+export const FAILING_SQL = onMariaDb
+  ? 'SELECT no_such_column FROM tx_spec_orders'
+  : 'SELECT 1 / 0';
+
+/** The server-side id of the connection `on` runs on. */
+export async function backendId(on: Queryable): Promise<number> {
+  const [row] = await on.query(
+    onMariaDb
+      ? 'SELECT CONNECTION_ID() AS pid'
+      : 'SELECT pg_backend_pid() AS pid',
+  );
+  return Number(row.pid);
+}
+
+/** Kills the server connection `pid` from `admin` (pg_terminate_backend / KILL CONNECTION). */
+export async function killBackend(admin: Queryable, pid: number) {
+  await admin.query(
+    onMariaDb
+      ? `KILL CONNECTION ${Number(pid)}`
+      : 'SELECT pg_terminate_backend($1)',
+    onMariaDb ? [] : [pid],
+  );
+}
+
+/**
+ * An id of the transaction `manager` is in, equal for two calls in one transaction. Postgres:
+ * `txid_current()`. MariaDB has no id for a transaction that has not written, so the call writes
+ * one row to `tx_spec_marks` (which gives it an InnoDB transaction id) and reads that id.
+ */
+export async function transactionId(manager: Queryable): Promise<string> {
+  if (!onMariaDb) {
+    const [row] = await manager.query('SELECT txid_current()::text AS id');
+    return row.id;
+  }
+  await manager.query(
+    'CREATE TABLE IF NOT EXISTS tx_spec_marks (id int AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB',
+  );
+  await manager.query('INSERT INTO tx_spec_marks () VALUES ()');
+  const [row] = await manager.query(
+    `SELECT CAST(trx_id AS CHAR) AS id FROM information_schema.innodb_trx
+      WHERE trx_mysql_thread_id = CONNECTION_ID()`,
+  );
+  return row?.id ?? 'none';
+}
+
+/** A DataSource of its own on the run's database (close it with `destroy()`). */
+export async function openDataSource(): Promise<DataSource> {
+  const dataSource = new DataSource(testDataSourceOptions());
+  await dataSource.initialize();
+  return dataSource;
+}
+
+/**
+ * Makes the transaction of `manager` the victim of a real deadlock (MariaDB/MySQL error 1213,
+ * which rolls back its whole transaction; Postgres 40P01, which aborts it): another connection
+ * that has written more (so InnoDB picks the other one) takes two row locks in the opposite
+ * order. Rejects with the error the victim's statement got.
+ */
+export async function deadlockVictim(
+  manager: EntityManager,
+  admin: DataSource,
+): Promise<never> {
+  await admin.query(
+    onMariaDb
+      ? 'CREATE TABLE IF NOT EXISTS tx_spec_locks (id varchar(64) PRIMARY KEY, n int NOT NULL) ENGINE=InnoDB'
+      : 'CREATE TABLE IF NOT EXISTS tx_spec_locks (id text PRIMARY KEY, n int NOT NULL)',
+  );
+  const tag = `${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const [a, b] = [`${tag}-a`, `${tag}-b`];
+  await dbQuery(
+    admin,
+    'INSERT INTO tx_spec_locks (id, n) VALUES ($1, 0), ($2, 0)',
+    [a, b],
+  );
+  const other = admin.createQueryRunner();
+  await other.connect();
+  try {
+    await other.startTransaction();
+    // Weight: the other transaction has written rows, the victim none.
+    for (let i = 0; i < 5; i++) {
+      await dbQuery(other, 'INSERT INTO tx_spec_locks (id, n) VALUES ($1, 0)', [
+        `${tag}-w${i}`,
+      ]);
+    }
+    await dbQuery(other, 'UPDATE tx_spec_locks SET n = n + 1 WHERE id = $1', [
+      a,
+    ]);
+    await dbQuery(
+      manager,
+      'SELECT n FROM tx_spec_locks WHERE id = $1 FOR UPDATE',
+      [b],
+    );
+    const blocked = dbQuery(
+      manager,
+      'SELECT n FROM tx_spec_locks WHERE id = $1 FOR UPDATE',
+      [a],
+    ).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const closing = dbQuery(
+      other,
+      'UPDATE tx_spec_locks SET n = n + 1 WHERE id = $1',
+      [b],
+    ).catch((error: unknown) => error);
+    const error = await blocked;
+    const otherError = await closing;
+    if (!error) {
+      throw new Error(
+        `expected this transaction to be the deadlock victim, the other got ${String(otherError)}`,
+      );
+    }
+    throw error;
+  } finally {
+    await other.rollbackTransaction().catch(() => undefined);
+    await other.release();
+  }
+}
