@@ -36,7 +36,9 @@ async function createMariaDbDatabase(): Promise<void> {
   );
   const name = `transactional_test${process.env.TEST_DB_SUFFIX ?? ''}`;
   if (!/^[A-Za-z0-9_]+$/.test(name)) {
-    throw new Error(`TEST_DB_SUFFIX must be letters, digits, underscores: ${name}`);
+    throw new Error(
+      `TEST_DB_SUFFIX must be letters, digits, underscores: ${name}`,
+    );
   }
   const admin = await createConnection({
     host: url.hostname,
@@ -47,6 +49,14 @@ async function createMariaDbDatabase(): Promise<void> {
   try {
     await admin.query(
       `CREATE DATABASE IF NOT EXISTS \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`,
+    );
+    // NOTE: tables the specs' helpers write to inside transactions: CREATE TABLE there would
+    // commit the transaction (MySQL commits implicitly before DDL).
+    await admin.query(
+      `CREATE TABLE IF NOT EXISTS \`${name}\`.tx_spec_marks (id int AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB`,
+    );
+    await admin.query(
+      `CREATE TABLE IF NOT EXISTS \`${name}\`.tx_spec_locks (id varchar(64) PRIMARY KEY, n int NOT NULL) ENGINE=InnoDB`,
     );
   } finally {
     await admin.end();

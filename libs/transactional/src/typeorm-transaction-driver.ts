@@ -43,10 +43,10 @@ class QueryRunnerHandle implements TransactionHandle {
     }
     const guard = new MysqlTransactionGuard(queryRunner, connectionName);
     this.guard = guard;
-    const handle = this;
+    const ending = () => this.ending;
     this.rawQuery = function (...args: Parameters<QueryRunner['query']>) {
       const [sql] = args;
-      const internal = handle.ending && (sql === 'COMMIT' || sql === 'ROLLBACK');
+      const internal = ending() && (sql === 'COMMIT' || sql === 'ROLLBACK');
       return guard.run(() => query.apply(queryRunner, args), sql, internal);
     } as QueryRunner['query'];
     queryRunner.query = this.rawQuery;

@@ -15,7 +15,7 @@ import {
 } from '@app/transactional';
 import { uniqueName } from './support/env';
 import { closeLibApp, createLibApp } from './support/lib-app';
-import { dbQuery } from './support/db';
+import { transactionId } from './support/db';
 
 const QUEUE = uniqueName('interceptor');
 
@@ -34,11 +34,7 @@ class ScopesController {
   constructor(private readonly tx: TransactionHost) {}
 
   private async txid(): Promise<string> {
-    const [row] = await dbQuery(
-      this.tx.manager,
-      'SELECT txid_current()::text AS id',
-    );
-    return row.id;
+    return transactionId(this.tx.manager);
   }
 
   @Post('wrapped')

@@ -25,9 +25,9 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '@app/transactional';
-import { uniqueName, testDataSourceOptions } from './support/env';
+import { onMariaDb, uniqueName, testDataSourceOptions } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
-import { dbQuery } from './support/db';
+import { dbQuery, deadlockVictim } from './support/db';
 
 const QUEUE = uniqueName('model');
 const TABLE = 'tx_spec_model_outbox';
@@ -134,6 +134,7 @@ class AppError extends Error {}
 class ModelRunner {
   constructor(
     readonly host: TransactionHost,
+    readonly dataSource: DataSource,
     @InjectTransactionAwareQueue(QUEUE)
     readonly queue: TransactionAwareQueue<{ label: string }>,
   ) {}
@@ -155,9 +156,20 @@ class CaseRun {
       case 'write':
         return this.write(op);
       case 'dbError':
-        return dbQuery(this.runner.host.manager, 'SELECT 1 / 0').then(
-          () => undefined,
-        );
+        // NOTE: a failed statement aborts a Postgres transaction; MySQL/MariaDB roll back the
+        // whole transaction on a deadlock, and only the statement on most other errors.
+        if (onMariaDb && this.runner.host.isActive) {
+          return deadlockVictim(
+            this.runner.host.manager,
+            this.runner.dataSource,
+          );
+        }
+        return dbQuery(
+          this.runner.host.manager,
+          onMariaDb
+            ? 'SELECT no_such_column FROM tx_spec_orders'
+            : 'SELECT 1 / 0',
+        ).then(() => undefined);
       case 'scope':
         return this.runner.host.withTransaction(
           async () => {
@@ -307,8 +319,13 @@ describe('model: a job exists if and only if its transaction committed', () => {
           throw new Error(`${where}: add() failed but its row committed`);
         }
         // An add() fails only where its transaction was already aborted by a failed statement
-        // (25P02); anything else (a duplicate job id, say) is the library's doing.
-        if (w.addFailed && w.addError !== '25P02') {
+        // (Postgres 25P02; MariaDB: the library refuses statements of a transaction the database
+        // rolled back); anything else (a duplicate job id, say) is the library's doing.
+        if (
+          w.addFailed &&
+          w.addError !== '25P02' &&
+          !w.addError?.startsWith('TransactionAbortedError')
+        ) {
           throw new Error(`${where}: add() failed with ${w.addError}`);
         }
         if (w.jobId !== undefined) {

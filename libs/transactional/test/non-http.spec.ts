@@ -17,7 +17,7 @@ import {
   inRedis,
   waitFor,
 } from './support/lib-app';
-import { dbQuery } from './support/db';
+import { dbQuery, transactionId } from './support/db';
 
 /** Jobs that start the work (added from outside any transaction). */
 const ORDERS = uniqueName('non-http-orders');
@@ -53,10 +53,7 @@ class Fulfilment {
     events.push(`${marker}: receipt queued (in Redis: ${queued})`);
     // Time enough for a prematurely enqueued receipt job to run and miss the row.
     await dbQuery(this.host.manager, 'SELECT pg_sleep(0.2)');
-    const [{ txid }] = await dbQuery(
-      this.host.manager,
-      'SELECT txid_current()::text AS txid',
-    );
+    const txid = await transactionId(this.host.manager);
     events.push(`${marker}: about to commit`);
     if (fail) throw new Error(`fulfilment of ${marker} failed`);
     return { orderId: order.id, receiptJobId, txid };
@@ -81,10 +78,7 @@ class OrdersProcessor {
   @Process('decorated')
   @Transactional()
   async handleDecorated(job: Job<OrderJob>) {
-    const [{ txid }] = await dbQuery(
-      this.host.manager,
-      'SELECT txid_current()::text AS txid',
-    );
+    const txid = await transactionId(this.host.manager);
     const result = await this.fulfilment.fulfil(job.data);
     const queued = await inRedis(this.receiptQueue, result.receiptJobId);
     events.push(

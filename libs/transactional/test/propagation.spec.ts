@@ -30,7 +30,7 @@ import {
   createLibApp,
   inRedis,
 } from './support/lib-app';
-import { dbQuery } from './support/db';
+import { dbQuery, transactionId, FAILING_SQL } from './support/db';
 
 const QUEUE = uniqueName('propagation');
 /** Registered with whenNoTransaction: 'throw'. */
@@ -70,11 +70,7 @@ const wrote = new Map<string, { orderId: string; jobId: string }>();
 const label = (step: string) => `${RUN} ${step}`;
 
 async function txid(host: TransactionHost): Promise<string> {
-  const [row] = await dbQuery(
-    host.manager,
-    'SELECT txid_current()::text AS id',
-  );
-  return row.id;
+  return transactionId(host.manager);
 }
 
 @Injectable()
@@ -107,7 +103,7 @@ class Steps {
     );
     this.host.afterRollback(() => log.push(`after-rollback ${step}`));
     log.push(`${step} wrote`);
-    if (options.sqlError) await dbQuery(this.host.manager, 'SELECT 1 / 0');
+    if (options.sqlError) await dbQuery(this.host.manager, FAILING_SQL);
     if (options.fail) throw new Error(`${step} failed`);
     return {
       step,

@@ -7,7 +7,6 @@ import {
   Post,
 } from '@nestjs/common';
 import type { Queue } from 'bull';
-import type { Pool } from 'pg';
 import request from 'supertest';
 import { DataSource, Entity, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
 import {
@@ -25,7 +24,7 @@ import {
   closeLibApp,
   createLibApp,
 } from './support/lib-app';
-import { dbQuery } from './support/db';
+import { dbQuery, poolState } from './support/db';
 
 const QUEUE = uniqueName('rollback');
 
@@ -153,8 +152,7 @@ describe('when a transaction that queued a job rolls back', () => {
     expect(await queue.getJobCounts()).toEqual(NO_JOBS);
     expect(hooks).toEqual([`after-rollback ${label}`]);
     // The transaction's connection went back to the pool.
-    const pool = (dataSource.driver as unknown as { master: Pool }).master;
-    expect(pool.idleCount).toBe(pool.totalCount);
+    expect(poolState(dataSource).inUse).toBe(0);
   }
 
   it('should commit the row and enqueue the job when the same handler does not throw', async () => {

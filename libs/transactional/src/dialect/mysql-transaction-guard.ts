@@ -54,9 +54,7 @@ export class MysqlTransactionGuard {
    * ROLLBACK and savepoints of the runner) are not refused and do not count as ending it.
    */
   run<T>(statement: () => Promise<T>, sql: unknown, internal: boolean) {
-    const result = this.tail.then(() =>
-      this.execute(statement, sql, internal),
-    );
+    const result = this.tail.then(() => this.execute(statement, sql, internal));
     this.tail = result.catch(() => undefined);
     return result;
   }
@@ -86,7 +84,12 @@ export class MysqlTransactionGuard {
       throw error;
     }
     const status = serverStatus(value);
-    if (!internal && !this.lost && status !== undefined && !(status & IN_TRANS)) {
+    if (
+      !internal &&
+      !this.lost &&
+      status !== undefined &&
+      !(status & IN_TRANS)
+    ) {
       this.lost = {
         outcome: 'ended',
         reason: `"${describe(sql)}" ended it`,

@@ -19,10 +19,7 @@ const PLUS_MS = (ms: string) =>
 function keyList(keys: OutboxRowKey[]): [string, string[]] {
   const params: string[] = [];
   for (const key of keys) params.push(key.queue, key.id);
-  return [
-    `(queue, id) IN (${keys.map(() => '(?, ?)').join(', ')})`,
-    params,
-  ];
+  return [`(queue, id) IN (${keys.map(() => '(?, ?)').join(', ')})`, params];
 }
 
 /** A JSON column as mysql2 hands it over: parsed (MySQL's JSON type) or text (MariaDB's). */
@@ -105,10 +102,10 @@ export class MysqlOutboxStore implements OutboxStore {
         [this.options.relay.leaseMs],
       );
       const [where, params] = keyList(rows as unknown as OutboxRowKey[]);
-      await m.query(`UPDATE ${this.table} SET available_at = ? WHERE ${where}`, [
-        lease,
-        ...params,
-      ]);
+      await m.query(
+        `UPDATE ${this.table} SET available_at = ? WHERE ${where}`,
+        [lease, ...params],
+      );
       rows.sort((a, b) => String(a.created).localeCompare(String(b.created)));
       return rows.map((r) => ({
         queue: r.queue as string,

@@ -92,16 +92,14 @@ export async function killBackend(admin: Queryable, pid: number) {
 /**
  * An id of the transaction `manager` is in, equal for two calls in one transaction. Postgres:
  * `txid_current()`. MariaDB has no id for a transaction that has not written, so the call writes
- * one row to `tx_spec_marks` (which gives it an InnoDB transaction id) and reads that id.
+ * one row to `tx_spec_marks` (made by the global setup; DDL here would commit the transaction),
+ * which gives it an InnoDB transaction id, and reads that id.
  */
 export async function transactionId(manager: Queryable): Promise<string> {
   if (!onMariaDb) {
     const [row] = await manager.query('SELECT txid_current()::text AS id');
     return row.id;
   }
-  await manager.query(
-    'CREATE TABLE IF NOT EXISTS tx_spec_marks (id int AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB',
-  );
   await manager.query('INSERT INTO tx_spec_marks () VALUES ()');
   const [row] = await manager.query(
     `SELECT CAST(trx_id AS CHAR) AS id FROM information_schema.innodb_trx
@@ -127,11 +125,12 @@ export async function deadlockVictim(
   manager: EntityManager,
   admin: DataSource,
 ): Promise<never> {
-  await admin.query(
-    onMariaDb
-      ? 'CREATE TABLE IF NOT EXISTS tx_spec_locks (id varchar(64) PRIMARY KEY, n int NOT NULL) ENGINE=InnoDB'
-      : 'CREATE TABLE IF NOT EXISTS tx_spec_locks (id text PRIMARY KEY, n int NOT NULL)',
-  );
+  if (!onMariaDb) {
+    // (On MariaDB the global setup made it.)
+    await admin.query(
+      'CREATE TABLE IF NOT EXISTS tx_spec_locks (id text PRIMARY KEY, n int NOT NULL)',
+    );
+  }
   const tag = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   const [a, b] = [`${tag}-a`, `${tag}-b`];
   await dbQuery(
@@ -165,7 +164,7 @@ export async function deadlockVictim(
       () => undefined,
       (error: unknown) => error,
     );
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => setTimeout(resolve, 100));
     const closing = dbQuery(
       other,
       'UPDATE tx_spec_locks SET n = n + 1 WHERE id = $1',
@@ -183,4 +182,32 @@ export async function deadlockVictim(
     await other.rollbackTransaction().catch(() => undefined);
     await other.release();
   }
+}
+
+/** Connections of `dataSource`'s pool in use and callers waiting (pg's or mysql2's pool). */
+export function poolState(dataSource: DataSource): {
+  inUse: number;
+  waiting: number;
+} {
+  const driver = dataSource.driver as unknown as {
+    master?: { totalCount: number; idleCount: number; waitingCount: number };
+    pool?: {
+      _allConnections: { length: number };
+      _freeConnections: { length: number };
+      _connectionQueue: { length: number };
+    };
+  };
+  if (driver.pool) {
+    return {
+      inUse:
+        driver.pool._allConnections.length -
+        driver.pool._freeConnections.length,
+      waiting: driver.pool._connectionQueue.length,
+    };
+  }
+  const master = driver.master!;
+  return {
+    inUse: master.totalCount - master.idleCount,
+    waiting: master.waitingCount,
+  };
 }

@@ -55,3 +55,15 @@ export function testRedisUrl(): string {
 export function uniqueName(prefix: string): string {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/**
+ * `it` on Postgres; on MariaDB `it.skip`, with `reason` saying why the case is Postgres-only
+ * (listed in the package README). Keep such cases few.
+ */
+export function itOnPostgres(reason: string): jest.It {
+  void reason;
+  return onMariaDb ? it.skip : it;
+}
+
+/** `it` on MariaDB only (a MySQL/MariaDB behaviour Postgres does not have); `it.skip` on Postgres. */
+export const itOnMariaDb: jest.It = onMariaDb ? it : it.skip;
