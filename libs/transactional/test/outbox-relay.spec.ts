@@ -1,6 +1,5 @@
 import { INestApplication } from '@nestjs/common';
 import type { Queue } from 'bull';
-import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import {
   getTransactionAwareQueueToken,
@@ -9,7 +8,8 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '@app/transactional';
-import { testDatabaseUrl, uniqueName } from './support/env';
+import { onMariaDb, uniqueName } from './support/env';
+import { openDataSource } from './support/db';
 import {
   bullQueue,
   closeLibApp,
@@ -48,7 +48,7 @@ describe('when the outbox relay dispatches rows', () => {
   let ownRedis: OwnRedis;
   let a: INestApplication;
   let b: INestApplication;
-  let activity: Client;
+  let activity: DataSource;
 
   const options = (): TransactionalModuleOptions => ({
     outbox: {
@@ -123,12 +123,17 @@ describe('when the outbox relay dispatches rows', () => {
   }
   /** Connections to the spec database that sit in an open transaction, doing nothing. */
   const idleInTransaction = async () =>
-    (
-      await activity.query(
-        `SELECT pid, state, query FROM pg_stat_activity
-          WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
-      )
-    ).rows;
+    await activity.query(
+      onMariaDb
+        ? // NOTE: MariaDB has no "idle in transaction" state: a sleeping connection with an
+          // InnoDB transaction open is one.
+          `SELECT p.id AS pid, p.command AS state, p.info AS query
+               FROM information_schema.innodb_trx t
+               JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
+              WHERE p.db = DATABASE() AND p.command = 'Sleep'`
+        : `SELECT pid, state, query FROM pg_stat_activity
+              WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
+    );
 
   beforeAll(async () => {
     ownRedis = await startOwnRedis();
@@ -138,13 +143,12 @@ describe('when the outbox relay dispatches rows', () => {
     for (const app of [a, b]) {
       for (const name of QUEUES) await bullQueue(app, name).getJobCounts();
     }
-    activity = new Client({ connectionString: testDatabaseUrl() });
-    await activity.connect();
+    activity = await openDataSource();
   });
 
   afterAll(async () => {
     ownRedis?.resume();
-    await activity?.end();
+    await activity?.destroy();
     await closeLibApp(b, []);
     await closeLibApp(a, QUEUES);
     await ownRedis?.stop();

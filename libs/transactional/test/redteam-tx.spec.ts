@@ -23,7 +23,7 @@ import {
   TransactionRunner,
   UnexpectedRollbackError,
 } from '@app/transactional';
-import { uniqueName } from './support/env';
+import { itOnPostgres, uniqueName } from './support/env';
 import { createOutboxTable } from './support/outbox-table';
 import {
   bullQueue,
@@ -33,7 +33,7 @@ import {
 } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
-import { dbQuery } from './support/db';
+import { backendId, dbQuery, killBackend } from './support/db';
 
 const Q = uniqueName('rt-tx');
 const TABLE = 'tx_redteam_outbox2';
@@ -353,23 +353,28 @@ describe('redteam: transaction semantics', () => {
     expect(await bull.getJob(jobs[1 - loser])).not.toBeNull();
   });
 
-  it('statement_timeout caught and returned: UnexpectedRollbackError, no row, no job (plain and durable)', async () => {
-    const label = uniqueName('stmt');
-    const jobs = [uniqueName('stmt-p'), uniqueName('stmt-d')];
-    await expect(
-      svc.tx.withTransaction(async () => {
-        const m = svc.tx.manager;
-        await m.getRepository(Order).save({ label });
-        await svc.q.add({}, { jobId: jobs[0] });
-        await svc.q.add({}, { jobId: jobs[1], durable: true });
-        await dbQuery(m, `SET LOCAL statement_timeout = 50`);
-        await dbQuery(m, `SELECT pg_sleep(1)`).catch(() => undefined);
-      }),
-    ).rejects.toBeInstanceOf(UnexpectedRollbackError);
-    expect(await count(label)).toBe(0);
-    await sleep(200);
-    for (const j of jobs) expect(await bull.getJob(j)).toBeNull();
-  });
+  itOnPostgres(
+    'a statement timeout aborts a Postgres transaction; MySQL/MariaDB end only the statement (implicit-rollback.spec covers their timeout)',
+  )(
+    'statement_timeout caught and returned: UnexpectedRollbackError, no row, no job (plain and durable)',
+    async () => {
+      const label = uniqueName('stmt');
+      const jobs = [uniqueName('stmt-p'), uniqueName('stmt-d')];
+      await expect(
+        svc.tx.withTransaction(async () => {
+          const m = svc.tx.manager;
+          await m.getRepository(Order).save({ label });
+          await svc.q.add({}, { jobId: jobs[0] });
+          await svc.q.add({}, { jobId: jobs[1], durable: true });
+          await dbQuery(m, `SET LOCAL statement_timeout = 50`);
+          await dbQuery(m, `SELECT pg_sleep(1)`).catch(() => undefined);
+        }),
+      ).rejects.toBeInstanceOf(UnexpectedRollbackError);
+      expect(await count(label)).toBe(0);
+      await sleep(200);
+      for (const j of jobs) expect(await bull.getJob(j)).toBeNull();
+    },
+  );
 
   it.each([false, true])(
     'backend terminated mid transaction (durable=%s), error caught and returned: rejects, no row, no job, pool works after',
@@ -381,8 +386,7 @@ describe('redteam: transaction semantics', () => {
           const m = svc.tx.manager;
           await m.getRepository(Order).save({ label });
           await svc.q.add({}, { jobId, durable });
-          const [{ pid }] = await dbQuery(m, `SELECT pg_backend_pid() AS pid`);
-          await dbQuery(ds, `SELECT pg_terminate_backend($1)`, [pid]);
+          await killBackend(ds, await backendId(m));
           await dbQuery(m, `SELECT 1`).catch(() => undefined);
           return 'returned';
         })

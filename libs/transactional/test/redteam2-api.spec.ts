@@ -36,7 +36,7 @@ import {
 } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
-import { dbQuery, poolState } from './support/db';
+import { isolationLevel, poolState } from './support/db';
 
 const QA = uniqueName('rt2-api-a');
 const QB = uniqueName('rt2-api-b');
@@ -327,13 +327,7 @@ describe('testing kit against the real module, same code', () => {
 });
 
 describe('isolation levels', () => {
-  const level = async () =>
-    (
-      await dbQuery(
-        a.get(TransactionHost).manager,
-        `SELECT current_setting('transaction_isolation') AS l`,
-      )
-    )[0].l as string;
+  const level = async () => isolationLevel(a.get(TransactionHost).manager);
 
   it('ignored on a joined scope and on NESTED (documented), applied by REQUIRES_NEW', async () => {
     const host = a.get(TransactionHost);

@@ -30,7 +30,7 @@ import {
 } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
-import { dbQuery } from './support/db';
+import { dbQuery, killIdleInTransaction } from './support/db';
 
 @Entity({ name: 'tx_rt2_parents' })
 class Parent {
@@ -251,10 +251,7 @@ describe('deadlock by design: a NESTED scope awaiting parent work started after 
     expect(await agree(other)).toEqual({ row: true, job: true });
     // NOTE: the stuck transaction holds one pooled connection forever; terminate it so the
     // app can close (the library offers no way to end it).
-    await dbQuery(
-      app.get(DataSource),
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction' AND pid <> pg_backend_pid()`,
-    );
+    await killIdleInTransaction(app.get(DataSource));
   });
 });
 

@@ -23,7 +23,7 @@ import {
 import { createOutboxTable } from './support/outbox-table';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
-import { dbQuery } from './support/db';
+import { backendId, dbQuery, killBackend } from './support/db';
 
 const Q = uniqueName('rt2-ob');
 const GONE = uniqueName('rt2-ob-gone');
@@ -132,14 +132,13 @@ it('rows of a transaction still open are never relayed (graceMs 0), and are gone
   expect(left[0].n).toBe(0);
 });
 
-it('rows of a transaction killed (pg_terminate_backend) before COMMIT are never relayed', async () => {
+it('rows of a transaction killed (pg_terminate_backend, KILL CONNECTION) before COMMIT are never relayed', async () => {
   const label = uniqueName('killed');
   let pid: number | undefined;
   const tx = host
     .withTransaction(async () => {
       await q.add({ label }, { jobId: label });
-      pid = (await dbQuery(host.manager, 'SELECT pg_backend_pid() AS pid'))[0]
-        .pid;
+      pid = await backendId(host.manager);
       await sleep(300);
       await dbQuery(host.manager, 'SELECT 1');
     })
@@ -148,7 +147,7 @@ it('rows of a transaction killed (pg_terminate_backend) before COMMIT are never 
       (e: Error) => e.name,
     );
   await waitFor(() => pid !== undefined, 'the pid');
-  await dbQuery(ds, 'SELECT pg_terminate_backend($1)', [pid]);
+  await killBackend(ds, pid!);
   expect(await tx).not.toBe('committed');
   expect(await outbox.relayOnce()).toBe(0);
   await sleep(50);

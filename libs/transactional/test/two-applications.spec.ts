@@ -1,7 +1,7 @@
 import { INestApplication, Injectable } from '@nestjs/common';
-import { Client } from 'pg';
 import { Transactional, TransactionHost } from '@app/transactional';
-import { testDatabaseUrl } from './support/env';
+import { onMariaDb, testDatabaseUrl } from './support/env';
+import { openDataSource } from './support/db';
 import { createLibApp } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { dbQuery } from './support/db';
@@ -19,23 +19,26 @@ class Writer {
     await this.tx.getRepository(Order).save({ label });
     const [{ db }] = await dbQuery(
       this.tx.manager,
-      'SELECT current_database() AS db',
+      onMariaDb ? 'SELECT DATABASE() AS db' : 'SELECT current_database() AS db',
     );
     return db;
   }
 }
 
 async function ensureDatabase(name: string) {
-  const admin = new Client({ connectionString: testDatabaseUrl('postgres') });
-  await admin.connect();
+  const admin = await openDataSource();
   try {
+    if (onMariaDb) {
+      await admin.query(`CREATE DATABASE IF NOT EXISTS \`${name}\``);
+      return;
+    }
     const exists = await admin.query(
       'SELECT 1 FROM pg_database WHERE datname = $1',
       [name],
     );
-    if (exists.rowCount === 0) await admin.query(`CREATE DATABASE "${name}"`);
+    if (exists.length === 0) await admin.query(`CREATE DATABASE "${name}"`);
   } finally {
-    await admin.end();
+    await admin.destroy();
   }
 }
 

@@ -21,6 +21,14 @@ export function sql(text: string): string {
     .join('')
     .replace(/(\w+)->>'(\w+)'/g, "JSON_UNQUOTE(JSON_EXTRACT($1, '$$.$2'))")
     .replace(
+      /extract\(epoch FROM (\w+) - ([\w()]+)\) \* 1000/gi,
+      'TIMESTAMPDIFF(MICROSECOND, $2, $1) / 1000',
+    )
+    .replace(
+      /^(\s*)INSERT INTO([\s\S]*?)\s*ON CONFLICT DO NOTHING/i,
+      '$1INSERT IGNORE INTO$2',
+    )
+    .replace(
       /interval '(\d+) (second|minute)s?'/gi,
       (_, n: string, unit: string) => `INTERVAL ${n} ${unit.toUpperCase()}`,
     );
@@ -45,23 +53,42 @@ function translate(code: string): string {
  * Runs `text` (Postgres SQL, see `sql`) with `params` on `on`. On MariaDB, `$n` placeholders
  * become `?` with the parameters repeated and ordered as they occur.
  */
-export function dbQuery(
+export async function dbQuery(
   on: Queryable,
   text: string,
   params: unknown[] = [],
 ): Promise<any> {
   if (!onMariaDb) return on.query(text, params);
+  // NOTE: MySQL has no integer cast that mysql2 hands back as a number (TypeORM asks for big
+  // numbers as strings): the columns Postgres casts with ::int are converted here.
+  const integers = [...text.matchAll(/::int4?\s+AS\s+(\w+)/gi)].map(
+    (m) => m[1],
+  );
   const ordered: unknown[] = [];
   const translated = sql(text);
   const parts = splitQuoted(translated).map((part, i) =>
     i % 2 === 1
       ? part
       : part.replace(/\$(\d+)/g, (_, n: string) => {
-          ordered.push(params[Number(n) - 1]);
+          const param = params[Number(n) - 1];
+          // `IN ()` is a syntax error; `= ANY('{}')` matches nothing, and so does `IN (NULL)`.
+          ordered.push(
+            Array.isArray(param) && param.length === 0 ? [null] : param,
+          );
           return '?';
         }),
   );
-  return on.query(parts.join(''), ordered);
+  const result = await on.query(parts.join(''), ordered);
+  if (integers.length > 0 && Array.isArray(result)) {
+    for (const row of result) {
+      for (const column of integers) {
+        if (row[column] !== null && row[column] !== undefined) {
+          row[column] = Number(row[column]);
+        }
+      }
+    }
+  }
+  return result;
 }
 
 /** A statement that fails in the database: on Postgres it aborts the transaction, on MariaDB not. */
@@ -100,12 +127,22 @@ export async function transactionId(manager: Queryable): Promise<string> {
     const [row] = await manager.query('SELECT txid_current()::text AS id');
     return row.id;
   }
+  const [{ open }] = await manager.query('SELECT @@in_transaction AS open');
+  // Outside a transaction every statement is one of its own, as txid_current() says on Postgres.
+  if (!Number(open)) return `autocommit-${Math.random()}`;
   await manager.query('INSERT INTO tx_spec_marks () VALUES ()');
-  const [row] = await manager.query(
-    `SELECT CAST(trx_id AS CHAR) AS id FROM information_schema.innodb_trx
-      WHERE trx_mysql_thread_id = CONNECTION_ID()`,
+  // NOTE: information_schema.innodb_trx is a cache refreshed at most every 100 ms.
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const [row] = await manager.query(
+      `SELECT CAST(trx_id AS CHAR) AS id FROM information_schema.innodb_trx
+        WHERE trx_mysql_thread_id = CONNECTION_ID()`,
+    );
+    if (row) return row.id;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(
+    'the transaction does not show in information_schema.innodb_trx',
   );
-  return row?.id ?? 'none';
 }
 
 /** A DataSource of its own on the run's database (close it with `destroy()`). */
@@ -210,4 +247,33 @@ export function poolState(dataSource: DataSource): {
     inUse: master.totalCount - master.idleCount,
     waiting: master.waitingCount,
   };
+}
+
+/**
+ * Kills every other connection to the spec database that sits idle in an open transaction
+ * (Postgres: `idle in transaction`; MariaDB: a sleeping connection with an InnoDB transaction).
+ */
+export async function killIdleInTransaction(admin: Queryable): Promise<void> {
+  if (!onMariaDb) {
+    await admin.query(
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction' AND pid <> pg_backend_pid()`,
+    );
+    return;
+  }
+  const rows: { pid: number }[] = await admin.query(
+    `SELECT p.id AS pid FROM information_schema.innodb_trx t
+       JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
+      WHERE p.db = DATABASE() AND p.command = 'Sleep' AND p.id <> CONNECTION_ID()`,
+  );
+  for (const { pid } of rows) await killBackend(admin, pid);
+}
+
+/** The isolation level of the current transaction, as `read committed`. */
+export async function isolationLevel(on: Queryable): Promise<string> {
+  const [row] = await on.query(
+    onMariaDb
+      ? 'SELECT @@tx_isolation AS l'
+      : `SELECT current_setting('transaction_isolation') AS l`,
+  );
+  return String(row.l).toLowerCase().replace(/-/g, ' ');
 }
