@@ -52,8 +52,15 @@ async function createMariaDbDatabase(): Promise<void> {
     );
     // NOTE: tables the specs' helpers write to inside transactions: CREATE TABLE there would
     // commit the transaction (MySQL commits implicitly before DDL).
+    // A transaction-precise system-versioned table: a row's trx_start is the id of the
+    // transaction that inserted it.
     await admin.query(
-      `CREATE TABLE IF NOT EXISTS \`${name}\`.tx_spec_marks (id int AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB`,
+      `CREATE TABLE IF NOT EXISTS \`${name}\`.tx_spec_marks (
+         id int AUTO_INCREMENT PRIMARY KEY,
+         trx_start BIGINT UNSIGNED GENERATED ALWAYS AS ROW START INVISIBLE,
+         trx_end BIGINT UNSIGNED GENERATED ALWAYS AS ROW END INVISIBLE,
+         PERIOD FOR SYSTEM_TIME (trx_start, trx_end)
+       ) WITH SYSTEM VERSIONING ENGINE=InnoDB`,
     );
     await admin.query(
       `CREATE TABLE IF NOT EXISTS \`${name}\`.tx_spec_locks (id varchar(64) PRIMARY KEY, n int NOT NULL) ENGINE=InnoDB`,

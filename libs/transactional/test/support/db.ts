@@ -120,7 +120,8 @@ export async function killBackend(admin: Queryable, pid: number) {
  * An id of the transaction `manager` is in, equal for two calls in one transaction. Postgres:
  * `txid_current()`. MariaDB has no id for a transaction that has not written, so the call writes
  * one row to `tx_spec_marks` (made by the global setup; DDL here would commit the transaction),
- * which gives it an InnoDB transaction id, and reads that id.
+ * a transaction-precise system-versioned table, and reads the id of the transaction that
+ * inserted it (`ROW START`).
  */
 export async function transactionId(manager: Queryable): Promise<string> {
   if (!onMariaDb) {
@@ -131,18 +132,29 @@ export async function transactionId(manager: Queryable): Promise<string> {
   // Outside a transaction every statement is one of its own, as txid_current() says on Postgres.
   if (!Number(open)) return `autocommit-${Math.random()}`;
   await manager.query('INSERT INTO tx_spec_marks () VALUES ()');
-  // NOTE: information_schema.innodb_trx is a cache refreshed at most every 100 ms.
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const [row] = await manager.query(
-      `SELECT CAST(trx_id AS CHAR) AS id FROM information_schema.innodb_trx
-        WHERE trx_mysql_thread_id = CONNECTION_ID()`,
-    );
-    if (row) return row.id;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(
-    'the transaction does not show in information_schema.innodb_trx',
+  const [row] = await manager.query(
+    'SELECT CAST(trx_start AS CHAR) AS id FROM tx_spec_marks WHERE id = LAST_INSERT_ID()',
   );
+  return row.id;
+}
+
+/**
+ * The InnoDB transaction of `manager`'s connection, as information_schema.innodb_trx shows it.
+ * Writes one row to `tx_spec_marks` first (a transaction that has not written may be missing).
+ * NOTE: innodb_trx is a cache, refreshed only when nobody has read it for 100 ms: the read
+ * waits that long after the write, and is reliable only while no other session reads it.
+ */
+async function innodbTransaction(
+  manager: Queryable,
+): Promise<{ id: string; isolation: string }> {
+  await manager.query('INSERT INTO tx_spec_marks () VALUES ()');
+  await new Promise((resolve) => setTimeout(resolve, 110));
+  const [row] = await manager.query(
+    `SELECT CAST(trx_id AS CHAR) AS id, trx_isolation_level AS isolation
+       FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = CONNECTION_ID()`,
+  );
+  if (!row) throw new Error('the transaction is not in innodb_trx');
+  return row;
 }
 
 /** A DataSource of its own on the run's database (close it with `destroy()`). */
@@ -268,12 +280,13 @@ export async function killIdleInTransaction(admin: Queryable): Promise<void> {
   for (const { pid } of rows) await killBackend(admin, pid);
 }
 
-/** The isolation level of the current transaction, as `read committed`. */
+/** The isolation level of the open transaction, as `read committed`. */
 export async function isolationLevel(on: Queryable): Promise<string> {
-  const [row] = await on.query(
-    onMariaDb
-      ? 'SELECT @@tx_isolation AS l'
-      : `SELECT current_setting('transaction_isolation') AS l`,
-  );
-  return String(row.l).toLowerCase().replace(/-/g, ' ');
+  // NOTE: MariaDB's @@tx_isolation is the session's level, not the open transaction's.
+  const level = onMariaDb
+    ? (await innodbTransaction(on)).isolation
+    : (
+        await on.query(`SELECT current_setting('transaction_isolation') AS l`)
+      )[0].l;
+  return String(level).toLowerCase().replace(/-/g, ' ');
 }
