@@ -4,6 +4,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from './app.module';
 import type { AppConfig } from './config/app-config';
 import { answerClientErrorsAsJson } from './http/client-errors';
+import { applySecurityHeaders } from './http/security-headers';
 import { validationPipe } from './http/validation';
 
 /** Creates and initialises the service (migrations run during init); does not listen. */
@@ -20,6 +21,7 @@ export async function createApp(
     },
   );
   app.set('trust proxy', false);
+  applySecurityHeaders(app);
   answerClientErrorsAsJson(app.getHttpServer());
   app.useGlobalPipes(validationPipe());
   // NOTE: no enableShutdownHooks(): main.ts stops on signals (lifecycle/stop-on-signals.ts).
