@@ -11,7 +11,8 @@ export class WorkerRoutesMiddleware implements NestMiddleware {
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
   use(request: Request, response: Response, next: NextFunction) {
-    const path = request.path;
+    // NOTE: `request.path` is relative to where Nest mounts the middleware; the URL is not.
+    const path = request.originalUrl.split('?')[0];
     if (
       this.config.role !== 'worker' ||
       path === '/health' ||

@@ -4,7 +4,7 @@ import { killOnExit, waitFor } from './cleanup';
 import { freePort } from './ports';
 
 /** The repository root (where `src/main.ts` and `node_modules` live). */
-const ROOT = resolve(__dirname, '../../..');
+export const ROOT = resolve(__dirname, '../../..');
 
 /** The admin token fault apps are started with. */
 export const FAULT_ADMIN_TOKEN = 'fault-admin-token';
@@ -31,7 +31,7 @@ export const FAST_ENV: Record<string, string> = {
 };
 
 /** How the service process is started: the build of the fault global setup, else ts-node. */
-function command(): string[] {
+export function serviceCommand(): string[] {
   const build = process.env.FAULT_APP_BUILD;
   if (build) return [resolve(build, 'src/main.js')];
   return [
@@ -137,7 +137,7 @@ export class ServiceProcess {
       else this.env[key] = value;
     }
     const index = this.outputs.push('') - 1;
-    const child = spawn(process.execPath, command(), {
+    const child = spawn(process.execPath, serviceCommand(), {
       cwd: ROOT,
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
