@@ -6,6 +6,7 @@ import type { AppConfig } from './config/app-config';
 import { answerClientErrorsAsJson } from './http/client-errors';
 import { applySecurityHeaders } from './http/security-headers';
 import { validationPipe } from './http/validation';
+import { setupOpenApi } from './openapi/openapi';
 
 /** Creates and initialises the service (migrations run during init); does not listen. */
 export async function createApp(
@@ -24,6 +25,8 @@ export async function createApp(
   applySecurityHeaders(app);
   answerClientErrorsAsJson(app.getHttpServer());
   app.useGlobalPipes(validationPipe());
+  // NOTE: a worker serves its health checks alone (health/worker-routes.middleware.ts).
+  if (config.role !== 'worker') setupOpenApi(app);
   // NOTE: no enableShutdownHooks(): main.ts stops on signals (lifecycle/stop-on-signals.ts).
   await app.init();
   return app;

@@ -1,3 +1,5 @@
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ADMIN_TOKEN_SCHEME } from '../openapi/api-docs.decorators';
 import { InjectQueue } from '@nestjs/bull';
 import {
   Controller,
@@ -53,6 +55,7 @@ export async function probe(
  * Liveness and readiness (terminus) for load balancers and orchestrators, and the state
  * operators watch. Anyone may call them; details (errors, counts) need the admin token.
  */
+@ApiTags('health')
 @Controller('health')
 export class HealthController {
   private readonly logger = new Logger(HealthController.name);
@@ -73,8 +76,10 @@ export class HealthController {
 
   /** The process runs and its event loop answers; no dependency is checked. */
   @Get('live')
+  @ApiOkResponse({ description: 'The process is alive.' })
   @PublicRoute()
-  @HealthCheck()
+  // NOTE: liveness never answers 503: only the 200 is documented.
+  @HealthCheck({ noCache: true, swaggerDocumentation: false })
   live(): Promise<HealthCheckResult> {
     return this.health.check([]);
   }
@@ -83,6 +88,7 @@ export class HealthController {
   @Get('ready')
   @PublicRoute()
   @HealthCheck()
+  @ApiBearerAuth(ADMIN_TOKEN_SCHEME)
   async ready(@Req() request: Request): Promise<HealthCheckResult> {
     const admin = hasAdminToken(request, this.config.adminToken);
     const timeout = this.config.healthCheckTimeoutMs;
@@ -108,6 +114,11 @@ export class HealthController {
    * backlog, transaction and delivery counters and queue counts. 503 while Postgres is down.
    */
   @Get()
+  @ApiBearerAuth(ADMIN_TOKEN_SCHEME)
+  @ApiOkResponse({
+    description:
+      'status, database, redis; with the admin token also the counters.',
+  })
   @PublicRoute()
   async check(@Req() request: Request) {
     const timeout = this.config.healthCheckTimeoutMs;
