@@ -185,8 +185,51 @@ describe('Dockerfile', () => {
       expect(copy).not.toMatch(/\b(scripts|bench|test)\b/);
     expect(finalStage.filter((l) => l.startsWith('COPY '))).toEqual([
       'COPY --from=deps /app/node_modules ./node_modules',
+      'COPY --from=build /app/libs/transactional/package.json ./libs/transactional/package.json',
+      'COPY --from=build /app/libs/transactional/dist ./libs/transactional/dist',
       'COPY --from=build /app/dist ./dist',
     ]);
+  });
+
+  it('should build the workspace library and ship what its package.json points to', () => {
+    const lib = JSON.parse(
+      readFileSync(resolve(ROOT, 'libs/transactional/package.json'), 'utf8'),
+    ) as { name: string; main: string; dependencies?: Record<string, string> };
+    expect(lib.name).toBe('nestjs-transactional-jobs');
+    // main is dist/index.js, compiled from src/index.ts (libs/transactional/tsconfig.build.json).
+    expect(lib.main).toBe('./dist/index.js');
+    expect(existsSync(resolve(ROOT, 'libs/transactional/src/index.ts'))).toBe(
+      true,
+    );
+    const libBuild = JSON.parse(
+      readFileSync(
+        resolve(ROOT, 'libs/transactional/tsconfig.build.json'),
+        'utf8',
+      ),
+    ) as { compilerOptions: { rootDir: string; outDir: string } };
+    expect(libBuild.compilerOptions).toMatchObject({
+      rootDir: './src',
+      outDir: './dist',
+    });
+    // The root build script builds the library first; the build stage runs it.
+    const root = JSON.parse(
+      readFileSync(resolve(ROOT, 'package.json'), 'utf8'),
+    ) as {
+      workspaces: string[];
+      scripts: Record<string, string>;
+    };
+    expect(root.workspaces).toEqual(['libs/transactional']);
+    expect(root.scripts.build).toMatch(/^npm run build:lib && /);
+    expect(lines).toContain('RUN npm run build');
+    for (const copied of [
+      'COPY libs/transactional/package.json ./libs/transactional/',
+      'COPY libs/transactional/tsconfig.build.json ./libs/transactional/',
+      'COPY libs/transactional/src ./libs/transactional/src',
+    ])
+      expect(lines).toContain(copied);
+    // Both npm ci run without lifecycle scripts: the library's `prepare` needs dev tools.
+    for (const ci of lines.filter((l) => /npm ci/.test(l)))
+      expect(ci).toMatch(/--ignore-scripts/);
   });
 
   it('should start and health-check files the build produces, on the ports the config uses', () => {

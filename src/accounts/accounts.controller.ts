@@ -2,7 +2,7 @@ import { ApiBearerAuth, ApiCreatedResponse, ApiTags } from '@nestjs/swagger';
 import { ADMIN_TOKEN_SCHEME, ApiErrors } from '../openapi/api-docs.decorators';
 import { CreatedAccountDto } from './dto/created-account.dto';
 import { Body, Controller, Post } from '@nestjs/common';
-import { TransactionHost, Transactional } from '@app/transactional';
+import { TransactionHost, Transactional } from 'nestjs-transactional-jobs';
 import { generateApiKey, hashApiKey } from '../auth/api-key';
 import { AdminRoute } from '../auth/auth.decorators';
 import { Account } from './account.entity';

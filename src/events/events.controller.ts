@@ -7,7 +7,7 @@ import {
 import { ApiErrors, ApiKeyAuth, ApiPage } from '../openapi/api-docs.decorators';
 import { CreateEventDto } from './dto/create-event.dto';
 import { Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
-import { Transactional } from '@app/transactional';
+import { Transactional } from 'nestjs-transactional-jobs';
 import { AccountId } from '../auth/auth.decorators';
 import type { JsonRequest } from '../http/json-body.guard';
 import { DeliveryLogService } from '../deliveries/delivery-log.service';

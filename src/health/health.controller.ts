@@ -22,7 +22,7 @@ import {
   TransactionRunner,
   TransactionalOutbox,
   withTimeout,
-} from '@app/transactional';
+} from 'nestjs-transactional-jobs';
 import { hasAdminToken } from '../auth/admin-token';
 import { PublicRoute } from '../auth/auth.decorators';
 import { APP_CONFIG, AppConfig } from '../config/app-config';

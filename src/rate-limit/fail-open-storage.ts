@@ -3,7 +3,7 @@ import type { ThrottlerStorage } from '@nestjs/throttler';
 import type { ThrottlerStorageRecord } from '@nestjs/throttler/dist/throttler-storage-record.interface';
 import { ThrottlerStorageRedisService } from '@nest-lab/throttler-storage-redis';
 import Redis from 'ioredis';
-import { withTimeout } from '@app/transactional';
+import { withTimeout } from 'nestjs-transactional-jobs';
 
 /**
  * The Redis storage of @nest-lab/throttler-storage-redis (one atomic Lua script per hit, so

@@ -1,7 +1,7 @@
 import { ApiCreatedResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { ApiErrors, ApiKeyAuth } from '../openapi/api-docs.decorators';
 import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
-import { Transactional } from '@app/transactional';
+import { Transactional } from 'nestjs-transactional-jobs';
 import { AccountId } from '../auth/auth.decorators';
 import { UuidParam } from '../http/uuid-param.pipe';
 import { CreateTripDto } from './dto/create-trip.dto';

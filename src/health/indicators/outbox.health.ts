@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
-import { TransactionalOutbox, withTimeout } from '@app/transactional';
+import { TransactionalOutbox, withTimeout } from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../../config/app-config';
 
 /**

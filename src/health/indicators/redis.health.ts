@@ -2,7 +2,7 @@ import { InjectQueue } from '@nestjs/bull';
 import { Inject, Injectable } from '@nestjs/common';
 import { HealthIndicatorService } from '@nestjs/terminus';
 import type { Queue } from 'bull';
-import { withTimeout } from '@app/transactional';
+import { withTimeout } from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../../config/app-config';
 import { DELIVERY_QUEUE } from '../../deliveries/delivery-queue';
 
