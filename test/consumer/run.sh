@@ -6,15 +6,16 @@
 # Packs the workspace package (npm pack: the tarball users would install), then for each case
 # writes a small Nest app (test/consumer/app: plain files, no tsconfig paths) into a temporary
 # folder outside the repository, installs the tarball plus the case's peers from the npm
-# registry (no workspace, no lockfile, npm's usual peer checks), type-checks it and runs its jest
-# specs against the real Postgres and Redis: every committed row found by a worker, rollback
+# registry (no workspace, no lockfile, npm's usual peer checks), compiles it with tsc and runs its
+# node:test specs against the real Postgres and Redis: every committed row found by a worker, rollback
 # leaves no job, NESTED savepoints, durable mode with its migration, the plain-queue detector,
 # the testing kit through `nestjs-transactional-jobs/testing`, and the tarball's file list.
 #
 # QUEUE_KIND picks the queue library of the app (default bull): src/queue.<kind>.ts becomes
 # src/queue.ts and peers_<kind>_<case> below lists its packages. A case whose newest majors need a
-# newer Node runs under scripts/with-node.sh <major>. With --report-dir, each case writes its jest
-# JSON report to DIR/consumer-<case>-<kind>.json (a case that fails before jest writes none).
+# newer Node runs under scripts/with-node.sh <major>. With --report-dir, each case writes a jest-like
+# JSON summary (report.mjs) to DIR/consumer-<case>-<kind>.json (a case that fails before its specs
+# run writes none, which .ci/run counts as a failure).
 # Honours TEST_DB_SUFFIX (database consumer_<case>_<kind><suffix>, Redis key prefix).
 # CONSUMER_KEEP=1 keeps the temporary folders.
 set -euo pipefail
@@ -34,10 +35,11 @@ done
 kind=${QUEUE_KIND:-bull}
 suffix=${TEST_DB_SUFFIX:-}
 
-# Test tooling of the app, the same in every case (not under test).
+# Test tooling of the app, the same in every case (not under test). The specs run with node:test
+# on the app compiled by tsc: Nest 12 is ESM-only, which jest 29 cannot load.
 tools=(
-  jest@29.7.0 ts-jest@29.4.5 typescript@5.9.3 supertest@7.1.4 pg@8.23.1
-  @types/jest@29.5.14 @types/supertest@6.0.3 @types/node@20.19.25 @types/pg@8.23.1
+  typescript@5.9.3 supertest@7.1.4 pg@8.23.1
+  @types/supertest@6.0.3 @types/node@20.19.25 @types/pg@8.23.1
 )
 
 # Peers of each case. newest: the newest release of each newest major (resolved by the registry
@@ -57,6 +59,10 @@ peers_bull_oldest=(bull@4.10.0 @nestjs/bull@10.0.0)
 # typeorm 1 Node ^20.19 || ^22.13 || >= 24.11: the newest case runs on the newest LTS.
 node_newest=24
 node_oldest=""
+# Module system of the app: a fresh Nest 12 app is ESM ("type": "module", module nodenext), a
+# Nest 10 app CommonJS. Either way the library (CommonJS) is imported by name.
+module_newest=esm
+module_oldest=cjs
 
 if [ ! -f "$repo/test/consumer/app/src/queue.$kind.ts" ]; then
   echo "consumer: no test/consumer/app/src/queue.$kind.ts for QUEUE_KIND=$kind" >&2
@@ -69,7 +75,7 @@ if [ "${CONSUMER_KEEP:-}" != 1 ]; then
   trap 'rm -rf "$work"' EXIT
 fi
 
-# The tarball, as `npm publish` would upload it (`prepare` builds dist first).
+# The tarball, as `npm publish` would upload it (`prepack` builds dist first).
 (cd "$repo" && npm pack -w nestjs-transactional-jobs --pack-destination "$work" --json \
   --no-audit --no-fund >"$work/pack.json")
 tarball="$work/$(node -p 'require(process.argv[1])[0].filename' "$work/pack.json")"
@@ -87,33 +93,45 @@ for case in "${cases[@]}"; do
   cp -R "$repo/test/consumer/app" "$app"
   rm -f "$app"/src/queue.*.ts
   cp "$repo/test/consumer/app/src/queue.$kind.ts" "$app/src/queue.ts"
-  printf '{\n  "name": "consumer-%s-%s",\n  "private": true,\n  "version": "0.0.0"\n}\n' \
-    "$case" "$kind" >"$app/package.json"
-  peers_var="peers_$case[@]"
-  kind_var="peers_${kind}_$case[@]"
   node_var="node_$case"
   node_major=${!node_var}
+  module_var="module_$case"
+  module=${!module_var}
+  peers_var="peers_$case[@]"
+  kind_var="peers_${kind}_$case[@]"
   runner=()
   [ -z "$node_major" ] || runner=(bash "$repo/scripts/with-node.sh" "$node_major")
+  tsc_flags=()
+  type_field=""
+  if [ "$module" = esm ]; then
+    tsc_flags=(--module nodenext --moduleResolution nodenext)
+    type_field='  "type": "module",\n'
+  fi
+  printf '{\n  "name": "consumer-%s-%s",\n  "private": true,\n%b  "version": "0.0.0"\n}\n' \
+    "$case" "$kind" "$type_field" >"$app/package.json"
 
-  echo "consumer: case $case ($kind) in $app${node_major:+ on Node $node_major}"
+  echo "consumer: case $case ($kind, $module) in $app${node_major:+ on Node $node_major}"
   if ! (
     cd "$app" &&
       "${runner[@]}" npm install --no-audit --no-fund --save-exact "$tarball" \
         "${!peers_var}" "${!kind_var}" "${tools[@]}" &&
       "${runner[@]}" npm ls --depth=0 &&
-      "${runner[@]}" npx tsc -p tsconfig.json
+      "${runner[@]}" npx tsc -p tsconfig.json "${tsc_flags[@]}" &&
+      CONSUMER_DATABASE="consumer_${case}_$kind$suffix" "${runner[@]}" node build/test/setup.js
   ); then
-    echo "consumer: case $case ($kind): install or type check failed" >&2
+    echo "consumer: case $case ($kind): install, type check or database setup failed" >&2
     status=1
     continue
   fi
+  reporters=(--test-reporter=spec --test-reporter-destination=stdout)
+  [ -z "$report" ] ||
+    reporters+=(--test-reporter="$repo/test/consumer/report.mjs" --test-reporter-destination="$report")
   (
     cd "$app" &&
       CONSUMER_TARBALL="$tarball" \
         CONSUMER_DATABASE="consumer_${case}_$kind$suffix" \
         CONSUMER_PREFIX="consumer$suffix-$case-$kind" \
-        "${runner[@]}" npx jest --runInBand ${report:+--json --outputFile="$report"}
+        "${runner[@]}" node --test "${reporters[@]}" build/test/*.test.js
   ) || status=1
 done
 exit "$status"

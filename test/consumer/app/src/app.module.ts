@@ -4,10 +4,10 @@ import {
   createOutboxMigration,
   TransactionalModule,
 } from 'nestjs-transactional-jobs';
-import { Order } from './order.entity';
-import { OrdersController } from './orders.controller';
-import { OrdersService } from './orders.service';
-import { DURABLE_QUEUE, ORDERS_QUEUE, queueModules } from './queue';
+import { Order } from './order.entity.js';
+import { OrdersController } from './orders.controller.js';
+import { OrdersService } from './orders.service.js';
+import { DURABLE_QUEUE, ORDERS_QUEUE, queueModules } from './queue.js';
 
 /** The outbox table of durable mode, created by the user's migration list. */
 export class CreateOutbox1764100000000 extends createOutboxMigration() {}

@@ -5,9 +5,9 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from 'nestjs-transactional-jobs';
-import { Order } from './order.entity';
-import { OrderJob, OrdersService } from './orders.service';
-import { ORDERS_QUEUE } from './queue';
+import { Order } from './order.entity.js';
+import { OrderJob, OrdersService } from './orders.service.js';
+import { ORDERS_QUEUE } from './queue.js';
 
 /** Routes of the consumer app: a transactional handler, and one that calls a provider. */
 @Controller('orders')

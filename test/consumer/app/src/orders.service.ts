@@ -6,8 +6,8 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from 'nestjs-transactional-jobs';
-import { Order } from './order.entity';
-import { DURABLE_QUEUE, ORDERS_QUEUE } from './queue';
+import { Order } from './order.entity.js';
+import { DURABLE_QUEUE, ORDERS_QUEUE } from './queue.js';
 
 /** The payload of an order job. */
 export interface OrderJob {

@@ -1,5 +1,12 @@
-import { execFileSync } from 'child_process';
-import { readFileSync } from 'fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+/** Resolves as the app's own modules do (CommonJS or ESM alike). */
+const appRequire = createRequire(join(process.cwd(), 'package.json'));
 
 /** The entries of the tarball `npm pack` made, relative to its `package/` folder. */
 function tarballEntries(): string[] {
@@ -9,74 +16,72 @@ function tarballEntries(): string[] {
     .split('\n')
     .filter(Boolean)
     .map((entry) => {
-      expect(entry.startsWith('package/')).toBe(true);
+      assert.ok(entry.startsWith('package/'), entry);
       return entry.slice('package/'.length);
     })
     .sort();
 }
+
+const DOCS = ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE'];
 
 describe('the published tarball', () => {
   const entries = tarballEntries();
 
   it('should hold the manifest, the docs, and dist with a declaration file per module', () => {
     for (const file of [
-      'package.json',
-      'README.md',
-      'CHANGELOG.md',
-      'LICENSE',
+      ...DOCS,
       'dist/index.js',
       'dist/index.d.ts',
       'dist/testing/index.js',
       'dist/testing/index.d.ts',
     ]) {
-      expect(entries).toContain(file);
+      assert.ok(entries.includes(file), `${file} is missing`);
     }
-    const others = entries.filter(
-      (entry) =>
-        !['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE'].includes(
-          entry,
-        ),
-    );
-    expect(
+    const others = entries.filter((entry) => !DOCS.includes(entry));
+    assert.deepEqual(
       others.filter((entry) => !/^dist\/.+\.(js|d\.ts)$/.test(entry)),
-    ).toEqual([]);
-    const modules = others.filter((entry) => entry.endsWith('.js'));
-    expect(
-      modules.filter(
-        (entry) => !entries.includes(entry.replace(/\.js$/, '.d.ts')),
-      ),
-    ).toEqual([]);
+      [],
+    );
+    assert.deepEqual(
+      others
+        .filter((entry) => entry.endsWith('.js'))
+        .filter((entry) => !entries.includes(entry.replace(/\.js$/, '.d.ts'))),
+      [],
+    );
   });
 
   it('should hold no tests, no TypeScript sources and no source maps', () => {
-    expect(
+    assert.deepEqual(
       entries.filter((entry) =>
         /(^|\/)(test|tests|__tests__)\/|\.spec\.|\.map$|(?<!\.d)\.ts$|tsbuildinfo/.test(
           entry,
         ),
       ),
-    ).toEqual([]);
+      [],
+    );
   });
 
   it('should resolve both entry points into dist, with their types', () => {
     const manifest = JSON.parse(
       readFileSync(
-        require.resolve('nestjs-transactional-jobs/package.json'),
+        appRequire.resolve('nestjs-transactional-jobs/package.json'),
         'utf8',
       ),
     );
-    expect(manifest.exports['.']).toEqual({
+    assert.deepEqual(manifest.exports['.'], {
       types: './dist/index.d.ts',
       default: './dist/index.js',
     });
-    expect(manifest.exports['./testing']).toEqual({
+    assert.deepEqual(manifest.exports['./testing'], {
       types: './dist/testing/index.d.ts',
       default: './dist/testing/index.js',
     });
-    expect(require.resolve('nestjs-transactional-jobs')).toMatch(
+    assert.match(
+      appRequire.resolve('nestjs-transactional-jobs'),
       /node_modules\/nestjs-transactional-jobs\/dist\/index\.js$/,
     );
-    expect(require.resolve('nestjs-transactional-jobs/testing')).toMatch(
+    assert.match(
+      appRequire.resolve('nestjs-transactional-jobs/testing'),
       /node_modules\/nestjs-transactional-jobs\/dist\/testing\/index\.js$/,
     );
   });

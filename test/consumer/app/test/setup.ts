@@ -1,9 +1,9 @@
-import { Client } from 'pg';
+import pg from 'pg';
 
-/** A fresh database for this run: the schema comes from TypeORM (entities and migrations). */
-export default async function globalSetup(): Promise<void> {
+/** A fresh database for this run (run.sh runs it before the specs); TypeORM makes the schema. */
+async function setup(): Promise<void> {
   const name = process.env.CONSUMER_DATABASE ?? 'consumer_test';
-  const admin = new Client({
+  const admin = new pg.Client({
     connectionString:
       process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
   });
@@ -15,3 +15,8 @@ export default async function globalSetup(): Promise<void> {
     await admin.end();
   }
 }
+
+setup().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});

@@ -4,11 +4,13 @@ import {
   PlainQueueInTransactionError,
   TransactionHost,
 } from 'nestjs-transactional-jobs';
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { AppModule } from '../src/app.module';
-import { Order } from '../src/order.entity';
-import { OrdersService } from '../src/orders.service';
+import { AppModule } from '../src/app.module.js';
+import { Order } from '../src/order.entity.js';
+import { OrdersService } from '../src/orders.service.js';
 import {
   DURABLE_QUEUE,
   jobExists,
@@ -16,8 +18,8 @@ import {
   plainAdd,
   removeQueue,
   startWorker,
-} from '../src/queue';
-import { databaseUrl, redisUrl, uniquePrefix, waitFor } from './env';
+} from '../src/queue.js';
+import { databaseUrl, redisUrl, uniquePrefix, waitFor } from './env.js';
 
 const REQUESTS = Number(process.env.CONSUMER_REQUESTS ?? 100);
 
@@ -28,7 +30,7 @@ describe('an app that installed nestjs-transactional-jobs from its tarball', () 
   /** What the workers saw: every job's order id, and whether its row was there. */
   const seen = new Map<string, boolean>();
 
-  beforeAll(async () => {
+  before(async () => {
     const moduleRef = await Test.createTestingModule({
       imports: [
         AppModule.forRoot({
@@ -52,7 +54,7 @@ describe('an app that installed nestjs-transactional-jobs from its tarball', () 
     }
   });
 
-  afterAll(async () => {
+  after(async () => {
     if (!app) return;
     for (const queue of [ORDERS_QUEUE, DURABLE_QUEUE]) {
       await removeQueue(app, queue).catch(() => undefined);
@@ -80,35 +82,38 @@ describe('an app that installed nestjs-transactional-jobs from its tarball', () 
     return bodies;
   }
 
-  it.each([
+  for (const [what, path, label] of [
     ['a @Transactional() controller handler', '/orders', 'handler'],
     ['a @Transactional() provider method', '/orders/via-service', 'provider'],
-  ])(
-    'should let a worker find every row committed by %s',
-    async (_, path, label) => {
+  ]) {
+    it(`should let a worker find every row committed by ${what}`, async () => {
       const bodies = await hammer(path, REQUESTS, label);
       await waitFor(
         () => bodies.every((body) => seen.has(body.id)),
         'every job to be processed',
       );
-      expect(bodies.filter((body) => seen.get(body.id) !== true)).toEqual([]);
-      expect(new Set(bodies.map((body) => body.jobId)).size).toBe(REQUESTS);
-    },
-  );
+      assert.deepEqual(
+        bodies.filter((body) => seen.get(body.id) !== true),
+        [],
+      );
+      assert.equal(new Set(bodies.map((body) => body.jobId)).size, REQUESTS);
+    });
+  }
 
   it('should leave no row and no job when the transaction rolls back', async () => {
     const res = await request(await app.getUrl())
       .post('/orders/via-service')
       .send({ label: 'refused', fail: true });
-    expect(res.status).toBe(500);
-    const jobId = service.jobIds.get('refused')!;
-    expect(jobId).toEqual(expect.any(String));
+    assert.equal(res.status, 500);
+    const jobId = service.jobIds.get('refused');
+    assert.equal(typeof jobId, 'string');
     // Give a wrongly enqueued job the time to show up.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(await jobExists(app, ORDERS_QUEUE, jobId)).toBe(false);
-    expect(
+    assert.equal(await jobExists(app, ORDERS_QUEUE, jobId!), false);
+    assert.equal(
       await dataSource.getRepository(Order).countBy({ label: 'refused' }),
-    ).toBe(0);
+      0,
+    );
   });
 
   it('should drop only the job of a NESTED scope that rolled back to its savepoint', async () => {
@@ -116,11 +121,11 @@ describe('an app that installed nestjs-transactional-jobs from its tarball', () 
     const outer = service.jobIds.get('outer')!;
     const inner = service.jobIds.get('outer-inner')!;
     await waitFor(() => jobExists(app, ORDERS_QUEUE, outer), 'the outer job');
-    expect(await jobExists(app, ORDERS_QUEUE, inner)).toBe(false);
+    assert.equal(await jobExists(app, ORDERS_QUEUE, inner), false);
     const labels = (await dataSource.getRepository(Order).find())
       .map((order) => order.label)
       .filter((label) => label.startsWith('outer'));
-    expect(labels).toEqual(['outer']);
+    assert.deepEqual(labels, ['outer']);
   });
 
   it('should deliver a durable job through the outbox and leave no outbox row on rollback', async () => {
@@ -133,7 +138,7 @@ describe('an app that installed nestjs-transactional-jobs from its tarball', () 
       'SELECT queue FROM transactional_outbox WHERE id = $1',
       [res.body.jobId],
     );
-    expect(written).toEqual([{ queue: DURABLE_QUEUE }]);
+    assert.deepEqual(written, [{ queue: DURABLE_QUEUE }]);
     await request(await app.getUrl())
       .post('/orders/via-service')
       .send({ label: 'durable-refused', durable: true, fail: true })
@@ -143,14 +148,15 @@ describe('an app that installed nestjs-transactional-jobs from its tarball', () 
       'SELECT id FROM transactional_outbox WHERE id = $1',
       [refused],
     );
-    expect(rows).toEqual([]);
-    expect(await jobExists(app, DURABLE_QUEUE, refused)).toBe(false);
+    assert.deepEqual(rows, []);
+    assert.equal(await jobExists(app, DURABLE_QUEUE, refused), false);
   });
 
   it('should reject a plain queue add() inside a transaction (plainQueueInTransaction: throw)', async () => {
     const tx = app.get(TransactionHost);
-    await expect(
+    await assert.rejects(
       tx.withTransaction(() => plainAdd(app, ORDERS_QUEUE, { orderId: 'x' })),
-    ).rejects.toBeInstanceOf(PlainQueueInTransactionError);
+      PlainQueueInTransactionError,
+    );
   });
 });
