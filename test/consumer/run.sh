@@ -84,18 +84,16 @@ node -e '
   console.log(`consumer: ${p.filename}: ${p.entryCount} files, ${p.size} bytes packed, ${p.unpackedSize} unpacked`);
 ' "$work/pack.json"
 
-status=0
-for case in "${cases[@]}"; do
-  app="$work/app-$case-$kind"
-  report=""
+run_case() {
+  local case=$1
+  local app="$work/app-$case-$kind" report="" node_major module runner tsc_flags type_field reporters
+  local node_var="node_$case" module_var="module_$case"
   [ -z "$report_dir" ] || report="$(cd "$report_dir" && pwd)/consumer-$case-$kind.json"
   [ -z "$report" ] || rm -f "$report"
   cp -R "$repo/test/consumer/app" "$app"
   rm -f "$app"/src/queue.*.ts
   cp "$repo/test/consumer/app/src/queue.$kind.ts" "$app/src/queue.ts"
-  node_var="node_$case"
   node_major=${!node_var}
-  module_var="module_$case"
   module=${!module_var}
   peers_var="peers_$case[@]"
   kind_var="peers_${kind}_$case[@]"
@@ -120,8 +118,7 @@ for case in "${cases[@]}"; do
       CONSUMER_DATABASE="consumer_${case}_$kind$suffix" "${runner[@]}" node build/test/setup.js
   ); then
     echo "consumer: case $case ($kind): install, type check or database setup failed" >&2
-    status=1
-    continue
+    return 1
   fi
   reporters=(--test-reporter=spec --test-reporter-destination=stdout)
   [ -z "$report" ] ||
@@ -132,6 +129,24 @@ for case in "${cases[@]}"; do
         CONSUMER_DATABASE="consumer_${case}_$kind$suffix" \
         CONSUMER_PREFIX="consumer$suffix-$case-$kind" \
         "${runner[@]}" node --test "${reporters[@]}" build/test/*.test.js
-  ) || status=1
+  )
+}
+
+# The cases run side by side (installs wait on the network more than on the CPU); each one's
+# output is printed when it ends. CONSUMER_SERIAL=1 runs them one after the other.
+status=0
+pids=()
+for case in "${cases[@]}"; do
+  if [ "${CONSUMER_SERIAL:-}" = 1 ]; then
+    run_case "$case" || status=1
+  else
+    run_case "$case" >"$work/$case.log" 2>&1 &
+    pids+=("$!")
+  fi
+done
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || status=1
+  echo "----- consumer case ${cases[$i]} ($kind) -----"
+  grep -v '^npm warn install-scripts' "$work/${cases[$i]}.log" || true
 done
 exit "$status"
