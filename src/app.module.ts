@@ -2,7 +2,7 @@ import { BullModule } from '@nestjs/bull';
 import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { TransactionalModule } from '@app/transactional';
+import { TransactionalModule } from 'nestjs-transactional-jobs';
 import { AccountsModule } from './accounts/accounts.module';
 import { ApiKeyGuard } from './auth/api-key.guard';
 import { APP_CONFIG, AppConfig } from './config/app-config';
@@ -14,6 +14,8 @@ import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
 import { JsonBodyGuard } from './http/json-body.guard';
 import { PgDataExceptionFilter } from './http/pg-data-exception.filter';
+import { AccountThrottlerGuard } from './rate-limit/account-throttler.guard';
+import { RateLimitModule } from './rate-limit/rate-limit.module';
 import { RawJsonInterceptor } from './http/raw-json';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { GracefulShutdown } from './lifecycle/graceful-shutdown';
@@ -55,6 +57,7 @@ export class AppModule {
         DeliveriesModule,
         HealthModule,
         RetentionModule,
+        RateLimitModule,
       ],
       providers: [
         { provide: APP_CONFIG, useValue: config },
@@ -62,6 +65,8 @@ export class AppModule {
         GracefulShutdown,
         // NOTE: global guards run in this order: the body is read only once the caller is known.
         { provide: APP_GUARD, useClass: ApiKeyGuard },
+        // NOTE: per account, so after authentication, and before a throttled body is read.
+        { provide: APP_GUARD, useExisting: AccountThrottlerGuard },
         JsonBodyGuard,
         { provide: APP_GUARD, useExisting: JsonBodyGuard },
         // NOTE: global interceptors nest in this order: RawJson writes what idempotency replays.

@@ -4,7 +4,9 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from './app.module';
 import type { AppConfig } from './config/app-config';
 import { answerClientErrorsAsJson } from './http/client-errors';
+import { applySecurityHeaders } from './http/security-headers';
 import { validationPipe } from './http/validation';
+import { setupOpenApi } from './openapi/openapi';
 
 /** Creates and initialises the service (migrations run during init); does not listen. */
 export async function createApp(
@@ -20,8 +22,11 @@ export async function createApp(
     },
   );
   app.set('trust proxy', false);
+  applySecurityHeaders(app);
   answerClientErrorsAsJson(app.getHttpServer());
   app.useGlobalPipes(validationPipe());
+  // NOTE: a worker serves its health checks alone (health/worker-routes.middleware.ts).
+  if (config.role !== 'worker') setupOpenApi(app);
   // NOTE: no enableShutdownHooks(): main.ts stops on signals (lifecycle/stop-on-signals.ts).
   await app.init();
   return app;

@@ -10,7 +10,7 @@ import {
   TransactionHost,
   TransactionRunner,
   UnexpectedRollbackError,
-} from '@app/transactional';
+} from '../src';
 import { dbQuery, deadlockVictim } from './support/db';
 import { itOnMariaDb, onMariaDb, uniqueName } from './support/env';
 import {

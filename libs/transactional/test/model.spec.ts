@@ -24,7 +24,7 @@ import {
   TransactionalOutbox,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { onMariaDb, uniqueName, testDataSourceOptions } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
 import { dbQuery, deadlockVictim } from './support/db';

@@ -7,7 +7,7 @@ import {
   TransactionalOutbox,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { onMariaDb, uniqueName } from './support/env';
 import { openDataSource } from './support/db';
 import {

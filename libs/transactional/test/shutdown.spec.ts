@@ -6,7 +6,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
   TransactionRunner,
-} from '@app/transactional';
+} from '../src';
 import { testRedisUrl, uniqueName } from './support/env';
 import { dbQuery, openDataSource } from './support/db';
 import { closeLibApp, createLibApp, waitFor } from './support/lib-app';

@@ -1,5 +1,5 @@
 import { INestApplication, Injectable } from '@nestjs/common';
-import { Transactional, TransactionHost } from '@app/transactional';
+import { Transactional, TransactionHost } from '../src';
 import { onMariaDb, testDatabaseUrl } from './support/env';
 import { openDataSource } from './support/db';
 import { createLibApp } from './support/lib-app';
