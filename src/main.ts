@@ -3,10 +3,15 @@ import { Logger } from '@nestjs/common';
 import { createApp } from './bootstrap';
 import { loadConfig } from './config/app-config';
 import { stopOnSignals } from './lifecycle/stop-on-signals';
+import { loadObservabilityConfig } from './observability/observability-config';
+import { startTracing } from './observability/tracing/tracing';
 
 async function main() {
   const config = loadConfig();
-  const app = await createApp(config);
+  const observability = loadObservabilityConfig();
+  // NOTE: before the application exists, so that every span has the SDK behind it.
+  startTracing(observability);
+  const app = await createApp(config, undefined, observability);
   stopOnSignals(app, config.shutdownTimeoutMs);
   const logger = new Logger('Main');
   if (config.role === 'worker') {
