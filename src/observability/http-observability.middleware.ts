@@ -14,10 +14,13 @@ const UNMATCHED = 'unmatched';
 /**
  * The route template a request matched (`/v1/trips/:id/delays`), or `unmatched`. Express keeps
  * the matched route on the request; a router mounted on a fixed path (the dashboard) adds it.
+ * A catch-all (`{/*splat}`, Nest's not-found route) counts as unmatched.
  */
 export function routeTemplate(req: Request): string {
   const path = (req.route as { path?: unknown } | undefined)?.path;
-  return typeof path === 'string' ? `${req.baseUrl}${path}` : UNMATCHED;
+  return typeof path === 'string' && !path.includes('*')
+    ? `${req.baseUrl}${path}`
+    : UNMATCHED;
 }
 
 /**
