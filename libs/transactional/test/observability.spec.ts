@@ -14,7 +14,7 @@ import {
   TransactionalMetrics,
   TransactionalOutbox,
   getTransactionAwareQueueToken,
-} from '@app/transactional';
+} from '../src';
 import { DataSource } from 'typeorm';
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';
