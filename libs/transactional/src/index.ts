@@ -62,4 +62,4 @@ export type {
   TransactionalMetricsSnapshot,
 } from './observability/transactional-metrics';
 export type { OutboxRelayStats } from './outbox/outbox-relay.service';
-export { TRACER_NAME } from './observability/tracing';
+export { TRACER_NAME } from './observability/tracer-name';

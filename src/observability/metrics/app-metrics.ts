@@ -10,7 +10,10 @@ import {
   collectDefaultMetrics,
 } from 'prom-client';
 import { DataSource } from 'typeorm';
-import { OutboxRelayStats, TransactionalMetrics } from 'nestjs-transactional-jobs';
+import {
+  OutboxRelayStats,
+  TransactionalMetrics,
+} from 'nestjs-transactional-jobs';
 import { DELIVERY_QUEUE } from '../../deliveries/delivery-queue';
 
 /** Histogram buckets (seconds) of HTTP requests and webhook attempts. */

@@ -1,7 +1,6 @@
 import type * as OtelApi from '@opentelemetry/api';
 
-/** Name of the OpenTelemetry tracer the library's spans come from. */
-export const TRACER_NAME = 'nestjs-transactional-jobs';
+import { TRACER_NAME } from './tracer-name';
 
 /** The parts of an OpenTelemetry span the library uses. Internal. */
 export type LibrarySpan = Pick<
