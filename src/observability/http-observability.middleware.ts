@@ -1,12 +1,15 @@
 import { Injectable, NestMiddleware } from '@nestjs/common';
 import { SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
 import type { NextFunction, Request, Response } from 'express';
+import type { Histogram } from 'prom-client';
 import { AppMetrics } from './metrics/app-metrics';
 import {
   contextFrom,
   serviceTracer,
   startServiceSpan,
 } from './tracing/tracing';
+
+type Label = 'method' | 'route' | 'status_code';
 
 /** Route label of requests no route matched: never the raw path (it may hold ids). */
 const UNMATCHED = 'unmatched';
@@ -30,6 +33,12 @@ export function routeTemplate(req: Request): string {
  */
 @Injectable()
 export class HttpObservabilityMiddleware implements NestMiddleware {
+  /**
+   * Histogram children by "method route status": observing a cached child skips hashing the
+   * labels. Bounded: methods are those Node parses, routes are templates, statuses are codes.
+   */
+  private readonly series = new Map<string, Histogram.Internal<Label>>();
+
   constructor(private readonly metrics: AppMetrics) {}
 
   use(req: Request, res: Response, next: NextFunction): void {
@@ -40,10 +49,17 @@ export class HttpObservabilityMiddleware implements NestMiddleware {
     res.once('finish', () => {
       const route = routeTemplate(req);
       const status = res.statusCode;
-      this.metrics.httpRequests.observe(
-        { method: req.method, route, status_code: status },
-        Number(process.hrtime.bigint() - started) / 1e9,
-      );
+      const key = `${req.method} ${route} ${status}`;
+      let series = this.series.get(key);
+      if (!series) {
+        series = this.metrics.httpRequests.labels({
+          method: req.method,
+          route,
+          status_code: status,
+        });
+        this.series.set(key, series);
+      }
+      series.observe(Number(process.hrtime.bigint() - started) / 1e9);
       if (span) {
         span.updateName(`${req.method} ${route}`);
         span.setAttributes({

@@ -23,11 +23,12 @@ describe('when @opentelemetry/api is not installed', () => {
     jest.dontMock('@opentelemetry/api');
   });
 
-  it('should load the API when it is installed', () => {
+  it('should load the API when it is installed, and make no span while no SDK is registered', () => {
     jest.isolateModules(() => {
       const tracing =
         require('../src/observability/tracing') as typeof import('../src/observability/tracing');
       expect(tracing.otelApi()).not.toBeNull();
+      expect(tracing.startSpan('transaction', 'internal', {})).toBeUndefined();
     });
   });
 });

@@ -32,7 +32,10 @@ export function otelApi(): Api | null {
   return api;
 }
 
-/** Starts a span that is a child of the active context's span, or `undefined` without the API. */
+/**
+ * Starts a span that is a child of the active context's span; `undefined` without the API, or
+ * when the span would record nothing.
+ */
 export function startSpan(
   name: string,
   kind: 'internal' | 'producer',
@@ -40,10 +43,13 @@ export function startSpan(
 ): LibrarySpan | undefined {
   const otel = otelApi();
   if (!otel) return undefined;
-  return tracer!.startSpan(name, {
+  const span = tracer!.startSpan(name, {
     kind: kind === 'producer' ? otel.SpanKind.PRODUCER : otel.SpanKind.INTERNAL,
     attributes,
   });
+  // NOTE: without an SDK (or when sampled out) the span records nothing: dropping it here
+  // spares the scope a context switch, and its children attach to the span around it.
+  return span.isRecording() ? span : undefined;
 }
 
 /** Runs `fn` with `span` as the active span (so spans started inside are its children). */
