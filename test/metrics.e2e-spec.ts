@@ -154,6 +154,22 @@ describe('when Prometheus scrapes the service', () => {
     }
   });
 
+  it('should refuse metrics with 403 while no ADMIN_TOKEN is set', async () => {
+    const open = await startE2eApp({ adminToken: undefined });
+    try {
+      const res = await request(open.url)
+        .get('/metrics')
+        .set(admin)
+        .expect(403);
+      expect(res.body.message).toBe(
+        'Admin routes (account creation, metrics) are disabled: the server has no ' +
+          'ADMIN_TOKEN set',
+      );
+    } finally {
+      await open.close();
+    }
+  });
+
   it("should serve a worker process's metrics on WORKER_METRICS_PORT, behind the admin token", async () => {
     worker = await startE2eApp(
       { role: 'worker' },
