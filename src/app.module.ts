@@ -14,6 +14,8 @@ import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
 import { JsonBodyGuard } from './http/json-body.guard';
 import { PgDataExceptionFilter } from './http/pg-data-exception.filter';
+import { AccountThrottlerGuard } from './rate-limit/account-throttler.guard';
+import { RateLimitModule } from './rate-limit/rate-limit.module';
 import { RawJsonInterceptor } from './http/raw-json';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { QueueDashboardModule } from './observability/dashboard/queue-dashboard.module';
@@ -61,6 +63,7 @@ export class AppModule {
         DeliveriesModule,
         HealthModule,
         RetentionModule,
+        RateLimitModule,
         ObservabilityModule.forRoot(observability),
         ...(config.role === 'worker' ? [] : [QueueDashboardModule]),
       ],
@@ -70,6 +73,8 @@ export class AppModule {
         GracefulShutdown,
         // NOTE: global guards run in this order: the body is read only once the caller is known.
         { provide: APP_GUARD, useClass: ApiKeyGuard },
+        // NOTE: per account, so after authentication, and before a throttled body is read.
+        { provide: APP_GUARD, useExisting: AccountThrottlerGuard },
         JsonBodyGuard,
         { provide: APP_GUARD, useExisting: JsonBodyGuard },
         // NOTE: global interceptors nest in this order: RawJson writes what idempotency replays.

@@ -5,7 +5,9 @@ import { Logger as PinoNestLogger } from 'nestjs-pino';
 import { AppModule } from './app.module';
 import type { AppConfig } from './config/app-config';
 import { answerClientErrorsAsJson } from './http/client-errors';
+import { applySecurityHeaders } from './http/security-headers';
 import { validationPipe } from './http/validation';
+import { setupOpenApi } from './openapi/openapi';
 import {
   ObservabilityConfig,
   loadObservabilityConfig,
@@ -35,8 +37,11 @@ export async function createApp(
   );
   app.useLogger(app.get(PinoNestLogger));
   app.set('trust proxy', false);
+  applySecurityHeaders(app);
   answerClientErrorsAsJson(app.getHttpServer());
   app.useGlobalPipes(validationPipe());
+  // NOTE: a worker serves its health checks alone (health/worker-routes.middleware.ts).
+  if (config.role !== 'worker') setupOpenApi(app);
   // NOTE: no enableShutdownHooks(): main.ts stops on signals (lifecycle/stop-on-signals.ts).
   await app.init();
   return app;
