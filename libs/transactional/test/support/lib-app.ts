@@ -43,6 +43,8 @@ export interface LibAppSpec {
   databaseUrl?: string;
   /** Listen on a free loopback port (default), or only `init()` the app (no HTTP traffic). */
   listen?: boolean;
+  /** More modules (e.g. BullMQ flow producers). */
+  imports?: any[];
 }
 
 /** ioredis options of a Redis URL (`redis://host:port/db`), for BullMQ's `connection`. */
@@ -109,6 +111,7 @@ export async function createLibApp(
       TransactionalModule.registerQueue(
         ...spec.queues.map(({ bull: _bull, ...options }) => options),
       ),
+      ...(spec.imports ?? []),
     ],
     controllers: spec.controllers ?? [],
     providers: spec.providers ?? [],
