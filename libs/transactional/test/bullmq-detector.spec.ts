@@ -82,7 +82,7 @@ describeBullMQOnly(
       await start('throw');
       const before = await producer.plain.getJobCounts('waiting');
       for (const call of [
-        () => producer.plain.add('x', {}),
+        (): Promise<unknown> => producer.plain.add('x', {}),
         () => producer.plain.addBulk([{ name: 'y', data: {} }]),
       ]) {
         const label = uniqueName('throw');
