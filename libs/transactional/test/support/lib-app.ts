@@ -13,7 +13,6 @@ import {
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import type { Job, Queue } from 'bull';
-import { Worker } from 'bullmq';
 import {
   TransactionAwareQueueOptions,
   TransactionalModule,
@@ -22,6 +21,7 @@ import {
 import { Order } from './order.entity';
 import { testDatabaseUrl, testRedisUrl } from './env';
 import { LIB_QUEUE } from './queue-kind';
+import { bullmqAsBull, closeFacadeWorkers } from './bullmq-as-bull';
 
 /** One queue of a spec app: made transaction-aware, with optional Bull options of its own. */
 export interface LibQueueSpec extends TransactionAwareQueueOptions {
@@ -133,7 +133,8 @@ export function bullQueue<T = any>(
   app: INestApplication,
   name: string,
 ): Queue<T> {
-  return app.get<Queue<T>>(getQueueToken(name), { strict: false });
+  const queue = app.get(getQueueToken(name), { strict: false });
+  return LIB_QUEUE === 'bull' ? queue : bullmqAsBull<T>(queue);
 }
 
 /** Whether Redis holds a job with this id in the Bull (or BullMQ) queue. */
@@ -150,32 +151,12 @@ export async function findJob<T = any>(
 }
 
 /**
- * A queue's job counts by state, alike for Bull and BullMQ (BullMQ's prioritized and
- * waiting-children jobs count as waiting).
+ * A queue's job counts by state, alike for Bull and BullMQ (through `bullQueue`'s facade:
+ * BullMQ's prioritized and waiting-children jobs count as waiting).
  */
 export async function jobCounts(queue: Queue): Promise<typeof NO_JOBS> {
-  if (LIB_QUEUE === 'bull') return (await queue.getJobCounts()) as any;
-  const counts: Record<string, number> = await (queue as any).getJobCounts(
-    'active',
-    'completed',
-    'delayed',
-    'failed',
-    'paused',
-    'waiting',
-    'prioritized',
-    'waiting-children',
-  );
-  return {
-    active: counts.active,
-    completed: counts.completed,
-    delayed: counts.delayed,
-    failed: counts.failed,
-    paused: counts.paused,
-    waiting: counts.waiting + counts.prioritized + counts['waiting-children'],
-  };
+  return (await queue.getJobCounts()) as any;
 }
-
-const workers = new WeakMap<INestApplication, Worker[]>();
 
 /**
  * Processes the jobs of queue `name` with `handler`, `concurrency` at a time: Bull's
@@ -187,23 +168,12 @@ export function processJobs<T = any>(
   concurrency: number,
   handler: (job: Job<T>) => Promise<unknown>,
 ): void {
-  const queue = bullQueue<T>(app, name);
-  if (LIB_QUEUE === 'bull') {
-    void queue.process(concurrency, handler);
-    return;
-  }
-  const worker = new Worker(name, (job) => handler(job as any), {
-    connection: (queue as any).opts.connection,
-    concurrency,
-  });
-  workers.set(app, [...(workers.get(app) ?? []), worker]);
+  void bullQueue<T>(app, name).process(concurrency, handler);
 }
 
 /** The status of the queue's ioredis client (`'ready'` when connected). */
 export function redisStatus(queue: Queue): string {
-  if (LIB_QUEUE === 'bull') return queue.client.status;
-  const owner = queue as any;
-  return (owner.backend?.connection ?? owner.connection)._client.status;
+  return queue.client.status;
 }
 
 /** Job counts of a queue that has nothing in it, as `jobCounts()` reports them. */
@@ -222,7 +192,11 @@ export async function closeLibApp(
   queueNames: string[],
 ) {
   if (!app) return;
-  for (const worker of workers.get(app) ?? []) await worker.close(true);
+  if (LIB_QUEUE === 'bullmq') {
+    await closeFacadeWorkers(
+      queueNames.map((name) => app.get(getQueueToken(name), { strict: false })),
+    );
+  }
   for (const name of queueNames) {
     const queue = bullQueue(app, name);
     await queue.obliterate({ force: true }).catch(() => undefined);
