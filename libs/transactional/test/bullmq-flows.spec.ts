@@ -11,7 +11,7 @@ import {
   TransactionalModule,
   TransactionAwareFlowProducer,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';

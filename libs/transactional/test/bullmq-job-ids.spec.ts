@@ -7,7 +7,7 @@ import {
   TransactionalError,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';

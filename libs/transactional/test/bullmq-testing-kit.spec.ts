@@ -11,11 +11,11 @@ import {
   TransactionAwareFlowProducer,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import {
   TransactionalTestingKit,
   TransactionalTestingModule,
-} from '@app/transactional/testing';
+} from '../src/testing';
 
 /** A service written against BullMQ queues and a flow producer. */
 @Injectable()

@@ -17,7 +17,7 @@ import {
   TransactionAwareQueueOptions,
   TransactionalModule,
   TransactionalModuleOptions,
-} from '@app/transactional';
+} from '../../src';
 import { Order } from './order.entity';
 import { testDatabaseUrl, testRedisUrl } from './env';
 import { LIB_QUEUE } from './queue-kind';
