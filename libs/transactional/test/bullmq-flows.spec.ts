@@ -133,7 +133,7 @@ describeBullMQOnly('when a BullMQ flow is added in a transaction', () => {
   const rows = (label: string) =>
     app.get(DataSource).getRepository(Order).countBy({ label });
   const exists = async (queue: Queue, id: string) =>
-    (await queue.getJob(id)) !== undefined;
+    (await queue.getJob(id)) != null;
 
   it('should enqueue the whole flow after the commit, with ids generated up front for every job', async () => {
     const label = uniqueName('flow');

@@ -3,8 +3,8 @@ import type { JobIdentity } from '../bull-job-ids';
 import { TransactionalError } from '../errors/transactional.error';
 
 /**
- * Names a job as BullMQ (5 and 6) will, before Redis is touched. Options are merged over the
- * queue's `defaultJobOptions`; a job without `jobId` gets a generated one (random UUID: no `:`,
+ * Names a job as BullMQ (5 and 6) will, before Redis is touched. The queue's `defaultJobOptions`
+ * count for `repeat` only (BullMQ ignores a default `jobId`); a job without `jobId` gets a generated one (random UUID: no `:`,
  * not an integer, so BullMQ accepts it as a custom id) so that BullMQ ignores a re-enqueue.
  * A custom id BullMQ would refuse once the transaction has committed (`Job.validateOptions`,
  * `Queue.addJob`: not a string, `'0'` or starting with `'0:'`, an integer, or a `:` other than
@@ -26,7 +26,9 @@ export function identifyBullMQJob(
         `queue.upsertJobScheduler(), outside the transaction or in an afterCommit hook.`,
     );
   }
-  const given: unknown = merged.jobId;
+  // NOTE: BullMQ's add() sets `jobId: opts.jobId` over the queue's defaults: a default jobId is
+  // never used (Bull 4 uses it).
+  const given: unknown = opts.jobId;
   if (given === undefined || given === null || given === '') {
     const jobId = randomUUID();
     return {

@@ -49,12 +49,20 @@ export function bullmqAsBull<T>(queue: Queue): BullQueue<T> {
           counts.waiting + counts.prioritized + counts['waiting-children'],
       };
     },
+    // NOTE: the class's methods, not `queue.add`: a spec that saved the facade's `add` and
+    // put it back on the queue would otherwise make it call itself.
     add: (...args: unknown[]) =>
       typeof args[0] === 'string'
-        ? queue.add(args[0], args[1], args[2] as object)
-        : queue.add(DEFAULT_JOB_NAME, args[0], args[1] as object),
+        ? Queue.prototype.add.call(queue, args[0], args[1], args[2] as object)
+        : Queue.prototype.add.call(
+            queue,
+            DEFAULT_JOB_NAME,
+            args[0],
+            args[1] as object,
+          ),
     addBulk: (jobs: { name?: string; data: unknown; opts?: object }[]) =>
-      queue.addBulk(
+      Queue.prototype.addBulk.call(
+        queue,
         jobs.map((job) => ({ ...job, name: job.name ?? DEFAULT_JOB_NAME })),
       ),
     process: (...args: unknown[]) => {
