@@ -16,6 +16,7 @@ import type {
 import { transactionStorage } from './transaction-storage';
 import { DEFAULT_CONNECTION_NAME } from './transactional.constants';
 import { withTimeout } from './with-timeout';
+import { LibrarySpan, endSpan, startSpan } from './observability/tracing';
 import type {
   BulkJob,
   NoTransactionPolicy,
@@ -46,7 +47,12 @@ interface PendingBatch<T> extends TransactionHook {
   jobs: PreparedJob<T>[];
   /** The transaction the jobs were added in. */
   tx: TransactionContext;
+  /** The batch's span, from its first deferral to its flush or drop (with OpenTelemetry). */
+  span?: LibrarySpan;
 }
+
+/** Span attribute that says how a deferred enqueue ended: `enqueued`, `failed`, `dropped`. */
+const OUTCOME = 'messaging.outcome';
 
 /** Counters of one queue, for health checks and metrics. */
 export interface TransactionAwareQueueStats {
@@ -64,6 +70,11 @@ export interface TransactionAwareQueueStats {
    * close to the relay's turn): their outbox rows are left to the relay.
    */
   leftToRelay: number;
+  /**
+   * Deferred jobs dropped because their transaction, or the NESTED scope they were added in,
+   * rolled back (never sent to Redis).
+   */
+  droppedOnRollback: number;
 }
 
 /**
@@ -98,6 +109,7 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     enqueued: 0,
     failed: 0,
     leftToRelay: 0,
+    droppedOnRollback: 0,
   };
   private readonly logger: Logger;
   private readonly connectionName: string;
@@ -296,7 +308,20 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     const batch: PendingBatch<T> = {
       jobs: [...jobs],
       tx: scope.tx,
+      span: startSpan(`${this.name} enqueue`, 'producer', {
+        'messaging.system': 'bull',
+        'messaging.destination.name': this.name,
+        'messaging.operation.type': 'send',
+      }),
       run: () => this.flush(batch),
+      dropped: () => {
+        this.stats.droppedOnRollback += batch.jobs.length;
+        batch.span?.setAttribute(
+          'messaging.batch.message_count',
+          batch.jobs.length,
+        );
+        endSpan(batch.span, OUTCOME, 'dropped');
+      },
       describe: () =>
         `enqueue ${batch.jobs.length} job(s) to queue "${this.name}" (job ids ${ids(batch.jobs)})`,
     };
@@ -328,6 +353,16 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
         failure ??= { error };
       }
     }
+    batch.span?.setAttribute(
+      'messaging.batch.message_count',
+      batch.jobs.length,
+    );
+    endSpan(
+      batch.span,
+      OUTCOME,
+      failure ? 'failed' : 'enqueued',
+      failure?.error,
+    );
     if (failure) throw failure.error;
   }
 

@@ -12,6 +12,7 @@ import { TransactionAwareFlowProducer } from './bullmq/transaction-aware-flow-pr
 import { ClsModule, ClsService, ClsServiceManager } from 'nestjs-cls';
 import { TransactionalError } from './errors/transactional.error';
 import { TransactionalOutbox } from './outbox/transactional-outbox';
+import { TransactionalMetrics } from './observability/transactional-metrics';
 import { QueueRegistry } from './queue-registry';
 import { coreProviders } from './transactional.providers';
 import { TransactionAwareQueue } from './transaction-aware-queue';
@@ -94,6 +95,7 @@ function coreModule(
       TransactionHost,
       QueueRegistry,
       TransactionalOutbox,
+      TransactionalMetrics,
       ...(registerClsModule ? [] : [ClsService]),
       ...names.map(getTransactionHostToken),
     ],
