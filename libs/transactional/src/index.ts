@@ -8,17 +8,27 @@ export type { TransactionRunnerStats } from './transaction-runner';
 export { TransactionAwareQueue } from './transaction-aware-queue';
 export type { TransactionAwareQueueStats } from './transaction-aware-queue';
 export {
+  InjectTransactionAwareFlowProducer,
   InjectTransactionAwareQueue,
   InjectTransactionHost,
 } from './transactional.inject';
+export { TransactionAwareFlowProducer } from './bullmq/transaction-aware-flow-producer';
+export type {
+  FlowJobIds,
+  TransactionAwareFlowProducerStats,
+} from './bullmq/transaction-aware-flow-producer';
+export type { TransactionAwareFlowProducerOptions } from './bullmq/bullmq.interfaces';
 export {
   DEFAULT_CONNECTION_NAME,
+  getTransactionAwareFlowProducerToken,
   getTransactionAwareQueueToken,
   getTransactionHostToken,
 } from './transactional.constants';
 export type {
   BulkJob,
   IsolationLevel,
+  JobOptionsOf,
+  QueueKind,
   NoTransactionPolicy,
   PlainQueuePolicy,
   TransactionAwareQueueOptions,

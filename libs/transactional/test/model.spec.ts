@@ -26,7 +26,12 @@ import {
   TransactionHost,
 } from '../src';
 import { testDatabaseUrl, uniqueName } from './support/env';
-import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
+import {
+  bullQueue,
+  closeLibApp,
+  createLibApp,
+  findJob,
+} from './support/lib-app';
 
 const QUEUE = uniqueName('model');
 const TABLE = 'tx_spec_model_outbox';
@@ -335,7 +340,7 @@ describe('model: a job exists if and only if its transaction committed', () => {
         }
       }
       for (const [jobId, labelsOfJob] of expectedJobs) {
-        const job = await bull.getJob(jobId);
+        const job = await findJob(bull, jobId);
         if ((job !== null) !== labelsOfJob.size > 0) {
           throw new Error(
             `job ${jobId}: ${job ? 'in Redis' : 'absent'}, but ` +

@@ -17,6 +17,7 @@ import {
   inRedis,
   waitFor,
 } from './support/lib-app';
+import { describeBullOnly } from './support/queue-kind';
 
 /** Jobs that start the work (added from outside any transaction). */
 const ORDERS = uniqueName('non-http-orders');
@@ -108,7 +109,9 @@ class ReceiptsProcessor {
   }
 }
 
-describe('when @Transactional work runs without an HTTP request', () => {
+describeBullOnly(
+  "its processors are @nestjs/bull's @Processor/@Process classes",
+)('when @Transactional work runs without an HTTP request', () => {
   let app: INestApplication;
   let orders: Queue<OrderJob>;
   let receiptQueue: Queue<ReceiptJob>;

@@ -14,6 +14,8 @@ import {
   bullQueue,
   closeLibApp,
   createLibApp,
+  findJob,
+  redisStatus,
   waitFor,
 } from './support/lib-app';
 import { createOutboxTable } from './support/outbox-table';
@@ -192,7 +194,7 @@ describe('when the outbox relay dispatches rows', () => {
       await makeEligible();
       expect(await outbox(a).relayOnce()).toBe(3);
       const bull = bullQueue<Payload>(a, ON_OWN);
-      for (const id of ids) expect((await bull.getJob(id))?.id).toBe(id);
+      for (const id of ids) expect((await findJob(bull, id))?.id).toBe(id);
       expect((await rows(ON_OWN, ids)).every((row) => row.dispatched_at)).toBe(
         true,
       );
@@ -231,7 +233,7 @@ describe('when the outbox relay dispatches rows', () => {
       const ids = (await pendingJobs(ON_OWN, 2)).sort();
       await ownRedis.kill();
       await waitFor(
-        () => bullQueue(a, ON_OWN).client.status !== 'ready',
+        () => redisStatus(bullQueue(a, ON_OWN)) !== 'ready',
         'the Bull client to notice that Redis is gone',
       );
       const waits: number[][] = [];
@@ -274,7 +276,7 @@ describe('when the outbox relay dispatches rows', () => {
 
       await ownRedis.restart();
       await waitFor(
-        () => bullQueue(a, ON_OWN).client.status === 'ready',
+        () => redisStatus(bullQueue(a, ON_OWN)) === 'ready',
         'the Bull client to reconnect',
       );
       await makeEligible();
@@ -286,7 +288,7 @@ describe('when the outbox relay dispatches rows', () => {
         lastError: null,
       });
       const bull: Queue<Payload> = bullQueue(a, ON_OWN);
-      for (const id of ids) expect((await bull.getJob(id))?.id).toBe(id);
+      for (const id of ids) expect((await findJob(bull, id))?.id).toBe(id);
     });
   });
 });
