@@ -26,12 +26,8 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-/** Functions of the benchmarked route handlers (bench/support/*-routes.ts). */
-const HANDLERS = new Set([
-  'insertAndEnqueue',
-  'insertAndEnqueueWithHost',
-  'insertOnly',
-]);
+/** Functions of the benchmarked route handlers (bench/request-path/*.app.ts). */
+const HANDLERS = new Set(['handle', 'write', 'create']);
 /** Native socket writes: same count in every variant, but their cost swings with load. */
 const SYSCALLS = ['native:writeBuffer', 'native:writev'];
 
