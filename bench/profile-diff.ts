@@ -27,7 +27,12 @@ interface CpuProfile {
 }
 
 /** Functions of the benchmarked route handlers (bench/request-path/*.app.ts). */
-const HANDLERS = new Set(['handle', 'write', 'create']);
+const HANDLERS = new Set([
+  'benchHandler',
+  'benchWrite',
+  'benchCreate',
+  'handleWithStopwatch',
+]);
 /** Native socket writes: same count in every variant, but their cost swings with load. */
 const SYSCALLS = ['native:writeBuffer', 'native:writev'];
 

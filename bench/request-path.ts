@@ -240,7 +240,7 @@ async function main() {
   text.push(
     '',
     verdict,
-    `results: bench/results/${base}.{json,md} and ${Object.values(svgs).join(', ')}`,
+    `results in ${path.relative(process.cwd(), dir) || '.'}: ${base}.{json,md}, ${Object.values(svgs).join(', ')}`,
   );
   md.push(
     verdict,

@@ -39,14 +39,14 @@ export function nestjsClsController(queueName: string): Type<unknown> {
     ) {}
 
     @Post('r')
-    async handle() {
-      const id = await this.write();
+    async benchHandler() {
+      const id = await this.benchWrite();
       await this.queue.add({ id });
       return { id };
     }
 
     @Transactional()
-    async write() {
+    async benchWrite() {
       return insertedId(
         await this.txHost.tx.insert(BenchRow, {
           label: 'p2',

@@ -65,7 +65,7 @@ export function oursController(
 
     /** o1s: the scope on a service method. */
     @Transactional()
-    async create() {
+    async benchCreate() {
       const id = insertedId(
         await this.tx.manager.insert(BenchRow, {
           label: mode,
@@ -83,8 +83,8 @@ export function oursController(
     constructor(private readonly rows: RowService) {}
 
     @Post('r')
-    handle() {
-      return this.rows.create();
+    benchHandler() {
+      return this.rows.benchCreate();
     }
   }
 
@@ -99,7 +99,7 @@ export function oursController(
 
     @Post('r')
     @Transactional({ useInterceptor: mode === 'o1i' })
-    async handle() {
+    async benchHandler() {
       const id = insertedId(
         await this.tx.manager.insert(BenchRow, {
           label: mode,

@@ -20,7 +20,7 @@ export function plainController(
     ) {}
 
     @Post('r')
-    async handle() {
+    async benchHandler() {
       switch (mode) {
         case 'hello':
           return { id: 0 };

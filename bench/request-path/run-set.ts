@@ -339,6 +339,10 @@ export async function runSet(
             server.mode.key,
             await request(server, { type: 'stop' }, 'stopped'),
           );
+          // NOTE: a server profiled with --cpu-prof writes its profile as it exits.
+          if (server.child.exitCode === null) {
+            await new Promise((resolve) => server.child.once('exit', resolve));
+          }
         } finally {
           clearTimeout(timer);
         }

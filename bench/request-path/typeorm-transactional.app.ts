@@ -43,14 +43,14 @@ export function typeormTransactionalController(
     ) {}
 
     @Post('r')
-    async handle() {
-      const { id, enqueued } = await this.write();
+    async benchHandler() {
+      const { id, enqueued } = await this.benchWrite();
       await enqueued;
       return { id };
     }
 
     @Transactional()
-    async write() {
+    async benchWrite() {
       const id = insertedId(
         await this.rows.insert({ label: 'p1', payload: PAYLOAD }),
       );
