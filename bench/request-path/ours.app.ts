@@ -14,7 +14,7 @@ import {
   TransactionalModule,
   createOutboxMigration,
   getTransactionAwareQueueToken,
-} from '@app/transactional';
+} from 'nestjs-transactional-jobs';
 import { DataSource } from 'typeorm';
 import { BenchRow, JobData, PAYLOAD, insertedId } from './bench-row.entity';
 

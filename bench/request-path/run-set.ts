@@ -150,12 +150,7 @@ function startServer(
   options: SetOptions,
   children: ChildProcess[],
 ): Promise<Server> {
-  const execArgv = [
-    '-r',
-    'ts-node/register/transpile-only',
-    '-r',
-    'tsconfig-paths/register',
-  ];
+  const execArgv = ['-r', 'ts-node/register/transpile-only'];
   if (options.cpuProfDir) {
     execArgv.unshift(
       '--cpu-prof',

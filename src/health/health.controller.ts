@@ -11,7 +11,7 @@ import {
   TransactionRunner,
   TransactionalOutbox,
   withTimeout,
-} from '@app/transactional';
+} from 'nestjs-transactional-jobs';
 import { PublicRoute } from '../auth/auth.decorators';
 import { DELIVERY_QUEUE } from '../deliveries/delivery-queue';
 import { DeliveryStats } from '../deliveries/delivery-stats';
