@@ -60,6 +60,8 @@ export type ServerMessage =
       type: 'stopped';
       /** `data.id` of every job in the mode's Bull queue, read before it is obliterated. */
       jobIds: number[];
+      /** Bull's job counts by state, read at the same time. */
+      jobCounts: Record<string, number>;
       /** Library counters (ours only): failed flushes and hook failures must be 0. */
       stats?: Record<string, unknown>;
     };

@@ -376,8 +376,12 @@ export async function runSet(
             check.problems.push(`job for row ${id}, which does not exist`);
           seen.add(id);
         }
-        const missing = [...rowIds].filter((id) => !seen.has(id)).length;
-        if (missing) check.problems.push(`${missing} rows without a job`);
+        const missing = [...rowIds].filter((id) => !seen.has(id));
+        if (missing.length) {
+          check.problems.push(
+            `${missing.length} rows without a job (ids ${missing.slice(0, 5).join(', ')}; Bull's counts: ${JSON.stringify(stopped.get(mode.key)?.jobCounts)})`,
+          );
+        }
       } else if (jobIds.length) {
         check.problems.push(
           `${jobIds.length} jobs from a mode that enqueues none`,

@@ -145,9 +145,9 @@ async function main() {
 }
 
 /**
- * Waits until the requests autocannon dropped at the end of a segment (their handlers go on)
- * are done: until the table has as many rows as the queue has jobs, or neither count has moved
- * for 2 s (then the check reports the difference).
+ * Waits until the requests autocannon dropped at the end of the last segment (their handlers go
+ * on) are done: until the table and the queue have held the same number of rows and jobs for
+ * 2 s, or neither count has moved for 5 s (then the check reports the difference).
  */
 async function settle(app: INestApplication, queue: Queue<JobData>) {
   const dataSource = app.get(DataSource);
@@ -158,10 +158,10 @@ async function settle(app: INestApplication, queue: Queue<JobData>) {
       `SELECT count(*)::int AS n FROM "${process.env.BENCH_TABLE}"`,
     );
     const jobs = await queue.count();
-    if (jobs === n || jobs === 0) return;
     const now = `${n}/${jobs}`;
     if (now !== last) [last, since] = [now, Date.now()];
-    else if (Date.now() - since > 2000) return;
+    const quiet = Date.now() - since;
+    if (quiet > 5000 || (quiet > 2000 && (jobs === n || jobs === 0))) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -177,10 +177,14 @@ async function stop(
   await settle(app, queue);
   const jobs = await queue.getJobs(['waiting', 'delayed', 'paused', 'active']);
   const jobIds = jobs.map((job) => job.data.id);
+  const jobCounts = { ...(await queue.getJobCounts()) } as Record<
+    string,
+    number
+  >;
   const libraryStats = stats?.(app);
   await queue.obliterate({ force: true });
   await app.close();
-  await send({ type: 'stopped', jobIds, stats: libraryStats });
+  await send({ type: 'stopped', jobIds, jobCounts, stats: libraryStats });
   process.disconnect?.();
   setTimeout(() => process.exit(0), 5_000).unref();
 }
