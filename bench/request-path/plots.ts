@@ -42,11 +42,14 @@ export function barChart(
   const width = 80 + modes.length * (sets.length * 22 + 18);
   const height = 340;
   const [left, top, bottom] = [60, 40, 290];
-  const values = sets.flatMap((set) =>
-    set.summary.map((s) => pick(s).max ?? pick(s).value),
-  );
-  const max = niceMax(Math.max(...values.filter(Number.isFinite)));
-  const y = (v: number) => bottom - ((bottom - top) * v) / max;
+  const values = sets
+    .flatMap((set) => set.summary.map((s) => pick(s).max ?? pick(s).value))
+    .filter(Number.isFinite)
+    .sort((a, b) => b - a);
+  // NOTE: a mode far above the rest (hello) is clipped, so that the others stay readable.
+  const typical = values[Math.floor(values.length / 2)];
+  const max = niceMax(values.find((v) => v <= 3 * typical) ?? values[0]);
+  const y = (v: number) => bottom - ((bottom - top) * Math.min(v, max)) / max;
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
@@ -77,6 +80,11 @@ export function barChart(
       out.push(
         `<rect x="${x}" y="${y(value)}" width="20" height="${bottom - y(value)}" fill="${COLORS[s]}"><title>${esc(`${key} ${set.node}: ${value.toFixed(1)} ${unit}`)}</title></rect>`,
       );
+      if (value > max) {
+        out.push(
+          `<text x="${x + 10}" y="${top - 4}" text-anchor="middle" font-size="10">${value.toFixed(0)}</text>`,
+        );
+      }
       if (min !== undefined && hi !== undefined) {
         out.push(
           `<line x1="${x + 10}" x2="${x + 10}" y1="${y(min)}" y2="${y(hi)}" stroke="#333"/>`,
