@@ -1,25 +1,41 @@
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ADMIN_TOKEN_SCHEME } from '../openapi/api-docs.decorators';
 import { InjectQueue } from '@nestjs/bull';
 import {
   Controller,
   Get,
+  Inject,
   Logger,
+  Req,
   ServiceUnavailableException,
 } from '@nestjs/common';
+import {
+  HealthCheck,
+  HealthCheckResult,
+  HealthCheckService,
+  TypeOrmHealthIndicator,
+} from '@nestjs/terminus';
 import type { Queue } from 'bull';
+import type { Request } from 'express';
 import { DataSource } from 'typeorm';
 import {
   TransactionRunner,
   TransactionalOutbox,
   withTimeout,
 } from 'nestjs-transactional-jobs';
+import { hasAdminToken } from '../auth/admin-token';
 import { PublicRoute } from '../auth/auth.decorators';
+import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { DELIVERY_QUEUE } from '../deliveries/delivery-queue';
 import { DeliveryStats } from '../deliveries/delivery-stats';
 import { JsonBodyGuard } from '../http/json-body.guard';
+import { redactHealth } from './health-details';
+import { OutboxHealthIndicator } from './indicators/outbox.health';
+import { RedisHealthIndicator } from './indicators/redis.health';
 
 /**
- * 'up', or 'down' when `check` fails. The route is public: the error (addresses, ports,
- * credentials in a URL) goes to the log, never into the answer.
+ * 'up', or 'down' when `check` fails. The error (addresses, ports, credentials in a URL) goes
+ * to the log, never into an anonymous answer.
  */
 export async function probe(
   check: Promise<unknown>,
@@ -35,12 +51,21 @@ export async function probe(
   }
 }
 
-/** Liveness and the state operators watch: database, Redis, outbox backlog, queue counts. */
+/**
+ * Liveness and readiness (terminus) for load balancers and orchestrators, and the state
+ * operators watch. Anyone may call them; details (errors, counts) need the admin token.
+ */
+@ApiTags('health')
 @Controller('health')
 export class HealthController {
   private readonly logger = new Logger(HealthController.name);
 
   constructor(
+    private readonly health: HealthCheckService,
+    private readonly database: TypeOrmHealthIndicator,
+    private readonly redisIndicator: RedisHealthIndicator,
+    private readonly outboxIndicator: OutboxHealthIndicator,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly dataSource: DataSource,
     private readonly runner: TransactionRunner,
     private readonly outbox: TransactionalOutbox,
@@ -49,23 +74,81 @@ export class HealthController {
     private readonly bodyGuard: JsonBodyGuard,
   ) {}
 
-  @Get()
+  /** The process runs and its event loop answers; no dependency is checked. */
+  @Get('live')
+  @ApiOkResponse({ description: 'The process is alive.' })
   @PublicRoute()
-  async check() {
+  // NOTE: liveness never answers 503: only the 200 is documented.
+  @HealthCheck({ noCache: true, swaggerDocumentation: false })
+  live(): Promise<HealthCheckResult> {
+    return this.health.check([]);
+  }
+
+  /** Postgres and Redis answer within the timeout, and the outbox backlog is young; else 503. */
+  @Get('ready')
+  @PublicRoute()
+  @HealthCheck()
+  @ApiBearerAuth(ADMIN_TOKEN_SCHEME)
+  async ready(@Req() request: Request): Promise<HealthCheckResult> {
+    const admin = hasAdminToken(request, this.config.adminToken);
+    const timeout = this.config.healthCheckTimeoutMs;
+    try {
+      const result = await this.health.check([
+        () => this.database.pingCheck('database', { timeout }),
+        () => this.redisIndicator.isHealthy('redis'),
+        () => this.outboxIndicator.isHealthy('outbox'),
+      ]);
+      return admin ? result : redactHealth(result);
+    } catch (error) {
+      if (error instanceof ServiceUnavailableException && !admin) {
+        throw new ServiceUnavailableException(
+          redactHealth(error.getResponse() as HealthCheckResult),
+        );
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Summary for anyone (`status`, `database`, `redis`); with the admin token also the outbox
+   * backlog, transaction and delivery counters and queue counts. 503 while Postgres is down.
+   */
+  @Get()
+  @ApiBearerAuth(ADMIN_TOKEN_SCHEME)
+  @ApiOkResponse({
+    description:
+      'status, database, redis; with the admin token also the counters.',
+  })
+  @PublicRoute()
+  async check(@Req() request: Request) {
+    const timeout = this.config.healthCheckTimeoutMs;
     const [database, redis] = await Promise.all([
-      probe(this.dataSource.query('SELECT 1'), 'database', this.logger),
-      probe(withTimeout(this.queue.client.ping(), 1000), 'redis', this.logger),
+      probe(
+        withTimeout(this.dataSource.query('SELECT 1'), timeout),
+        'database',
+        this.logger,
+      ),
+      probe(
+        withTimeout(this.queue.client.ping(), timeout),
+        'redis',
+        this.logger,
+      ),
     ]);
-    const body = {
+    const summary = {
       status: database === 'up' && redis === 'up' ? 'ok' : 'degraded',
       database,
       redis,
-      outbox: database === 'up' ? await this.outbox.stats() : null,
-      transactions: this.runner.stats,
-      deliveryJobs: redis === 'up' ? await this.queue.getJobCounts() : null,
-      deliveries: this.deliveryStats.snapshot(),
-      bodies: { ...this.bodyGuard.stats },
     };
+    const body = hasAdminToken(request, this.config.adminToken)
+      ? {
+          ...summary,
+          outbox: database === 'up' ? await this.outbox.stats() : null,
+          transactions: this.runner.stats,
+          deliveryJobs: redis === 'up' ? await this.queue.getJobCounts() : null,
+          deliveries: this.deliveryStats.snapshot(),
+          bodies: { ...this.bodyGuard.stats },
+        }
+      : summary;
     if (database !== 'up') throw new ServiceUnavailableException(body);
     return body;
   }
