@@ -18,6 +18,9 @@ import { AccountThrottlerGuard } from './rate-limit/account-throttler.guard';
 import { RateLimitModule } from './rate-limit/rate-limit.module';
 import { RawJsonInterceptor } from './http/raw-json';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+import { QueueDashboardModule } from './observability/dashboard/queue-dashboard.module';
+import { ObservabilityModule } from './observability/observability.module';
+import type { ObservabilityConfig } from './observability/observability-config';
 import { GracefulShutdown } from './lifecycle/graceful-shutdown';
 import { RetentionModule } from './retention/retention.module';
 import { SecretsModule } from './secrets/secrets.module';
@@ -27,7 +30,10 @@ import { WebhooksHttpModule } from './webhooks-http/webhooks-http.module';
 /** The webhook delivery service: API, worker, or both, as `config.role` says. */
 @Module({})
 export class AppModule {
-  static forRoot(config: AppConfig): DynamicModule {
+  static forRoot(
+    config: AppConfig,
+    observability: ObservabilityConfig,
+  ): DynamicModule {
     return {
       module: AppModule,
       global: true,
@@ -58,6 +64,8 @@ export class AppModule {
         HealthModule,
         RetentionModule,
         RateLimitModule,
+        ObservabilityModule.forRoot(observability),
+        ...(config.role === 'worker' ? [] : [QueueDashboardModule]),
       ],
       providers: [
         { provide: APP_CONFIG, useValue: config },

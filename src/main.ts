@@ -4,10 +4,16 @@ import { createApp } from './bootstrap';
 import { ConfigValidationError } from './config/app-config';
 import { readConfig } from './config/read-config';
 import { stopOnSignals } from './lifecycle/stop-on-signals';
+import { loadObservabilityConfig } from './observability/observability-config';
+import { startTracing } from './observability/tracing/tracing';
 
 async function main() {
   const config = await readConfig();
-  const app = await createApp(config);
+  // NOTE: after readConfig (which loads .env) and before the application exists, so that every
+  // span has the SDK behind it.
+  const observability = loadObservabilityConfig();
+  startTracing(observability);
+  const app = await createApp(config, undefined, observability);
   stopOnSignals(app, config.shutdownTimeoutMs);
   const logger = new Logger('Main');
   if (config.role === 'worker') {

@@ -20,6 +20,7 @@ import {
   DeliveryJob,
   deliveryJobId,
 } from './delivery-queue';
+import { currentJobContext } from '../observability/job-context';
 
 /** Longest response body kept in the attempt log. */
 const MAX_STORED_RESPONSE = 64 * 1024;
@@ -160,8 +161,9 @@ export class DeliveryOutcomeService {
       { id: claim.attemptId },
       { nextAttemptAt },
     );
+    // NOTE: the next attempt goes on with the trace and request id of this one.
     await this.queue.add(
-      { deliveryId: claim.id },
+      { deliveryId: claim.id, context: currentJobContext() },
       {
         ...DELIVERY_JOB_OPTIONS,
         delay,

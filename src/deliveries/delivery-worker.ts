@@ -32,6 +32,7 @@ import {
   DeliveryJob,
 } from './delivery-queue';
 import { EndpointLimiter } from './endpoint-limiter';
+import { DeliveryObservability } from '../observability/delivery-observability';
 
 /** How long a job waits before trying again when its endpoint is at its concurrency limit. */
 const ENDPOINT_BUSY_DELAY_MS = 500;
@@ -72,6 +73,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     private readonly stats: DeliveryStats,
     private readonly box: SecretBox,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly observability: DeliveryObservability,
   ) {
     this.leaseMs = config.deliveryTimeoutMs + config.deliveryLeaseMarginMs;
     this.limiter = new EndpointLimiter(
@@ -86,7 +88,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     if (this.config.role === 'api') return;
     this.processing = true;
     void this.queue.process(this.config.workerConcurrency, (job) => {
-      const handling = this.handle(job);
+      const handling = this.observability.runJob(job, () => this.handle(job));
       const settled = handling.catch(() => undefined);
       this.inFlight.add(settled);
       void settled.then(() => this.inFlight.delete(settled));
@@ -212,7 +214,11 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     try {
       const target = await this.target(claim);
       if (target.disabled) return await this.outcomes.recordDisabled(claim);
-      result = await this.sender.send(target.request);
+      result = await this.observability.sendAttempt(
+        { deliveryId: claim.id, attemptNumber: claim.attemptNumber },
+        target.request,
+        (request) => this.sender.send(request),
+      );
       if (result.kind === 'error' && result.detail) {
         this.logger.warn(
           `delivery ${claim.id}: refused to connect: ${result.detail} (${SSRF_HINT})`,

@@ -8,17 +8,27 @@ export type { TransactionRunnerStats } from './transaction-runner';
 export { TransactionAwareQueue } from './transaction-aware-queue';
 export type { TransactionAwareQueueStats } from './transaction-aware-queue';
 export {
+  InjectTransactionAwareFlowProducer,
   InjectTransactionAwareQueue,
   InjectTransactionHost,
 } from './transactional.inject';
+export { TransactionAwareFlowProducer } from './bullmq/transaction-aware-flow-producer';
+export type {
+  FlowJobIds,
+  TransactionAwareFlowProducerStats,
+} from './bullmq/transaction-aware-flow-producer';
+export type { TransactionAwareFlowProducerOptions } from './bullmq/bullmq.interfaces';
 export {
   DEFAULT_CONNECTION_NAME,
+  getTransactionAwareFlowProducerToken,
   getTransactionAwareQueueToken,
   getTransactionHostToken,
 } from './transactional.constants';
 export type {
   BulkJob,
   IsolationLevel,
+  JobOptionsOf,
+  QueueKind,
   NoTransactionPolicy,
   PlainQueuePolicy,
   TransactionAwareQueueOptions,
@@ -57,3 +67,10 @@ export type { OutboxRowError, OutboxStats } from './outbox/outbox-store';
 export type { TransactionAwareJobOptions } from './transactional.interfaces';
 export { removeBullJobHusks } from './bull-job-husks';
 export { withTimeout } from './with-timeout';
+export { TransactionalMetrics } from './observability/transactional-metrics';
+export type {
+  QueueMetrics,
+  TransactionalMetricsSnapshot,
+} from './observability/transactional-metrics';
+export type { OutboxRelayStats } from './outbox/outbox-relay.service';
+export { TRACER_NAME } from './observability/tracer-name';

@@ -26,7 +26,12 @@ import {
   TransactionHost,
 } from '../src';
 import { onMariaDb, uniqueName, testDataSourceOptions } from './support/env';
-import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
+import {
+  bullQueue,
+  closeLibApp,
+  createLibApp,
+  findJob,
+} from './support/lib-app';
 import { dbQuery, deadlockVictim } from './support/db';
 
 const QUEUE = uniqueName('model');
@@ -352,7 +357,7 @@ describe('model: a job exists if and only if its transaction committed', () => {
         }
       }
       for (const [jobId, labelsOfJob] of expectedJobs) {
-        const job = await bull.getJob(jobId);
+        const job = await findJob(bull, jobId);
         if ((job !== null) !== labelsOfJob.size > 0) {
           throw new Error(
             `job ${jobId}: ${job ? 'in Redis' : 'absent'}, but ` +

@@ -18,6 +18,7 @@ import {
   waitFor,
 } from './support/lib-app';
 import { dbQuery, transactionId } from './support/db';
+import { describeBullOnly } from './support/queue-kind';
 
 /** Jobs that start the work (added from outside any transaction). */
 const ORDERS = uniqueName('non-http-orders');
@@ -105,7 +106,9 @@ class ReceiptsProcessor {
   }
 }
 
-describe('when @Transactional work runs without an HTTP request', () => {
+describeBullOnly(
+  "its processors are @nestjs/bull's @Processor/@Process classes",
+)('when @Transactional work runs without an HTTP request', () => {
   let app: INestApplication;
   let orders: Queue<OrderJob>;
   let receiptQueue: Queue<ReceiptJob>;

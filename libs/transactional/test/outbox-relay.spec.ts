@@ -14,6 +14,8 @@ import {
   bullQueue,
   closeLibApp,
   createLibApp,
+  findJob,
+  redisStatus,
   waitFor,
 } from './support/lib-app';
 import { createOutboxTable } from './support/outbox-table';
@@ -197,7 +199,7 @@ describe('when the outbox relay dispatches rows', () => {
       await makeEligible();
       expect(await outbox(a).relayOnce()).toBe(3);
       const bull = bullQueue<Payload>(a, ON_OWN);
-      for (const id of ids) expect((await bull.getJob(id))?.id).toBe(id);
+      for (const id of ids) expect((await findJob(bull, id))?.id).toBe(id);
       expect((await rows(ON_OWN, ids)).every((row) => row.dispatched_at)).toBe(
         true,
       );
@@ -236,7 +238,7 @@ describe('when the outbox relay dispatches rows', () => {
       const ids = (await pendingJobs(ON_OWN, 2)).sort();
       await ownRedis.kill();
       await waitFor(
-        () => bullQueue(a, ON_OWN).client.status !== 'ready',
+        () => redisStatus(bullQueue(a, ON_OWN)) !== 'ready',
         'the Bull client to notice that Redis is gone',
       );
       const waits: number[][] = [];
@@ -279,7 +281,7 @@ describe('when the outbox relay dispatches rows', () => {
 
       await ownRedis.restart();
       await waitFor(
-        () => bullQueue(a, ON_OWN).client.status === 'ready',
+        () => redisStatus(bullQueue(a, ON_OWN)) === 'ready',
         'the Bull client to reconnect',
       );
       await makeEligible();
@@ -291,7 +293,7 @@ describe('when the outbox relay dispatches rows', () => {
         lastError: null,
       });
       const bull: Queue<Payload> = bullQueue(a, ON_OWN);
-      for (const id of ids) expect((await bull.getJob(id))?.id).toBe(id);
+      for (const id of ids) expect((await findJob(bull, id))?.id).toBe(id);
     });
   });
 });

@@ -28,7 +28,9 @@ import {
   bullQueue,
   closeLibApp,
   createLibApp,
+  findJob,
   inRedis,
+  jobCounts,
 } from './support/lib-app';
 import { dbQuery, transactionId, FAILING_SQL } from './support/db';
 
@@ -254,7 +256,7 @@ describe('when scopes with each propagation are combined', () => {
 
   describe('when a REQUIRED transaction queues jobs', () => {
     it('should keep every job out of Redis until the outermost commit, then enqueue them all', async () => {
-      const countsBefore = await bullQueue(app, QUEUE).getJobCounts();
+      const countsBefore = await jobCounts(bullQueue(app, QUEUE));
       let countsInside: object | undefined;
       const [first, joined] = await outer.run(async () => {
         const written = [
@@ -262,14 +264,14 @@ describe('when scopes with each propagation are combined', () => {
           await steps.required('joined'),
         ];
         await observe.note('inside', 'first', 'joined');
-        countsInside = await bullQueue(app, QUEUE).getJobCounts();
+        countsInside = await jobCounts(bullQueue(app, QUEUE));
         return written;
       });
       await observe.note('after commit', 'first', 'joined');
 
       expect(joined.txid).toBe(first.txid);
       expect(countsInside).toEqual(countsBefore);
-      expect(await bullQueue(app, QUEUE).getJobCounts()).toEqual({
+      expect(await jobCounts(bullQueue(app, QUEUE))).toEqual({
         ...countsBefore,
         waiting: countsBefore.waiting + 2,
       });
@@ -281,7 +283,7 @@ describe('when scopes with each propagation are combined', () => {
         'after-commit joined (active: false)',
         'after commit: first row committed, job queued; joined row committed, job queued',
       ]);
-      const job = await bullQueue(app, QUEUE).getJob(first.jobId);
+      const job = await findJob(bullQueue(app, QUEUE), first.jobId);
       expect(job?.data).toEqual({ step: 'first', orderId: first.orderId });
     });
 
@@ -538,7 +540,7 @@ describe('when scopes with each propagation are combined', () => {
       expect(wrote.has('alone-strict')).toBe(false);
       // With no transaction, the row saved before add() was committed on its own.
       expect(await rowsOf('alone-strict')).toBe(1);
-      expect(await bullQueue(app, STRICT).getJobCounts()).toEqual(NO_JOBS);
+      expect(await jobCounts(bullQueue(app, STRICT))).toEqual(NO_JOBS);
     });
   });
 

@@ -23,6 +23,8 @@ import {
   bullQueue,
   closeLibApp,
   createLibApp,
+  findJob,
+  jobCounts,
 } from './support/lib-app';
 import { dbQuery, poolState } from './support/db';
 
@@ -148,8 +150,8 @@ describe('when a transaction that queued a job rolls back', () => {
       { label, orderId: expect.any(String), jobId: expect.any(String) },
     ]);
     expect(await rowsLabelled(label)).toBe(0);
-    expect(await queue.getJob(attempts[0].jobId)).toBeNull();
-    expect(await queue.getJobCounts()).toEqual(NO_JOBS);
+    expect(await findJob(queue, attempts[0].jobId)).toBeNull();
+    expect(await jobCounts(queue)).toEqual(NO_JOBS);
     expect(hooks).toEqual([`after-rollback ${label}`]);
     // The transaction's connection went back to the pool.
     expect(poolState(dataSource).inUse).toBe(0);
@@ -166,11 +168,11 @@ describe('when a transaction that queued a job rolls back', () => {
       jobId: attempts[0].jobId,
     });
     expect(await rowsLabelled(label)).toBe(1);
-    const job = await queue.getJob(attempts[0].jobId);
+    const job = await findJob(queue, attempts[0].jobId);
     expect(job?.data).toEqual({ orderId: attempts[0].orderId });
     expect(hooks).toEqual([`after-commit ${label}`]);
     await job!.remove();
-    expect(await queue.getJobCounts()).toEqual(NO_JOBS);
+    expect(await jobCounts(queue)).toEqual(NO_JOBS);
   });
 
   it('should leave no row and no job and answer with the HttpException when the handler throws it', async () => {
