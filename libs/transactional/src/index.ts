@@ -49,6 +49,7 @@ export { NoTransactionError } from './errors/no-transaction.error';
 export { PlainQueueInTransactionError } from './errors/plain-queue-in-transaction.error';
 export { UnknownConnectionError } from './errors/unknown-connection.error';
 export { UnexpectedRollbackError } from './errors/unexpected-rollback.error';
+export { TransactionAbortedError } from './errors/transaction-aborted.error';
 export { TransactionClosedError } from './errors/transaction-closed.error';
 export { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
 export { QueueUnavailableError } from './errors/queue-unavailable.error';

@@ -20,6 +20,7 @@ import {
 } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { createOutboxTable } from './support/outbox-table';
+import { dbQuery } from './support/db';
 
 const DURABLE = uniqueName('jobid-durable');
 const OTHER_DURABLE = uniqueName('jobid-other');
@@ -96,7 +97,8 @@ describe('when a durable job is added with a jobId another add used already', ()
   const bull = (name: string): Queue<Payload> => bullQueue(app, name);
   /** The outbox rows of `jobId` (every add writes one), by queue and data. */
   const rows = (jobId: string) =>
-    app.get(DataSource).query(
+    dbQuery(
+      app.get(DataSource),
       `SELECT queue, data FROM ${TABLE} WHERE opts->>'jobId' = $1
         ORDER BY queue, (data->>'n')::int`,
       [jobId],
@@ -214,11 +216,10 @@ describe('when a durable job is added with a jobId another add used already', ()
       async () => (await outbox.stats()).pending === 1,
       'the fast path to mark the second row',
     );
-    await app
-      .get(DataSource)
-      .query(
-        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-      );
+    await dbQuery(
+      app.get(DataSource),
+      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+    );
 
     // The relay hands the first row to Bull, which ignores the job id it holds.
     expect(await outbox.relayOnce()).toBe(1);

@@ -1,6 +1,5 @@
 import { INestApplication } from '@nestjs/common';
 import type { Queue } from 'bull';
-import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import {
   getTransactionAwareQueueToken,
@@ -9,7 +8,8 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '../src';
-import { testDatabaseUrl, uniqueName } from './support/env';
+import { onMariaDb, uniqueName } from './support/env';
+import { openDataSource } from './support/db';
 import {
   bullQueue,
   closeLibApp,
@@ -23,6 +23,7 @@ import {
   OwnRedis,
   startOwnRedis,
 } from '../../../test/faults/support/own-redis';
+import { dbQuery } from './support/db';
 
 /** Durable, on the spec's own Redis (paused or killed by the tests). */
 const ON_OWN = uniqueName('relay-own');
@@ -49,7 +50,7 @@ describe('when the outbox relay dispatches rows', () => {
   let ownRedis: OwnRedis;
   let a: INestApplication;
   let b: INestApplication;
-  let activity: Client;
+  let activity: DataSource;
 
   const options = (): TransactionalModuleOptions => ({
     outbox: {
@@ -85,7 +86,8 @@ describe('when the outbox relay dispatches rows', () => {
   /** The outbox rows of `ids` in `queue`, by id. */
   const rows = async (queue: string, ids: string[]): Promise<Row[]> =>
     (
-      await a.get(DataSource).query(
+      await dbQuery(
+        a.get(DataSource),
         `SELECT id, relay_attempts, last_error, dispatched_at,
                 extract(epoch FROM available_at - clock_timestamp()) * 1000 AS wait_ms
            FROM ${TABLE} WHERE queue = $1 AND id = ANY($2::text[]) ORDER BY id`,
@@ -94,11 +96,10 @@ describe('when the outbox relay dispatches rows', () => {
     ).map((row: Row) => ({ ...row, wait_ms: Number(row.wait_ms) }));
   /** Makes every pending row eligible now (as if the grace period or backoff had passed). */
   const makeEligible = () =>
-    a
-      .get(DataSource)
-      .query(
-        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-      );
+    dbQuery(
+      a.get(DataSource),
+      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+    );
   /**
    * Adds `count` durable jobs in one transaction of `a` whose fast path fails (as in a Redis
    * outage), so that their rows stay pending; resolves with their ids.
@@ -124,12 +125,17 @@ describe('when the outbox relay dispatches rows', () => {
   }
   /** Connections to the spec database that sit in an open transaction, doing nothing. */
   const idleInTransaction = async () =>
-    (
-      await activity.query(
-        `SELECT pid, state, query FROM pg_stat_activity
-          WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
-      )
-    ).rows;
+    await activity.query(
+      onMariaDb
+        ? // NOTE: MariaDB has no "idle in transaction" state: a sleeping connection with an
+          // InnoDB transaction open is one.
+          `SELECT p.id AS pid, p.command AS state, p.info AS query
+               FROM information_schema.innodb_trx t
+               JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
+              WHERE p.db = DATABASE() AND p.command = 'Sleep'`
+        : `SELECT pid, state, query FROM pg_stat_activity
+              WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
+    );
 
   beforeAll(async () => {
     ownRedis = await startOwnRedis();
@@ -139,13 +145,12 @@ describe('when the outbox relay dispatches rows', () => {
     for (const app of [a, b]) {
       for (const name of QUEUES) await bullQueue(app, name).getJobCounts();
     }
-    activity = new Client({ connectionString: testDatabaseUrl() });
-    await activity.connect();
+    activity = await openDataSource();
   });
 
   afterAll(async () => {
     ownRedis?.resume();
-    await activity?.end();
+    await activity?.destroy();
     await closeLibApp(b, []);
     await closeLibApp(a, QUEUES);
     await ownRedis?.stop();

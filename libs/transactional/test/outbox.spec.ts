@@ -11,7 +11,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '../src';
-import { uniqueName } from './support/env';
+import { uniqueName, testDataSourceOptions } from './support/env';
 import {
   closeLibApp,
   createLibApp,
@@ -21,6 +21,7 @@ import {
 } from './support/lib-app';
 import { itBullOnly } from './support/queue-kind';
 import { Order } from './support/order.entity';
+import { dbQuery } from './support/db';
 
 const DURABLE = uniqueName('outbox-durable');
 const PLAIN = uniqueName('outbox-plain');
@@ -75,7 +76,8 @@ class Orders {
   }
 
   async outboxIds(): Promise<string[]> {
-    const rows = await this.tx.manager.query(
+    const rows = await dbQuery(
+      this.tx.manager,
       `SELECT id FROM ${TABLE} ORDER BY created_at`,
     );
     return rows.map((r: { id: string }) => r.id);
@@ -83,9 +85,11 @@ class Orders {
 }
 
 async function outboxRow(app: INestApplication, id: string) {
-  const rows = await app
-    .get(DataSource)
-    .query(`SELECT id, queue, dispatched_at FROM ${TABLE} WHERE id = $1`, [id]);
+  const rows = await dbQuery(
+    app.get(DataSource),
+    `SELECT id, queue, dispatched_at FROM ${TABLE} WHERE id = $1`,
+    [id],
+  );
   return rows[0] as
     | { id: string; queue: string; dispatched_at: Date | null }
     | undefined;
@@ -93,11 +97,10 @@ async function outboxRow(app: INestApplication, id: string) {
 
 /** Makes every pending row eligible for the relay now, as if its grace period had passed. */
 async function expireGrace(app: INestApplication) {
-  await app
-    .get(DataSource)
-    .query(
-      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-    );
+  await dbQuery(
+    app.get(DataSource),
+    `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+  );
 }
 
 describe('when a queue is durable (transactional outbox)', () => {
@@ -107,12 +110,9 @@ describe('when a queue is durable (transactional outbox)', () => {
   let outbox: TransactionalOutbox;
 
   beforeAll(async () => {
-    const dataSource = new DataSource({
-      type: 'postgres',
-      url: (await import('./support/env')).testDatabaseUrl(),
-    });
+    const dataSource = new DataSource(testDataSourceOptions());
     await dataSource.initialize();
-    await dataSource.query(`DROP TABLE IF EXISTS ${TABLE}`);
+    await dbQuery(dataSource, `DROP TABLE IF EXISTS ${TABLE}`);
     const Migration = createOutboxMigration({ tableName: TABLE });
     const runner = dataSource.createQueryRunner();
     await new Migration().up(runner);

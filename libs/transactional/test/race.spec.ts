@@ -18,6 +18,7 @@ import {
   waitFor,
 } from './support/lib-app';
 import { LIB_QUEUE } from './support/queue-kind';
+import { dbQuery } from './support/db';
 
 const NAIVE = uniqueName('race-naive');
 const AWARE = uniqueName('race-aware');
@@ -53,7 +54,7 @@ class OrdersController {
 
   /** What real handlers do after queueing: a little more database work before COMMIT. */
   private async moreWork() {
-    await this.tx.manager.query('SELECT pg_sleep(0.003)');
+    await dbQuery(this.tx.manager, 'SELECT pg_sleep(0.003)');
   }
 }
 

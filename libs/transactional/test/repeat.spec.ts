@@ -11,6 +11,7 @@ import { uniqueName } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
 import { createOutboxTable } from './support/outbox-table';
 import { describeBullOnly } from './support/queue-kind';
+import { dbQuery } from './support/db';
 
 /** Made transaction-aware. */
 const AWARE = uniqueName('repeat-aware');
@@ -79,12 +80,11 @@ describeBullOnly(
       app.get(getTransactionAwareQueueToken(name));
     const bull = (name: string): Queue<Payload> => bullQueue(app, name);
     const rows = (queue: string) =>
-      app
-        .get(DataSource)
-        .query(
-          `SELECT id, opts, dispatched_at FROM ${TABLE} WHERE queue = $1 ORDER BY created_at`,
-          [queue],
-        ) as Promise<{ id: string; opts: JobOptions; dispatched_at: Date }[]>;
+      dbQuery(
+        app.get(DataSource),
+        `SELECT id, opts, dispatched_at FROM ${TABLE} WHERE queue = $1 ORDER BY created_at`,
+        [queue],
+      ) as Promise<{ id: string; opts: JobOptions; dispatched_at: Date }[]>;
     /** What the fast path would do after a Redis outage: nothing. Makes `queue.add` fail once. */
     const failNextAdds = (name: string) => {
       const queue = bull(name);
@@ -101,11 +101,10 @@ describeBullOnly(
     };
     /** Makes every pending row eligible for the relay now (as if the grace period had passed). */
     const expireGrace = () =>
-      app
-        .get(DataSource)
-        .query(
-          `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-        );
+      dbQuery(
+        app.get(DataSource),
+        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+      );
 
     beforeAll(async () => {
       await createOutboxTable(TABLE);
@@ -149,7 +148,7 @@ describeBullOnly(
       // NOTE: the specs count what relayOnce() dispatches, so no row of an earlier spec may be
       // pending: one whose fast path overran its budget on a loaded machine (or whose marking is
       // still batched) would be relayed along with this spec's rows.
-      await app.get(DataSource).query(`DELETE FROM ${TABLE}`);
+      await dbQuery(app.get(DataSource), `DELETE FROM ${TABLE}`);
     });
 
     describe('when the same schedule is added twice', () => {

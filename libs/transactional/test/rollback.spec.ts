@@ -7,7 +7,6 @@ import {
   Post,
 } from '@nestjs/common';
 import type { Queue } from 'bull';
-import type { Pool } from 'pg';
 import request from 'supertest';
 import { DataSource, Entity, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
 import {
@@ -27,6 +26,7 @@ import {
   findJob,
   jobCounts,
 } from './support/lib-app';
+import { dbQuery, poolState } from './support/db';
 
 const QUEUE = uniqueName('rollback');
 
@@ -70,7 +70,8 @@ class OrdersService {
     if (fail === 'commit') {
       // NOTE: the foreign key is DEFERRABLE INITIALLY DEFERRED: the INSERT succeeds and the
       // violation surfaces only when COMMIT runs, after this method has returned.
-      await this.tx.manager.query(
+      await dbQuery(
+        this.tx.manager,
         'INSERT INTO tx_spec_order_notes (id, "orderId") VALUES (gen_random_uuid(), gen_random_uuid())',
       );
     }
@@ -153,8 +154,7 @@ describe('when a transaction that queued a job rolls back', () => {
     expect(await jobCounts(queue)).toEqual(NO_JOBS);
     expect(hooks).toEqual([`after-rollback ${label}`]);
     // The transaction's connection went back to the pool.
-    const pool = (dataSource.driver as unknown as { master: Pool }).master;
-    expect(pool.idleCount).toBe(pool.totalCount);
+    expect(poolState(dataSource).inUse).toBe(0);
   }
 
   it('should commit the row and enqueue the job when the same handler does not throw', async () => {

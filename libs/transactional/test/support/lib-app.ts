@@ -19,7 +19,12 @@ import {
   TransactionalModuleOptions,
 } from '../../src';
 import { Order } from './order.entity';
-import { testDatabaseUrl, testRedisUrl } from './env';
+import {
+  poolSizeExtra,
+  testDataSourceOptions,
+  testDatabaseUrl,
+  testRedisUrl,
+} from './env';
 import { LIB_QUEUE } from './queue-kind';
 import { bullmqAsBull, closeFacadeWorkers } from './bullmq-as-bull';
 
@@ -93,18 +98,21 @@ function queueModules(queues: LibQueueSpec[]) {
   ];
 }
 
-/** Boots (and listens on a free loopback port) a Nest app with TypeORM (real Postgres), Bull or BullMQ (real Redis) and the library. */
+/**
+ * Boots (and listens on a free loopback port) a Nest app with TypeORM (real Postgres, or MariaDB
+ * with `LIB_DB=mariadb`), Bull or BullMQ (real Redis, `LIB_QUEUE`) and the library.
+ */
 export async function createLibApp(
   spec: LibAppSpec,
 ): Promise<INestApplication> {
   const moduleRef = await Test.createTestingModule({
     imports: [
       TypeOrmModule.forRoot({
-        type: 'postgres',
+        ...testDataSourceOptions(),
         url: spec.databaseUrl ?? testDatabaseUrl(),
         entities: [Order, ...(spec.entities ?? [])],
         synchronize: true,
-        extra: { max: spec.poolSize ?? 20 },
+        extra: poolSizeExtra(spec.poolSize ?? 20),
       }),
       ...queueModules(spec.queues),
       TransactionalModule.forRoot(spec.options ?? {}),
