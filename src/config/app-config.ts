@@ -43,6 +43,11 @@ export interface AppConfig {
   stalledIntervalMs: number;
   /** How often the reconciler re-enqueues deliveries whose job was lost. */
   reconcileIntervalMs: number;
+  /**
+   * `GET /health/ready` answers 503 `lagging` when the oldest due delivery has waited longer
+   * than this (ms): the workers do not keep up.
+   */
+  readyMaxBacklogAgeMs: number;
   /** Events (with their deliveries and attempts) older than this are deleted. */
   eventRetentionDays: number;
   /** Attempts (with their stored responses) older than this are deleted. */
@@ -147,6 +152,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     ),
     stalledIntervalMs: int(env, 'BULL_STALLED_INTERVAL_MS', 30_000),
     reconcileIntervalMs: int(env, 'RECONCILE_INTERVAL_MS', 30_000),
+    readyMaxBacklogAgeMs: int(env, 'READY_MAX_BACKLOG_AGE_MS', 60_000),
     eventRetentionDays: int(env, 'EVENT_RETENTION_DAYS', 30),
     attemptRetentionDays: int(env, 'ATTEMPT_RETENTION_DAYS', 90),
     // NOTE: at least the 24 h during which a key replays its response.

@@ -15,14 +15,15 @@ import type { SendResult } from '../webhooks-http/send-result';
 import type { ClaimedDelivery } from './delivery-claims';
 import { storableOrNull, storableText } from './storable-text';
 import {
+  CLEAR_FAILING_SQL,
+  MAX_STORED_RESPONSE,
+} from './delivery-batch-outcomes';
+import {
   DELIVERY_JOB_OPTIONS,
   DELIVERY_QUEUE,
   DeliveryJob,
   deliveryJobId,
 } from './delivery-queue';
-
-/** Longest response body kept in the attempt log. */
-const MAX_STORED_RESPONSE = 64 * 1024;
 
 /** How {@link DeliveryOutcomeService.record} stores an attempt. */
 export interface RecordOptions {
@@ -112,11 +113,7 @@ export class DeliveryOutcomeService {
         : `HTTP ${status}`;
     if (ok) {
       await this.finish(claim, 'succeeded', status, null);
-      await m.update(
-        Endpoint,
-        { id: claim.endpointId },
-        { failingSince: null },
-      );
+      await m.query(CLEAR_FAILING_SQL, [[claim.endpointId]]);
       return 'succeeded';
     }
     if (status === 410) {
@@ -161,7 +158,7 @@ export class DeliveryOutcomeService {
       { nextAttemptAt },
     );
     await this.queue.add(
-      { deliveryId: claim.id },
+      { deliveryId: claim.id, endpointId: claim.endpointId },
       {
         ...DELIVERY_JOB_OPTIONS,
         delay,

@@ -2,6 +2,7 @@ import { InjectQueue } from '@nestjs/bull';
 import {
   Controller,
   Get,
+  Inject,
   Logger,
   ServiceUnavailableException,
 } from '@nestjs/common';
@@ -13,6 +14,8 @@ import {
   withTimeout,
 } from '@app/transactional';
 import { PublicRoute } from '../auth/auth.decorators';
+import { APP_CONFIG, AppConfig } from '../config/app-config';
+import { DeliveryBacklog } from '../deliveries/delivery-backlog';
 import { DELIVERY_QUEUE } from '../deliveries/delivery-queue';
 import { DeliveryStats } from '../deliveries/delivery-stats';
 import { JsonBodyGuard } from '../http/json-body.guard';
@@ -47,7 +50,37 @@ export class HealthController {
     @InjectQueue(DELIVERY_QUEUE) private readonly queue: Queue,
     private readonly deliveryStats: DeliveryStats,
     private readonly bodyGuard: JsonBodyGuard,
+    private readonly backlog: DeliveryBacklog,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
+
+  /**
+   * Readiness: 200 `ready` when the database answers and the oldest due delivery has waited
+   * at most `READY_MAX_BACKLOG_AGE_MS`; 503 `lagging` (workers do not keep up: add workers)
+   * or `down` (the database does not answer) otherwise. The body carries the backlog's age.
+   */
+  @Get('ready')
+  @PublicRoute()
+  async ready() {
+    let oldestDueAgeMs: number;
+    try {
+      oldestDueAgeMs = await this.backlog.oldestDueAgeMs();
+    } catch (error) {
+      this.logger.warn(`health: database is down: ${String(error)}`);
+      throw new ServiceUnavailableException({
+        status: 'down',
+        database: 'down',
+      });
+    }
+    const thresholdMs = this.config.readyMaxBacklogAgeMs;
+    const body = {
+      status: oldestDueAgeMs > thresholdMs ? 'lagging' : 'ready',
+      database: 'up',
+      deliveryBacklog: { oldestDueAgeMs, thresholdMs },
+    };
+    if (body.status !== 'ready') throw new ServiceUnavailableException(body);
+    return body;
+  }
 
   @Get()
   @PublicRoute()
@@ -64,6 +97,10 @@ export class HealthController {
       transactions: this.runner.stats,
       deliveryJobs: redis === 'up' ? await this.queue.getJobCounts() : null,
       deliveries: this.deliveryStats.snapshot(),
+      deliveryBacklog:
+        database === 'up'
+          ? { oldestDueAgeMs: await this.backlog.oldestDueAgeMs() }
+          : null,
       bodies: { ...this.bodyGuard.stats },
     };
     if (database !== 'up') throw new ServiceUnavailableException(body);
