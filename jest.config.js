@@ -7,9 +7,6 @@ module.exports = {
   transform: {
     '^.+\\.ts$': 'ts-jest',
   },
-  moduleNameMapper: {
-    '^@app/transactional(|/.*)$': '<rootDir>/libs/transactional/src$1',
-  },
   globalSetup: '<rootDir>/test/global-setup.ts',
   testTimeout: 60000,
 };

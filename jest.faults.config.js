@@ -11,9 +11,6 @@ module.exports = {
   transform: {
     '^.+\\.ts$': 'ts-jest',
   },
-  moduleNameMapper: {
-    '^@app/transactional(|/.*)$': '<rootDir>/libs/transactional/src$1',
-  },
   globalSetup: '<rootDir>/test/faults/global-setup.ts',
   globalTeardown: '<rootDir>/test/faults/global-teardown.ts',
   testTimeout: 180000,

@@ -7,8 +7,8 @@
  * and quiet again. The service reads a body only after authentication, so the flood costs it
  * the 401s and the discarded bytes, not JSON work; `GET /health` shows how many bodies were read.
  *
- *   npx ts-node -r tsconfig-paths/register bench/auth-flood.ts
- *   BENCH_PHASE_MS=10000 BENCH_FLOOD=16 npx ts-node -r tsconfig-paths/register bench/auth-flood.ts
+ *   npx ts-node bench/auth-flood.ts
+ *   BENCH_PHASE_MS=10000 BENCH_FLOOD=16 npx ts-node bench/auth-flood.ts
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
@@ -76,13 +76,7 @@ async function ensureDatabase() {
 function startService(port: number): ChildProcess {
   return spawn(
     process.execPath,
-    [
-      '-r',
-      'ts-node/register/transpile-only',
-      '-r',
-      'tsconfig-paths/register',
-      'src/main.ts',
-    ],
+    ['-r', 'ts-node/register/transpile-only', 'src/main.ts'],
     {
       cwd: resolve(__dirname, '..'),
       env: {

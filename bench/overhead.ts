@@ -1,5 +1,5 @@
 /**
- * Overhead of @app/transactional against hand-written code, measured in one run.
+ * Overhead of nestjs-transactional-jobs against hand-written code, measured in one run.
  * See bench/README.md. Run with `npm run bench`.
  */
 import { ChildProcess, fork } from 'child_process';
@@ -217,12 +217,7 @@ const children: ChildProcess[] = [];
 
 function startServer(mode: ServerMode): Promise<Server> {
   const root = path.resolve(__dirname, '..');
-  const execArgv = [
-    '-r',
-    'ts-node/register/transpile-only',
-    '-r',
-    'tsconfig-paths/register',
-  ];
+  const execArgv = ['-r', 'ts-node/register/transpile-only'];
   if (CPU_PROF_DIR) {
     execArgv.unshift(
       '--cpu-prof',
@@ -488,7 +483,7 @@ async function main() {
   const out: string[] = [];
   out.push('');
   out.push(
-    `@app/transactional overhead: ${ROUNDS} rounds x ${REQUESTS} requests per variant, ` +
+    `nestjs-transactional-jobs overhead: ${ROUNDS} rounds x ${REQUESTS} requests per variant, ` +
       `concurrency ${CONCURRENCY}, keep-alive HTTP, warm-up ${WARMUP} per variant`,
   );
   out.push(

@@ -32,13 +32,7 @@ const workers: WorkerProcess[] = [];
 async function startWorker(): Promise<WorkerProcess> {
   const child = spawn(
     process.execPath,
-    [
-      '-r',
-      'ts-node/register/transpile-only',
-      '-r',
-      'tsconfig-paths/register',
-      'src/main.ts',
-    ],
+    ['-r', 'ts-node/register/transpile-only', 'src/main.ts'],
     {
       cwd: resolve(__dirname, '..'),
       env: {

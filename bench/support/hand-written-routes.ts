@@ -4,7 +4,7 @@ import type { Queue } from 'bull';
 import { DataSource } from 'typeorm';
 import { BenchRow } from './bench-row.entity';
 
-// NOTE: nothing here may import '@app/transactional' or 'nestjs-cls': loading nestjs-cls
+// NOTE: nothing here may import 'nestjs-transactional-jobs' or 'nestjs-cls': loading nestjs-cls
 // enables AsyncLocalStorage (promise hooks) for the whole process, which is part of the cost
 // being measured, so the app without the library must never load it.
 

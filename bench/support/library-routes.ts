@@ -8,7 +8,7 @@ import {
   TransactionRunner,
   TransactionalModule,
   getTransactionAwareQueueToken,
-} from '@app/transactional';
+} from 'nestjs-transactional-jobs';
 import { BenchRow } from './bench-row.entity';
 import type { Payload } from './hand-written-routes';
 

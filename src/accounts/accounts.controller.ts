@@ -1,5 +1,5 @@
 import { Body, Controller, Post } from '@nestjs/common';
-import { TransactionHost, Transactional } from '@app/transactional';
+import { TransactionHost, Transactional } from 'nestjs-transactional-jobs';
 import { generateApiKey, hashApiKey } from '../auth/api-key';
 import { AdminRoute } from '../auth/auth.decorators';
 import { Account } from './account.entity';

@@ -1,7 +1,7 @@
 import { BullModule, getQueueToken } from '@nestjs/bull';
 import type { Queue } from 'bull';
 import { Module } from '@nestjs/common';
-import { TransactionalModule } from '@app/transactional';
+import { TransactionalModule } from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { EndpointsModule } from '../endpoints/endpoints.module';
 import { DeliveriesController } from './deliveries.controller';

@@ -9,7 +9,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
   Transactional,
-} from '@app/transactional';
+} from 'nestjs-transactional-jobs';
 import { EndpointsService } from '../endpoints/endpoints.service';
 import { requireDateTime } from '../http/date-time';
 import { Delivery } from './delivery.entity';

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { TransactionHost } from '@app/transactional';
+import { TransactionHost } from 'nestjs-transactional-jobs';
 
 /**
  * The oldest due `pending` delivery: by the partial index `deliveries_pending_next` (only

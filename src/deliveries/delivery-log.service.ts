@@ -1,6 +1,6 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
 import { SelectQueryBuilder } from 'typeorm';
-import { TransactionHost, Transactional } from '@app/transactional';
+import { TransactionHost, Transactional } from 'nestjs-transactional-jobs';
 import {
   DEFAULT_PAGE_SIZE,
   Page,

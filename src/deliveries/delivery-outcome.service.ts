@@ -4,7 +4,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
   Transactional,
-} from '@app/transactional';
+} from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { Endpoint } from '../endpoints/endpoint.entity';
 import {

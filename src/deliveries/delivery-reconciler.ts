@@ -9,7 +9,7 @@ import {
   removeBullJobHusks,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import {
   DELIVERY_JOB_OPTIONS,

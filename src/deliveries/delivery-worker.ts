@@ -6,7 +6,7 @@ import {
   OnApplicationBootstrap,
 } from '@nestjs/common';
 import type { Job, Queue } from 'bull';
-import { TransactionHost } from '@app/transactional';
+import { TransactionHost } from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { activeSecrets, openSecrets } from '../endpoints/endpoint-secrets';
 import type { EndpointSecret } from '../endpoints/endpoint.entity';

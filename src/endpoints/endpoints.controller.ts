@@ -9,7 +9,7 @@ import {
   Post,
   Query,
 } from '@nestjs/common';
-import { Transactional } from '@app/transactional';
+import { Transactional } from 'nestjs-transactional-jobs';
 import { AccountId } from '../auth/auth.decorators';
 import { PageQueryDto } from '../http/pagination';
 import { UuidParam } from '../http/uuid-param.pipe';

@@ -7,7 +7,7 @@ import {
   UnprocessableEntityException,
 } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { TransactionHost } from '@app/transactional';
+import { TransactionHost } from 'nestjs-transactional-jobs';
 import {
   DEFAULT_PAGE_SIZE,
   PageQueryDto,

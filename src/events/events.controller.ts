@@ -1,5 +1,5 @@
 import { Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
-import { Transactional } from '@app/transactional';
+import { Transactional } from 'nestjs-transactional-jobs';
 import { AccountId } from '../auth/auth.decorators';
 import type { JsonRequest } from '../http/json-body.guard';
 import { DeliveryLogService } from '../deliveries/delivery-log.service';

@@ -10,7 +10,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
   Transactional,
-} from '@app/transactional';
+} from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { requireDateTime } from '../http/date-time';
 import { RetrySchedule } from '../webhooks-http/retry-schedule';

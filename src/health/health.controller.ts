@@ -12,7 +12,7 @@ import {
   TransactionRunner,
   TransactionalOutbox,
   withTimeout,
-} from '@app/transactional';
+} from 'nestjs-transactional-jobs';
 import { PublicRoute } from '../auth/auth.decorators';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { DeliveryBacklog } from '../deliveries/delivery-backlog';

@@ -9,7 +9,7 @@ import {
 import { createHash } from 'crypto';
 import type { Response } from 'express';
 import { Observable, from, lastValueFrom } from 'rxjs';
-import { TransactionHost } from '@app/transactional';
+import { TransactionHost } from 'nestjs-transactional-jobs';
 import type { AuthenticatedRequest } from '../auth/auth.decorators';
 import { RawJson } from '../http/raw-json';
 import { assertSingleHeader } from '../http/single-header';

@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
-import { Transactional } from '@app/transactional';
+import { Transactional } from 'nestjs-transactional-jobs';
 import { AccountId } from '../auth/auth.decorators';
 import { UuidParam } from '../http/uuid-param.pipe';
 import { CreateTripDto } from './dto/create-trip.dto';

@@ -4,7 +4,7 @@ import {
   NotFoundException,
 } from '@nestjs/common';
 import { QueryFailedError } from 'typeorm';
-import { TransactionHost } from '@app/transactional';
+import { TransactionHost } from 'nestjs-transactional-jobs';
 import {
   EventsService,
   present as presentEvent,

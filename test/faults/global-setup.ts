@@ -23,16 +23,10 @@ export default async function faultsGlobalSetup(): Promise<void> {
   rmSync(outDir, { recursive: true, force: true });
   mkdirSync(outDir, { recursive: true });
   const tsc = resolve(ROOT, 'node_modules/typescript/bin/tsc');
-  const alias = resolve(ROOT, 'node_modules/tsc-alias/dist/bin/index.js');
   // NOTE: type-checking is lint's job (npx tsc --noEmit); here only the emit is needed.
   execFileSync(
     process.execPath,
     [tsc, '-p', 'tsconfig.build.json', '--outDir', outDir, '--noCheck'],
-    { cwd: ROOT, stdio: 'inherit' },
-  );
-  execFileSync(
-    process.execPath,
-    [alias, '-p', 'tsconfig.build.json', '--outDir', outDir],
     { cwd: ROOT, stdio: 'inherit' },
   );
   process.env.FAULT_APP_BUILD = outDir;

@@ -1,9 +1,5 @@
 import { INestApplication, Injectable } from '@nestjs/common';
-import {
-  Transactional,
-  TransactionHost,
-  TransactionRunner,
-} from '@app/transactional';
+import { Transactional, TransactionHost, TransactionRunner } from '../src';
 import { createLibApp } from './support/lib-app';
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

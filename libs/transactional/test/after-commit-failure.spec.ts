@@ -15,7 +15,7 @@ import {
   TransactionHost,
   TransactionRunner,
   getTransactionAwareQueueToken,
-} from '@app/transactional';
+} from '../src';
 import { CapturingLogger } from './support/capturing-logger';
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';

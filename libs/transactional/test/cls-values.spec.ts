@@ -1,10 +1,6 @@
 import { INestApplication, Injectable } from '@nestjs/common';
 import { ClsService } from 'nestjs-cls';
-import {
-  Propagation,
-  Transactional,
-  TransactionHost,
-} from '@app/transactional';
+import { Propagation, Transactional, TransactionHost } from '../src';
 import { closeLibApp, createLibApp } from './support/lib-app';
 
 @Injectable()

@@ -12,7 +12,7 @@ import {
   Transactional,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { CapturingLogger } from './support/capturing-logger';
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';

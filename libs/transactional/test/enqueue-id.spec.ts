@@ -5,7 +5,7 @@ import {
   Transactional,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';
 import {

@@ -6,7 +6,7 @@ import {
   Transactional,
   TransactionalOutbox,
   TransactionAwareQueue,
-} from '@app/transactional';
+} from '../src';
 import { CapturingLogger } from './support/capturing-logger';
 import { uniqueName } from './support/env';
 import {

@@ -12,7 +12,7 @@ import {
   Transactional,
   TransactionHost,
   TransactionRunner,
-} from '@app/transactional';
+} from '../src';
 import { uniqueName } from './support/env';
 import { closeLibApp, createLibApp } from './support/lib-app';
 

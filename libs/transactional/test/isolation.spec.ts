@@ -13,7 +13,7 @@ import {
   Transactional,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';
 import {

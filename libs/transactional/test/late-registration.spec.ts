@@ -6,7 +6,7 @@ import {
   TransactionAwareQueue,
   TransactionClosedError,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { uniqueName } from './support/env';
 import { closeLibApp, createLibApp, waitFor } from './support/lib-app';
 

@@ -7,7 +7,7 @@ import {
   TransactionalOutbox,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { uniqueName } from './support/env';
 import {
   bullQueue,

@@ -24,7 +24,7 @@ import {
   TransactionalOutbox,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { testDatabaseUrl, uniqueName } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
 

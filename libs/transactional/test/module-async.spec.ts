@@ -9,7 +9,7 @@ import {
   Transactional,
   TransactionalModule,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { testDatabaseUrl, testRedisUrl, uniqueName } from './support/env';
 import { Order } from './support/order.entity';
 

@@ -8,7 +8,7 @@ import {
   TransactionalOutbox,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { testDatabaseUrl, uniqueName } from './support/env';
 import {
   bullQueue,

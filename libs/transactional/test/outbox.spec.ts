@@ -10,7 +10,7 @@ import {
   TransactionalOutbox,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { uniqueName } from './support/env';
 import { closeLibApp, createLibApp, waitFor } from './support/lib-app';
 import { Order } from './support/order.entity';

@@ -5,7 +5,7 @@ import {
   Propagation,
   Transactional,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { closeLibApp, createLibApp } from './support/lib-app';
 import { Order } from './support/order.entity';
 

@@ -20,7 +20,7 @@ import {
   TransactionRequiredError,
   TransactionRunner,
   getTransactionAwareQueueToken,
-} from '@app/transactional';
+} from '../src';
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';
 import {

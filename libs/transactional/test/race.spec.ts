@@ -8,7 +8,7 @@ import {
   Transactional,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';
 import { closeLibApp, createLibApp, waitFor } from './support/lib-app';

@@ -17,7 +17,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
   TransactionRunner,
-} from '@app/transactional';
+} from '../src';
 import {
   startOwnRedis,
   OwnRedis,
@@ -167,7 +167,7 @@ describe('redteam: app.close() while a transaction never returns', () => {
     });
     const host = app.get(TransactionHost);
     const q = app.get<TransactionAwareQueue<any>>(
-      (await import('@app/transactional')).getTransactionAwareQueueToken(name),
+      (await import('../src')).getTransactionAwareQueueToken(name),
     );
     const label = uniqueName('hung');
     const jobId = uniqueName('hung-job');

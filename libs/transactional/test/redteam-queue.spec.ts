@@ -10,7 +10,7 @@ import {
   TransactionalError,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import { uniqueName } from './support/env';
 import { createOutboxTable } from './support/outbox-table';
 import {

@@ -22,7 +22,7 @@ import {
   TransactionHost,
   TransactionRunner,
   UnexpectedRollbackError,
-} from '@app/transactional';
+} from '../src';
 import { uniqueName } from './support/env';
 import { createOutboxTable } from './support/outbox-table';
 import {

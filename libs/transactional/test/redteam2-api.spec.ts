@@ -22,11 +22,11 @@ import {
   TransactionHost,
   TransactionalError,
   getTransactionAwareQueueToken,
-} from '@app/transactional';
+} from '../src';
 import {
   TransactionalTestingKit,
   TransactionalTestingModule,
-} from '@app/transactional/testing';
+} from '../src/testing';
 import { uniqueName } from './support/env';
 import {
   bullQueue,

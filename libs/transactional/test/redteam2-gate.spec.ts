@@ -20,7 +20,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
   getTransactionAwareQueueToken,
-} from '@app/transactional';
+} from '../src';
 import { uniqueName } from './support/env';
 import {
   bullQueue,

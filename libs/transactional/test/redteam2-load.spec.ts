@@ -17,7 +17,7 @@ import {
   TransactionHost,
   TransactionRunner,
   getTransactionAwareQueueToken,
-} from '@app/transactional';
+} from '../src';
 import { CapturingLogger } from './support/capturing-logger';
 import { uniqueName } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';

@@ -5,7 +5,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
   getTransactionAwareQueueToken,
-} from '@app/transactional';
+} from '../src';
 import { uniqueName } from './support/env';
 import { bullQueue, createLibApp, inRedis } from './support/lib-app';
 import { Order } from './support/order.entity';

@@ -6,7 +6,7 @@ import {
   Transactional,
   TransactionalOutbox,
   TransactionAwareQueue,
-} from '@app/transactional';
+} from '../src';
 import { uniqueName } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
 import { createOutboxTable } from './support/outbox-table';

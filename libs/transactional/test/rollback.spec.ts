@@ -16,7 +16,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
   TransactionRunner,
-} from '@app/transactional';
+} from '../src';
 import { Order } from './support/order.entity';
 import { uniqueName } from './support/env';
 import {

@@ -7,7 +7,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
   TransactionRunner,
-} from '@app/transactional';
+} from '../src';
 import { testDatabaseUrl, testRedisUrl, uniqueName } from './support/env';
 import { closeLibApp, createLibApp, waitFor } from './support/lib-app';
 import { Order } from './support/order.entity';

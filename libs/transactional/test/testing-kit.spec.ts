@@ -7,14 +7,14 @@ import {
   TransactionalError,
   TransactionAwareQueue,
   TransactionHost,
-} from '@app/transactional';
+} from '../src';
 import {
   CapturedJob,
   JobProcessingError,
   TransactionalTestingKit,
   TransactionalTestingModule,
   TransactionalTestingModuleOptions,
-} from '@app/transactional/testing';
+} from '../src/testing';
 
 interface Email {
   to: string;

@@ -1,6 +1,6 @@
 import { INestApplication, Injectable } from '@nestjs/common';
 import { Client } from 'pg';
-import { Transactional, TransactionHost } from '@app/transactional';
+import { Transactional, TransactionHost } from '../src';
 import { testDatabaseUrl } from './support/env';
 import { createLibApp } from './support/lib-app';
 import { Order } from './support/order.entity';

@@ -8,7 +8,7 @@ import {
   TransactionHost,
   TransactionRunner,
   UnexpectedRollbackError,
-} from '@app/transactional';
+} from '../src';
 import { uniqueName } from './support/env';
 import {
   bullQueue,

@@ -1,4 +1,4 @@
-import { createOutboxMigration } from '@app/transactional';
+import { createOutboxMigration } from 'nestjs-transactional-jobs';
 
 /** The transactional outbox that the durable delivery queue writes to. */
 export class TransactionalOutbox1764090100000 extends createOutboxMigration() {

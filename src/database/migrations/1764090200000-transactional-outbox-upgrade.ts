@@ -1,4 +1,4 @@
-import { createOutboxUpgradeMigration } from '@app/transactional';
+import { createOutboxUpgradeMigration } from 'nestjs-transactional-jobs';
 
 /**
  * The outbox table of `TransactionalOutbox1764090100000` brought to the current library's shape

@@ -32,13 +32,7 @@ export const FAST_ENV: Record<string, string> = {
 function command(): string[] {
   const build = process.env.FAULT_APP_BUILD;
   if (build) return [resolve(build, 'src/main.js')];
-  return [
-    '-r',
-    'ts-node/register/transpile-only',
-    '-r',
-    'tsconfig-paths/register',
-    'src/main.ts',
-  ];
+  return ['-r', 'ts-node/register/transpile-only', 'src/main.ts'];
 }
 
 /** How an incarnation ended: its exit code, or the signal that ended it. */

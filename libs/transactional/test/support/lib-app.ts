@@ -12,7 +12,7 @@ import {
   TransactionAwareQueueOptions,
   TransactionalModule,
   TransactionalModuleOptions,
-} from '@app/transactional';
+} from '../../src';
 import { Order } from './order.entity';
 import { testDatabaseUrl, testRedisUrl } from './env';
 

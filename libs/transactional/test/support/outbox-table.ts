@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { createOutboxMigration } from '@app/transactional';
+import { createOutboxMigration } from '../../src';
 import { testDatabaseUrl } from './env';
 
 /** Drops the outbox table `tableName` (if any) and creates it with `createOutboxMigration`. */
