@@ -52,6 +52,12 @@ export type HandleResult =
   | 'unrecorded'
   | 'recording';
 
+/**
+ * Parked jobs a slot holder serves in a row before it yields the slot: the next one goes back
+ * to the queue, behind other endpoints' jobs (worker slots take turns among endpoints).
+ */
+const TURN_JOBS = 16;
+
 /** How long a manual job waits before trying again when the delivery is being sent. */
 const DELIVERY_BUSY_DELAY_MS = 250;
 
@@ -170,12 +176,12 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     if (!(await this.slots.acquireOrPark(endpointId, member, current)))
       return 'parked';
     let first: HandleResult | undefined;
-    for (;;) {
+    for (let served = 1; ; served++) {
       let outcome: HandleResult;
       try {
         outcome = await this.deliver(current, endpointId);
       } catch (error) {
-        await this.release(endpointId, member, false);
+        await this.release(endpointId, member, 'free');
         if (first === undefined) throw error;
         // A parked job's failure is not this job's: the reconciler finds its delivery due.
         this.logger.error(
@@ -184,7 +190,11 @@ export class DeliveryWorker implements OnApplicationBootstrap {
         return first;
       }
       first ??= outcome;
-      const next = await this.release(endpointId, member, this.processing);
+      const next = await this.release(
+        endpointId,
+        member,
+        !this.processing ? 'free' : served % TURN_JOBS === 0 ? 'yield' : 'take',
+      );
       if (!next) return first;
       current = next;
     }
@@ -192,15 +202,16 @@ export class DeliveryWorker implements OnApplicationBootstrap {
 
   /**
    * Frees the slot, or keeps it for the endpoint's next parked job (returned). A parked job
-   * handed back (no other holder is left) is added to the queue again.
+   * handed back (no other holder is left, or this one yields its turn) is added to the queue
+   * again.
    */
   private async release(
     endpointId: string,
     member: string,
-    take: boolean,
+    mode: 'take' | 'free' | 'yield',
   ): Promise<ParkedJob | undefined> {
     try {
-      const released = await this.slots.releaseOrNext(endpointId, member, take);
+      const released = await this.slots.releaseOrNext(endpointId, member, mode);
       if (released.kind === 'next') return released.job;
       if (released.kind === 'handoff') {
         await this.queue.add(released.job.data, {

@@ -17,9 +17,11 @@ end
 redis.call('SADD', KEYS[4], ARGV[8])
 return 0`;
 
-// KEYS: in-flight, parked, data, endpoints set. ARGV: member, now, lease end, take (1/0),
-// endpoint. Returns {1, id, json}: the slot now serves this parked job; {2, id, json}: the
-// slot was freed and nobody else holds one, hand this job to the queue; {0}: freed.
+// KEYS: in-flight, parked, data, endpoints set. ARGV: member, now, lease end, mode, endpoint.
+// Modes: take (keep the slot for the next parked job), free (free it; if nobody else holds
+// one, hand the next parked job to the queue), yield (free it and hand the next parked job to
+// the queue, so that it queues behind other endpoints' jobs). Returns {1, id, json}: the slot
+// now serves this parked job; {2, id, json}: hand this job to the queue; {0}: freed.
 const RELEASE_OR_NEXT = `
 local function pop()
   local next = redis.call('ZRANGE', KEYS[2], 0, 0)
@@ -33,7 +35,7 @@ local function pop()
   if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[4], ARGV[5]) end
   return {next[1], json}
 end
-if ARGV[4] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+if ARGV[4] == 'take' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   local next = pop()
   if next then
     redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
@@ -42,7 +44,7 @@ if ARGV[4] == '1' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-if redis.call('ZCARD', KEYS[1]) == 0 then
+if ARGV[4] == 'yield' or redis.call('ZCARD', KEYS[1]) == 0 then
   local next = pop()
   if next then return {2, next[1], next[2]} end
 end
@@ -81,7 +83,9 @@ export type Released =
  * that find every slot taken: a parked job costs one Redis call and no Postgres write, and is
  * handed to the next slot that frees, in arrival order. The holder of a slot therefore keeps
  * working through its endpoint's parked jobs; whoever frees the last slot while jobs are
- * parked hands one back to the queue, so parked jobs never wait for a holder that is gone.
+ * parked hands one back to the queue, so parked jobs never wait for a holder that is gone. A
+ * holder yields its slot after a turn of jobs, handing the next parked job back to the queue:
+ * worker slots go round the endpoints, so busy endpoints cannot keep every worker slot.
  */
 export class EndpointSlots {
   constructor(
@@ -126,13 +130,15 @@ export class EndpointSlots {
   }
 
   /**
-   * Frees the slot of `member`, or (`take`) keeps it for the next parked job of the endpoint,
-   * its lease renewed.
+   * `take`: keeps the slot of `member` for the next parked job of the endpoint (its lease
+   * renewed), else frees it. `free`: frees it, and hands the next parked job back to the
+   * queue if nobody else holds a slot. `yield`: frees it and hands the next parked job back
+   * to the queue (behind the jobs of other endpoints: a holder takes turns).
    */
   async releaseOrNext(
     endpointId: string,
     member: string,
-    take: boolean,
+    mode: 'take' | 'free' | 'yield',
   ): Promise<Released> {
     const now = Date.now();
     const reply = (await this.redis.eval(
@@ -142,7 +148,7 @@ export class EndpointSlots {
       member,
       now,
       now + this.leaseMs,
-      take ? '1' : '0',
+      mode,
       endpointId,
     )) as [number, string?, string?];
     if (reply[0] === 0) return { kind: 'freed' };
