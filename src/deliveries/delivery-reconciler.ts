@@ -81,10 +81,7 @@ export class DeliveryReconciler implements OnApplicationBootstrap {
       await this.queue.addBulk(
         orphans.map(({ jobId, data }) => ({
           data,
-          opts: {
-            ...DELIVERY_JOB_OPTIONS,
-            jobId: `${jobId.split('~')[0]}~h${Date.now()}`,
-          },
+          opts: { ...DELIVERY_JOB_OPTIONS, jobId },
         })),
       );
       this.logger.warn(

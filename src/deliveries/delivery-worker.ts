@@ -214,9 +214,11 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       const released = await this.slots.releaseOrNext(endpointId, member, mode);
       if (released.kind === 'next') return released.job;
       if (released.kind === 'handoff') {
+        // NOTE: under its own id, which the reconciler checks for (had the job that parked
+        // it not been removed yet, Bull would ignore the add; the reconciler then adds it).
         await this.queue.add(released.job.data, {
           ...DELIVERY_JOB_OPTIONS,
-          jobId: `${released.job.jobId.split('~')[0]}~h${Date.now()}`,
+          jobId: released.job.jobId,
         });
       }
     } catch (error) {
