@@ -99,14 +99,6 @@ export class DeliveryReconciler implements OnApplicationBootstrap {
         jobId: deliveryJobId(row.id, row.attempt_count + 1),
       },
     }));
-    // NOTE: an empty job hash left by a Redis data loss would swallow the re-add forever.
-    const { removed } = await removeBullJobHusks(
-      this.queue.queue,
-      candidates.map((job) => job.opts.jobId),
-    );
-    for (const jobId of removed) {
-      this.logger.warn(`removed job ${jobId}: an empty hash Redis lost`);
-    }
     const lost = await this.withoutJob(candidates);
     if (lost.length === 0) return 0;
     await this.queue.addBulk(lost);
@@ -116,7 +108,11 @@ export class DeliveryReconciler implements OnApplicationBootstrap {
     return lost.length;
   }
 
-  /** The candidates whose job is neither in Bull (waiting, delayed, active) nor parked. */
+  /**
+   * The candidates whose job is neither in Bull (waiting, delayed, active) nor parked, in one
+   * pipeline. NOTE: an empty job hash left by a Redis data loss would swallow the re-add
+   * forever: such husks are removed, and their deliveries count as without a job.
+   */
   private async withoutJob<
     T extends {
       data: DeliveryJob & { endpointId: string };
@@ -125,13 +121,33 @@ export class DeliveryReconciler implements OnApplicationBootstrap {
   >(candidates: T[]): Promise<T[]> {
     const queue = this.queue.queue;
     const pipeline = queue.client.pipeline();
-    for (const { opts } of candidates) pipeline.exists(queue.toKey(opts.jobId));
-    const inBull = ((await pipeline.exec()) ?? []).map(
-      ([error, n]) => !error && n === 1,
+    for (const { data, opts } of candidates) {
+      const key = queue.toKey(opts.jobId);
+      pipeline.exists(key).hexists(key, 'data');
+      this.slots.queueParkedCheck(pipeline, data.endpointId, opts.jobId);
+    }
+    const replies = ((await pipeline.exec()) ?? []).map(([error, value]) =>
+      error ? null : value,
     );
-    const parked = await this.slots.parked(
-      candidates.map((c) => [c.data.endpointId, c.opts.jobId]),
+    const state = candidates.map((_, i) => ({
+      exists: replies[3 * i] === 1,
+      hasData: replies[3 * i + 1] === 1,
+      parked: replies[3 * i + 2] !== null,
+    }));
+    const husks = candidates.filter(
+      (_, i) => state[i].exists && !state[i].hasData,
     );
-    return candidates.filter((_, i) => !inBull[i] && !parked[i]);
+    const { removed } = await removeBullJobHusks(
+      queue,
+      husks.map((c) => c.opts.jobId),
+    );
+    for (const jobId of removed) {
+      this.logger.warn(`removed job ${jobId}: an empty hash Redis lost`);
+    }
+    const freed = new Set(removed);
+    return candidates.filter(
+      (c, i) =>
+        !state[i].parked && (!state[i].exists || freed.has(c.opts.jobId)),
+    );
   }
 }

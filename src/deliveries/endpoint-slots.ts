@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { ChainableCommander, Redis } from 'ioredis';
 import type { DeliveryJob } from './delivery-queue';
 
 // KEYS: in-flight zset, parked zset, parked data hash, set of endpoints with parked jobs,
@@ -176,13 +176,12 @@ export class EndpointSlots {
     return found;
   }
 
-  /** Which of these jobs are parked (`[endpointId, jobId]` pairs). */
-  async parked(jobs: [string, string][]): Promise<boolean[]> {
-    if (jobs.length === 0) return [];
-    const pipeline = this.redis.pipeline();
-    for (const [endpointId, jobId] of jobs)
-      pipeline.zscore(this.keys(endpointId)[1], jobId);
-    const replies = (await pipeline.exec()) ?? [];
-    return replies.map(([error, score]) => !error && score !== null);
+  /** Adds to `pipeline` the check whether a job is parked (its reply: a score, or null). */
+  queueParkedCheck(
+    pipeline: ChainableCommander,
+    endpointId: string,
+    jobId: string,
+  ) {
+    pipeline.zscore(this.keys(endpointId)[1], jobId);
   }
 }
