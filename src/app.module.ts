@@ -14,8 +14,13 @@ import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
 import { JsonBodyGuard } from './http/json-body.guard';
 import { PgDataExceptionFilter } from './http/pg-data-exception.filter';
+import { AccountThrottlerGuard } from './rate-limit/account-throttler.guard';
+import { RateLimitModule } from './rate-limit/rate-limit.module';
 import { RawJsonInterceptor } from './http/raw-json';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+import { QueueDashboardModule } from './observability/dashboard/queue-dashboard.module';
+import { ObservabilityModule } from './observability/observability.module';
+import type { ObservabilityConfig } from './observability/observability-config';
 import { GracefulShutdown } from './lifecycle/graceful-shutdown';
 import { RetentionModule } from './retention/retention.module';
 import { SecretsModule } from './secrets/secrets.module';
@@ -25,7 +30,10 @@ import { WebhooksHttpModule } from './webhooks-http/webhooks-http.module';
 /** The webhook delivery service: API, worker, or both, as `config.role` says. */
 @Module({})
 export class AppModule {
-  static forRoot(config: AppConfig): DynamicModule {
+  static forRoot(
+    config: AppConfig,
+    observability: ObservabilityConfig,
+  ): DynamicModule {
     return {
       module: AppModule,
       global: true,
@@ -55,6 +63,9 @@ export class AppModule {
         DeliveriesModule,
         HealthModule,
         RetentionModule,
+        RateLimitModule,
+        ObservabilityModule.forRoot(observability),
+        ...(config.role === 'worker' ? [] : [QueueDashboardModule]),
       ],
       providers: [
         { provide: APP_CONFIG, useValue: config },
@@ -62,6 +73,8 @@ export class AppModule {
         GracefulShutdown,
         // NOTE: global guards run in this order: the body is read only once the caller is known.
         { provide: APP_GUARD, useClass: ApiKeyGuard },
+        // NOTE: per account, so after authentication, and before a throttled body is read.
+        { provide: APP_GUARD, useExisting: AccountThrottlerGuard },
         JsonBodyGuard,
         { provide: APP_GUARD, useExisting: JsonBodyGuard },
         // NOTE: global interceptors nest in this order: RawJson writes what idempotency replays.

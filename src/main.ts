@@ -1,16 +1,28 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { createApp } from './bootstrap';
-import { loadConfig } from './config/app-config';
+import { ConfigValidationError } from './config/app-config';
+import { readConfig } from './config/read-config';
 import { stopOnSignals } from './lifecycle/stop-on-signals';
+import { loadObservabilityConfig } from './observability/observability-config';
+import { startTracing } from './observability/tracing/tracing';
 
 async function main() {
-  const config = loadConfig();
-  const app = await createApp(config);
+  const config = await readConfig();
+  // NOTE: after readConfig (which loads .env) and before the application exists, so that every
+  // span has the SDK behind it.
+  const observability = loadObservabilityConfig();
+  startTracing(observability);
+  const app = await createApp(config, undefined, observability);
   stopOnSignals(app, config.shutdownTimeoutMs);
   const logger = new Logger('Main');
   if (config.role === 'worker') {
-    logger.log('worker started (no HTTP)');
+    if (config.healthPort === undefined) {
+      logger.log('worker started (no HTTP: set HEALTH_PORT for health checks)');
+      return;
+    }
+    await app.listen(config.healthPort);
+    logger.log(`worker started (health checks on ${await app.getUrl()})`);
     return;
   }
   await app.listen(config.port);
@@ -20,6 +32,7 @@ async function main() {
 }
 
 main().catch((error: unknown) => {
-  console.error(error);
+  // NOTE: a bad configuration is the operator's to fix: its message, without a stack.
+  console.error(error instanceof ConfigValidationError ? error.message : error);
   process.exit(1);
 });

@@ -1,7 +1,7 @@
 import type { Socket } from 'net';
 import request from 'supertest';
 import { deliveryApi, DeliveryLog, holdsFor } from './support/delivery-api';
-import { E2eApp, startE2eApp } from './support/harness';
+import { ADMIN_TOKEN, E2eApp, startE2eApp } from './support/harness';
 import {
   RawReceiver,
   RawResponder,
@@ -235,7 +235,12 @@ describe('when the outcome of an attempt cannot be recorded', () => {
   });
 
   const health = async () =>
-    (await request(svc.url).get('/health').expect(200)).body.deliveries;
+    (
+      await request(svc.url)
+        .get('/health')
+        .set('authorization', `Bearer ${ADMIN_TOKEN}`)
+        .expect(200)
+    ).body.deliveries;
 
   it('should record the attempt without the response body and count the failure', async () => {
     const client = deliveryApi(svc, await svc.createAccount());

@@ -9,7 +9,7 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AppModule } from '../src/app.module';
 import { PublicRoute } from '../src/auth/auth.decorators';
-import { e2eConfig } from './support/harness';
+import { SILENT, e2eConfig } from './support/harness';
 
 @Controller('probe')
 class ProbeController {
@@ -59,7 +59,7 @@ describe('Postgres data exceptions (class 22) answer 400', () => {
 
   beforeAll(async () => {
     const moduleRef = await Test.createTestingModule({
-      imports: [AppModule.forRoot(e2eConfig())],
+      imports: [AppModule.forRoot(e2eConfig(), SILENT)],
       controllers: [ProbeController],
     }).compile();
     app = moduleRef.createNestApplication({ logger: false });

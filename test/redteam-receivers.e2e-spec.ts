@@ -9,7 +9,12 @@ import type { Socket } from 'node:net';
 import request from 'supertest';
 import { Tenant, createTenant } from './support/api';
 import { DeliveryLog, holdsFor } from './support/delivery-api';
-import { E2eApp, eventually, startE2eApp } from './support/harness';
+import {
+  ADMIN_TOKEN,
+  E2eApp,
+  eventually,
+  startE2eApp,
+} from './support/harness';
 import {
   RawReceiver,
   rawResponse,
@@ -285,7 +290,10 @@ describe('redteam: hostile receivers', () => {
   });
 
   it('should answer /health without counting unrecorded attempts', async () => {
-    const res = await request(svc.url).get('/health').expect(200);
+    const res = await request(svc.url)
+      .get('/health')
+      .set('authorization', `Bearer ${ADMIN_TOKEN}`)
+      .expect(200);
     expect(res.body.deliveries.unrecorded ?? 0).toBe(0);
   });
 });

@@ -10,6 +10,7 @@ import { Tenant, createTenant, tripBody } from './support/api';
 import { DataSource } from 'typeorm';
 import { createApp } from '../src/bootstrap';
 import {
+  ADMIN_TOKEN,
   E2E_BULL_PREFIX,
   e2eConfig,
   e2eRedisUrl,
@@ -262,7 +263,10 @@ describe('redteam: tenancy, idempotency and secrets', () => {
             expect(res.text).not.toContain(needle);
         }
       }
-      const health = await request(svc.url).get('/health').expect(200);
+      const health = await request(svc.url)
+        .get('/health')
+        .set('authorization', `Bearer ${ADMIN_TOKEN}`)
+        .expect(200);
       for (const needle of needles()) expect(health.text).not.toContain(needle);
     });
 

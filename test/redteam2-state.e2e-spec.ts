@@ -8,7 +8,12 @@ import type { ServerResponse } from 'http';
 import request from 'supertest';
 import { Webhook } from 'standardwebhooks';
 import { Tenant, createTenant } from './support/api';
-import { E2eApp, eventually, startE2eApp } from './support/harness';
+import {
+  ADMIN_TOKEN,
+  E2eApp,
+  eventually,
+  startE2eApp,
+} from './support/harness';
 import { Receiver, startReceiver } from './support/receiver';
 import { claimDelivery } from '../src/deliveries/delivery-claims';
 import { RetentionService } from '../src/retention/retention.service';
@@ -272,7 +277,11 @@ describe('redteam2: state machines under concurrency', () => {
       const held: ServerResponse[] = [];
       const receiver = await startReceiver((_n, _r, res) => held.push(res));
       try {
-        const health0 = (await request(svc.url).get('/health')).body;
+        const health0 = (
+          await request(svc.url)
+            .get('/health')
+            .set('authorization', `Bearer ${ADMIN_TOKEN}`)
+        ).body;
         const ep = await endpoint(receiver.url, ['rt2.delinflight']);
         const eventId = await emit('rt2.delinflight');
         await eventually(() => held.length === 1, 'the request');
@@ -289,7 +298,11 @@ describe('redteam2: state machines under concurrency', () => {
           .get(`/v1/deliveries/${delivery.id}`)
           .set(tenant.auth)
           .expect(404);
-        const health1 = (await request(svc.url).get('/health')).body;
+        const health1 = (
+          await request(svc.url)
+            .get('/health')
+            .set('authorization', `Bearer ${ADMIN_TOKEN}`)
+        ).body;
         expect(health1.deliveries).toEqual(health0.deliveries);
       } finally {
         await receiver.close();

@@ -1,3 +1,6 @@
+import { ApiBearerAuth, ApiCreatedResponse, ApiTags } from '@nestjs/swagger';
+import { ADMIN_TOKEN_SCHEME, ApiErrors } from '../openapi/api-docs.decorators';
+import { CreatedAccountDto } from './dto/created-account.dto';
 import { Body, Controller, Post } from '@nestjs/common';
 import { TransactionHost, Transactional } from 'nestjs-transactional-jobs';
 import { generateApiKey, hashApiKey } from '../auth/api-key';
@@ -6,11 +9,18 @@ import { Account } from './account.entity';
 import { CreateAccountDto } from './dto/create-account.dto';
 
 /** Account creation (admin token); the API key is returned once and stored hashed. */
+@ApiTags('accounts')
+@ApiBearerAuth(ADMIN_TOKEN_SCHEME)
 @Controller('v1/accounts')
 export class AccountsController {
   constructor(private readonly tx: TransactionHost) {}
 
   @Post()
+  @ApiCreatedResponse({
+    type: CreatedAccountDto,
+    description: 'The account, with its API key (shown this once).',
+  })
+  @ApiErrors(400, 401)
   @AdminRoute()
   @Transactional()
   async create(@Body() dto: CreateAccountDto) {

@@ -1,5 +1,5 @@
-import { EncryptionKey, parseEncryptionKeys } from '../secrets/secret-box';
-import { parseAllowSubnets } from '../webhooks-http/ssrf-guard';
+import type { EncryptionKey } from '../secrets/secret-box';
+import { DEFAULT_DATABASE_URL, envSchema, ParsedEnv } from './env.schema';
 
 /** Which parts of the service a process runs. */
 export type ProcessRole = 'all' | 'api' | 'worker';
@@ -7,7 +7,10 @@ export type ProcessRole = 'all' | 'api' | 'worker';
 /** Everything the service reads from its environment, parsed and checked once at start-up. */
 export interface AppConfig {
   role: ProcessRole;
+  /** HTTP port of the API (`PORT`); `all` and `api` processes serve health checks on it. */
   port: number;
+  /** Port a worker-only process serves its health checks on (`HEALTH_PORT`); none if unset. */
+  healthPort?: number;
   databaseUrl: string;
   redisUrl: string;
   /**
@@ -43,11 +46,6 @@ export interface AppConfig {
   stalledIntervalMs: number;
   /** How often the reconciler re-enqueues deliveries whose job was lost. */
   reconcileIntervalMs: number;
-  /**
-   * `GET /health/ready` answers 503 `lagging` when the oldest due delivery has waited longer
-   * than this (ms): the workers do not keep up.
-   */
-  readyMaxBacklogAgeMs: number;
   /** Events (with their deliveries and attempts) older than this are deleted. */
   eventRetentionDays: number;
   /** Attempts (with their stored responses) older than this are deleted. */
@@ -69,101 +67,90 @@ export interface AppConfig {
    * transactions in flight before it closes its connections anyway.
    */
   shutdownTimeoutMs: number;
+  /** Timeout of each dependency check of `GET /health/ready` (Postgres, Redis). */
+  healthCheckTimeoutMs: number;
+  /** `GET /health/ready` fails when the oldest undispatched outbox row is older than this. */
+  healthOutboxMaxAgeMs: number;
+  /**
+   * `/health/ready` fails (`deliveryBacklog: down`) while the oldest due delivery has waited
+   * longer than this (ms): the workers do not keep up.
+   */
+  healthDeliveryBacklogMaxAgeMs: number;
+  /** Requests per account (API key) per window, across every API process; 0 turns it off. */
+  rateLimit: { limit: number; windowMs: number };
 }
 
-function int(
-  env: NodeJS.ProcessEnv,
-  name: string,
-  fallback: number,
-  min = 1,
-): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) {
-    throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
-  }
-  return value;
-}
-
-function prefix(raw: string | undefined): string {
-  if (raw === undefined || raw === '') return 'bull';
-  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) {
-    throw new Error(
-      `BULL_PREFIX must be 1 to 64 letters, digits, "_", ".", ":" or "-", got "${raw}"`,
+/** The configuration is invalid: `problems` names every bad or missing variable. */
+export class ConfigValidationError extends Error {
+  constructor(readonly problems: string[]) {
+    super(
+      `Invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}); ` +
+        `fix the environment (or .env) and start again:\n` +
+        problems.map((p) => `  - ${p}`).join('\n'),
     );
+    this.name = 'ConfigValidationError';
   }
-  return raw;
-}
-
-function schedule(raw: string | undefined): number[] | undefined {
-  if (!raw) return undefined;
-  const steps = raw.split(',').map((s) => Number(s.trim()));
-  if (steps.length === 0 || steps.some((s) => !Number.isFinite(s) || s < 0)) {
-    throw new Error(
-      `WEBHOOK_RETRY_SCHEDULE_MS must be comma-separated ms values, got "${raw}"`,
-    );
-  }
-  return steps;
 }
 
 /** The database URL alone (the migration CLI needs nothing else). */
 export function databaseUrlFrom(env: NodeJS.ProcessEnv = process.env): string {
-  return env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/webhooks';
+  return env.DATABASE_URL || DEFAULT_DATABASE_URL;
 }
 
-function encryptionKeys(env: NodeJS.ProcessEnv): EncryptionKey[] {
-  const keys = parseEncryptionKeys(env.SECRETS_ENCRYPTION_KEYS);
-  if (keys.length === 0) {
-    throw new Error(
-      'SECRETS_ENCRYPTION_KEYS is required: endpoint signing secrets are stored encrypted with ' +
-        'it. Set it to "<id>:<base64 of 32 random bytes>", e.g. ' +
-        'SECRETS_ENCRYPTION_KEYS="k1:$(openssl rand -base64 32)"',
+/** Maps the checked environment onto the service's configuration. */
+function toAppConfig(env: ParsedEnv): AppConfig {
+  return {
+    role: env.PROCESS_ROLE,
+    port: env.PORT,
+    healthPort: env.HEALTH_PORT,
+    databaseUrl: env.DATABASE_URL,
+    encryptionKeys: env.SECRETS_ENCRYPTION_KEYS,
+    redisUrl: env.REDIS_URL,
+    bullPrefix: env.BULL_PREFIX,
+    adminToken: env.ADMIN_TOKEN,
+    allowSubnets: env.WEBHOOK_ALLOW_SUBNETS,
+    retryScheduleMs: env.WEBHOOK_RETRY_SCHEDULE_MS,
+    deliveryTimeoutMs: env.WEBHOOK_TIMEOUT_MS,
+    deliveryLeaseMarginMs: env.DELIVERY_LEASE_MARGIN_MS,
+    workerConcurrency: env.WORKER_CONCURRENCY,
+    perEndpointConcurrency: env.PER_ENDPOINT_CONCURRENCY,
+    endpointDisableAfterMs: env.ENDPOINT_DISABLE_AFTER_MS,
+    stalledIntervalMs: env.BULL_STALLED_INTERVAL_MS,
+    reconcileIntervalMs: env.RECONCILE_INTERVAL_MS,
+    eventRetentionDays: env.EVENT_RETENTION_DAYS,
+    attemptRetentionDays: env.ATTEMPT_RETENTION_DAYS,
+    idempotencyRetentionHours: env.IDEMPOTENCY_RETENTION_HOURS,
+    retentionIntervalMs: env.RETENTION_INTERVAL_MS,
+    retentionBatchSize: env.RETENTION_BATCH_SIZE,
+    outboxRelay: env.OUTBOX_RELAY === 'on',
+    outboxPollIntervalMs: env.OUTBOX_POLL_INTERVAL_MS,
+    outboxGraceMs: env.OUTBOX_GRACE_MS,
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
+    healthCheckTimeoutMs: env.HEALTH_CHECK_TIMEOUT_MS,
+    healthOutboxMaxAgeMs: env.HEALTH_OUTBOX_MAX_AGE_MS,
+    healthDeliveryBacklogMaxAgeMs: env.HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS,
+    rateLimit: {
+      limit: env.RATE_LIMIT_MAX,
+      windowMs: env.RATE_LIMIT_WINDOW_MS,
+    },
+  };
+}
+
+/**
+ * Reads the configuration through the schema (`env.schema.ts`); throws a
+ * `ConfigValidationError` naming every bad or missing variable at once.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const result = envSchema.safeParse(env);
+  if (!result.success) {
+    throw new ConfigValidationError(
+      result.error.issues.map(
+        (issue) =>
+          `${issue.path.join('.') || '(environment)'}: ${issue.message}`,
+      ),
     );
   }
-  return keys;
-}
-
-/** Reads the configuration; throws with the variable's name on bad values. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
-  const role = (env.PROCESS_ROLE ?? 'all') as ProcessRole;
-  if (!['all', 'api', 'worker'].includes(role)) {
-    throw new Error(`PROCESS_ROLE must be all, api or worker, got "${role}"`);
-  }
-  const deliveryTimeoutMs = int(env, 'WEBHOOK_TIMEOUT_MS', 15_000);
-  return {
-    role,
-    port: int(env, 'PORT', 3000, 0),
-    databaseUrl: databaseUrlFrom(env),
-    encryptionKeys: encryptionKeys(env),
-    redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    bullPrefix: prefix(env.BULL_PREFIX),
-    adminToken: env.ADMIN_TOKEN || undefined,
-    allowSubnets: parseAllowSubnets(env.WEBHOOK_ALLOW_SUBNETS),
-    retryScheduleMs: schedule(env.WEBHOOK_RETRY_SCHEDULE_MS),
-    deliveryTimeoutMs,
-    deliveryLeaseMarginMs: int(env, 'DELIVERY_LEASE_MARGIN_MS', 10_000),
-    workerConcurrency: int(env, 'WORKER_CONCURRENCY', 20),
-    perEndpointConcurrency: int(env, 'PER_ENDPOINT_CONCURRENCY', 4),
-    endpointDisableAfterMs: int(
-      env,
-      'ENDPOINT_DISABLE_AFTER_MS',
-      5 * 24 * 3600 * 1000,
-    ),
-    stalledIntervalMs: int(env, 'BULL_STALLED_INTERVAL_MS', 30_000),
-    reconcileIntervalMs: int(env, 'RECONCILE_INTERVAL_MS', 30_000),
-    readyMaxBacklogAgeMs: int(env, 'READY_MAX_BACKLOG_AGE_MS', 60_000),
-    eventRetentionDays: int(env, 'EVENT_RETENTION_DAYS', 30),
-    attemptRetentionDays: int(env, 'ATTEMPT_RETENTION_DAYS', 90),
-    // NOTE: at least the 24 h during which a key replays its response.
-    idempotencyRetentionHours: int(env, 'IDEMPOTENCY_RETENTION_HOURS', 24, 24),
-    retentionIntervalMs: int(env, 'RETENTION_INTERVAL_MS', 3_600_000),
-    retentionBatchSize: int(env, 'RETENTION_BATCH_SIZE', 500),
-    outboxRelay: env.OUTBOX_RELAY !== 'off',
-    outboxPollIntervalMs: int(env, 'OUTBOX_POLL_INTERVAL_MS', 1000),
-    outboxGraceMs: int(env, 'OUTBOX_GRACE_MS', 5000),
-    shutdownTimeoutMs: int(env, 'SHUTDOWN_TIMEOUT_MS', 25_000),
-  };
+  return toAppConfig(result.data);
 }
 
 /** Injection token of the `AppConfig`. */

@@ -1,3 +1,5 @@
+import { ApiAcceptedResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiErrors, ApiKeyAuth, ApiPage } from '../openapi/api-docs.decorators';
 import {
   Body,
   Controller,
@@ -16,6 +18,8 @@ import { ListDeliveriesQueryDto } from './dto/list-deliveries.dto';
 import { RecoverDto } from './dto/recover.dto';
 
 /** The delivery log, manual resend of one delivery, and recovery of an endpoint's failures. */
+@ApiTags('deliveries')
+@ApiKeyAuth()
 @Controller('v1')
 export class DeliveriesController {
   constructor(
@@ -24,16 +28,22 @@ export class DeliveriesController {
   ) {}
 
   @Get('deliveries')
+  @ApiPage('object', 'The account\u2019s deliveries, newest first.')
+  @ApiErrors(400)
   list(@AccountId() accountId: string, @Query() query: ListDeliveriesQueryDto) {
     return this.log.list(accountId, query);
   }
 
   @Get('deliveries/:id')
+  @ApiOkResponse({ description: 'The delivery.' })
+  @ApiErrors(404)
   get(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.log.get(accountId, id);
   }
 
   @Get('deliveries/:id/attempts')
+  @ApiPage('object', 'The delivery\u2019s attempts, newest first.')
+  @ApiErrors(404)
   attempts(
     @AccountId() accountId: string,
     @Param('id', UuidParam()) id: string,
@@ -43,12 +53,19 @@ export class DeliveriesController {
   }
 
   @Post('deliveries/:id/retry')
+  @ApiAcceptedResponse({ description: 'A new attempt is queued.' })
+  @ApiErrors(404)
   @HttpCode(202)
   retry(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.deliveries.retry(accountId, id);
   }
 
   @Post('endpoints/:id/recover')
+  @ApiAcceptedResponse({
+    description:
+      'The endpoint\u2019s failed deliveries since `since` are queued again.',
+  })
+  @ApiErrors(400, 404, 422)
   @HttpCode(202)
   recover(
     @AccountId() accountId: string,

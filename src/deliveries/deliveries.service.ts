@@ -18,6 +18,7 @@ import {
   DELIVERY_QUEUE,
   DeliveryJob,
 } from './delivery-queue';
+import { currentJobContext } from '../observability/job-context';
 
 /** How far back `recover` may reach. */
 export const RECOVER_MAX_AGE_MS = 14 * 24 * 3600 * 1000;
@@ -43,7 +44,12 @@ export class DeliveriesService {
       .findOneBy({ id, accountId });
     if (!delivery) throw new NotFoundException(`Delivery ${id} not found`);
     const jobId = await this.queue.add(
-      { deliveryId: id, endpointId: delivery.endpointId, trigger: 'manual' },
+      {
+        deliveryId: id,
+        endpointId: delivery.endpointId,
+        trigger: 'manual',
+        context: currentJobContext(),
+      },
       { ...DELIVERY_JOB_OPTIONS, jobId: `${id}:manual:${Date.now()}` },
     );
     return { deliveryId: id, status: delivery.status, queued: true, jobId };
@@ -75,6 +81,7 @@ export class DeliveriesService {
     // NOTE: idempotent per delivery: the job re-sends it only if it is still failed with
     // this attempt count (see claimDelivery), and the job id is the same for every recover
     // call that saw the same failure, so racing calls add one job (Bull de-duplicates it).
+    const context = currentJobContext();
     await this.queue.addBulk(
       rows.map(({ id, attempt_count }) => ({
         data: {
@@ -82,6 +89,7 @@ export class DeliveriesService {
           endpointId,
           trigger: 'manual' as const,
           onlyIfFailedAt: attempt_count,
+          context,
         },
         opts: {
           ...DELIVERY_JOB_OPTIONS,

@@ -24,6 +24,7 @@ import {
   DeliveryJob,
   deliveryJobId,
 } from './delivery-queue';
+import { currentJobContext } from '../observability/job-context';
 
 /** How {@link DeliveryOutcomeService.record} stores an attempt. */
 export interface RecordOptions {
@@ -157,8 +158,13 @@ export class DeliveryOutcomeService {
       { id: claim.attemptId },
       { nextAttemptAt },
     );
+    // NOTE: the next attempt goes on with the trace and request id of this one.
     await this.queue.add(
-      { deliveryId: claim.id, endpointId: claim.endpointId },
+      {
+        deliveryId: claim.id,
+        endpointId: claim.endpointId,
+        context: currentJobContext(),
+      },
       {
         ...DELIVERY_JOB_OPTIONS,
         delay,

@@ -1,9 +1,13 @@
 import type { JobOptions } from 'bull';
+import type { JobContext } from '../observability/job-context';
 
 /** Name of the Bull queue that schedules delivery attempts. */
 export const DELIVERY_QUEUE = 'webhook-deliveries';
 
-/** A delivery job carries only the delivery id; everything else is loaded from Postgres. */
+/**
+ * A delivery job carries the delivery id (everything else is loaded from Postgres) and the
+ * context of the code that queued it, for logs and traces.
+ */
 export interface DeliveryJob {
   deliveryId: string;
   /**
@@ -20,6 +24,8 @@ export interface DeliveryJob {
   onlyIfFailedAt?: number;
   /** A manual job waiting for the delivery's lease: when it first found it held (ms). */
   busySince?: number;
+  /** The request id and trace context of the request (or job) that queued it, if any. */
+  context?: JobContext;
 }
 
 /**

@@ -42,6 +42,7 @@ import {
   DeliveryJob,
 } from './delivery-queue';
 import { EndpointSlots, ParkedJob } from './endpoint-slots';
+import { DeliveryObservability } from '../observability/delivery-observability';
 
 /** What became of one job (of the first delivery its slot served). */
 export type HandleResult =
@@ -102,6 +103,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     private readonly box: SecretBox,
     private readonly slots: EndpointSlots,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly observability: DeliveryObservability,
   ) {
     this.leaseMs = config.deliveryTimeoutMs + config.deliveryLeaseMarginMs;
     this.claims = new Batcher((requests) =>
@@ -123,7 +125,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     if (this.config.role === 'api') return;
     this.processing = true;
     void this.queue.process(this.config.workerConcurrency, (job) =>
-      this.track(this.handle(job)),
+      this.track(this.observability.runJob(job, () => this.handle(job))),
     );
   }
 
@@ -312,7 +314,11 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     try {
       const target = await this.target(claim);
       if (target.disabled) return await this.outcomes.recordDisabled(claim);
-      result = await this.sender.send(target.request);
+      result = await this.observability.sendAttempt(
+        { deliveryId: claim.id, attemptNumber: claim.attemptNumber },
+        target.request,
+        (request) => this.sender.send(request),
+      );
       if (result.kind === 'error' && result.detail) {
         this.logger.warn(
           `delivery ${claim.id}: refused to connect: ${result.detail} (${SSRF_HINT})`,

@@ -1,4 +1,11 @@
 import {
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiTags,
+} from '@nestjs/swagger';
+import { ApiErrors, ApiKeyAuth, ApiPage } from '../openapi/api-docs.decorators';
+import {
   Body,
   Controller,
   Delete,
@@ -18,32 +25,44 @@ import { UpdateEndpointDto } from './dto/update-endpoint.dto';
 import { EndpointsService } from './endpoints.service';
 
 /** Webhook endpoints of the caller's account. */
+@ApiTags('endpoints')
+@ApiKeyAuth()
 @Controller('v1/endpoints')
 export class EndpointsController {
   constructor(private readonly endpoints: EndpointsService) {}
 
   @Post()
+  @ApiCreatedResponse({ description: 'The endpoint, with its signing secret.' })
+  @ApiErrors(400, 422)
   @Transactional()
   create(@AccountId() accountId: string, @Body() dto: CreateEndpointDto) {
     return this.endpoints.create(accountId, dto);
   }
 
   @Get()
+  @ApiPage('object', 'The account\u2019s endpoints, newest first.')
+  @ApiErrors(400)
   list(@AccountId() accountId: string, @Query() page: PageQueryDto) {
     return this.endpoints.list(accountId, page);
   }
 
   @Get(':id')
+  @ApiOkResponse({ description: 'The endpoint.' })
+  @ApiErrors(400, 404)
   get(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.endpoints.get(accountId, id);
   }
 
   @Get(':id/secret')
+  @ApiOkResponse({ description: 'The current signing secret(s).' })
+  @ApiErrors(404)
   secret(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.endpoints.secret(accountId, id);
   }
 
   @Patch(':id')
+  @ApiOkResponse({ description: 'The updated endpoint.' })
+  @ApiErrors(400, 404)
   @Transactional()
   update(
     @AccountId() accountId: string,
@@ -54,6 +73,10 @@ export class EndpointsController {
   }
 
   @Delete(':id')
+  @ApiNoContentResponse({
+    description: 'Deleted, with its pending deliveries.',
+  })
+  @ApiErrors(404)
   @HttpCode(204)
   @Transactional()
   remove(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
@@ -61,12 +84,18 @@ export class EndpointsController {
   }
 
   @Post(':id/rotate-secret')
+  @ApiCreatedResponse({
+    description: 'The new secret; the old one signs too for 24 h.',
+  })
+  @ApiErrors(404)
   @Transactional()
   rotate(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.endpoints.rotateSecret(accountId, id);
   }
 
   @Post(':id/enable')
+  @ApiOkResponse({ description: 'The endpoint, enabled again.' })
+  @ApiErrors(404)
   @HttpCode(200)
   @Transactional()
   enable(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {

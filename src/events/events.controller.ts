@@ -1,3 +1,11 @@
+import {
+  ApiBody,
+  ApiCreatedResponse,
+  ApiOkResponse,
+  ApiTags,
+} from '@nestjs/swagger';
+import { ApiErrors, ApiKeyAuth, ApiPage } from '../openapi/api-docs.decorators';
+import { CreateEventDto } from './dto/create-event.dto';
 import { Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
 import { Transactional } from 'nestjs-transactional-jobs';
 import { AccountId } from '../auth/auth.decorators';
@@ -11,6 +19,8 @@ import { EventsService } from './events.service';
 import { eventJson } from './stored-event';
 
 /** Generic events for producers that are not trips, and the delivery log of any event. */
+@ApiTags('events')
+@ApiKeyAuth()
 @Controller('v1/events')
 export class EventsController {
   constructor(
@@ -19,6 +29,11 @@ export class EventsController {
   ) {}
 
   @Post()
+  @ApiBody({ type: CreateEventDto })
+  @ApiCreatedResponse({
+    description: 'The event, with one delivery per matching endpoint.',
+  })
+  @ApiErrors(400)
   @Transactional()
   async create(@AccountId() accountId: string, @Req() req: JsonRequest) {
     const input = await readEventInput(req);
@@ -31,11 +46,15 @@ export class EventsController {
   }
 
   @Get()
+  @ApiPage('object', 'The account\u2019s events, newest first.')
+  @ApiErrors(400)
   list(@AccountId() accountId: string, @Query() query: ListEventsQueryDto) {
     return this.events.list(accountId, query);
   }
 
   @Get(':id')
+  @ApiOkResponse({ description: 'The event.' })
+  @ApiErrors(404)
   async get(
     @AccountId() accountId: string,
     @Param('id', UuidParam()) id: string,
@@ -44,6 +63,8 @@ export class EventsController {
   }
 
   @Get(':id/deliveries')
+  @ApiPage('object', 'The event\u2019s deliveries.')
+  @ApiErrors(404)
   async deliveries(
     @AccountId() accountId: string,
     @Param('id', UuidParam()) id: string,

@@ -29,6 +29,7 @@ import {
 import { RawJson } from '../http/raw-json';
 import { ListEventsQueryDto } from './dto/list-events.dto';
 import { StoredEvent, eventJson, toStoredEvent } from './stored-event';
+import { currentJobContext } from '../observability/job-context';
 
 /** Largest event payload accepted, as serialised JSON. */
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
@@ -87,9 +88,12 @@ export class EventsService {
         [accountId, row.id, type, delay],
       );
     if (deliveries.length > 0) {
+      const context = currentJobContext();
       await this.queue.addBulk(
         deliveries.map(({ id, endpoint_id }) => ({
-          data: { deliveryId: id, endpointId: endpoint_id },
+          data: context
+            ? { deliveryId: id, endpointId: endpoint_id, context }
+            : { deliveryId: id, endpointId: endpoint_id },
           opts: {
             ...DELIVERY_JOB_OPTIONS,
             jobId: deliveryJobId(id, 1),

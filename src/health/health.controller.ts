@@ -1,28 +1,42 @@
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ADMIN_TOKEN_SCHEME } from '../openapi/api-docs.decorators';
 import { InjectQueue } from '@nestjs/bull';
 import {
   Controller,
   Get,
   Inject,
   Logger,
+  Req,
   ServiceUnavailableException,
 } from '@nestjs/common';
+import {
+  HealthCheck,
+  HealthCheckResult,
+  HealthCheckService,
+  TypeOrmHealthIndicator,
+} from '@nestjs/terminus';
 import type { Queue } from 'bull';
+import type { Request } from 'express';
 import { DataSource } from 'typeorm';
 import {
   TransactionRunner,
   TransactionalOutbox,
   withTimeout,
 } from 'nestjs-transactional-jobs';
+import { hasAdminToken } from '../auth/admin-token';
 import { PublicRoute } from '../auth/auth.decorators';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
-import { DeliveryBacklog } from '../deliveries/delivery-backlog';
 import { DELIVERY_QUEUE } from '../deliveries/delivery-queue';
 import { DeliveryStats } from '../deliveries/delivery-stats';
 import { JsonBodyGuard } from '../http/json-body.guard';
+import { redactHealth } from './health-details';
+import { DeliveryBacklogHealthIndicator } from './indicators/delivery-backlog.health';
+import { OutboxHealthIndicator } from './indicators/outbox.health';
+import { RedisHealthIndicator } from './indicators/redis.health';
 
 /**
- * 'up', or 'down' when `check` fails. The route is public: the error (addresses, ports,
- * credentials in a URL) goes to the log, never into the answer.
+ * 'up', or 'down' when `check` fails. The error (addresses, ports, credentials in a URL) goes
+ * to the log, never into an anonymous answer.
  */
 export async function probe(
   check: Promise<unknown>,
@@ -38,71 +52,109 @@ export async function probe(
   }
 }
 
-/** Liveness and the state operators watch: database, Redis, outbox backlog, queue counts. */
+/**
+ * Liveness and readiness (terminus) for load balancers and orchestrators, and the state
+ * operators watch. Anyone may call them; details (errors, counts) need the admin token.
+ */
+@ApiTags('health')
 @Controller('health')
 export class HealthController {
   private readonly logger = new Logger(HealthController.name);
 
   constructor(
+    private readonly health: HealthCheckService,
+    private readonly database: TypeOrmHealthIndicator,
+    private readonly redisIndicator: RedisHealthIndicator,
+    private readonly outboxIndicator: OutboxHealthIndicator,
+    private readonly backlogIndicator: DeliveryBacklogHealthIndicator,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly dataSource: DataSource,
     private readonly runner: TransactionRunner,
     private readonly outbox: TransactionalOutbox,
     @InjectQueue(DELIVERY_QUEUE) private readonly queue: Queue,
     private readonly deliveryStats: DeliveryStats,
     private readonly bodyGuard: JsonBodyGuard,
-    private readonly backlog: DeliveryBacklog,
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
+  /** The process runs and its event loop answers; no dependency is checked. */
+  @Get('live')
+  @ApiOkResponse({ description: 'The process is alive.' })
+  @PublicRoute()
+  // NOTE: liveness never answers 503: only the 200 is documented.
+  @HealthCheck({ noCache: true, swaggerDocumentation: false })
+  live(): Promise<HealthCheckResult> {
+    return this.health.check([]);
+  }
+
   /**
-   * Readiness: 200 `ready` when the database answers and the oldest due delivery has waited
-   * at most `READY_MAX_BACKLOG_AGE_MS`; 503 `lagging` (workers do not keep up: add workers)
-   * or `down` (the database does not answer) otherwise. The body carries the backlog's age.
+   * Postgres and Redis answer within the timeout, the outbox backlog is young and the oldest due
+   * delivery has not waited too long (`HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS`); else 503.
    */
   @Get('ready')
   @PublicRoute()
-  async ready() {
-    let oldestDueAgeMs: number;
+  @HealthCheck()
+  @ApiBearerAuth(ADMIN_TOKEN_SCHEME)
+  async ready(@Req() request: Request): Promise<HealthCheckResult> {
+    const admin = hasAdminToken(request, this.config.adminToken);
+    const timeout = this.config.healthCheckTimeoutMs;
     try {
-      oldestDueAgeMs = await this.backlog.oldestDueAgeMs();
+      const result = await this.health.check([
+        () => this.database.pingCheck('database', { timeout }),
+        () => this.redisIndicator.isHealthy('redis'),
+        () => this.outboxIndicator.isHealthy('outbox'),
+        () => this.backlogIndicator.isHealthy('deliveryBacklog'),
+      ]);
+      return admin ? result : redactHealth(result);
     } catch (error) {
-      this.logger.warn(`health: database is down: ${String(error)}`);
-      throw new ServiceUnavailableException({
-        status: 'down',
-        database: 'down',
-      });
+      if (error instanceof ServiceUnavailableException && !admin) {
+        throw new ServiceUnavailableException(
+          redactHealth(error.getResponse() as HealthCheckResult),
+        );
+      }
+      throw error;
     }
-    const thresholdMs = this.config.readyMaxBacklogAgeMs;
-    const body = {
-      status: oldestDueAgeMs > thresholdMs ? 'lagging' : 'ready',
-      database: 'up',
-      deliveryBacklog: { oldestDueAgeMs, thresholdMs },
-    };
-    if (body.status !== 'ready') throw new ServiceUnavailableException(body);
-    return body;
   }
 
+  /**
+   * Summary for anyone (`status`, `database`, `redis`); with the admin token also the outbox
+   * backlog, transaction and delivery counters and queue counts. 503 while Postgres is down.
+   */
   @Get()
+  @ApiBearerAuth(ADMIN_TOKEN_SCHEME)
+  @ApiOkResponse({
+    description:
+      'status, database, redis; with the admin token also the counters.',
+  })
   @PublicRoute()
-  async check() {
+  async check(@Req() request: Request) {
+    const timeout = this.config.healthCheckTimeoutMs;
     const [database, redis] = await Promise.all([
-      probe(this.dataSource.query('SELECT 1'), 'database', this.logger),
-      probe(withTimeout(this.queue.client.ping(), 1000), 'redis', this.logger),
+      probe(
+        withTimeout(this.dataSource.query('SELECT 1'), timeout),
+        'database',
+        this.logger,
+      ),
+      probe(
+        withTimeout(this.queue.client.ping(), timeout),
+        'redis',
+        this.logger,
+      ),
     ]);
-    const body = {
+    const summary = {
       status: database === 'up' && redis === 'up' ? 'ok' : 'degraded',
       database,
       redis,
-      outbox: database === 'up' ? await this.outbox.stats() : null,
-      transactions: this.runner.stats,
-      deliveryJobs: redis === 'up' ? await this.queue.getJobCounts() : null,
-      deliveries: this.deliveryStats.snapshot(),
-      deliveryBacklog:
-        database === 'up'
-          ? { oldestDueAgeMs: await this.backlog.oldestDueAgeMs() }
-          : null,
-      bodies: { ...this.bodyGuard.stats },
     };
+    const body = hasAdminToken(request, this.config.adminToken)
+      ? {
+          ...summary,
+          outbox: database === 'up' ? await this.outbox.stats() : null,
+          transactions: this.runner.stats,
+          deliveryJobs: redis === 'up' ? await this.queue.getJobCounts() : null,
+          deliveries: this.deliveryStats.snapshot(),
+          bodies: { ...this.bodyGuard.stats },
+        }
+      : summary;
     if (database !== 'up') throw new ServiceUnavailableException(body);
     return body;
   }

@@ -1,3 +1,4 @@
+import { ApiPropertyOptional } from '@nestjs/swagger';
 import { BadRequestException } from '@nestjs/common';
 import { Transform } from 'class-transformer';
 import {
@@ -21,6 +22,12 @@ export const MAX_PAGE_SIZE = 100;
  * [1, MAX_PAGE_SIZE]; `cursor` is the `nextCursor` of the previous page, passed unchanged.
  */
 export class PageQueryDto {
+  @ApiPropertyOptional({
+    minimum: 1,
+    maximum: MAX_PAGE_SIZE,
+    default: DEFAULT_PAGE_SIZE,
+    description: 'Items per page.',
+  })
   @IsOptional()
   // NOTE: query values are strings; Number('') is 0 and Number('1x') NaN: both refused below.
   @Transform(({ value }) =>
@@ -35,6 +42,10 @@ export class PageQueryDto {
   })
   limit?: number;
 
+  @ApiPropertyOptional({
+    maxLength: 200,
+    description: 'The `nextCursor` of the previous page, unchanged.',
+  })
   @IsOptional()
   @IsString({ message: 'cursor must be the nextCursor of a previous page' })
   @MaxLength(200, {

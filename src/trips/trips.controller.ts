@@ -1,3 +1,5 @@
+import { ApiCreatedResponse, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { ApiErrors, ApiKeyAuth } from '../openapi/api-docs.decorators';
 import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { Transactional } from 'nestjs-transactional-jobs';
 import { AccountId } from '../auth/auth.decorators';
@@ -7,22 +9,33 @@ import { ReportDelayDto } from './dto/report-delay.dto';
 import { TripsService } from './trips.service';
 
 /** Trips of the caller's account. */
+@ApiTags('trips')
+@ApiKeyAuth()
 @Controller('v1/trips')
 export class TripsController {
   constructor(private readonly trips: TripsService) {}
 
   @Post()
+  @ApiCreatedResponse({ description: 'The trip.' })
+  @ApiErrors(400, 409)
   @Transactional()
   create(@AccountId() accountId: string, @Body() dto: CreateTripDto) {
     return this.trips.create(accountId, dto);
   }
 
   @Get(':id')
+  @ApiOkResponse({ description: 'The trip.' })
+  @ApiErrors(404)
   get(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.trips.get(accountId, id);
   }
 
   @Post(':id/delays')
+  @ApiCreatedResponse({
+    description:
+      'The delay, the updated trip and the `trip.delayed` event, stored in one transaction.',
+  })
+  @ApiErrors(400, 404)
   @Transactional()
   delay(
     @AccountId() accountId: string,
@@ -33,6 +46,10 @@ export class TripsController {
   }
 
   @Post(':id/arrival')
+  @ApiOkResponse({
+    description: 'The arrived trip and its `trip.arrived` event.',
+  })
+  @ApiErrors(404, 409)
   @HttpCode(200)
   @Transactional()
   arrive(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {

@@ -6,6 +6,16 @@ import { DataSource } from 'typeorm';
 import { createApp } from '../../src/bootstrap';
 import { AppConfig, loadConfig } from '../../src/config/app-config';
 import { DELIVERY_QUEUE } from '../../src/deliveries/delivery-queue';
+import {
+  ObservabilityConfig,
+  loadObservabilityConfig,
+} from '../../src/observability/observability-config';
+
+/** Observability settings of an app whose logs are off. */
+export const SILENT: ObservabilityConfig = {
+  ...loadObservabilityConfig({}),
+  logLevel: 'silent',
+};
 
 /** The admin token e2e apps are started with. */
 export const ADMIN_TOKEN = 'e2e-admin-token';
@@ -61,6 +71,8 @@ export function e2eConfig(overrides: Partial<AppConfig> = {}): AppConfig {
       RECONCILE_INTERVAL_MS: '1000',
       BULL_STALLED_INTERVAL_MS: '1000',
       PORT: '0',
+      // NOTE: counted in Redis on every request, but high enough never to refuse a spec's calls.
+      RATE_LIMIT_MAX: '100000',
     }),
     ...overrides,
   };
@@ -80,8 +92,9 @@ export interface E2eApp {
 /** Boots the whole service (API + worker) on a free loopback port. */
 export async function startE2eApp(
   overrides: Partial<AppConfig> = {},
+  observability: ObservabilityConfig = SILENT,
 ): Promise<E2eApp> {
-  const app = await createApp(e2eConfig(overrides), false);
+  const app = await createApp(e2eConfig(overrides), false, observability);
   await app.listen(0, '127.0.0.1');
   const url = await app.getUrl();
   const queue = app.get<Queue>(getQueueToken(DELIVERY_QUEUE), {

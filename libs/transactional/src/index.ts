@@ -56,3 +56,10 @@ export type { OutboxRowError, OutboxStats } from './outbox/outbox-store';
 export type { TransactionAwareJobOptions } from './transactional.interfaces';
 export { removeBullJobHusks } from './bull-job-husks';
 export { withTimeout } from './with-timeout';
+export { TransactionalMetrics } from './observability/transactional-metrics';
+export type {
+  QueueMetrics,
+  TransactionalMetricsSnapshot,
+} from './observability/transactional-metrics';
+export type { OutboxRelayStats } from './outbox/outbox-relay.service';
+export { TRACER_NAME } from './observability/tracer-name';

@@ -14,6 +14,11 @@ export class QueueRegistry {
     return this.queues.get(name);
   }
 
+  /** Every registered queue. */
+  all(): IterableIterator<TransactionAwareQueue<any>> {
+    return this.queues.values();
+  }
+
   /**
    * Queues grouped by connection name. All of them, not only those durable by default: any
    * queue can write a durable job (`opts.durable`), and the relay must see its rows too.

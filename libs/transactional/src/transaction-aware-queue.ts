@@ -15,6 +15,7 @@ import type {
 import { transactionStorage } from './transaction-storage';
 import { DEFAULT_CONNECTION_NAME } from './transactional.constants';
 import { withTimeout } from './with-timeout';
+import { LibrarySpan, endSpan, startSpan } from './observability/tracing';
 import type {
   BulkJob,
   NoTransactionPolicy,
@@ -45,7 +46,12 @@ interface PendingBatch<T> extends TransactionHook {
   jobs: PreparedJob<T>[];
   /** The transaction the jobs were added in. */
   tx: TransactionContext;
+  /** The batch's span, from its first deferral to its flush or drop (with OpenTelemetry). */
+  span?: LibrarySpan;
 }
+
+/** Span attribute that says how a deferred enqueue ended: `enqueued`, `failed`, `dropped`. */
+const OUTCOME = 'messaging.outcome';
 
 /** Bull's name for jobs added without a name. */
 const DEFAULT_JOB_NAME = '__default__';
@@ -66,6 +72,11 @@ export interface TransactionAwareQueueStats {
    * close to the relay's turn): their outbox rows are left to the relay.
    */
   leftToRelay: number;
+  /**
+   * Deferred jobs dropped because their transaction, or the NESTED scope they were added in,
+   * rolled back (never sent to Redis).
+   */
+  droppedOnRollback: number;
 }
 
 /**
@@ -93,6 +104,7 @@ export class TransactionAwareQueue<T = unknown> {
     enqueued: 0,
     failed: 0,
     leftToRelay: 0,
+    droppedOnRollback: 0,
   };
   private readonly logger: Logger;
   private readonly connectionName: string;
@@ -277,7 +289,20 @@ export class TransactionAwareQueue<T = unknown> {
     const batch: PendingBatch<T> = {
       jobs: [...jobs],
       tx: scope.tx,
+      span: startSpan(`${this.name} enqueue`, 'producer', {
+        'messaging.system': 'bull',
+        'messaging.destination.name': this.name,
+        'messaging.operation.type': 'send',
+      }),
       run: () => this.flush(batch),
+      dropped: () => {
+        this.stats.droppedOnRollback += batch.jobs.length;
+        batch.span?.setAttribute(
+          'messaging.batch.message_count',
+          batch.jobs.length,
+        );
+        endSpan(batch.span, OUTCOME, 'dropped');
+      },
       describe: () =>
         `enqueue ${batch.jobs.length} job(s) to queue "${this.name}" (job ids ${ids(batch.jobs)})`,
     };
@@ -309,6 +334,16 @@ export class TransactionAwareQueue<T = unknown> {
         failure ??= { error };
       }
     }
+    batch.span?.setAttribute(
+      'messaging.batch.message_count',
+      batch.jobs.length,
+    );
+    endSpan(
+      batch.span,
+      OUTCOME,
+      failure ? 'failed' : 'enqueued',
+      failure?.error,
+    );
     if (failure) throw failure.error;
   }
 

@@ -8,6 +8,16 @@ export interface TransactionHook {
   describe(): string;
   /** The work; awaited, in registration order. */
   run(): unknown;
+  /**
+   * Called instead of `run` when the after-commit step is dropped: its transaction, or the
+   * savepoint it was registered in, rolled back. Synchronous; must not throw.
+   */
+  dropped?(): void;
+}
+
+/** Tells each of `hooks` that it will never run. */
+function drop(hooks: readonly TransactionHook[]): void {
+  for (const hook of hooks) hook.dropped?.();
 }
 
 /**
@@ -183,7 +193,10 @@ export class TransactionContext {
       closing.closed = true;
       const parent = i > 0 ? dropped[i - 1] : this.top;
       if (outcome === 'released') closing.mergeInto(parent);
-      else this.savepointRollbackHooks.push(...closing.afterRollback);
+      else {
+        drop(closing.afterCommit);
+        this.savepointRollbackHooks.push(...closing.afterRollback);
+      }
     }
     this.wake();
   }
@@ -197,6 +210,7 @@ export class TransactionContext {
     const hooks = [...this.savepointRollbackHooks];
     for (const frame of this.stack) {
       frame.closed = true;
+      if (outcome === 'rolled-back') drop(frame.afterCommit);
       hooks.push(
         ...(outcome === 'committed' ? frame.afterCommit : frame.afterRollback),
       );

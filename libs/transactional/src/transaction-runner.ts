@@ -19,6 +19,16 @@ import type {
   TransactionalOptions,
 } from './transactional.interfaces';
 import { withTimeout } from './with-timeout';
+import {
+  LibrarySpan,
+  endSpan,
+  otelApi,
+  startSpan,
+  withSpan,
+} from './observability/tracing';
+
+/** Span attribute that says how a transaction ended: `commit`, `rollback` or `not_started`. */
+const OUTCOME = 'transaction.outcome';
 
 /** Counters of a runner, for health checks and metrics. */
 export interface TransactionRunnerStats {
@@ -195,7 +205,19 @@ export class TransactionRunner {
     fn: () => Promise<T>,
     where: string,
   ): Promise<T> {
-    return this.track(this.runTransaction(connection, options, fn, where));
+    const span = otelApi()
+      ? startSpan('transaction', 'internal', {
+          'db.connection': connection,
+          'transaction.scope': where,
+          'transaction.isolation_level': options.isolationLevel ?? 'default',
+        })
+      : undefined;
+    // NOTE: the span is active inside, so the spans of deferred enqueues are its children.
+    return this.track(
+      withSpan(span, () =>
+        this.runTransaction(connection, options, fn, where, span),
+      ),
+    );
   }
 
   private async runTransaction<T>(
@@ -203,11 +225,18 @@ export class TransactionRunner {
     options: TransactionalOptions,
     fn: () => Promise<T>,
     where: string,
+    span?: LibrarySpan,
   ): Promise<T> {
-    const handle = await this.driver(connection, where).begin(
-      options.isolationLevel,
-      { where, insideTransaction: transactionStorage.hasAny() },
-    );
+    let handle;
+    try {
+      handle = await this.driver(connection, where).begin(
+        options.isolationLevel,
+        { where, insideTransaction: transactionStorage.hasAny() },
+      );
+    } catch (error) {
+      endSpan(span, OUTCOME, 'not_started', error);
+      throw error;
+    }
     const tx = new TransactionContext(connection, handle, this);
     handle.setStatementGate?.(() => {
       const scope = transactionStorage.get(connection);
@@ -243,7 +272,7 @@ export class TransactionRunner {
         },
       );
     } catch (error) {
-      await this.rollback(tx, where, () => handle.rollback());
+      await this.rollback(tx, where, () => handle.rollback(), span, error);
       throw error;
     }
     let outcome;
@@ -252,12 +281,13 @@ export class TransactionRunner {
         ? await handle.rollback().then(() => 'rolled-back' as const)
         : await handle.commit();
     } catch (error) {
-      await this.rollback(tx, where, () => handle.rollback());
+      await this.rollback(tx, where, () => handle.rollback(), span, error);
       throw error;
     }
     if (outcome === 'rolled-back') {
-      await this.rollback(tx, where, () => Promise.resolve());
-      throw new UnexpectedRollbackError(where, 'transaction');
+      const error = new UnexpectedRollbackError(where, 'transaction');
+      await this.rollback(tx, where, () => Promise.resolve(), span, error);
+      throw error;
     }
     this.stats.committed++;
     const { hooks } = tx.end('committed');
@@ -266,14 +296,20 @@ export class TransactionRunner {
     }
     await this.release(tx, where);
     await this.runHooks(hooks, 'after-commit', where);
+    endSpan(span, OUTCOME, 'commit');
     return result;
   }
 
-  /** Rolls back (a failed rollback is logged, not thrown), releases, runs after-rollback hooks. */
+  /**
+   * Rolls back (a failed rollback is logged, not thrown), releases, runs after-rollback hooks,
+   * then ends the transaction's span (if any) with the error that caused the rollback.
+   */
   private async rollback(
     tx: TransactionContext,
     where: string,
     rollback: () => Promise<void>,
+    span?: LibrarySpan,
+    cause?: unknown,
   ) {
     this.stats.rolledBack++;
     const { hooks } = tx.end('rolled-back');
@@ -284,6 +320,7 @@ export class TransactionRunner {
     }
     await this.release(tx, where);
     await this.runHooks(hooks, 'after-rollback', where);
+    endSpan(span, OUTCOME, 'rollback', cause);
   }
 
   private async release(tx: TransactionContext, where: string) {

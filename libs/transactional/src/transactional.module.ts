@@ -10,6 +10,7 @@ import { getQueueToken } from '@nestjs/bull';
 import { ClsModule, ClsService, ClsServiceManager } from 'nestjs-cls';
 import { TransactionalError } from './errors/transactional.error';
 import { TransactionalOutbox } from './outbox/transactional-outbox';
+import { TransactionalMetrics } from './observability/transactional-metrics';
 import { QueueRegistry } from './queue-registry';
 import { coreProviders } from './transactional.providers';
 import { TransactionAwareQueue } from './transaction-aware-queue';
@@ -77,6 +78,7 @@ function coreModule(
       TransactionHost,
       QueueRegistry,
       TransactionalOutbox,
+      TransactionalMetrics,
       ...(registerClsModule ? [] : [ClsService]),
       ...names.map(getTransactionHostToken),
     ],

@@ -15,6 +15,7 @@ import type { DataSource } from 'typeorm';
 import { resolveOutboxOptions } from './outbox/outbox.options';
 import { TransactionalOutbox } from './outbox/transactional-outbox';
 import { plainQueueDetector } from './plain-queue-detector';
+import { TransactionalMetrics } from './observability/transactional-metrics';
 import { QueueRegistry } from './queue-registry';
 import { runnerRegistry } from './runner-registry';
 import { TransactionHost } from './transaction-host';
@@ -137,6 +138,7 @@ export function coreProviders(connectionNames: string[]): Provider[] {
             )
           : undefined,
     },
+    TransactionalMetrics,
     TransactionalLifecycle,
   ];
 }

@@ -1,3 +1,4 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import {
   ArrayMaxSize,
   IsArray,
@@ -13,10 +14,22 @@ import {
 
 /** Body of `POST /v1/endpoints`. */
 export class CreateEndpointDto {
+  @ApiProperty({
+    maxLength: 2048,
+    example: 'https://example.com/webhooks',
+    description:
+      'http(s) URL; private, loopback and metadata addresses are refused (422).',
+  })
   @IsString()
   @MaxLength(2048)
   url: string;
 
+  @ApiPropertyOptional({
+    type: [String],
+    maxItems: 100,
+    example: ['trip.delayed'],
+    description: 'Event types this endpoint receives; all when absent.',
+  })
   @IsOptional()
   @IsArray()
   @ArrayMaxSize(100)
@@ -27,6 +40,7 @@ export class CreateEndpointDto {
   })
   eventTypes?: string[];
 
+  @ApiPropertyOptional({ maxLength: 1000 })
   @IsOptional()
   @IsString()
   @MaxLength(1000)

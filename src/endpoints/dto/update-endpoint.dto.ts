@@ -1,4 +1,4 @@
-import { PartialType } from '@nestjs/mapped-types';
+import { PartialType } from '@nestjs/swagger';
 import { CreateEndpointDto } from './create-endpoint.dto';
 
 /** Body of `PATCH /v1/endpoints/:id`: any field of the creation body. */

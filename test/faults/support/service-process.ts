@@ -4,7 +4,7 @@ import { killOnExit, waitFor } from './cleanup';
 import { freePort } from './ports';
 
 /** The repository root (where `src/main.ts` and `node_modules` live). */
-const ROOT = resolve(__dirname, '../../..');
+export const ROOT = resolve(__dirname, '../../..');
 
 /** The admin token fault apps are started with. */
 export const FAULT_ADMIN_TOKEN = 'fault-admin-token';
@@ -25,11 +25,13 @@ export const FAST_ENV: Record<string, string> = {
   OUTBOX_GRACE_MS: '1000',
   OUTBOX_POLL_INTERVAL_MS: '200',
   WORKER_CONCURRENCY: '10',
+  // Counted on every request, never refusing a load spec's calls.
+  RATE_LIMIT_MAX: '100000',
   NO_COLOR: '1',
 };
 
 /** How the service process is started: the build of the fault global setup, else ts-node. */
-function command(): string[] {
+export function serviceCommand(): string[] {
   const build = process.env.FAULT_APP_BUILD;
   if (build) return [resolve(build, 'src/main.js')];
   return ['-r', 'ts-node/register/transpile-only', 'src/main.ts'];
@@ -131,7 +133,7 @@ export class ServiceProcess {
     const index = this.outputs.push('') - 1;
     // NOTE: flags NODE_OPTIONS refuses (e.g. --cpu-prof) go on the command line.
     const flags = this.env.SERVICE_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-    const child = spawn(process.execPath, [...flags, ...command()], {
+    const child = spawn(process.execPath, [...flags, ...serviceCommand()], {
       cwd: ROOT,
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],

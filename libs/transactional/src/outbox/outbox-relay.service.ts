@@ -12,6 +12,18 @@ import type { TransactionAwareQueue } from '../transaction-aware-queue';
 import type { ClaimedOutboxRow, OutboxStore } from './outbox-store';
 import type { ResolvedOutboxOptions } from './outbox.options';
 
+/** Counters of the outbox relays of a process, for metrics. */
+export interface OutboxRelayStats {
+  /** Polls run (each claims up to `batchSize` eligible rows). */
+  polls: number;
+  /** Polls that claimed rows: batches the relay tried to dispatch. */
+  batches: number;
+  /** Rows enqueued by the relay (the fast path had not dispatched them). */
+  relayed: number;
+  /** Polls that failed (Postgres or Redis unreachable, or no claimed row could be sent). */
+  failedPolls: number;
+}
+
 /**
  * A relay stops calling Redis for its claimed rows this long (at most a fifth of the lease)
  * before their lease ends, so that it marks them while it still owns them.
@@ -38,8 +50,18 @@ export class OutboxRelay {
   private stopped = true;
   private failures = 0;
   private polls = 0;
+  /** Counters since start-up. */
+  readonly stats: OutboxRelayStats = {
+    polls: 0,
+    batches: 0,
+    relayed: 0,
+    failedPolls: 0,
+  };
+
   /** Rows this relay has enqueued since start-up. */
-  relayed = 0;
+  get relayed(): number {
+    return this.stats.relayed;
+  }
 
   constructor(
     private readonly connectionName: string,
@@ -100,6 +122,16 @@ export class OutboxRelay {
    * and none could be dispatched.
    */
   async pollOnce(): Promise<number> {
+    try {
+      return await this.poll();
+    } catch (error) {
+      this.stats.failedPolls++;
+      throw error;
+    }
+  }
+
+  private async poll(): Promise<number> {
+    this.stats.polls++;
     const queues = this.registry.byConnection().get(this.connectionName) ?? [];
     if (queues.length === 0) return 0;
     const manager = this.manager();
@@ -116,6 +148,7 @@ export class OutboxRelay {
       this.options.relay.batchSize,
     );
     if (rows.length === 0) return 0;
+    this.stats.batches++;
     const groups = new Map<TransactionAwareQueue<any>, ClaimedOutboxRow[]>();
     for (const row of rows) {
       const queue = byName.get(row.queue)!;
@@ -138,7 +171,7 @@ export class OutboxRelay {
       await this.store.release(manager, outcome.held);
       dispatched += outcome.sent.length;
     }
-    this.relayed += dispatched;
+    this.stats.relayed += dispatched;
     if (dispatched > 0) {
       this.logger.log(
         `relayed ${dispatched} job(s) the fast path had not dispatched`,

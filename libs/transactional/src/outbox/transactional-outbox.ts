@@ -2,7 +2,7 @@ import type { EntityManager } from 'typeorm';
 import { DEFAULT_CONNECTION_NAME } from '../transactional.constants';
 import type { QueueRegistry } from '../queue-registry';
 import { DispatchMarker } from './dispatch-marker';
-import { OutboxRelay } from './outbox-relay.service';
+import { OutboxRelay, OutboxRelayStats } from './outbox-relay.service';
 import { OutboxStats, OutboxStore } from './outbox-store';
 import { OutboxWriter } from './outbox-writer';
 import { ResolvedOutboxOptions } from './outbox.options';
@@ -68,6 +68,18 @@ export class TransactionalOutbox {
   get relayed(): number {
     let total = 0;
     for (const relay of this.relays.values()) total += relay.relayed;
+    return total;
+  }
+
+  /** The counters of this process's relays (every connection), summed. */
+  get relayStats(): OutboxRelayStats {
+    const total = { polls: 0, batches: 0, relayed: 0, failedPolls: 0 };
+    for (const { stats } of this.relays.values()) {
+      total.polls += stats.polls;
+      total.batches += stats.batches;
+      total.relayed += stats.relayed;
+      total.failedPolls += stats.failedPolls;
+    }
     return total;
   }
 
