@@ -9,7 +9,8 @@ export default async function* consumerReport(source) {
   for await (const event of source) {
     if (event.type !== 'test:pass' && event.type !== 'test:fail') continue;
     if (event.data.details?.type === 'suite') continue;
-    if (event.type === 'test:pass' && !event.data.skip && !event.data.todo) passed += 1;
+    if (event.type === 'test:pass' && !event.data.skip && !event.data.todo)
+      passed += 1;
     if (event.type === 'test:fail') failed += 1;
   }
   // No test at all is a failure too: the run proved nothing.
