@@ -23,6 +23,7 @@ import {
   createLibApp,
   inRedis,
 } from './support/lib-app';
+import { describeBullOnly } from './support/queue-kind';
 
 /** Used as a plain Bull queue (injected with @InjectQueue). */
 const PLAIN = uniqueName('detector-plain');
@@ -117,7 +118,9 @@ function libraryLines(logger: CapturingLogger) {
     .map(({ level, context, message }) => ({ level, context, message }));
 }
 
-describe('when a plain Bull queue is used inside a transaction', () => {
+describeBullOnly(
+  "it calls the plain Bull queue API; BullMQ's detector: bullmq-detector.spec.ts",
+)('when a plain Bull queue is used inside a transaction', () => {
   describe("when plainQueueInTransaction is 'warn' (the default)", () => {
     let app: INestApplication;
     let logger: CapturingLogger;
