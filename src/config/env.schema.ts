@@ -91,6 +91,7 @@ export const envSchema = z.object({
   ENV_FILE: z.string().optional(),
   HEALTH_CHECK_TIMEOUT_MS: intVar(1000),
   HEALTH_OUTBOX_MAX_AGE_MS: intVar(60_000),
+  HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS: intVar(60_000),
   RATE_LIMIT_MAX: intVar(600, 0),
   RATE_LIMIT_WINDOW_MS: intVar(60_000),
 });

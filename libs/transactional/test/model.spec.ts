@@ -25,12 +25,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '../src';
-import {
-  onMariaDb,
-  testDatabaseUrl,
-  testDataSourceOptions,
-  uniqueName,
-} from './support/env';
+import { onMariaDb, testDataSourceOptions, uniqueName } from './support/env';
 import {
   bullQueue,
   closeLibApp,
