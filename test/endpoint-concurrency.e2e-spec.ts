@@ -1,5 +1,10 @@
 import { deliveryApi } from './support/delivery-api';
-import { E2eApp, eventually, startE2eApp } from './support/harness';
+import {
+  E2E_BULL_PREFIX,
+  E2eApp,
+  eventually,
+  startE2eApp,
+} from './support/harness';
 import { Receiver, startReceiver } from './support/receiver';
 
 /** How long the slow receiver holds each request. */
@@ -42,6 +47,7 @@ function slowAndFast(perEndpointConcurrency: number) {
     fast: Receiver;
     client: ReturnType<typeof deliveryApi>;
     slowEvents: string[];
+    slowEndpointId: string;
     fastEvent: string;
     /** When the fast event was published. */
     fastPublishedAt: number;
@@ -61,7 +67,9 @@ function slowAndFast(perEndpointConcurrency: number) {
       res.end('ok');
     });
     ctx.client = deliveryApi(ctx.svc, await ctx.svc.createAccount());
-    await ctx.client.createEndpoint(ctx.slow.receiver.url, ['load.slow']);
+    ctx.slowEndpointId = (
+      await ctx.client.createEndpoint(ctx.slow.receiver.url, ['load.slow'])
+    ).id;
     await ctx.client.createEndpoint(ctx.fast.url, ['load.fast']);
     // Published at once, so that the first requests are still held when the last is queued.
     const published = await Promise.all(
@@ -113,16 +121,24 @@ describe('when one endpoint is slow and its limit is 2', () => {
       const [delivery] = await ctx.client.log(id);
       deliveryIds.add(delivery.id);
     }
-    // Jobs waiting for their turn per delivery, sampled while the backlog drains: one job
-    // waits for its slot; the reconciler must not take it for lost and add more.
+    // Jobs waiting for their turn per delivery (in Bull, or parked for a slot of the
+    // endpoint), sampled while the backlog drains: one job waits for its slot; the reconciler
+    // must not take it for lost and add more.
     let drained = false;
     let mostQueued = 0;
+    let mostParked = 0;
+    const parkedKey = `${E2E_BULL_PREFIX}:endpoint-parked-data:${ctx.slowEndpointId}`;
     const sampling = (async () => {
       while (!drained) {
         const jobs = await ctx.svc.queue.getJobs(['waiting', 'delayed']);
+        const parked = await ctx.svc.queue.client.hvals(parkedKey);
+        mostParked = Math.max(mostParked, parked.length);
         const perDelivery = new Map<string, number>();
-        for (const job of jobs) {
-          const id = job?.data?.deliveryId;
+        for (const data of [
+          ...jobs.map((job) => job?.data),
+          ...parked.map((json) => JSON.parse(json)),
+        ]) {
+          const id = data?.deliveryId;
           if (deliveryIds.has(id))
             perDelivery.set(id, (perDelivery.get(id) ?? 0) + 1);
         }
@@ -147,6 +163,8 @@ describe('when one endpoint is slow and its limit is 2', () => {
       await sampling;
     }
     expect(mostQueued).toBe(1);
+    // Waiting for a slot is parking in Redis, not a job bouncing through the queue.
+    expect(mostParked).toBeGreaterThan(0);
     expect(ctx.slow.stats.maxInFlight).toBe(2);
     expect(
       ctx.slow.receiver.received.map((got) => got.headers['webhook-id']).sort(),

@@ -6,6 +6,7 @@ import { CLAIM_SQL } from '../src/deliveries/delivery-claims';
 import { RECONCILE_SQL } from '../src/deliveries/delivery-reconciler';
 import { RETENTION_SQL } from '../src/retention/retention.service';
 import { e2eDatabaseUrl } from './support/harness';
+import { HotIds, hotQueries, planOf } from './support/hot-queries';
 
 /** Sizes of the generated data set: one big tenant (account 1) and many small ones. */
 const ACCOUNTS = 10_000;
@@ -317,6 +318,55 @@ describe('when the tables hold a million deliveries', () => {
       () => [RETENTION_SQL.idempotencyKeys, [24, 500]],
     ],
   ];
+
+  /** The delivery path's hot queries on a batch of 20 due deliveries. */
+  const deliveryPathPlans = async () => {
+    const ms = Array.from({ length: 20 }, (_, i) => (i + 1) * 1000);
+    const hotIds: HotIds = {
+      deliveries: await Promise.all(
+        ms.map((m) => values(`md5('d${m}')::uuid`)),
+      ),
+      attempts: await Promise.all(ms.map((m) => values(`md5('at${m}')::uuid`))),
+      endpoints: await Promise.all(
+        [1, 2, 3].map((j) => values(`md5('e${j}')::uuid`)),
+      ),
+      events: await Promise.all(ms.map((m) => values(`md5('v${m}')::uuid`))),
+      account: await values(bigAccount),
+    };
+    const wrong: unknown[] = [];
+    for (const query of hotQueries(hotIds)) {
+      const plan = await planOf(dataSource, query.sql, query.params);
+      const expected = { seqScans: [], indexes: [...query.indexes].sort() };
+      if (JSON.stringify(plan) !== JSON.stringify(expected))
+        wrong.push({ query: query.name, plan, expected });
+    }
+    return wrong;
+  };
+
+  it('should plan every hot query of the delivery path on its own index', async () => {
+    expect(await deliveryPathPlans()).toEqual([]);
+  });
+
+  it('should keep those plans with statistics taken while nothing was pending', async () => {
+    // Auto-analyze after a quiet period: no delivery due. Then a backlog arrives.
+    const pending: { id: string }[] = await dataSource.query(
+      `UPDATE deliveries SET status = 'succeeded' WHERE status = 'pending' RETURNING id`,
+    );
+    try {
+      await dataSource.query('VACUUM ANALYZE deliveries');
+      await dataSource.query(
+        `UPDATE deliveries SET status = 'pending' WHERE id = ANY($1::uuid[])`,
+        [pending.map((p) => p.id)],
+      );
+      expect(await deliveryPathPlans()).toEqual([]);
+    } finally {
+      await dataSource.query(
+        `UPDATE deliveries SET status = 'pending' WHERE id = ANY($1::uuid[])`,
+        [pending.map((p) => p.id)],
+      );
+      await dataSource.query('ANALYZE deliveries');
+    }
+  }, 120_000);
 
   it.each(HOT)('should use an index for %s', async (_name, query) => {
     const [sql, params] = query();

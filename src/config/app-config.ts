@@ -71,6 +71,11 @@ export interface AppConfig {
   healthCheckTimeoutMs: number;
   /** `GET /health/ready` fails when the oldest undispatched outbox row is older than this. */
   healthOutboxMaxAgeMs: number;
+  /**
+   * `/health/ready` fails (`deliveryBacklog: down`) while the oldest due delivery has waited
+   * longer than this (ms): the workers do not keep up.
+   */
+  healthDeliveryBacklogMaxAgeMs: number;
   /** Requests per account (API key) per window, across every API process; 0 turns it off. */
   rateLimit: { limit: number; windowMs: number };
 }
@@ -123,6 +128,7 @@ function toAppConfig(env: ParsedEnv): AppConfig {
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS,
     healthCheckTimeoutMs: env.HEALTH_CHECK_TIMEOUT_MS,
     healthOutboxMaxAgeMs: env.HEALTH_OUTBOX_MAX_AGE_MS,
+    healthDeliveryBacklogMaxAgeMs: env.HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS,
     rateLimit: {
       limit: env.RATE_LIMIT_MAX,
       windowMs: env.RATE_LIMIT_WINDOW_MS,

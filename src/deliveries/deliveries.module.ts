@@ -1,4 +1,5 @@
-import { BullModule } from '@nestjs/bull';
+import { BullModule, getQueueToken } from '@nestjs/bull';
+import type { Queue } from 'bull';
 import { Module } from '@nestjs/common';
 import { TransactionalModule } from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
@@ -11,6 +12,8 @@ import { DELIVERY_QUEUE } from './delivery-queue';
 import { DeliveryReconciler } from './delivery-reconciler';
 import { DeliveryStats } from './delivery-stats';
 import { DeliveryWorker } from './delivery-worker';
+import { DeliveryBacklog } from './delivery-backlog';
+import { EndpointSlots } from './endpoint-slots';
 
 /** The delivery queue, its worker and reconciler, and the operator routes on deliveries. */
 @Module({
@@ -41,8 +44,21 @@ import { DeliveryWorker } from './delivery-worker';
     DeliveryWorker,
     DeliveryReconciler,
     DeliveryStats,
+    DeliveryBacklog,
+    {
+      provide: EndpointSlots,
+      inject: [getQueueToken(DELIVERY_QUEUE), APP_CONFIG],
+      useFactory: (queue: Queue, config: AppConfig) =>
+        new EndpointSlots(
+          queue.client,
+          config.perEndpointConcurrency,
+          config.deliveryTimeoutMs + config.deliveryLeaseMarginMs,
+          config.bullPrefix,
+        ),
+    },
   ],
   exports: [
+    DeliveryBacklog,
     BullModule,
     TransactionalModule,
     DeliveryWorker,

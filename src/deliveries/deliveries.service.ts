@@ -44,7 +44,12 @@ export class DeliveriesService {
       .findOneBy({ id, accountId });
     if (!delivery) throw new NotFoundException(`Delivery ${id} not found`);
     const jobId = await this.queue.add(
-      { deliveryId: id, trigger: 'manual', context: currentJobContext() },
+      {
+        deliveryId: id,
+        endpointId: delivery.endpointId,
+        trigger: 'manual',
+        context: currentJobContext(),
+      },
       { ...DELIVERY_JOB_OPTIONS, jobId: `${id}:manual:${Date.now()}` },
     );
     return { deliveryId: id, status: delivery.status, queued: true, jobId };
@@ -81,6 +86,7 @@ export class DeliveriesService {
       rows.map(({ id, attempt_count }) => ({
         data: {
           deliveryId: id,
+          endpointId,
           trigger: 'manual' as const,
           onlyIfFailedAt: attempt_count,
           context,

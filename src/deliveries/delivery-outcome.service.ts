@@ -15,15 +15,16 @@ import type { SendResult } from '../webhooks-http/send-result';
 import type { ClaimedDelivery } from './delivery-claims';
 import { storableOrNull, storableText } from './storable-text';
 import {
+  CLEAR_FAILING_SQL,
+  MAX_STORED_RESPONSE,
+} from './delivery-batch-outcomes';
+import {
   DELIVERY_JOB_OPTIONS,
   DELIVERY_QUEUE,
   DeliveryJob,
   deliveryJobId,
 } from './delivery-queue';
 import { currentJobContext } from '../observability/job-context';
-
-/** Longest response body kept in the attempt log. */
-const MAX_STORED_RESPONSE = 64 * 1024;
 
 /** How {@link DeliveryOutcomeService.record} stores an attempt. */
 export interface RecordOptions {
@@ -113,11 +114,7 @@ export class DeliveryOutcomeService {
         : `HTTP ${status}`;
     if (ok) {
       await this.finish(claim, 'succeeded', status, null);
-      await m.update(
-        Endpoint,
-        { id: claim.endpointId },
-        { failingSince: null },
-      );
+      await m.query(CLEAR_FAILING_SQL, [[claim.endpointId]]);
       return 'succeeded';
     }
     if (status === 410) {
@@ -163,7 +160,11 @@ export class DeliveryOutcomeService {
     );
     // NOTE: the next attempt goes on with the trace and request id of this one.
     await this.queue.add(
-      { deliveryId: claim.id, context: currentJobContext() },
+      {
+        deliveryId: claim.id,
+        endpointId: claim.endpointId,
+        context: currentJobContext(),
+      },
       {
         ...DELIVERY_JOB_OPTIONS,
         delay,

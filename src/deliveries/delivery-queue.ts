@@ -10,6 +10,11 @@ export const DELIVERY_QUEUE = 'webhook-deliveries';
  */
 export interface DeliveryJob {
   deliveryId: string;
+  /**
+   * The delivery's endpoint: the worker takes (or waits for) a slot of it before reading
+   * Postgres. Jobs enqueued by earlier versions lack it; the worker then looks it up.
+   */
+  endpointId?: string;
   /** `manual` for an operator's resend: one attempt, never retried automatically. */
   trigger?: 'scheduled' | 'manual';
   /**

@@ -17,26 +17,29 @@ import {
   DeliveryJob,
   deliveryJobId,
 } from './delivery-queue';
+import { EndpointSlots } from './endpoint-slots';
 
 /**
  * Deliveries that look lost: due `pending` ones past a grace period ($1 ms), and `sending`
  * ones whose lease expired; at most $2 of each. Two scans, each on its partial index (only
  * deliveries in flight are in them).
  */
-export const RECONCILE_SQL = `(SELECT id, attempt_count FROM deliveries
+export const RECONCILE_SQL = `(SELECT id, attempt_count, endpoint_id FROM deliveries
     WHERE status = 'pending'
       AND next_attempt_at < now() - make_interval(secs => $1::float8 / 1000)
     ORDER BY next_attempt_at LIMIT $2)
   UNION ALL
-  (SELECT id, attempt_count FROM deliveries
+  (SELECT id, attempt_count, endpoint_id FROM deliveries
     WHERE status = 'sending' AND locked_until < now()
     ORDER BY locked_until LIMIT $2)`;
 
 /**
  * Postgres is the source of truth, Bull only schedules: deliveries that are due (or whose
- * sender's lease expired) for longer than a grace period have lost their job (Redis flushed,
- * a job removed by hand) and are enqueued again. Job ids are deterministic, so a job that
- * still exists is not duplicated; a duplicate that slips through is a no-op (the claim).
+ * sender's lease expired) for longer than a grace period, and whose job is neither in Bull nor
+ * parked for an endpoint slot, have lost it (Redis flushed, a job removed by hand, a worker
+ * that died while serving parked jobs) and are enqueued again; a delivery that only waits in
+ * the queue is left alone. Parked jobs of an endpoint whose slot holders are all gone are
+ * handed back to the queue. A duplicate that slips through is a no-op (the claim).
  */
 @Injectable()
 export class DeliveryReconciler implements OnApplicationBootstrap {
@@ -49,6 +52,7 @@ export class DeliveryReconciler implements OnApplicationBootstrap {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @InjectTransactionAwareQueue(DELIVERY_QUEUE)
     private readonly queue: TransactionAwareQueue<DeliveryJob>,
+    private readonly slots: EndpointSlots,
   ) {}
 
   onApplicationBootstrap() {
@@ -72,29 +76,78 @@ export class DeliveryReconciler implements OnApplicationBootstrap {
 
   /** Enqueues the deliveries that look lost; resolves with how many. */
   async reconcile(limit = 1000): Promise<number> {
+    const orphans = await this.slots.orphans();
+    if (orphans.length > 0) {
+      await this.queue.addBulk(
+        orphans.map(({ jobId, data }) => ({
+          data,
+          opts: { ...DELIVERY_JOB_OPTIONS, jobId },
+        })),
+      );
+      this.logger.warn(
+        `handed ${orphans.length} parked job(s) of endpoints without a live slot back to the queue`,
+      );
+    }
     const graceMs = this.config.reconcileIntervalMs;
-    const rows: { id: string; attempt_count: number }[] =
+    const rows: { id: string; attempt_count: number; endpoint_id: string }[] =
       await this.tx.manager.query(RECONCILE_SQL, [graceMs, limit]);
     if (rows.length === 0) return 0;
-    const jobs = rows.map((row) => ({
-      data: { deliveryId: row.id },
+    const candidates = rows.map((row) => ({
+      data: { deliveryId: row.id, endpointId: row.endpoint_id },
       opts: {
         ...DELIVERY_JOB_OPTIONS,
         jobId: deliveryJobId(row.id, row.attempt_count + 1),
       },
     }));
-    // NOTE: an empty job hash left by a Redis data loss would swallow the re-add forever.
+    const lost = await this.withoutJob(candidates);
+    if (lost.length === 0) return 0;
+    await this.queue.addBulk(lost);
+    this.logger.log(
+      `re-enqueued ${lost.length} delivery job(s) found due in Postgres without a job`,
+    );
+    return lost.length;
+  }
+
+  /**
+   * The candidates whose job is neither in Bull (waiting, delayed, active) nor parked, in one
+   * pipeline. NOTE: an empty job hash left by a Redis data loss would swallow the re-add
+   * forever: such husks are removed, and their deliveries count as without a job.
+   */
+  private async withoutJob<
+    T extends {
+      data: DeliveryJob & { endpointId: string };
+      opts: { jobId: string };
+    },
+  >(candidates: T[]): Promise<T[]> {
+    const queue = this.queue.queue;
+    const pipeline = queue.client.pipeline();
+    for (const { data, opts } of candidates) {
+      const key = queue.toKey(opts.jobId);
+      pipeline.exists(key).hexists(key, 'data');
+      this.slots.queueParkedCheck(pipeline, data.endpointId, opts.jobId);
+    }
+    const replies = ((await pipeline.exec()) ?? []).map(([error, value]) =>
+      error ? null : value,
+    );
+    const state = candidates.map((_, i) => ({
+      exists: replies[3 * i] === 1,
+      hasData: replies[3 * i + 1] === 1,
+      parked: replies[3 * i + 2] !== null,
+    }));
+    const husks = candidates.filter(
+      (_, i) => state[i].exists && !state[i].hasData,
+    );
     const { removed } = await removeBullJobHusks(
-      this.queue.queue,
-      jobs.map((job) => job.opts.jobId),
+      queue,
+      husks.map((c) => c.opts.jobId),
     );
     for (const jobId of removed) {
       this.logger.warn(`removed job ${jobId}: an empty hash Redis lost`);
     }
-    await this.queue.addBulk(jobs);
-    this.logger.log(
-      `re-enqueued ${rows.length} delivery job(s) found due in Postgres`,
+    const freed = new Set(removed);
+    return candidates.filter(
+      (c, i) =>
+        !state[i].parked && (!state[i].exists || freed.has(c.opts.jobId)),
     );
-    return rows.length;
   }
 }

@@ -9,6 +9,7 @@ import type { Job, Queue } from 'bull';
 import { TransactionHost } from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { activeSecrets, openSecrets } from '../endpoints/endpoint-secrets';
+import type { EndpointSecret } from '../endpoints/endpoint.entity';
 import { SecretBox } from '../secrets/secret-box';
 import { Endpoint } from '../endpoints/endpoint.entity';
 import { StoredEvent, toStoredEvent } from '../events/stored-event';
@@ -20,7 +21,16 @@ import {
 import type { SendResult } from '../webhooks-http/send-result';
 import { SSRF_HINT } from '../webhooks-http/ssrf-guard';
 import { WebhookSender } from '../webhooks-http/webhook-sender';
-import { ClaimedDelivery, claimDelivery } from './delivery-claims';
+import { Batcher } from './batcher';
+import {
+  BatchClaimRequest,
+  BatchClaimResult,
+  EndpointTarget,
+  PreparedClaim,
+  claimBatch,
+} from './delivery-batch-claims';
+import { Success, isSuccess, recordSuccesses } from './delivery-batch-outcomes';
+import { ClaimedDelivery, ClaimResult, claimDelivery } from './delivery-claims';
 import { DeliveryStats } from './delivery-stats';
 import {
   AttemptOutcome,
@@ -31,11 +41,23 @@ import {
   DELIVERY_QUEUE,
   DeliveryJob,
 } from './delivery-queue';
-import { EndpointLimiter } from './endpoint-limiter';
+import { EndpointSlots, ParkedJob } from './endpoint-slots';
 import { DeliveryObservability } from '../observability/delivery-observability';
 
-/** How long a job waits before trying again when its endpoint is at its concurrency limit. */
-const ENDPOINT_BUSY_DELAY_MS = 500;
+/** What became of one job (of the first delivery its slot served). */
+export type HandleResult =
+  | AttemptOutcome
+  | 'skipped'
+  | 'deferred'
+  | 'parked'
+  | 'unrecorded'
+  | 'recording';
+
+/**
+ * Parked jobs a slot holder serves in a row before it yields the slot: the next one goes back
+ * to the queue, behind other endpoints' jobs (worker slots take turns among endpoints).
+ */
+const TURN_JOBS = 16;
 
 /** How long a manual job waits before trying again when the delivery is being sent. */
 const DELIVERY_BUSY_DELAY_MS = 250;
@@ -59,11 +81,18 @@ export function webhookBody(event: StoredEvent): string {
 @Injectable()
 export class DeliveryWorker implements OnApplicationBootstrap {
   private readonly logger = new Logger(DeliveryWorker.name);
-  private readonly limiter: EndpointLimiter;
   private readonly leaseMs: number;
   private processing = false;
-  /** The jobs this process is handling now. */
+  /** The jobs this process is handling now, and the outcomes it is recording. */
   private readonly inFlight = new Set<Promise<unknown>>();
+  private recording = 0;
+  private readonly claims: Batcher<BatchClaimRequest, BatchClaimResult>;
+  private readonly successes: Batcher<Success, boolean>;
+  /** Opened signing secrets per endpoint, keyed by the sealed values they came from. */
+  private readonly secretsCache = new Map<
+    string,
+    { sealed: string; secrets: EndpointSecret[] }
+  >();
 
   constructor(
     @InjectQueue(DELIVERY_QUEUE) private readonly queue: Queue<DeliveryJob>,
@@ -72,33 +101,47 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     private readonly outcomes: DeliveryOutcomeService,
     private readonly stats: DeliveryStats,
     private readonly box: SecretBox,
+    private readonly slots: EndpointSlots,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly observability: DeliveryObservability,
   ) {
     this.leaseMs = config.deliveryTimeoutMs + config.deliveryLeaseMarginMs;
-    this.limiter = new EndpointLimiter(
-      queue.client,
-      config.perEndpointConcurrency,
-      this.leaseMs,
-      config.bullPrefix,
+    this.claims = new Batcher((requests) =>
+      this.tx.withTransaction(() =>
+        claimBatch(
+          this.tx.manager,
+          requests,
+          this.leaseMs,
+          this.outcomes.maxAttempts,
+        ),
+      ),
+    );
+    this.successes = new Batcher((items) =>
+      this.tx.withTransaction(() => recordSuccesses(this.tx.manager, items)),
     );
   }
 
   onApplicationBootstrap() {
     if (this.config.role === 'api') return;
     this.processing = true;
-    void this.queue.process(this.config.workerConcurrency, (job) => {
-      const handling = this.observability.runJob(job, () => this.handle(job));
-      const settled = handling.catch(() => undefined);
-      this.inFlight.add(settled);
-      void settled.then(() => this.inFlight.delete(settled));
-      return handling;
-    });
+    void this.queue.process(this.config.workerConcurrency, (job) =>
+      this.track(this.observability.runJob(job, () => this.handle(job))),
+    );
+  }
+
+  /** Keeps `work` in `inFlight` until it settles (for `stop()`). */
+  private track<T>(work: Promise<T>): Promise<T> {
+    const settled = work.catch(() => undefined);
+    this.inFlight.add(settled);
+    void settled.then(() => this.inFlight.delete(settled));
+    return work;
   }
 
   /**
    * Takes no new job in this process (other workers go on); resolves once the jobs in progress
-   * have finished: their attempt sent, its outcome recorded and the job completed in Bull.
+   * have finished: their attempt sent, its outcome recorded and the job completed in Bull. A
+   * slot this process frees while jobs of its endpoint are parked and nobody else holds one
+   * hands a parked job back to the queue, for another worker.
    */
   async stop(): Promise<void> {
     if (!this.processing) return;
@@ -112,38 +155,96 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       this.logger.warn(`pausing the queue failed: ${String(error)}`);
     });
     await Promise.all([paused, ...this.inFlight]);
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
   }
 
-  /** Processes one job; never throws for delivery failures (they are recorded instead). */
-  async handle(
-    job: Job<DeliveryJob>,
-  ): Promise<AttemptOutcome | 'skipped' | 'deferred' | 'unrecorded'> {
+  /**
+   * Processes one job; never throws for delivery failures (they are recorded instead). A job
+   * whose endpoint has no free slot is parked in Redis (no Postgres write, no re-add); a job
+   * that holds a slot goes on with its endpoint's parked jobs, one after the other, until none
+   * is left (or the process stops).
+   */
+  async handle(job: Job<DeliveryJob>): Promise<HandleResult> {
+    const trigger = job.data.trigger ?? 'scheduled';
+    const endpointId =
+      job.data.endpointId ??
+      (await this.endpointOf(job.data.deliveryId, trigger));
+    if (!endpointId) return 'skipped';
+    let current: ParkedJob = {
+      jobId: String(job.id),
+      data: { ...job.data, endpointId },
+    };
+    const member = `${job.id}:${process.pid}`;
+    if (!(await this.slots.acquireOrPark(endpointId, member, current)))
+      return 'parked';
+    let first: HandleResult | undefined;
+    for (let served = 1; ; served++) {
+      let outcome: HandleResult;
+      try {
+        outcome = await this.deliver(current, endpointId);
+      } catch (error) {
+        await this.release(endpointId, member, 'free');
+        if (first === undefined) throw error;
+        // A parked job's failure is not this job's: the reconciler finds its delivery due.
+        this.logger.error(
+          `delivery ${current.data.deliveryId}: ${String(error)}; left to the reconciler`,
+        );
+        return first;
+      }
+      first ??= outcome;
+      const next = await this.release(
+        endpointId,
+        member,
+        !this.processing ? 'free' : served % TURN_JOBS === 0 ? 'yield' : 'take',
+      );
+      if (!next) return first;
+      current = next;
+    }
+  }
+
+  /**
+   * Frees the slot, or keeps it for the endpoint's next parked job (returned). A parked job
+   * handed back (no other holder is left, or this one yields its turn) is added to the queue
+   * again.
+   */
+  private async release(
+    endpointId: string,
+    member: string,
+    mode: 'take' | 'free' | 'yield',
+  ): Promise<ParkedJob | undefined> {
+    try {
+      const released = await this.slots.releaseOrNext(endpointId, member, mode);
+      if (released.kind === 'next') return released.job;
+      if (released.kind === 'handoff') {
+        // NOTE: under its own id, which the reconciler checks for (had the job that parked
+        // it not been removed yet, Bull would ignore the add; the reconciler then adds it).
+        await this.queue.add(released.job.data, {
+          ...DELIVERY_JOB_OPTIONS,
+          jobId: released.job.jobId,
+        });
+      }
+    } catch (error) {
+      // NOTE: the slot's lease ends by itself; parked jobs are found by the reconciler.
+      this.logger.warn(
+        `endpoint ${endpointId}: releasing a slot failed: ${String(error)}`,
+      );
+    }
+    return undefined;
+  }
+
+  /** Claims and sends one delivery; scheduled claims are batched with other workers' slots. */
+  private async deliver(
+    job: ParkedJob,
+    endpointId: string,
+  ): Promise<HandleResult> {
     const { deliveryId } = job.data;
     const trigger = job.data.trigger ?? 'scheduled';
-    const endpointId = await this.endpointOf(deliveryId, trigger);
-    if (!endpointId) return 'skipped';
-    const slot = `${job.id}:${process.pid}`;
-    if (!(await this.limiter.acquire(endpointId, slot))) {
-      const delay =
-        ENDPOINT_BUSY_DELAY_MS +
-        Math.floor(Math.random() * ENDPOINT_BUSY_DELAY_MS);
-      // NOTE: a delivery left due in Postgres looks lost to the reconciler, which would add
-      // another job for it every round while this one keeps waiting for a slot.
-      await this.tx.manager.query(
-        `UPDATE deliveries
-            SET next_attempt_at = now() + make_interval(secs => $2::float8 / 1000)
-          WHERE id = $1 AND status = 'pending'`,
-        [deliveryId, delay],
-      );
-      await this.queue.add(job.name, job.data, {
-        ...DELIVERY_JOB_OPTIONS,
-        delay,
-        jobId: `${String(job.id).split('~')[0]}~${Date.now()}`,
-      });
-      return 'deferred';
+    let claimed: ClaimResult | BatchClaimResult | undefined;
+    if (trigger === 'scheduled' && job.data.onlyIfFailedAt === undefined) {
+      claimed = await this.claims.submit({ deliveryId, endpointId });
     }
-    try {
-      const claimed = await this.tx.withTransaction(() =>
+    if (!claimed || claimed.kind === 'fallback') {
+      claimed = await this.tx.withTransaction(() =>
         claimDelivery(
           this.tx.manager,
           deliveryId,
@@ -153,28 +254,26 @@ export class DeliveryWorker implements OnApplicationBootstrap {
           job.data.onlyIfFailedAt,
         ),
       );
-      if (claimed.kind === 'busy') {
-        return trigger === 'manual' ? this.deferManual(job) : 'skipped';
-      }
-      if (claimed.kind !== 'skipped' && claimed.interrupted > 0) {
-        this.stats.interrupted += claimed.interrupted;
-        this.logger.warn(
-          `delivery ${deliveryId}: the previous attempt was never recorded; marked interrupted`,
-        );
-      }
-      if (claimed.kind === 'gave_up') {
-        this.stats.gaveUp++;
-        this.logger.error(
-          `delivery ${deliveryId}: failed at the attempt limit after ${claimed.attempts} ` +
-            'scheduled attempts, the last without a recorded outcome',
-        );
-        return 'failed';
-      }
-      if (claimed.kind === 'skipped') return 'skipped';
-      return await this.attempt(claimed.claim);
-    } finally {
-      await this.limiter.release(endpointId, slot).catch(() => undefined);
     }
+    if (claimed.kind === 'busy') {
+      return trigger === 'manual' ? this.deferManual(job) : 'skipped';
+    }
+    if (claimed.kind !== 'skipped' && claimed.interrupted > 0) {
+      this.stats.interrupted += claimed.interrupted;
+      this.logger.warn(
+        `delivery ${deliveryId}: the previous attempt was never recorded; marked interrupted`,
+      );
+    }
+    if (claimed.kind === 'gave_up') {
+      this.stats.gaveUp++;
+      this.logger.error(
+        `delivery ${deliveryId}: failed at the attempt limit after ${claimed.attempts} ` +
+          'scheduled attempts, the last without a recorded outcome',
+      );
+      return 'failed';
+    }
+    if (claimed.kind === 'skipped') return 'skipped';
+    return this.attempt(claimed.claim);
   }
 
   /**
@@ -183,9 +282,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
    * tries again. Bounded: a lease always frees within `leaseMs`; after twice that the job is
    * given up and logged.
    */
-  private async deferManual(
-    job: Job<DeliveryJob>,
-  ): Promise<'deferred' | 'skipped'> {
+  private async deferManual(job: ParkedJob): Promise<'deferred' | 'skipped'> {
     const busySince = job.data.busySince ?? Date.now();
     if (Date.now() - busySince > 2 * this.leaseMs) {
       this.logger.error(
@@ -195,21 +292,24 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       return 'skipped';
     }
     await this.queue.add(
-      job.name,
       { ...job.data, busySince },
       {
         ...DELIVERY_JOB_OPTIONS,
         delay: DELIVERY_BUSY_DELAY_MS,
-        jobId: `${String(job.id).split('~')[0]}~${Date.now()}`,
+        jobId: `${job.jobId.split('~')[0]}~${Date.now()}`,
       },
     );
     return 'deferred';
   }
 
-  /** Builds, sends and records one claimed attempt. */
+  /**
+   * Builds, sends and records one claimed attempt. A 2xx outcome is recorded with others in
+   * one transaction, and the slot is not held for it (the request is over): it resolves
+   * `recording` unless too many outcomes are being recorded already.
+   */
   private async attempt(
-    claim: ClaimedDelivery,
-  ): Promise<AttemptOutcome | 'unrecorded'> {
+    claim: ClaimedDelivery | PreparedClaim,
+  ): Promise<HandleResult> {
     let result: SendResult;
     try {
       const target = await this.target(claim);
@@ -236,7 +336,19 @@ export class DeliveryWorker implements OnApplicationBootstrap {
         durationMs: 0,
       };
     }
-    return this.recordSafely(claim, result);
+    if (!isSuccess(result)) return this.recordSafely(claim, result);
+    const sent = result;
+    const recorded = this.track(
+      this.successes.submit({ claim, result: sent }).then(
+        (kept): HandleResult => (kept ? 'succeeded' : 'unchanged'),
+        // NOTE: the batch failed as a whole: each outcome is recorded on its own.
+        () => this.recordSafely(claim, sent),
+      ),
+    );
+    this.recording++;
+    void recorded.finally(() => this.recording--);
+    if (this.recording > 2 * this.config.workerConcurrency) return recorded;
+    return 'recording';
   }
 
   /**
@@ -274,22 +386,73 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     }
   }
 
-  /** The delivery's endpoint, unless a scheduled job finds the delivery already final. */
+  /**
+   * The delivery's endpoint (jobs enqueued by earlier versions do not carry it), unless a
+   * scheduled job finds the delivery already final. NOTE: looked up by primary key alone, the
+   * status checked here: a status predicate lets the planner pick a partial index instead.
+   */
   private async endpointOf(
     deliveryId: string,
     trigger: string,
   ): Promise<string | undefined> {
-    const rows = await this.tx.manager.query(
-      `SELECT endpoint_id FROM deliveries
-       WHERE id = $1 AND ($2 = 'manual' OR status IN ('pending', 'sending'))`,
-      [deliveryId, trigger],
-    );
-    return rows[0]?.endpoint_id;
+    const rows: { endpoint_id: string; status: string }[] =
+      await this.tx.manager.query(
+        'SELECT endpoint_id, status FROM deliveries WHERE id = $1',
+        [deliveryId],
+      );
+    const row = rows[0];
+    if (!row) return undefined;
+    if (
+      trigger !== 'manual' &&
+      row.status !== 'pending' &&
+      row.status !== 'sending'
+    )
+      return undefined;
+    return row.endpoint_id;
   }
 
-  private async target(claim: ClaimedDelivery) {
+  /** Signing secrets of an endpoint, opened once per sealed value. */
+  private secretsOf(endpoint: EndpointTarget): string[] {
+    const sealed = endpoint.secrets
+      .map((s) => `${s.sealed}/${String(s.expiresAt)}`)
+      .join('|');
+    let cached = this.secretsCache.get(endpoint.id);
+    if (cached?.sealed !== sealed) {
+      cached = {
+        sealed,
+        secrets: openSecrets(this.box, endpoint.id, endpoint.secrets),
+      };
+      if (this.secretsCache.size > 10_000) this.secretsCache.clear();
+      this.secretsCache.set(endpoint.id, cached);
+    }
+    return activeSecrets(cached.secrets).map((s) => s.secret);
+  }
+
+  private async target(claim: ClaimedDelivery | PreparedClaim) {
+    const [event, endpoint] =
+      'event' in claim
+        ? [claim.event, claim.endpoint]
+        : await this.readTarget(claim);
+    const body = webhookBody(event);
+    // NOTE: webhook-id is the event id (stable across attempts); the timestamp is fresh.
+    const headers = buildHeaders(
+      this.secretsOf(endpoint),
+      event.id,
+      unixSeconds(),
+      body,
+    );
+    return {
+      disabled: endpoint.disabled,
+      request: { url: endpoint.url, headers, body },
+    };
+  }
+
+  /** The event and endpoint of a claim made alone (manual, recover). */
+  private async readTarget(
+    claim: ClaimedDelivery,
+  ): Promise<[StoredEvent, EndpointTarget]> {
     const m = this.tx.manager;
-    const [event, endpoint] = await Promise.all([
+    return Promise.all([
       m
         .query(
           `SELECT id, type, payload::text AS payload_text, created_at FROM events WHERE id = $1`,
@@ -304,15 +467,5 @@ export class DeliveryWorker implements OnApplicationBootstrap {
         select: { id: true, url: true, disabled: true, secrets: true },
       }),
     ]);
-    const body = webhookBody(event);
-    const secrets = activeSecrets(
-      openSecrets(this.box, endpoint.id, endpoint.secrets),
-    ).map((s) => s.secret);
-    // NOTE: webhook-id is the event id (stable across attempts); the timestamp is fresh.
-    const headers = buildHeaders(secrets, event.id, unixSeconds(), body);
-    return {
-      disabled: endpoint.disabled,
-      request: { url: endpoint.url, headers, body },
-    };
   }
 }

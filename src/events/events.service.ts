@@ -77,20 +77,23 @@ export class EventsService {
     );
     // The first entry of the retry schedule is the wait before the first attempt.
     const delay = this.schedule.initialDelay();
-    const deliveries: { id: string }[] = await manager.query(
-      `INSERT INTO deliveries (account_id, event_id, endpoint_id, status, next_attempt_at)
+    const deliveries: { id: string; endpoint_id: string }[] =
+      await manager.query(
+        `INSERT INTO deliveries (account_id, event_id, endpoint_id, status, next_attempt_at)
        SELECT $1, $2, e.id, 'pending', now() + make_interval(secs => $4::float8 / 1000)
          FROM endpoints e
        WHERE e.account_id = $1 AND NOT e.disabled
          AND (e.event_types IS NULL OR $3 = ANY (e.event_types))
-       RETURNING id`,
-      [accountId, row.id, type, delay],
-    );
+       RETURNING id, endpoint_id`,
+        [accountId, row.id, type, delay],
+      );
     if (deliveries.length > 0) {
       const context = currentJobContext();
       await this.queue.addBulk(
-        deliveries.map(({ id }) => ({
-          data: context ? { deliveryId: id, context } : { deliveryId: id },
+        deliveries.map(({ id, endpoint_id }) => ({
+          data: context
+            ? { deliveryId: id, endpointId: endpoint_id, context }
+            : { deliveryId: id, endpointId: endpoint_id },
           opts: {
             ...DELIVERY_JOB_OPTIONS,
             jobId: deliveryJobId(id, 1),

@@ -30,6 +30,7 @@ import { DELIVERY_QUEUE } from '../deliveries/delivery-queue';
 import { DeliveryStats } from '../deliveries/delivery-stats';
 import { JsonBodyGuard } from '../http/json-body.guard';
 import { redactHealth } from './health-details';
+import { DeliveryBacklogHealthIndicator } from './indicators/delivery-backlog.health';
 import { OutboxHealthIndicator } from './indicators/outbox.health';
 import { RedisHealthIndicator } from './indicators/redis.health';
 
@@ -65,6 +66,7 @@ export class HealthController {
     private readonly database: TypeOrmHealthIndicator,
     private readonly redisIndicator: RedisHealthIndicator,
     private readonly outboxIndicator: OutboxHealthIndicator,
+    private readonly backlogIndicator: DeliveryBacklogHealthIndicator,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly dataSource: DataSource,
     private readonly runner: TransactionRunner,
@@ -84,7 +86,10 @@ export class HealthController {
     return this.health.check([]);
   }
 
-  /** Postgres and Redis answer within the timeout, and the outbox backlog is young; else 503. */
+  /**
+   * Postgres and Redis answer within the timeout, the outbox backlog is young and the oldest due
+   * delivery has not waited too long (`HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS`); else 503.
+   */
   @Get('ready')
   @PublicRoute()
   @HealthCheck()
@@ -97,6 +102,7 @@ export class HealthController {
         () => this.database.pingCheck('database', { timeout }),
         () => this.redisIndicator.isHealthy('redis'),
         () => this.outboxIndicator.isHealthy('outbox'),
+        () => this.backlogIndicator.isHealthy('deliveryBacklog'),
       ]);
       return admin ? result : redactHealth(result);
     } catch (error) {

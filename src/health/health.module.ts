@@ -2,6 +2,7 @@ import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { DeliveriesModule } from '../deliveries/deliveries.module';
 import { HealthController } from './health.controller';
+import { DeliveryBacklogHealthIndicator } from './indicators/delivery-backlog.health';
 import { OutboxHealthIndicator } from './indicators/outbox.health';
 import { RedisHealthIndicator } from './indicators/redis.health';
 import { WorkerRoutesMiddleware } from './worker-routes.middleware';
@@ -13,7 +14,11 @@ import { WorkerRoutesMiddleware } from './worker-routes.middleware';
     DeliveriesModule,
   ],
   controllers: [HealthController],
-  providers: [RedisHealthIndicator, OutboxHealthIndicator],
+  providers: [
+    RedisHealthIndicator,
+    OutboxHealthIndicator,
+    DeliveryBacklogHealthIndicator,
+  ],
 })
 export class HealthModule implements NestModule {
   configure(consumer: MiddlewareConsumer) {

@@ -11,6 +11,8 @@ import { freePort } from './ports';
 export interface OwnRedis {
   readonly port: number;
   readonly url: string;
+  /** The pid of the running server (for CPU accounting), if running. */
+  readonly pid: number | undefined;
   /** Sends `signal` and resolves once the server has exited. */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts the server again on the same port (empty: nothing was persisted). */
@@ -100,6 +102,9 @@ export async function startOwnRedis(): Promise<OwnRedis> {
   return {
     port,
     url,
+    get pid() {
+      return running(child) ? child.pid : undefined;
+    },
     kill,
     restart: start,
     pause() {

@@ -131,7 +131,9 @@ export class ServiceProcess {
       else this.env[key] = value;
     }
     const index = this.outputs.push('') - 1;
-    const child = spawn(process.execPath, serviceCommand(), {
+    // NOTE: flags NODE_OPTIONS refuses (e.g. --cpu-prof) go on the command line.
+    const flags = this.env.SERVICE_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+    const child = spawn(process.execPath, [...flags, ...serviceCommand()], {
       cwd: ROOT,
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],

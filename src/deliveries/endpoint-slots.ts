@@ -1,0 +1,187 @@
+import type { ChainableCommander, Redis } from 'ioredis';
+import type { DeliveryJob } from './delivery-queue';
+
+// KEYS: in-flight zset, parked zset, parked data hash, set of endpoints with parked jobs,
+// park sequence. ARGV: now, lease end, member, limit, key ttl (ms), job id, job json, endpoint.
+const ACQUIRE_OR_PARK = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+if not redis.call('ZSCORE', KEYS[2], ARGV[6]) then
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), ARGV[6])
+  redis.call('HSET', KEYS[3], ARGV[6], ARGV[7])
+end
+redis.call('SADD', KEYS[4], ARGV[8])
+return 0`;
+
+// KEYS: in-flight, parked, data, endpoints set. ARGV: member, now, lease end, mode, endpoint.
+// Modes: take (keep the slot for the next parked job), free (free it; if nobody else holds
+// one, hand the next parked job to the queue), yield (free it and hand the next parked job to
+// the queue, so that it queues behind other endpoints' jobs). Returns {1, id, json}: the slot
+// now serves this parked job; {2, id, json}: hand this job to the queue; {0}: freed.
+const RELEASE_OR_NEXT = `
+local function pop()
+  local next = redis.call('ZRANGE', KEYS[2], 0, 0)
+  if #next == 0 then
+    redis.call('SREM', KEYS[4], ARGV[5])
+    return nil
+  end
+  local json = redis.call('HGET', KEYS[3], next[1])
+  redis.call('ZREM', KEYS[2], next[1])
+  redis.call('HDEL', KEYS[3], next[1])
+  if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[4], ARGV[5]) end
+  return {next[1], json}
+end
+if ARGV[4] == 'take' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  local next = pop()
+  if next then
+    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+    return {1, next[1], next[2]}
+  end
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if ARGV[4] == 'yield' or redis.call('ZCARD', KEYS[1]) == 0 then
+  local next = pop()
+  if next then return {2, next[1], next[2]} end
+end
+return {0}`;
+
+// KEYS: in-flight, parked, data, endpoints set. ARGV: now, endpoint. A parked job of an
+// endpoint nobody holds a slot of (its holders died): {id, json}, to hand to the queue.
+const KICK = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[4], ARGV[2])
+  return {}
+end
+if redis.call('ZCARD', KEYS[1]) > 0 then return {} end
+local next = redis.call('ZRANGE', KEYS[2], 0, 0)
+local json = redis.call('HGET', KEYS[3], next[1])
+redis.call('ZREM', KEYS[2], next[1])
+redis.call('HDEL', KEYS[3], next[1])
+return {next[1], json}`;
+
+/** A job waiting for a slot of its endpoint, by its Bull job id. */
+export interface ParkedJob {
+  jobId: string;
+  data: DeliveryJob;
+}
+
+/** What {@link EndpointSlots.releaseOrNext} did with a slot. */
+export type Released =
+  | { kind: 'next'; job: ParkedJob }
+  | { kind: 'handoff'; job: ParkedJob }
+  | { kind: 'freed' };
+
+/**
+ * Bounds the deliveries in flight to one endpoint across every worker (slots are leases in a
+ * Redis sorted set: a worker that dies frees its slot when the lease ends), and parks the jobs
+ * that find every slot taken: a parked job costs one Redis call and no Postgres write, and is
+ * handed to the next slot that frees, in arrival order. The holder of a slot therefore keeps
+ * working through its endpoint's parked jobs; whoever frees the last slot while jobs are
+ * parked hands one back to the queue, so parked jobs never wait for a holder that is gone. A
+ * holder yields its slot after a turn of jobs, handing the next parked job back to the queue:
+ * worker slots go round the endpoints, so busy endpoints cannot keep every worker slot.
+ */
+export class EndpointSlots {
+  constructor(
+    private readonly redis: Redis,
+    private readonly limit: number,
+    private readonly leaseMs: number,
+    /** Key prefix (`BULL_PREFIX`): services sharing a Redis keep their slots apart. */
+    private readonly prefix = 'bull',
+  ) {}
+
+  private keys(endpointId: string) {
+    return [
+      `${this.prefix}:endpoint-inflight:${endpointId}`,
+      `${this.prefix}:endpoint-parked:${endpointId}`,
+      `${this.prefix}:endpoint-parked-data:${endpointId}`,
+      `${this.prefix}:endpoints-with-parked`,
+    ];
+  }
+
+  /** Takes a slot for `member`, or parks the job (false). */
+  async acquireOrPark(
+    endpointId: string,
+    member: string,
+    job: ParkedJob,
+  ): Promise<boolean> {
+    const now = Date.now();
+    const result = await this.redis.eval(
+      ACQUIRE_OR_PARK,
+      5,
+      ...this.keys(endpointId),
+      `${this.prefix}:endpoint-parked-seq`,
+      now,
+      now + this.leaseMs,
+      member,
+      this.limit,
+      this.leaseMs * 2,
+      job.jobId,
+      JSON.stringify(job.data),
+      endpointId,
+    );
+    return result === 1;
+  }
+
+  /**
+   * `take`: keeps the slot of `member` for the next parked job of the endpoint (its lease
+   * renewed), else frees it. `free`: frees it, and hands the next parked job back to the
+   * queue if nobody else holds a slot. `yield`: frees it and hands the next parked job back
+   * to the queue (behind the jobs of other endpoints: a holder takes turns).
+   */
+  async releaseOrNext(
+    endpointId: string,
+    member: string,
+    mode: 'take' | 'free' | 'yield',
+  ): Promise<Released> {
+    const now = Date.now();
+    const reply = (await this.redis.eval(
+      RELEASE_OR_NEXT,
+      4,
+      ...this.keys(endpointId),
+      member,
+      now,
+      now + this.leaseMs,
+      mode,
+      endpointId,
+    )) as [number, string?, string?];
+    if (reply[0] === 0) return { kind: 'freed' };
+    const job = { jobId: reply[1]!, data: JSON.parse(reply[2]!) };
+    return reply[0] === 1 ? { kind: 'next', job } : { kind: 'handoff', job };
+  }
+
+  /** Endpoints with parked jobs whose slots are all free or expired: one job each, to re-queue. */
+  async orphans(): Promise<ParkedJob[]> {
+    const endpoints = await this.redis.smembers(
+      `${this.prefix}:endpoints-with-parked`,
+    );
+    const found: ParkedJob[] = [];
+    for (const endpointId of endpoints) {
+      const reply = (await this.redis.eval(
+        KICK,
+        4,
+        ...this.keys(endpointId),
+        Date.now(),
+        endpointId,
+      )) as string[];
+      if (reply.length === 2)
+        found.push({ jobId: reply[0], data: JSON.parse(reply[1]) });
+    }
+    return found;
+  }
+
+  /** Adds to `pipeline` the check whether a job is parked (its reply: a score, or null). */
+  queueParkedCheck(
+    pipeline: ChainableCommander,
+    endpointId: string,
+    jobId: string,
+  ) {
+    pipeline.zscore(this.keys(endpointId)[1], jobId);
+  }
+}

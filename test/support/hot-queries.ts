@@ -1,0 +1,178 @@
+import type { DataSource } from 'typeorm';
+import {
+  BATCH_CLAIM_SQL,
+  BATCH_EVENTS_SQL,
+  BATCH_INTERRUPT_SQL,
+  BATCH_LOCK_DELIVERIES_SQL,
+  BATCH_LOCK_ENDPOINTS_SQL,
+} from '../../src/deliveries/delivery-batch-claims';
+import {
+  CLEAR_FAILING_SQL,
+  OUTCOME_LOCK_DELIVERIES_SQL,
+  OUTCOME_LOCK_ENDPOINTS_SQL,
+  RECORD_SUCCESSES_SQL,
+} from '../../src/deliveries/delivery-batch-outcomes';
+import { OLDEST_DUE_SQL } from '../../src/deliveries/delivery-backlog';
+import { CLAIM_SQL } from '../../src/deliveries/delivery-claims';
+import { RECONCILE_SQL } from '../../src/deliveries/delivery-reconciler';
+
+/** Ids the hot queries are run with (rows that exist in the big data set, or not at all). */
+export interface HotIds {
+  deliveries: string[];
+  attempts: string[];
+  endpoints: string[];
+  events: string[];
+  account: string;
+}
+
+/**
+ * The delivery path's hot queries, as the worker, reconciler and API run them, each with the
+ * indexes its plan must use and nothing else: whatever the statistics say (an empty table, a
+ * million rows, statistics taken while nothing was pending), none may scan a table or pick
+ * another index (`deliveries_pending_next` for a lookup by id scans every due row).
+ */
+export function hotQueries(
+  ids: HotIds,
+): { name: string; sql: string; params: unknown[]; indexes: string[] }[] {
+  const n = ids.deliveries.length;
+  return [
+    {
+      name: 'claim batch: lock the endpoints',
+      sql: BATCH_LOCK_ENDPOINTS_SQL,
+      params: [ids.endpoints],
+      indexes: ['endpoints_pkey'],
+    },
+    {
+      name: 'claim batch: lock the deliveries, count their scheduled attempts',
+      sql: BATCH_LOCK_DELIVERIES_SQL,
+      params: [ids.deliveries],
+      indexes: ['deliveries_pkey', 'delivery_attempts_delivery'],
+    },
+    {
+      name: 'claim batch: interrupt abandoned attempts',
+      sql: BATCH_INTERRUPT_SQL,
+      params: [ids.deliveries],
+      indexes: ['delivery_attempts_delivery'],
+    },
+    {
+      name: 'claim batch: take the leases, insert the attempts',
+      sql: BATCH_CLAIM_SQL,
+      params: [ids.deliveries, 25_000],
+      indexes: ['deliveries_pkey'],
+    },
+    {
+      name: 'claim batch: the events',
+      sql: BATCH_EVENTS_SQL,
+      params: [ids.events],
+      indexes: ['events_pkey'],
+    },
+    {
+      name: 'claim (alone): lock the delivery',
+      sql: CLAIM_SQL,
+      params: [ids.deliveries[0]],
+      indexes: ['deliveries_pkey', 'delivery_attempts_delivery'],
+    },
+    {
+      name: 'worker: the endpoint of a job without one',
+      sql: 'SELECT endpoint_id, status FROM deliveries WHERE id = $1',
+      params: [ids.deliveries[0]],
+      indexes: ['deliveries_pkey'],
+    },
+    {
+      name: 'outcome batch: lock the endpoints',
+      sql: OUTCOME_LOCK_ENDPOINTS_SQL,
+      params: [ids.endpoints],
+      indexes: ['endpoints_pkey'],
+    },
+    {
+      name: 'outcome batch: lock the deliveries',
+      sql: OUTCOME_LOCK_DELIVERIES_SQL,
+      params: [ids.deliveries],
+      indexes: ['deliveries_pkey'],
+    },
+    {
+      name: 'outcome batch: record the successes',
+      sql: RECORD_SUCCESSES_SQL,
+      params: [
+        ids.attempts,
+        ids.deliveries,
+        Array(n).fill(200),
+        Array(n).fill(3),
+        Array(n).fill('ok'),
+        Array(n).fill(false),
+      ],
+      indexes: ['delivery_attempts_pkey', 'deliveries_pkey'],
+    },
+    {
+      name: 'outcome: end the endpoints failure runs',
+      sql: CLEAR_FAILING_SQL,
+      params: [ids.endpoints],
+      indexes: ['endpoints_pkey'],
+    },
+    {
+      name: 'outcome (alone): finish the delivery',
+      sql: `UPDATE deliveries SET status = $2, locked_until = NULL, updated_at = now() WHERE id = $1`,
+      params: [ids.deliveries[0], 'succeeded'],
+      indexes: ['deliveries_pkey'],
+    },
+    {
+      name: 'reconciler: lost pending and lease-expired sending deliveries',
+      sql: RECONCILE_SQL,
+      params: [30_000, 1000],
+      indexes: ['deliveries_pending_next', 'deliveries_sending_lease'],
+    },
+    {
+      name: 'backlog: the oldest due pending delivery',
+      sql: OLDEST_DUE_SQL,
+      params: [],
+      indexes: ['deliveries_pending_next'],
+    },
+    {
+      name: 'list endpoints',
+      sql: `SELECT * FROM endpoints WHERE account_id = $1
+             AND (created_at, id) > (now() - interval '100 days', '00000000-0000-0000-0000-000000000000'::uuid)
+           ORDER BY created_at, id LIMIT 51`,
+      params: [ids.account],
+      indexes: ['endpoints_account_created_id'],
+    },
+  ];
+}
+
+interface PlanNode {
+  'Node Type': string;
+  'Index Name'?: string;
+  'Relation Name'?: string;
+  Plans?: PlanNode[];
+}
+
+function nodesOf(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodesOf)];
+}
+
+/**
+ * The plan of `sql` in short: the tables it scans without an index, and the indexes it uses.
+ * Run in a transaction that is rolled back (EXPLAIN does not execute, but stays safe).
+ */
+export async function planOf(
+  dataSource: DataSource,
+  sql: string,
+  params: unknown[],
+): Promise<{ seqScans: string[]; indexes: string[] }> {
+  const [
+    {
+      'QUERY PLAN': [plan],
+    },
+  ] = await dataSource.query(`EXPLAIN (FORMAT JSON) ${sql}`, params);
+  const nodes = nodesOf(plan.Plan as PlanNode);
+  return {
+    seqScans: nodes
+      .filter((n) => n['Node Type'] === 'Seq Scan' && n['Relation Name'])
+      .map((n) => n['Relation Name']!)
+      .filter((name) => !name.startsWith('pg_')),
+    indexes: [
+      ...new Set(
+        nodes.filter((n) => n['Index Name']).map((n) => n['Index Name']!),
+      ),
+    ].sort(),
+  };
+}
