@@ -167,8 +167,9 @@ export async function openDataSource(): Promise<DataSource> {
 /**
  * Makes the transaction of `manager` the victim of a real deadlock (MariaDB/MySQL error 1213,
  * which rolls back its whole transaction; Postgres 40P01, which aborts it): another connection
- * that has written more (so InnoDB picks the other one) takes two row locks in the opposite
- * order. Rejects with the error the victim's statement got.
+ * that has written more (InnoDB rolls back the lighter transaction) and checks for deadlocks
+ * late (Postgres aborts the one that checks first) takes two row locks in the opposite order.
+ * Rejects with the error the victim's statement got.
  */
 export async function deadlockVictim(
   manager: EntityManager,
@@ -191,6 +192,11 @@ export async function deadlockVictim(
   await other.connect();
   try {
     await other.startTransaction();
+    if (!onMariaDb) {
+      // NOTE: Postgres aborts the waiter whose deadlock check (after deadlock_timeout) finds the
+      // cycle first: only the victim's backend may check soon.
+      await other.query(`SET LOCAL deadlock_timeout = '60s'`);
+    }
     // Weight: the other transaction has written rows, the victim none.
     for (let i = 0; i < 5; i++) {
       await dbQuery(other, 'INSERT INTO tx_spec_locks (id, n) VALUES ($1, 0)', [
@@ -213,7 +219,7 @@ export async function deadlockVictim(
       () => undefined,
       (error: unknown) => error,
     );
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await new Promise((resolve) => setTimeout(resolve, 200));
     const closing = dbQuery(
       other,
       'UPDATE tx_spec_locks SET n = n + 1 WHERE id = $1',
