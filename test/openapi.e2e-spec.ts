@@ -37,6 +37,7 @@ function routerRoutes(svc: E2eApp): string[] {
     // Swagger UI's own routes are not part of the API, nor are the catch-alls Nest adds for
     // middleware applied to every path (logging, metrics, the worker's route filter).
     if (path === '/docs' || path.startsWith('/docs')) continue;
+    // Catch-all fallbacks (`app.all('*')`: unmatched routes answer 404) are not API routes.
     if (path.includes('*')) continue;
     for (const [method, on] of Object.entries(layer.route.methods))
       if (on && method !== '_all')
