@@ -209,6 +209,40 @@ async function main() {
   const results: Record<string, Record<string, unknown>> = {};
   for (const b of builds) results[b.name] = {};
   const started = new Date();
+  // Written after every scenario, so that an interrupted run keeps what it measured.
+  const save = () => {
+    const version = (cmd: string, args: string[]) => {
+      try {
+        return execFileSync(cmd, args).toString().trim().split('\n')[0];
+      } catch {
+        return 'unknown';
+      }
+    };
+    const out = {
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      command: 'npm run bench:e2e',
+      settings: { BACKLOG, STEP_MS, RATES, SCENARIOS },
+      machine: {
+        cpus: cpus().length,
+        model: cpus()[0]?.model,
+        load: version('cat', ['/proc/loadavg']),
+      },
+      node: process.version,
+      postgres: version('psql', ['--version']),
+      redis: version('redis-server', ['--version']),
+      builds: builds.map(({ name, commit }) => ({ name, commit })),
+      results,
+    };
+    const dir = resolve(__dirname, 'results');
+    mkdirSync(dir, { recursive: true });
+    const stamp = started.toISOString().replace(/[:.]/g, '-');
+    writeFileSync(join(dir, `e2e-${stamp}.json`), JSON.stringify(out, null, 2));
+    report(out, dir);
+    log(
+      `results in bench/results/e2e-${stamp}.json, bench/results/e2e-summary.md`,
+    );
+  };
   try {
     let round = 0;
     const rotated = () => (round++ % 2 ? [...builds].reverse() : builds);
@@ -221,11 +255,14 @@ async function main() {
           sc.mode,
           sc.endpoints,
         );
+        save();
       }
     }
     if (FAIRNESS) {
-      for (const b of rotated())
+      for (const b of rotated()) {
         results[b.name].fairness = await fairness(b, receiver, 10);
+        save();
+      }
     }
     if (PROFILE) {
       for (const b of rotated()) {
@@ -244,37 +281,7 @@ async function main() {
   } finally {
     await receiver.close();
   }
-  const version = (cmd: string, args: string[]) => {
-    try {
-      return execFileSync(cmd, args).toString().trim().split('\n')[0];
-    } catch {
-      return 'unknown';
-    }
-  };
-  const out = {
-    startedAt: started.toISOString(),
-    finishedAt: new Date().toISOString(),
-    command: 'npm run bench:e2e',
-    settings: { BACKLOG, STEP_MS, RATES, SCENARIOS },
-    machine: {
-      cpus: cpus().length,
-      model: cpus()[0]?.model,
-      load: version('cat', ['/proc/loadavg']),
-    },
-    node: process.version,
-    postgres: version('psql', ['--version']),
-    redis: version('redis-server', ['--version']),
-    builds: builds.map(({ name, commit }) => ({ name, commit })),
-    results,
-  };
-  const dir = resolve(__dirname, 'results');
-  mkdirSync(dir, { recursive: true });
-  const stamp = started.toISOString().replace(/[:.]/g, '-');
-  writeFileSync(join(dir, `e2e-${stamp}.json`), JSON.stringify(out, null, 2));
-  report(out, dir);
-  log(
-    `results in bench/results/e2e-${stamp}.json, bench/results/e2e-summary.md`,
-  );
+  save();
 }
 
 main().catch((error) => {

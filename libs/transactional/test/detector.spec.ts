@@ -382,6 +382,7 @@ describe('when a TransactionAwareQueue is used outside a transaction', () => {
       expect(await bullQueue(app, THROWS).getJobCounts()).toEqual(NO_JOBS);
       expect(producer.throws.stats).toEqual({
         deferred: 0,
+        droppedOnRollback: 0,
         enqueued: 0,
         failed: 0,
         leftToRelay: 0,

@@ -25,7 +25,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '../src';
-import { onMariaDb, testDataSourceOptions, uniqueName } from './support/env';
+import { onMariaDb, uniqueName, testDataSourceOptions } from './support/env';
 import {
   bullQueue,
   closeLibApp,

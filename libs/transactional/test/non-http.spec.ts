@@ -17,8 +17,8 @@ import {
   inRedis,
   waitFor,
 } from './support/lib-app';
-import { describeBullOnly } from './support/queue-kind';
 import { dbQuery, transactionId } from './support/db';
+import { describeBullOnly } from './support/queue-kind';
 
 /** Jobs that start the work (added from outside any transaction). */
 const ORDERS = uniqueName('non-http-orders');

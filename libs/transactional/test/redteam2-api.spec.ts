@@ -36,8 +36,8 @@ import {
 } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
-import { itBullOnly } from './support/queue-kind';
 import { isolationLevel, poolState } from './support/db';
+import { itBullOnly } from './support/queue-kind';
 
 const QA = uniqueName('rt2-api-a');
 const QB = uniqueName('rt2-api-b');

@@ -91,7 +91,8 @@ async function afterClose(orderIds: string[], jobIds: string[]) {
     );
     const jobs = await Promise.all(jobIds.map((id) => queue.getJob(id)));
     return {
-      committed: rows.map((r) => r.id),
+      // NOTE: sorted here: MariaDB's UUID type does not sort as its text does.
+      committed: rows.map((r) => r.id).sort(),
       jobs: jobs.map((job) => job?.data ?? null),
     };
   } finally {
