@@ -8,6 +8,8 @@ FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY libs/transactional/package.json ./libs/transactional/
+# The bench workspace's manifest only (devDependencies: nothing of it is installed with --omit=dev).
+COPY bench/package.json ./bench/
 # NOTE: no lifecycle scripts (the library's `prepare` builds it: done below, once its source is here).
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
@@ -22,6 +24,8 @@ FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY libs/transactional/package.json ./libs/transactional/
+# The bench workspace's manifest only (devDependencies: nothing of it is installed with --omit=dev).
+COPY bench/package.json ./bench/
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 FROM node:24-bookworm-slim

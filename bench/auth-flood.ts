@@ -15,7 +15,7 @@ import { Agent, request } from 'node:http';
 import { AddressInfo, createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { Client } from 'pg';
-import { databaseUrl, redisUrl } from './support/config';
+import { databaseUrl, redisUrl } from './request-path/config';
 
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 5_000);
 const FLOOD = Number(process.env.BENCH_FLOOD ?? 8);

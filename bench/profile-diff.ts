@@ -26,11 +26,12 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-/** Functions of the benchmarked route handlers (bench/support/*-routes.ts). */
+/** Functions of the benchmarked route handlers (bench/request-path/*.app.ts). */
 const HANDLERS = new Set([
-  'insertAndEnqueue',
-  'insertAndEnqueueWithHost',
-  'insertOnly',
+  'benchHandler',
+  'benchWrite',
+  'benchCreate',
+  'handleWithStopwatch',
 ]);
 /** Native socket writes: same count in every variant, but their cost swings with load. */
 const SYSCALLS = ['native:writeBuffer', 'native:writev'];

@@ -1,7 +1,6 @@
 import request from 'supertest';
-import { WorkerMetricsServer } from '../src/observability/metrics/worker-metrics-server';
 import { DelayFlow, runDelayFlow } from './support/delay-flow';
-import { ADMIN_TOKEN, E2eApp, SILENT, startE2eApp } from './support/harness';
+import { ADMIN_TOKEN, E2eApp, startE2eApp } from './support/harness';
 import { Receiver, startReceiver } from './support/receiver';
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
@@ -154,15 +153,28 @@ describe('when Prometheus scrapes the service', () => {
     }
   });
 
-  it("should serve a worker process's metrics on WORKER_METRICS_PORT, behind the admin token", async () => {
-    worker = await startE2eApp(
-      { role: 'worker' },
-      { ...SILENT, workerMetricsPort: 0 },
-    );
-    const port = worker.app.get(WorkerMetricsServer).port;
-    const url = `http://127.0.0.1:${port}`;
+  it('should refuse metrics with 403 while no ADMIN_TOKEN is set', async () => {
+    const open = await startE2eApp({ adminToken: undefined });
+    try {
+      const res = await request(open.url)
+        .get('/metrics')
+        .set(admin)
+        .expect(403);
+      expect(res.body.message).toBe(
+        'Admin routes (account creation, metrics) are disabled: the server has no ' +
+          'ADMIN_TOKEN set',
+      );
+    } finally {
+      await open.close();
+    }
+  });
+
+  it("should serve a worker process's metrics on its health port, behind the admin token", async () => {
+    // A worker-only process listens on HEALTH_PORT for health checks and metrics alone.
+    worker = await startE2eApp({ role: 'worker' });
+    const url = worker.url;
     await request(url).get('/metrics').expect(401);
-    await request(url).get('/').set(admin).expect(404);
+    await request(url).get('/v1/endpoints').set(admin).expect(404);
     const res = await request(url).get('/metrics').set(admin).expect(200);
     expect(res.text).toContain('# TYPE webhook_deliveries_total counter');
     expect(res.text).toContain(

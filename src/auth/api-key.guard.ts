@@ -62,7 +62,8 @@ export class ApiKeyGuard implements CanActivate {
     if (this.reflector.get<boolean>(ADMIN_ROUTE, context.getHandler())) {
       if (!this.config.adminToken) {
         throw new ForbiddenException(
-          'Account creation is disabled: the server has no ADMIN_TOKEN set',
+          'Admin routes (account creation, metrics) are disabled: the server has no ' +
+            'ADMIN_TOKEN set',
         );
       }
       if (!sameSecret(token, this.config.adminToken)) {

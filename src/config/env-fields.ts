@@ -124,3 +124,21 @@ export function parsedVar<T>(parse: (raw: string | undefined) => T) {
       }
     });
 }
+
+/** An http(s) URL, or undefined when unset (the value is not echoed: it may hold credentials). */
+export function optionalHttpUrlVar() {
+  return z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw === '') return undefined;
+      try {
+        const url = new URL(raw);
+        if (url.protocol === 'http:' || url.protocol === 'https:') return raw;
+      } catch {
+        // reported below
+      }
+      ctx.addIssue({ code: 'custom', message: 'must be an http(s) URL' });
+      return z.NEVER;
+    });
+}

@@ -4,6 +4,7 @@ import { parseAllowSubnets } from '../webhooks-http/ssrf-guard';
 import {
   enumVar,
   intVar,
+  optionalHttpUrlVar,
   optionalPortVar,
   parsedVar,
   urlVar,
@@ -94,6 +95,17 @@ export const envSchema = z.object({
   HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS: intVar(60_000),
   RATE_LIMIT_MAX: intVar(600, 0),
   RATE_LIMIT_WINDOW_MS: intVar(60_000),
+  // NOTE: observability (observability/observability-config.ts reads them into its own config);
+  // checked here too, so that a bad one is named with all the others before anything starts.
+  LOG_LEVEL: enumVar(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
+    'info',
+  ),
+  WORKER_METRICS_PORT: optionalPortVar(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalHttpUrlVar(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalHttpUrlVar(),
+  OTEL_SERVICE_NAME: z.string().optional(),
+  WEBHOOK_TRACEPARENT: enumVar(['on', 'off'] as const, 'off'),
 });
 
 /** The environment after the schema: every variable checked and converted. */

@@ -3,8 +3,8 @@ import type { NextFunction, Request, Response } from 'express';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 
 /**
- * A worker-only process listens on `HEALTH_PORT` for its health checks alone: every other
- * route answers 404 there, as it would on a process without the API.
+ * A worker-only process listens on `HEALTH_PORT` for its health checks and its metrics alone:
+ * every other route answers 404 there, as it would on a process without the API.
  */
 @Injectable()
 export class WorkerRoutesMiddleware implements NestMiddleware {
@@ -16,7 +16,8 @@ export class WorkerRoutesMiddleware implements NestMiddleware {
     if (
       this.config.role !== 'worker' ||
       path === '/health' ||
-      path.startsWith('/health/')
+      path.startsWith('/health/') ||
+      path === '/metrics'
     ) {
       next();
       return;
@@ -24,7 +25,7 @@ export class WorkerRoutesMiddleware implements NestMiddleware {
     response.status(404).json({
       statusCode: 404,
       error: 'Not Found',
-      message: `Cannot ${request.method} ${path}: a worker process serves only /health, /health/live and /health/ready`,
+      message: `Cannot ${request.method} ${path}: a worker process serves only /health, /health/live, /health/ready and /metrics`,
     });
   }
 }

@@ -7,11 +7,6 @@ export interface ObservabilityConfig {
   /** `LOG_LEVEL`: the lowest level written (default `info`), or `silent`. */
   logLevel: Level | 'silent';
   /**
-   * `WORKER_METRICS_PORT`: a worker process (`PROCESS_ROLE=worker`, which has no HTTP server
-   * of its own) serves `GET /metrics` on this port; unset: it serves none.
-   */
-  workerMetricsPort?: number;
-  /**
    * `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: traces are recorded
    * and exported over OTLP/HTTP when either is set; otherwise tracing is off (no span is made).
    */
@@ -25,15 +20,6 @@ export interface ObservabilityConfig {
   webhookTraceparent: boolean;
   /** Where JSON log lines go (default stdout). Not from the environment: for tests. */
   logDestination?: DestinationStream;
-}
-
-function port(raw: string | undefined, name: string): number | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0 || value > 65535) {
-    throw new Error(`${name} must be a port number (0-65535), got "${raw}"`);
-  }
-  return value;
 }
 
 function url(raw: string | undefined, name: string): string | undefined {
@@ -72,9 +58,6 @@ export function loadObservabilityConfig(
   }
   const config: ObservabilityConfig = {
     logLevel: level as Level | 'silent',
-    workerMetricsPort: attempt(() =>
-      port(env.WORKER_METRICS_PORT, 'WORKER_METRICS_PORT'),
-    ),
     otlpEndpoint:
       attempt(() =>
         url(

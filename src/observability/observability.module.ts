@@ -11,13 +11,11 @@ import { HttpObservabilityMiddleware } from './http-observability.middleware';
 import { loggerParams } from './logging/logger-params';
 import { AppMetrics } from './metrics/app-metrics';
 import { MetricsController } from './metrics/metrics.controller';
-import { WorkerMetricsServer } from './metrics/worker-metrics-server';
 import { OBSERVABILITY_CONFIG } from './observability.constants';
 import type { ObservabilityConfig } from './observability-config';
 
 /**
- * JSON logs (nestjs-pino), Prometheus metrics (`GET /metrics`, and `WORKER_METRICS_PORT` on a
- * worker) and the service's OpenTelemetry spans (tracing itself is started by `startTracing`
+ * JSON logs (nestjs-pino), Prometheus metrics (`GET /metrics`, on a worker's `HEALTH_PORT` too) and the service's OpenTelemetry spans (tracing itself is started by `startTracing`
  * before the application is created).
  */
 @Module({})
@@ -32,7 +30,6 @@ export class ObservabilityModule implements NestModule {
         { provide: OBSERVABILITY_CONFIG, useValue: config },
         AppMetrics,
         DeliveryObservability,
-        WorkerMetricsServer,
       ],
       exports: [OBSERVABILITY_CONFIG, AppMetrics, DeliveryObservability],
     };

@@ -40,10 +40,11 @@ describe('when the service starts with a bad configuration', () => {
       WORKER_CONCURRENCY: '0',
       WEBHOOK_ALLOW_SUBNETS: '10.0.0.0/99',
       ADMIN_TOKEN: 'short',
+      LOG_LEVEL: 'loud',
       // SECRETS_ENCRYPTION_KEYS missing
     });
     expect(code).not.toBe(0);
-    expect(output).toContain('Invalid configuration (9 problems)');
+    expect(output).toContain('Invalid configuration (10 problems)');
     for (const name of [
       'PROCESS_ROLE: must be one of all, api, worker, got "bogus"',
       'PORT: must be an integer 0..65535, got "eighty"',
@@ -53,6 +54,7 @@ describe('when the service starts with a bad configuration', () => {
       'WORKER_CONCURRENCY: must be an integer >= 1, got "0"',
       'WEBHOOK_ALLOW_SUBNETS: Invalid WEBHOOK_ALLOW_SUBNETS entry "10.0.0.0/99"',
       'ADMIN_TOKEN: must be at least 12 characters',
+      'LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
       'SECRETS_ENCRYPTION_KEYS: SECRETS_ENCRYPTION_KEYS is required',
     ])
       expect(output).toContain(name);

@@ -8,17 +8,27 @@ export type { TransactionRunnerStats } from './transaction-runner';
 export { TransactionAwareQueue } from './transaction-aware-queue';
 export type { TransactionAwareQueueStats } from './transaction-aware-queue';
 export {
+  InjectTransactionAwareFlowProducer,
   InjectTransactionAwareQueue,
   InjectTransactionHost,
 } from './transactional.inject';
+export { TransactionAwareFlowProducer } from './bullmq/transaction-aware-flow-producer';
+export type {
+  FlowJobIds,
+  TransactionAwareFlowProducerStats,
+} from './bullmq/transaction-aware-flow-producer';
+export type { TransactionAwareFlowProducerOptions } from './bullmq/bullmq.interfaces';
 export {
   DEFAULT_CONNECTION_NAME,
+  getTransactionAwareFlowProducerToken,
   getTransactionAwareQueueToken,
   getTransactionHostToken,
 } from './transactional.constants';
 export type {
   BulkJob,
   IsolationLevel,
+  JobOptionsOf,
+  QueueKind,
   NoTransactionPolicy,
   PlainQueuePolicy,
   TransactionAwareQueueOptions,
@@ -39,6 +49,7 @@ export { NoTransactionError } from './errors/no-transaction.error';
 export { PlainQueueInTransactionError } from './errors/plain-queue-in-transaction.error';
 export { UnknownConnectionError } from './errors/unknown-connection.error';
 export { UnexpectedRollbackError } from './errors/unexpected-rollback.error';
+export { TransactionAbortedError } from './errors/transaction-aborted.error';
 export { TransactionClosedError } from './errors/transaction-closed.error';
 export { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
 export { QueueUnavailableError } from './errors/queue-unavailable.error';

@@ -1,21 +1,24 @@
-import type { Queue } from 'bull';
+import type { RedisClientLike } from './adapters/queue-adapter';
 import { QueueUnavailableError } from './errors/queue-unavailable.error';
 
-type Client = Queue['client'];
+type Client = RedisClientLike;
 
 /** Clients seen connected at least once (by a check or their `ready` event). */
 const everReady = new WeakSet<Client>();
 const watched = new WeakSet<Client>();
 
 /**
- * Throws `QueueUnavailableError` at once when the Redis client of `queue` is not connected, so
- * that commands are not left in ioredis's offline queue for the length of an outage. A client
- * that has never been connected yet (Bull creates it on first use) may still connect: commands
- * wait for that first connection. A stand-in queue without a client (testing kit) passes.
+ * Throws `QueueUnavailableError` at once when the Redis client of a queue (Bull's
+ * `queue.client`, BullMQ's connection client) is not connected, so that commands are not left
+ * in ioredis's offline queue for the length of an outage. A client that has never been
+ * connected yet (Bull creates it on first use) may still connect: commands wait for that first
+ * connection. A stand-in queue without a client (testing kit) passes `undefined`, which passes.
  */
-export function assertRedisReady(queue: Queue, queueName: string): void {
-  if (!('client' in queue)) return;
-  const client = queue.client;
+export function assertRedisReady(
+  client: Client | undefined,
+  queueName: string,
+): void {
+  if (!client) return;
   const status = client.status;
   if (status === 'ready') {
     everReady.add(client);
@@ -29,13 +32,12 @@ export function assertRedisReady(queue: Queue, queueName: string): void {
 }
 
 /**
- * Starts following the connection of `queue`'s Redis client (done when the queue is set up),
+ * Starts following the connection of a queue's Redis client (done when the queue is set up),
  * so that a client that was connected once is never taken for one still making its first
  * connection, whichever state an outage leaves it in when a flush checks it.
  */
-export function watchRedisReadiness(queue: Queue): void {
-  if (!('client' in queue)) return;
-  const client = queue.client;
+export function watchRedisReadiness(client: Client | undefined): void {
+  if (!client) return;
   if (client.status === 'ready') everReady.add(client);
   watch(client);
 }

@@ -1,7 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { randomUUID } from 'crypto';
-import type { Job, JobOptions, Queue } from 'bull';
-import { identifyJob } from './bull-job-ids';
+import type { JobOptions, Queue } from 'bull';
+import { createQueueAdapter } from './adapters/queue-adapter.factory';
+import type { QueueAdapter } from './adapters/queue-adapter';
 import { NoTransactionError } from './errors/no-transaction.error';
 import { TransactionalError } from './errors/transactional.error';
 import type { OutboxRowKey } from './outbox/outbox-store';
@@ -26,8 +27,8 @@ import type {
 type PreparedJob<T> = {
   name: string;
   data: T;
-  /** Options for Bull (with the `jobId` to pass, if any). */
-  opts: JobOptions;
+  /** Options for Bull or BullMQ (with the `jobId` to pass, if any). */
+  opts: JobOptions & Record<string, any>;
   /** What `add()` resolves with: the Bull job id, or a repeatable job's schedule key. */
   id: string;
   /** Repeatable: Bull derives the job ids, and the job is added alone. */
@@ -52,9 +53,6 @@ interface PendingBatch<T> extends TransactionHook {
 
 /** Span attribute that says how a deferred enqueue ended: `enqueued`, `failed`, `dropped`. */
 const OUTCOME = 'messaging.outcome';
-
-/** Bull's name for jobs added without a name. */
-const DEFAULT_JOB_NAME = '__default__';
 
 /** Counters of one queue, for health checks and metrics. */
 export interface TransactionAwareQueueStats {
@@ -96,8 +94,15 @@ export interface TransactionAwareQueueStats {
  * counted in `stats.failed`) instead of waiting in the client's offline queue; durable jobs
  * are then left to the outbox relay, as they are when Redis does not take them within the
  * outbox's `fastPathTimeoutMs` or before their rows become eligible for the relay.
+ *
+ * Over a BullMQ `Queue` (picked from the queue, or `registerQueue({ adapter: 'bullmq' })`) the
+ * same holds with BullMQ's rules: `add(name, data, opts)` (or `add(data, opts)`, named
+ * `'__default__'`), a generated `jobId` (a UUID) unless the caller gave one, a custom id
+ * BullMQ would refuse (an integer, `'0'`, a `:`) rejected inside the transaction, and
+ * `opts.repeat` refused (use `queue.upsertJobScheduler()`). Type it
+ * `TransactionAwareQueue<Data, Queue<Data>>` with BullMQ's `Queue`.
  */
-export class TransactionAwareQueue<T = unknown> {
+export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
   /** Counters since start-up. */
   readonly stats: TransactionAwareQueueStats = {
     deferred: 0,
@@ -110,12 +115,13 @@ export class TransactionAwareQueue<T = unknown> {
   private readonly connectionName: string;
   private readonly policy: NoTransactionPolicy;
 
-  private bullQueue?: Queue<T>;
+  private bullQueue?: Q;
+  private queueAdapter?: QueueAdapter;
 
   constructor(
-    options: TransactionAwareQueueOptions,
-    /** Returns the Bull queue; called once, on first use (the module resolves it at init). */
-    private readonly resolveQueue: () => Queue<T>,
+    private readonly options: TransactionAwareQueueOptions,
+    /** Returns the Bull or BullMQ queue; called once, on first use (the module resolves it at init). */
+    private readonly resolveQueue: () => Q,
     /** The connection's outbox; required when any job is durable. */
     private readonly outbox?: QueueOutbox,
   ) {
@@ -137,15 +143,28 @@ export class TransactionAwareQueue<T = unknown> {
     return this.connectionName;
   }
 
-  /** The wrapped Bull queue, for everything but adding jobs (processing, counts, events). */
-  get queue(): Queue<T> {
+  /** The wrapped Bull (or BullMQ) queue, for everything but adding jobs (processing, counts, events). */
+  get queue(): Q {
     this.bullQueue ??= this.resolveQueue();
     return this.bullQueue;
   }
 
+  /**
+   * How jobs reach the wrapped queue: Bull's or BullMQ's rules, picked by
+   * `TransactionAwareQueueOptions.adapter` or from the queue itself. Internal.
+   */
+  get adapter(): QueueAdapter {
+    this.queueAdapter ??= createQueueAdapter(
+      this.queue,
+      this.options.adapter,
+      this.name,
+    );
+    return this.queueAdapter;
+  }
+
   /** Resolves the Bull queue at start-up, so that a missing registration fails fast. */
   onModuleInit(): void {
-    watchRedisReadiness(this.queue);
+    watchRedisReadiness(this.adapter.client());
   }
 
   /**
@@ -162,17 +181,17 @@ export class TransactionAwareQueue<T = unknown> {
    * adding this one; the id is then that of a job Bull did not add (Bull's own `add()` answers
    * with the debounced job, which is only known once Redis has been asked).
    */
-  add(data: T, opts?: TransactionAwareJobOptions): Promise<string>;
+  add(data: T, opts?: TransactionAwareJobOptions<Q>): Promise<string>;
   /** Adds a named job; resolves with its id. Same arguments as Bull's `Queue.add`. */
   add(
     name: string,
     data: T,
-    opts?: TransactionAwareJobOptions,
+    opts?: TransactionAwareJobOptions<Q>,
   ): Promise<string>;
   async add(
     nameOrData: string | T,
-    dataOrOpts?: T | TransactionAwareJobOptions,
-    opts?: TransactionAwareJobOptions,
+    dataOrOpts?: T | TransactionAwareJobOptions<Q>,
+    opts?: TransactionAwareJobOptions<Q>,
   ) {
     // NOTE: Bull's own rule: a string first argument is the job name.
     const job =
@@ -180,7 +199,7 @@ export class TransactionAwareQueue<T = unknown> {
         ? this.prepare({ name: nameOrData, data: dataOrOpts as T, opts })
         : this.prepare({
             data: nameOrData,
-            opts: dataOrOpts as TransactionAwareJobOptions | undefined,
+            opts: dataOrOpts as TransactionAwareJobOptions<Q> | undefined,
           });
     const [id] = await this.submit([job]);
     return id;
@@ -190,14 +209,14 @@ export class TransactionAwareQueue<T = unknown> {
    * Adds several jobs; resolves with their ids (or schedule keys, see `add()`), in order. Same
    * argument as Bull's `addBulk`.
    */
-  addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
+  async addBulk(jobs: BulkJob<T, Q>[]): Promise<string[]> {
     return this.submit(jobs.map((job) => this.prepare(job)));
   }
 
-  private prepare(job: BulkJob<T>): PreparedJob<T> {
+  private prepare(job: BulkJob<T, Q>): PreparedJob<T> {
     const { durable, ...opts } = (job.opts ?? {}) as TransactionAwareJobOptions;
-    const name = job.name ?? DEFAULT_JOB_NAME;
-    const identity = identifyJob(this.queue, name, job.data, opts);
+    const name = job.name ?? this.adapter.defaultJobName;
+    const identity = this.adapter.identify(name, job.data, opts);
     return {
       name,
       data: job.data,
@@ -350,7 +369,7 @@ export class TransactionAwareQueue<T = unknown> {
   /** Hands jobs to Bull, refusing at once while the Redis client is not connected. */
   private async send(jobs: PreparedJob<T>[]): Promise<void> {
     try {
-      assertRedisReady(this.queue, this.name);
+      assertRedisReady(this.adapter.client(), this.name);
       await this.enqueue(jobs);
     } catch (error) {
       this.stats.failed += jobs.length;
@@ -396,18 +415,9 @@ export class TransactionAwareQueue<T = unknown> {
     return { queue: this.name, id: job.rowId };
   }
 
-  private async enqueue(jobs: PreparedJob<T>[]): Promise<Job<T>[]> {
-    // NOTE: Bull's addBulk ignores `repeat`: repeatable jobs are added one by one.
-    const result =
-      jobs.length === 1 || jobs.some((job) => job.repeat)
-        ? await Promise.all(
-            jobs.map((job) => this.queue.add(job.name, job.data, job.opts)),
-          )
-        : await this.queue.addBulk(
-            jobs.map(({ name, data, opts }) => ({ name, data, opts })),
-          );
+  private async enqueue(jobs: PreparedJob<T>[]): Promise<void> {
+    await this.adapter.enqueue(jobs);
     this.stats.enqueued += jobs.length;
-    return result;
   }
 }
 

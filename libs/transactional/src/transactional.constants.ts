@@ -29,3 +29,11 @@ export function getTransactionHostToken(
 ): string {
   return `transactional:host:${connectionName}`;
 }
+
+/**
+ * Token of the `TransactionAwareFlowProducer` registered for a BullMQ flow producer name (as
+ * `getFlowProducerToken` is for the flow producer itself).
+ */
+export function getTransactionAwareFlowProducerToken(name: string): string {
+  return `transactional:flow-producer:${name}`;
+}

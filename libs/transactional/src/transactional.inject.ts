@@ -1,6 +1,7 @@
 import { Inject } from '@nestjs/common';
 import {
   DEFAULT_CONNECTION_NAME,
+  getTransactionAwareFlowProducerToken,
   getTransactionAwareQueueToken,
   getTransactionHostToken,
 } from './transactional.constants';
@@ -15,4 +16,11 @@ export function InjectTransactionHost(
   connectionName: string = DEFAULT_CONNECTION_NAME,
 ): ParameterDecorator {
   return Inject(getTransactionHostToken(connectionName));
+}
+
+/** Injects the `TransactionAwareFlowProducer` registered for the BullMQ flow producer `name`. */
+export function InjectTransactionAwareFlowProducer(
+  name: string,
+): ParameterDecorator {
+  return Inject(getTransactionAwareFlowProducerToken(name));
 }

@@ -1,5 +1,8 @@
 import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
 import type { Propagation } from './propagation';
+import type { QueueKind } from './adapters/queue-adapter';
+
+export type { QueueKind };
 
 export type { IsolationLevel };
 
@@ -102,19 +105,39 @@ export interface TransactionAwareQueueOptions {
    * leaves the rows to the relay. Overridable per call with `opts.durable`. Default: `false`.
    */
   durable?: boolean;
+  /**
+   * The library of the wrapped queue: `'bull'` (`bull` with `@nestjs/bull`) or `'bullmq'`
+   * (`bullmq` with `@nestjs/bullmq`). Default: detected from the queue registered under the
+   * name (an instance of BullMQ's `Queue` or of Bull's).
+   */
+  adapter?: QueueKind;
 }
 
-/** Bull's job options, plus `durable` to override the queue's durable mode for one job. */
-export type TransactionAwareJobOptions = import('bull').JobOptions & {
-  durable?: boolean;
-};
+/**
+ * The job options of queue type `Q`: Bull's `JobOptions` for a Bull queue (the default), else
+ * the third parameter of `Q['add']` (BullMQ's `JobsOptions`).
+ */
+export type JobOptionsOf<Q> = Q extends import('bull').Queue<any>
+  ? import('bull').JobOptions
+  : Q extends { add(name: string, data: any, opts?: infer O): any }
+    ? NonNullable<O>
+    : import('bull').JobOptions;
 
-/** One job of `TransactionAwareQueue.addBulk()`, as in Bull's `addBulk`. */
-export interface BulkJob<T> {
-  /** Job name (for named processors). Default: Bull's `'__default__'`. */
+/**
+ * The job options of the wrapped queue (Bull's by default, BullMQ's for a BullMQ `Queue`), plus
+ * `durable` to override the queue's durable mode for one job.
+ */
+export type TransactionAwareJobOptions<Q = import('bull').Queue> =
+  JobOptionsOf<Q> & {
+    durable?: boolean;
+  };
+
+/** One job of `TransactionAwareQueue.addBulk()`, as in Bull's (or BullMQ's) `addBulk`. */
+export interface BulkJob<T, Q = import('bull').Queue> {
+  /** Job name (for named processors). Default: `'__default__'` (Bull's default name). */
   name?: string;
   /** Job payload. */
   data: T;
-  /** Bull job options; `jobId` is generated when absent. `durable` as in `add()`. */
-  opts?: TransactionAwareJobOptions;
+  /** Job options; `jobId` is generated when absent. `durable` as in `add()`. */
+  opts?: TransactionAwareJobOptions<Q>;
 }

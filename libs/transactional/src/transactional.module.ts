@@ -6,7 +6,9 @@ import {
   Provider,
 } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { getQueueToken } from '@nestjs/bull';
+import { optionalPeer } from './adapters/optional-peers';
+import type { TransactionAwareFlowProducerOptions } from './bullmq/bullmq.interfaces';
+import { TransactionAwareFlowProducer } from './bullmq/transaction-aware-flow-producer';
 import { ClsModule, ClsService, ClsServiceManager } from 'nestjs-cls';
 import { TransactionalError } from './errors/transactional.error';
 import { TransactionalOutbox } from './outbox/transactional-outbox';
@@ -19,6 +21,7 @@ import { TransactionRunner } from './transaction-runner';
 import {
   DEFAULT_CONNECTION_NAME,
   TRANSACTIONAL_MODULE_OPTIONS,
+  getTransactionAwareFlowProducerToken,
   getTransactionAwareQueueToken,
   getTransactionHostToken,
 } from './transactional.constants';
@@ -34,11 +37,25 @@ class QueueResolver {
 
   queue(name: string) {
     try {
-      return this.moduleRef.get(getQueueToken(name), { strict: false });
+      // NOTE: @nestjs/bull and @nestjs/bullmq name a queue's provider alike (BullQueue_<name>).
+      return this.moduleRef.get(`BullQueue_${name}`, { strict: false });
+    } catch {
+      const what = optionalPeer('@nestjs/bull') ? 'Bull' : 'BullMQ';
+      throw new TransactionalError(
+        `TransactionalModule.registerQueue({ name: '${name}' }) found no ${what} queue ` +
+          `"${name}". Register it with BullModule.registerQueue({ name: '${name}' }).`,
+      );
+    }
+  }
+
+  flowProducer(name: string) {
+    try {
+      return this.moduleRef.get(`BullFlowProducer_${name}`, { strict: false });
     } catch {
       throw new TransactionalError(
-        `TransactionalModule.registerQueue({ name: '${name}' }) found no Bull queue ` +
-          `"${name}". Register it with BullModule.registerQueue({ name: '${name}' }).`,
+        `TransactionalModule.registerFlowProducer({ name: '${name}' }) found no BullMQ flow ` +
+          `producer "${name}". Register it with BullModule.registerFlowProducer({ name: ` +
+          `'${name}' }) from @nestjs/bullmq.`,
       );
     }
   }
@@ -158,6 +175,30 @@ export class TransactionalModule {
         registry.add(queue);
         return queue;
       },
+    }));
+    return {
+      module: TransactionalModule,
+      providers: [QueueResolver, ...providers],
+      exports: providers.map((provider: any) => provider.provide),
+    };
+  }
+
+  /**
+   * Provides a `TransactionAwareFlowProducer` for each named BullMQ flow producer, injectable
+   * with `@InjectTransactionAwareFlowProducer(name)`. The flow producer itself is registered as
+   * usual with `BullModule.registerFlowProducer({ name })` from `@nestjs/bullmq`. Durable mode
+   * is not supported for flows (refused at registration).
+   */
+  static registerFlowProducer(
+    ...producers: TransactionAwareFlowProducerOptions[]
+  ): DynamicModule {
+    const providers: Provider[] = producers.map((options) => ({
+      provide: getTransactionAwareFlowProducerToken(options.name),
+      inject: [QueueResolver],
+      useFactory: (resolver: QueueResolver) =>
+        new TransactionAwareFlowProducer(options, () =>
+          resolver.flowProducer(options.name),
+        ),
     }));
     return {
       module: TransactionalModule,

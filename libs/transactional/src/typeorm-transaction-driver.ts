@@ -1,4 +1,6 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import { MysqlTransactionGuard } from './dialect/mysql-transaction-guard';
+import { dialectOf, quoteIdentifier, SqlDialect } from './dialect/sql-dialect';
 import { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
 import type {
   BeginContext,
@@ -23,9 +25,31 @@ interface PgClient {
 class QueryRunnerHandle implements TransactionHandle {
   /** The query runner's own `query`, for statements that must not wait (savepoints). */
   private readonly rawQuery: QueryRunner['query'];
+  private readonly dialect: SqlDialect;
+  /** MySQL/MariaDB only: tells when the database has ended the transaction on its own. */
+  private readonly guard?: MysqlTransactionGuard;
+  /** Set once the runner commits or rolls back: its COMMIT or ROLLBACK is not refused. */
+  private ending = false;
 
-  constructor(private readonly queryRunner: QueryRunner) {
-    this.rawQuery = queryRunner.query;
+  constructor(
+    private readonly queryRunner: QueryRunner,
+    connectionName: string,
+  ) {
+    this.dialect = dialectOf(queryRunner.connection);
+    const query = queryRunner.query;
+    if (this.dialect !== 'mysql') {
+      this.rawQuery = query;
+      return;
+    }
+    const guard = new MysqlTransactionGuard(queryRunner, connectionName);
+    this.guard = guard;
+    const ending = () => this.ending;
+    this.rawQuery = function (...args: Parameters<QueryRunner['query']>) {
+      const [sql] = args;
+      const internal = ending() && (sql === 'COMMIT' || sql === 'ROLLBACK');
+      return guard.run(() => query.apply(queryRunner, args), sql, internal);
+    } as QueryRunner['query'];
+    queryRunner.query = this.rawQuery;
   }
 
   setStatementGate(turn: () => Promise<void> | undefined): void {
@@ -69,12 +93,14 @@ class QueryRunnerHandle implements TransactionHandle {
   }
 
   isAborted(): boolean {
+    if (this.guard) return this.guard.lost?.outcome === 'rolled-back';
     // NOTE: node-postgres keeps the status of the last ReadyForQuery message: 'E' is a failed
     // transaction block (every statement but ROLLBACK is refused).
     return this.pg?.getTransactionStatus?.() === 'E';
   }
 
   async commit(): Promise<CommitOutcome> {
+    if (this.guard) return this.commitMysql(this.guard);
     const pg = this.pg;
     if (!pg) {
       await this.queryRunner.commitTransaction();
@@ -102,15 +128,41 @@ class QueryRunnerHandle implements TransactionHandle {
     return tag === 'ROLLBACK' ? 'rolled-back' : 'committed';
   }
 
+  /**
+   * Commits once every statement sent has settled, unless the guard found the transaction
+   * gone: then it rolls back (a no-op for the server) and reports the rollback, or throws for a
+   * transaction a statement ended (committed implicitly).
+   */
+  private async commitMysql(
+    guard: MysqlTransactionGuard,
+  ): Promise<CommitOutcome> {
+    await guard.settled();
+    if (guard.lost) {
+      await this.rollback();
+      if (guard.lost.outcome === 'rolled-back') return 'rolled-back';
+      throw guard.refusal('COMMIT');
+    }
+    this.ending = true;
+    await this.queryRunner.commitTransaction();
+    return 'committed';
+  }
+
   rollback(): Promise<void> {
+    this.ending = true;
     return this.queryRunner.rollbackTransaction();
   }
 
   async savepoint(action: keyof typeof SAVEPOINT_SQL, name: string) {
-    await this.rawQuery.call(
-      this.queryRunner,
-      `${SAVEPOINT_SQL[action]} "${name}"`,
-    );
+    try {
+      await this.rawQuery.call(
+        this.queryRunner,
+        `${SAVEPOINT_SQL[action]} ${quoteIdentifier(this.dialect, name)}`,
+      );
+    } catch (error) {
+      // NOTE: MySQL: the whole transaction is gone, so there is nothing to roll back to.
+      if (action === 'rollback' && this.guard?.lost) return;
+      throw error;
+    }
   }
 
   release(): Promise<void> {
@@ -146,7 +198,7 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
         await queryRunner.release().catch(() => undefined);
       throw error;
     }
-    return new QueryRunnerHandle(queryRunner);
+    return new QueryRunnerHandle(queryRunner, this.connectionName);
   }
 
   /** Takes a pooled connection for `queryRunner`, waiting at most `acquireTimeoutMs`. */
@@ -177,6 +229,7 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
   }
 
   private describePool(): string {
+    if (dialectOf(this.dataSource) === 'mysql') return this.describeMysqlPool();
     const driver = this.dataSource.driver as {
       master?: {
         totalCount?: number;
@@ -189,5 +242,25 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
     if (pool?.options?.max === undefined) return 'pool size unknown';
     const inUse = (pool.totalCount ?? 0) - (pool.idleCount ?? 0);
     return `pool size ${pool.options.max}, ${inUse} in use, ${pool.waitingCount ?? 0} waiting`;
+  }
+
+  /** The same for mysql2's pool (its counters are not public API: read defensively). */
+  private describeMysqlPool(): string {
+    const pool = (
+      this.dataSource.driver as {
+        pool?: {
+          config?: { connectionLimit?: number };
+          _allConnections?: { length: number };
+          _freeConnections?: { length: number };
+          _connectionQueue?: { length: number };
+        };
+      }
+    ).pool;
+    const max = pool?.config?.connectionLimit;
+    if (max === undefined) return 'pool size unknown';
+    const inUse =
+      (pool?._allConnections?.length ?? 0) -
+      (pool?._freeConnections?.length ?? 0);
+    return `pool size ${max}, ${inUse} in use, ${pool?._connectionQueue?.length ?? 0} waiting`;
   }
 }

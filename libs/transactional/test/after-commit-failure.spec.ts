@@ -313,6 +313,7 @@ describe('when after-commit work fails', () => {
       ]);
       expect(aware(FAILS_FAST).stats).toEqual({
         deferred: 1,
+        droppedOnRollback: 0,
         enqueued: 0,
         failed: 1,
         leftToRelay: 0,
@@ -346,6 +347,7 @@ describe('when after-commit work fails', () => {
       ).toBe(0);
       expect(aware(WAITS).stats).toEqual({
         deferred: 1,
+        droppedOnRollback: 0,
         enqueued: 0,
         failed: 1,
         leftToRelay: 0,
@@ -371,6 +373,7 @@ describe('when after-commit work fails', () => {
       await lateRedis.kill('SIGKILL');
       expect(aware(FAILS_LATE).stats).toEqual({
         deferred: 1,
+        droppedOnRollback: 0,
         enqueued: 0,
         failed: 1,
         leftToRelay: 0,

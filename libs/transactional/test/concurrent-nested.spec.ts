@@ -15,6 +15,7 @@ import {
   createLibApp,
   inRedis,
 } from './support/lib-app';
+import { dbQuery } from './support/db';
 
 const QUEUE = uniqueName('concurrent-nested');
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -56,7 +57,8 @@ describe('when NESTED scopes of one transaction run concurrently', () => {
   const committedLabels = async (prefix: string) =>
     new Set(
       (
-        await host.manager.query(
+        await dbQuery(
+          host.manager,
           `SELECT label FROM tx_spec_orders WHERE label LIKE $1`,
           [`${prefix}%`],
         )
@@ -158,7 +160,8 @@ describe('when NESTED scopes of one transaction run concurrently', () => {
             host.afterRollback(async () => {
               log.push(`hook runs (outer active: ${host.isActive})`);
               // A separate connection: it waits for the outer transaction's row lock.
-              await host.manager.query(
+              await dbQuery(
+                host.manager,
                 `UPDATE tx_spec_orders SET label = $1 WHERE id = $2`,
                 [`${label}-compensated`, orderId],
               );

@@ -23,6 +23,7 @@ import {
   createLibApp,
   inRedis,
 } from './support/lib-app';
+import { describeBullOnly } from './support/queue-kind';
 
 /** Used as a plain Bull queue (injected with @InjectQueue). */
 const PLAIN = uniqueName('detector-plain');
@@ -117,7 +118,9 @@ function libraryLines(logger: CapturingLogger) {
     .map(({ level, context, message }) => ({ level, context, message }));
 }
 
-describe('when a plain Bull queue is used inside a transaction', () => {
+describeBullOnly(
+  "it calls the plain Bull queue API; BullMQ's detector: bullmq-detector.spec.ts",
+)('when a plain Bull queue is used inside a transaction', () => {
   describe("when plainQueueInTransaction is 'warn' (the default)", () => {
     let app: INestApplication;
     let logger: CapturingLogger;
@@ -379,6 +382,7 @@ describe('when a TransactionAwareQueue is used outside a transaction', () => {
       expect(await bullQueue(app, THROWS).getJobCounts()).toEqual(NO_JOBS);
       expect(producer.throws.stats).toEqual({
         deferred: 0,
+        droppedOnRollback: 0,
         enqueued: 0,
         failed: 0,
         leftToRelay: 0,

@@ -20,6 +20,7 @@ import {
   OwnRedis,
   startOwnRedis,
 } from '../../../test/faults/support/own-redis';
+import { dbQuery } from './support/db';
 
 /** Durable, on the spec's own Redis. */
 const DURABLE = uniqueName('fast-durable');
@@ -61,16 +62,17 @@ describe('when Redis is unavailable after a commit', () => {
       .offlineQueue.length;
   const row = async (id: string) =>
     (
-      await app
-        .get(DataSource)
-        .query(`SELECT dispatched_at FROM ${TABLE} WHERE id = $1`, [id])
+      await dbQuery(
+        app.get(DataSource),
+        `SELECT dispatched_at FROM ${TABLE} WHERE id = $1`,
+        [id],
+      )
     )[0] as { dispatched_at: Date | null } | undefined;
   const makeEligible = () =>
-    app
-      .get(DataSource)
-      .query(
-        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-      );
+    dbQuery(
+      app.get(DataSource),
+      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+    );
   /** Runs a transaction that adds one job to `queue`; resolves with its id and how long it took. */
   async function request(queue: TransactionAwareQueue<Payload>) {
     const startedAt = Date.now();

@@ -15,6 +15,7 @@ import {
 } from '../src';
 import { uniqueName } from './support/env';
 import { closeLibApp, createLibApp } from './support/lib-app';
+import { transactionId } from './support/db';
 
 const QUEUE = uniqueName('interceptor');
 
@@ -33,10 +34,7 @@ class ScopesController {
   constructor(private readonly tx: TransactionHost) {}
 
   private async txid(): Promise<string> {
-    const [row] = await this.tx.manager.query(
-      'SELECT txid_current()::text AS id',
-    );
-    return row.id;
+    return transactionId(this.tx.manager);
   }
 
   @Post('wrapped')

@@ -69,7 +69,7 @@ class FireAndForget {
 
   /** A NESTED scope whose unawaited work registers after the savepoint was released. */
   @Transactional()
-  async leaveFromNested(late: Late, gate: Promise<void>) {
+  async leaveFromNested(late: Late, gate: Promise<void>, ended: () => void) {
     await this.tx.withTransaction(
       async () => {
         void (async () => {
@@ -80,6 +80,7 @@ class FireAndForget {
       },
       { propagation: Propagation.Nested },
     );
+    ended();
     await waitFor(() => late.done, 'the late add');
   }
 }
@@ -137,9 +138,7 @@ describe('when work is registered after its transaction scope has ended', () => 
     const late: Late = { done: false };
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
-    const run = service.leaveFromNested(late, gate);
-    setTimeout(open, 10);
-    await run;
+    await service.leaveFromNested(late, gate, open);
     expect(late.add).toBeInstanceOf(TransactionClosedError);
   });
 });

@@ -16,6 +16,7 @@ import {
   waitFor,
 } from './support/lib-app';
 import { createOutboxTable } from './support/outbox-table';
+import { dbQuery } from './support/db';
 
 const QUEUE = uniqueName('long-tx');
 const TABLE = 'tx_spec_outbox_long_tx';
@@ -58,7 +59,8 @@ describe('when a durable job is added in a transaction that stays open longer th
   let relayLoop: Promise<void> | undefined;
   const row = async (id: string) =>
     (
-      await app.get(DataSource).query(
+      await dbQuery(
+        app.get(DataSource),
         `SELECT dispatched_at, relay_attempts,
                 extract(epoch FROM available_at - created_at) * 1000 AS eligible_after_ms
            FROM ${TABLE} WHERE id = $1`,

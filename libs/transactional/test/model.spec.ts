@@ -25,8 +25,14 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '../src';
-import { testDatabaseUrl, uniqueName } from './support/env';
-import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
+import { onMariaDb, uniqueName, testDataSourceOptions } from './support/env';
+import {
+  bullQueue,
+  closeLibApp,
+  createLibApp,
+  findJob,
+} from './support/lib-app';
+import { dbQuery, deadlockVictim } from './support/db';
 
 const QUEUE = uniqueName('model');
 const TABLE = 'tx_spec_model_outbox';
@@ -133,6 +139,7 @@ class AppError extends Error {}
 class ModelRunner {
   constructor(
     readonly host: TransactionHost,
+    readonly dataSource: DataSource,
     @InjectTransactionAwareQueue(QUEUE)
     readonly queue: TransactionAwareQueue<{ label: string }>,
   ) {}
@@ -154,9 +161,20 @@ class CaseRun {
       case 'write':
         return this.write(op);
       case 'dbError':
-        return this.runner.host.manager
-          .query('SELECT 1 / 0')
-          .then(() => undefined);
+        // NOTE: a failed statement aborts a Postgres transaction; MySQL/MariaDB roll back the
+        // whole transaction on a deadlock, and only the statement on most other errors.
+        if (onMariaDb && this.runner.host.isActive) {
+          return deadlockVictim(
+            this.runner.host.manager,
+            this.runner.dataSource,
+          );
+        }
+        return dbQuery(
+          this.runner.host.manager,
+          onMariaDb
+            ? 'SELECT no_such_column FROM tx_spec_orders'
+            : 'SELECT 1 / 0',
+        ).then(() => undefined);
       case 'scope':
         return this.runner.host.withTransaction(
           async () => {
@@ -197,7 +215,8 @@ class CaseRun {
       return written;
     });
     for (const { label } of jobs) {
-      await host.manager.query(
+      await dbQuery(
+        host.manager,
         `INSERT INTO tx_spec_orders (label) VALUES ($1)`,
         [label],
       );
@@ -242,12 +261,9 @@ describe('model: a job exists if and only if its transaction committed', () => {
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
 
   beforeAll(async () => {
-    const dataSource = new DataSource({
-      type: 'postgres',
-      url: testDatabaseUrl(),
-    });
+    const dataSource = new DataSource(testDataSourceOptions());
     await dataSource.initialize();
-    await dataSource.query(`DROP TABLE IF EXISTS ${TABLE}`);
+    await dbQuery(dataSource, `DROP TABLE IF EXISTS ${TABLE}`);
     const Migration = createOutboxMigration({ tableName: TABLE });
     const queryRunner = dataSource.createQueryRunner();
     await new Migration().up(queryRunner);
@@ -293,7 +309,8 @@ describe('model: a job exists if and only if its transaction committed', () => {
       const labels = run.written.map((w) => w.label);
       const committed = new Set<string>(
         (
-          await model.host.manager.query(
+          await dbQuery(
+            model.host.manager,
             `SELECT label FROM tx_spec_orders WHERE label = ANY($1)`,
             [labels],
           )
@@ -307,8 +324,13 @@ describe('model: a job exists if and only if its transaction committed', () => {
           throw new Error(`${where}: add() failed but its row committed`);
         }
         // An add() fails only where its transaction was already aborted by a failed statement
-        // (25P02); anything else (a duplicate job id, say) is the library's doing.
-        if (w.addFailed && w.addError !== '25P02') {
+        // (Postgres 25P02; MariaDB: the library refuses statements of a transaction the database
+        // rolled back); anything else (a duplicate job id, say) is the library's doing.
+        if (
+          w.addFailed &&
+          w.addError !== '25P02' &&
+          !w.addError?.startsWith('TransactionAbortedError')
+        ) {
           throw new Error(`${where}: add() failed with ${w.addError}`);
         }
         if (w.jobId !== undefined) {
@@ -335,7 +357,7 @@ describe('model: a job exists if and only if its transaction committed', () => {
         }
       }
       for (const [jobId, labelsOfJob] of expectedJobs) {
-        const job = await bull.getJob(jobId);
+        const job = await findJob(bull, jobId);
         if ((job !== null) !== labelsOfJob.size > 0) {
           throw new Error(
             `job ${jobId}: ${job ? 'in Redis' : 'absent'}, but ` +

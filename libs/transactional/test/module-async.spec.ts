@@ -10,7 +10,7 @@ import {
   TransactionalModule,
   TransactionHost,
 } from '../src';
-import { testDatabaseUrl, testRedisUrl, uniqueName } from './support/env';
+import { testRedisUrl, uniqueName, testDataSourceOptions } from './support/env';
 import { Order } from './support/order.entity';
 
 const QUEUE = uniqueName('async-options');
@@ -48,8 +48,7 @@ describe('when the module is configured with forRootAsync', () => {
     const moduleRef = await Test.createTestingModule({
       imports: [
         TypeOrmModule.forRoot({
-          type: 'postgres',
-          url: testDatabaseUrl(),
+          ...testDataSourceOptions(),
           entities: [Order],
           synchronize: true,
         }),

@@ -17,6 +17,8 @@ import {
   inRedis,
   waitFor,
 } from './support/lib-app';
+import { dbQuery, transactionId } from './support/db';
+import { describeBullOnly } from './support/queue-kind';
 
 /** Jobs that start the work (added from outside any transaction). */
 const ORDERS = uniqueName('non-http-orders');
@@ -51,10 +53,8 @@ class Fulfilment {
     const queued = await inRedis(this.receiptQueue.queue, receiptJobId);
     events.push(`${marker}: receipt queued (in Redis: ${queued})`);
     // Time enough for a prematurely enqueued receipt job to run and miss the row.
-    await this.host.manager.query('SELECT pg_sleep(0.2)');
-    const [{ txid }] = await this.host.manager.query(
-      'SELECT txid_current()::text AS txid',
-    );
+    await dbQuery(this.host.manager, 'SELECT pg_sleep(0.2)');
+    const txid = await transactionId(this.host.manager);
     events.push(`${marker}: about to commit`);
     if (fail) throw new Error(`fulfilment of ${marker} failed`);
     return { orderId: order.id, receiptJobId, txid };
@@ -79,9 +79,7 @@ class OrdersProcessor {
   @Process('decorated')
   @Transactional()
   async handleDecorated(job: Job<OrderJob>) {
-    const [{ txid }] = await this.host.manager.query(
-      'SELECT txid_current()::text AS txid',
-    );
+    const txid = await transactionId(this.host.manager);
     const result = await this.fulfilment.fulfil(job.data);
     const queued = await inRedis(this.receiptQueue, result.receiptJobId);
     events.push(
@@ -108,7 +106,9 @@ class ReceiptsProcessor {
   }
 }
 
-describe('when @Transactional work runs without an HTTP request', () => {
+describeBullOnly(
+  "its processors are @nestjs/bull's @Processor/@Process classes",
+)('when @Transactional work runs without an HTTP request', () => {
   let app: INestApplication;
   let orders: Queue<OrderJob>;
   let receiptQueue: Queue<ReceiptJob>;

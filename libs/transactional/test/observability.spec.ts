@@ -25,6 +25,7 @@ import {
   createLibApp,
   waitFor,
 } from './support/lib-app';
+import { dbQuery } from './support/db';
 
 const QUEUE = uniqueName('observability');
 const DURABLE = uniqueName('observability-durable');
@@ -174,13 +175,15 @@ describe('when the library is observed (metrics snapshot, OpenTelemetry spans)',
     await waitFor(
       async () =>
         (
-          await manager.query(
+          await dbQuery(
+            manager,
             `SELECT 1 FROM "${OUTBOX_TABLE}" WHERE dispatched_at IS NOT NULL`,
           )
         ).length === 1,
       'the fast path to mark the row',
     );
-    await manager.query(
+    await dbQuery(
+      manager,
       `UPDATE "${OUTBOX_TABLE}" SET dispatched_at = NULL, available_at = now() - interval '1 minute'`,
     );
     const pending = await metrics.outbox();

@@ -1,6 +1,5 @@
 import { INestApplication } from '@nestjs/common';
 import type { Queue } from 'bull';
-import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import {
   getTransactionAwareQueueToken,
@@ -9,11 +8,14 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '../src';
-import { testDatabaseUrl, uniqueName } from './support/env';
+import { onMariaDb, uniqueName } from './support/env';
+import { openDataSource } from './support/db';
 import {
   bullQueue,
   closeLibApp,
   createLibApp,
+  findJob,
+  redisStatus,
   waitFor,
 } from './support/lib-app';
 import { createOutboxTable } from './support/outbox-table';
@@ -21,6 +23,7 @@ import {
   OwnRedis,
   startOwnRedis,
 } from '../../../test/faults/support/own-redis';
+import { dbQuery } from './support/db';
 
 /** Durable, on the spec's own Redis (paused or killed by the tests). */
 const ON_OWN = uniqueName('relay-own');
@@ -47,7 +50,7 @@ describe('when the outbox relay dispatches rows', () => {
   let ownRedis: OwnRedis;
   let a: INestApplication;
   let b: INestApplication;
-  let activity: Client;
+  let activity: DataSource;
 
   const options = (): TransactionalModuleOptions => ({
     outbox: {
@@ -83,7 +86,8 @@ describe('when the outbox relay dispatches rows', () => {
   /** The outbox rows of `ids` in `queue`, by id. */
   const rows = async (queue: string, ids: string[]): Promise<Row[]> =>
     (
-      await a.get(DataSource).query(
+      await dbQuery(
+        a.get(DataSource),
         `SELECT id, relay_attempts, last_error, dispatched_at,
                 extract(epoch FROM available_at - clock_timestamp()) * 1000 AS wait_ms
            FROM ${TABLE} WHERE queue = $1 AND id = ANY($2::text[]) ORDER BY id`,
@@ -92,11 +96,10 @@ describe('when the outbox relay dispatches rows', () => {
     ).map((row: Row) => ({ ...row, wait_ms: Number(row.wait_ms) }));
   /** Makes every pending row eligible now (as if the grace period or backoff had passed). */
   const makeEligible = () =>
-    a
-      .get(DataSource)
-      .query(
-        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-      );
+    dbQuery(
+      a.get(DataSource),
+      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+    );
   /**
    * Adds `count` durable jobs in one transaction of `a` whose fast path fails (as in a Redis
    * outage), so that their rows stay pending; resolves with their ids.
@@ -122,12 +125,17 @@ describe('when the outbox relay dispatches rows', () => {
   }
   /** Connections to the spec database that sit in an open transaction, doing nothing. */
   const idleInTransaction = async () =>
-    (
-      await activity.query(
-        `SELECT pid, state, query FROM pg_stat_activity
-          WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
-      )
-    ).rows;
+    await activity.query(
+      onMariaDb
+        ? // NOTE: MariaDB has no "idle in transaction" state: a sleeping connection with an
+          // InnoDB transaction open is one.
+          `SELECT p.id AS pid, p.command AS state, p.info AS query
+               FROM information_schema.innodb_trx t
+               JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
+              WHERE p.db = DATABASE() AND p.command = 'Sleep'`
+        : `SELECT pid, state, query FROM pg_stat_activity
+              WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
+    );
 
   beforeAll(async () => {
     ownRedis = await startOwnRedis();
@@ -137,13 +145,12 @@ describe('when the outbox relay dispatches rows', () => {
     for (const app of [a, b]) {
       for (const name of QUEUES) await bullQueue(app, name).getJobCounts();
     }
-    activity = new Client({ connectionString: testDatabaseUrl() });
-    await activity.connect();
+    activity = await openDataSource();
   });
 
   afterAll(async () => {
     ownRedis?.resume();
-    await activity?.end();
+    await activity?.destroy();
     await closeLibApp(b, []);
     await closeLibApp(a, QUEUES);
     await ownRedis?.stop();
@@ -192,7 +199,7 @@ describe('when the outbox relay dispatches rows', () => {
       await makeEligible();
       expect(await outbox(a).relayOnce()).toBe(3);
       const bull = bullQueue<Payload>(a, ON_OWN);
-      for (const id of ids) expect((await bull.getJob(id))?.id).toBe(id);
+      for (const id of ids) expect((await findJob(bull, id))?.id).toBe(id);
       expect((await rows(ON_OWN, ids)).every((row) => row.dispatched_at)).toBe(
         true,
       );
@@ -231,7 +238,7 @@ describe('when the outbox relay dispatches rows', () => {
       const ids = (await pendingJobs(ON_OWN, 2)).sort();
       await ownRedis.kill();
       await waitFor(
-        () => bullQueue(a, ON_OWN).client.status !== 'ready',
+        () => redisStatus(bullQueue(a, ON_OWN)) !== 'ready',
         'the Bull client to notice that Redis is gone',
       );
       const waits: number[][] = [];
@@ -274,7 +281,7 @@ describe('when the outbox relay dispatches rows', () => {
 
       await ownRedis.restart();
       await waitFor(
-        () => bullQueue(a, ON_OWN).client.status === 'ready',
+        () => redisStatus(bullQueue(a, ON_OWN)) === 'ready',
         'the Bull client to reconnect',
       );
       await makeEligible();
@@ -286,7 +293,7 @@ describe('when the outbox relay dispatches rows', () => {
         lastError: null,
       });
       const bull: Queue<Payload> = bullQueue(a, ON_OWN);
-      for (const id of ids) expect((await bull.getJob(id))?.id).toBe(id);
+      for (const id of ids) expect((await findJob(bull, id))?.id).toBe(id);
     });
   });
 });

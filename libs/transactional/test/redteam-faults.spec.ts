@@ -22,7 +22,7 @@ import {
   startOwnRedis,
   OwnRedis,
 } from '../../../test/faults/support/own-redis';
-import { testDatabaseUrl, testRedisUrl, uniqueName } from './support/env';
+import { testRedisUrl, uniqueName, testDataSourceOptions } from './support/env';
 import { createOutboxTable } from './support/outbox-table';
 import {
   bullQueue,
@@ -32,6 +32,7 @@ import {
 } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
+import { dbQuery } from './support/db';
 
 const failures = watchProcessFailures();
 afterAll(() => failures.dispose());
@@ -193,11 +194,12 @@ describe('redteam: app.close() while a transaction never returns', () => {
       hung,
       sleep(5000).then(() => 'hang' as const),
     ]);
-    const ds = new DataSource({ type: 'postgres', url: testDatabaseUrl() });
+    const ds = new DataSource(testDataSourceOptions());
     await ds.initialize();
     const rows = Number(
       (
-        await ds.query(
+        await dbQuery(
+          ds,
           `SELECT count(*)::int AS n FROM tx_spec_orders WHERE label = $1`,
           [label],
         )
@@ -262,7 +264,8 @@ describe('redteam: two DataSources', () => {
   const count = async (label: string) =>
     Number(
       (
-        await ds.query(
+        await dbQuery(
+          ds,
           `SELECT count(*)::int AS n FROM tx_spec_orders WHERE label = $1`,
           [label],
         )
@@ -273,15 +276,13 @@ describe('redteam: two DataSources', () => {
     const moduleRef = await Test.createTestingModule({
       imports: [
         TypeOrmModule.forRoot({
-          type: 'postgres',
-          url: testDatabaseUrl(),
+          ...testDataSourceOptions(),
           entities: [Order],
           synchronize: true,
         }),
         TypeOrmModule.forRoot({
           name: 'analytics',
-          type: 'postgres',
-          url: testDatabaseUrl(),
+          ...testDataSourceOptions(),
           entities: [Order],
         }),
         BullModule.forRoot({ url: testRedisUrl() }),

@@ -23,7 +23,7 @@ import {
   TransactionRunner,
   UnexpectedRollbackError,
 } from '../src';
-import { uniqueName } from './support/env';
+import { itOnPostgres, uniqueName } from './support/env';
 import { createOutboxTable } from './support/outbox-table';
 import {
   bullQueue,
@@ -33,6 +33,7 @@ import {
 } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
+import { backendId, dbQuery, killBackend } from './support/db';
 
 const Q = uniqueName('rt-tx');
 const TABLE = 'tx_redteam_outbox2';
@@ -139,7 +140,8 @@ describe('redteam: transaction semantics', () => {
   const count = async (label: string) =>
     Number(
       (
-        await ds.query(
+        await dbQuery(
+          ds,
           `SELECT count(*)::int AS n FROM tx_spec_orders WHERE label = $1`,
           [label],
         )
@@ -161,10 +163,12 @@ describe('redteam: transaction semantics', () => {
     bull = bullQueue(app, Q);
     ds = app.get(DataSource);
     runner = app.get(TransactionRunner);
-    await ds.query(
+    await dbQuery(
+      ds,
       `CREATE TABLE IF NOT EXISTS rt_counter (id int primary key, n int not null)`,
     );
-    await ds.query(
+    await dbQuery(
+      ds,
       `INSERT INTO rt_counter VALUES (1, 0), (2, 0) ON CONFLICT DO NOTHING`,
     );
   });
@@ -277,7 +281,7 @@ describe('redteam: transaction semantics', () => {
   });
 
   it('SERIALIZABLE: a serialization failure (caught, then returned) enqueues nothing and rejects', async () => {
-    await ds.query(`UPDATE rt_counter SET n = 0`);
+    await dbQuery(ds, `UPDATE rt_counter SET n = 0`);
     const jobs = [uniqueName('ser-a'), uniqueName('ser-b')];
     let gate!: () => void;
     const bothRead = new Promise<void>((r) => (gate = r));
@@ -286,11 +290,14 @@ describe('redteam: transaction semantics', () => {
       svc.tx.withTransaction(
         async () => {
           const m = svc.tx.manager;
-          const rows = await m.query(`SELECT sum(n)::int AS s FROM rt_counter`);
+          const rows = await dbQuery(
+            m,
+            `SELECT sum(n)::int AS s FROM rt_counter`,
+          );
           if (++reads === 2) gate();
           await bothRead;
           try {
-            await m.query(`UPDATE rt_counter SET n = $1 WHERE id = $2`, [
+            await dbQuery(m, `UPDATE rt_counter SET n = $1 WHERE id = $2`, [
               rows[0].s + 1,
               i + 1,
             ]);
@@ -319,11 +326,13 @@ describe('redteam: transaction semantics', () => {
     const work = (i: number) =>
       svc.tx.withTransaction(async () => {
         const m = svc.tx.manager;
-        await m.query(`UPDATE rt_counter SET n = n + 1 WHERE id = $1`, [i + 1]);
+        await dbQuery(m, `UPDATE rt_counter SET n = n + 1 WHERE id = $1`, [
+          i + 1,
+        ]);
         if (++locked === 2) gate();
         await bothLocked;
         try {
-          await m.query(`UPDATE rt_counter SET n = n + 1 WHERE id = $1`, [
+          await dbQuery(m, `UPDATE rt_counter SET n = n + 1 WHERE id = $1`, [
             2 - i,
           ]);
         } catch {
@@ -344,23 +353,28 @@ describe('redteam: transaction semantics', () => {
     expect(await bull.getJob(jobs[1 - loser])).not.toBeNull();
   });
 
-  it('statement_timeout caught and returned: UnexpectedRollbackError, no row, no job (plain and durable)', async () => {
-    const label = uniqueName('stmt');
-    const jobs = [uniqueName('stmt-p'), uniqueName('stmt-d')];
-    await expect(
-      svc.tx.withTransaction(async () => {
-        const m = svc.tx.manager;
-        await m.getRepository(Order).save({ label });
-        await svc.q.add({}, { jobId: jobs[0] });
-        await svc.q.add({}, { jobId: jobs[1], durable: true });
-        await m.query(`SET LOCAL statement_timeout = 50`);
-        await m.query(`SELECT pg_sleep(1)`).catch(() => undefined);
-      }),
-    ).rejects.toBeInstanceOf(UnexpectedRollbackError);
-    expect(await count(label)).toBe(0);
-    await sleep(200);
-    for (const j of jobs) expect(await bull.getJob(j)).toBeNull();
-  });
+  itOnPostgres(
+    'a statement timeout aborts a Postgres transaction; MySQL/MariaDB end only the statement (implicit-rollback.spec covers their timeout)',
+  )(
+    'statement_timeout caught and returned: UnexpectedRollbackError, no row, no job (plain and durable)',
+    async () => {
+      const label = uniqueName('stmt');
+      const jobs = [uniqueName('stmt-p'), uniqueName('stmt-d')];
+      await expect(
+        svc.tx.withTransaction(async () => {
+          const m = svc.tx.manager;
+          await m.getRepository(Order).save({ label });
+          await svc.q.add({}, { jobId: jobs[0] });
+          await svc.q.add({}, { jobId: jobs[1], durable: true });
+          await dbQuery(m, `SET LOCAL statement_timeout = 50`);
+          await dbQuery(m, `SELECT pg_sleep(1)`).catch(() => undefined);
+        }),
+      ).rejects.toBeInstanceOf(UnexpectedRollbackError);
+      expect(await count(label)).toBe(0);
+      await sleep(200);
+      for (const j of jobs) expect(await bull.getJob(j)).toBeNull();
+    },
+  );
 
   it.each([false, true])(
     'backend terminated mid transaction (durable=%s), error caught and returned: rejects, no row, no job, pool works after',
@@ -372,9 +386,8 @@ describe('redteam: transaction semantics', () => {
           const m = svc.tx.manager;
           await m.getRepository(Order).save({ label });
           await svc.q.add({}, { jobId, durable });
-          const [{ pid }] = await m.query(`SELECT pg_backend_pid() AS pid`);
-          await ds.query(`SELECT pg_terminate_backend($1)`, [pid]);
-          await m.query(`SELECT 1`).catch(() => undefined);
+          await killBackend(ds, await backendId(m));
+          await dbQuery(m, `SELECT 1`).catch(() => undefined);
           return 'returned';
         })
         .then(
@@ -460,11 +473,10 @@ describe('redteam: transaction semantics', () => {
 
     it('Observable handler with useInterceptor: async work inside the stream is in the transaction and its job is enqueued before the response', async () => {
       // Rows of earlier runs share the label: start from none.
-      await app
-        .get(TransactionHost)
-        .manager.query(
-          `DELETE FROM tx_spec_orders WHERE label IN ('rt-obs-ok', 'rt-obs-err')`,
-        );
+      await dbQuery(
+        app.get(TransactionHost).manager,
+        `DELETE FROM tx_spec_orders WHERE label IN ('rt-obs-ok', 'rt-obs-err')`,
+      );
       const res = await request(await app.getUrl()).post('/rt/observable-ok');
       expect(res.status).toBe(201);
       expect(await count('rt-obs-ok')).toBe(1);

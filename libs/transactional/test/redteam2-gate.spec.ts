@@ -30,6 +30,7 @@ import {
 } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
+import { dbQuery, killIdleInTransaction } from './support/db';
 
 @Entity({ name: 'tx_rt2_parents' })
 class Parent {
@@ -250,11 +251,7 @@ describe('deadlock by design: a NESTED scope awaiting parent work started after 
     expect(await agree(other)).toEqual({ row: true, job: true });
     // NOTE: the stuck transaction holds one pooled connection forever; terminate it so the
     // app can close (the library offers no way to end it).
-    await app
-      .get(DataSource)
-      .query(
-        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction' AND pid <> pg_backend_pid()`,
-      );
+    await killIdleInTransaction(app.get(DataSource));
   });
 });
 
@@ -320,18 +317,16 @@ describe('TypeORM operations in NESTED scopes concurrent with the parent', () =>
           .values({ label: labels[0] })
           .execute()
           .then(() => order.push('qb')),
-        host.manager
-          .queryRunner!.query(
-            `INSERT INTO tx_spec_orders (id, label, "createdAt") VALUES (gen_random_uuid(), $1, now())`,
-            [labels[1]],
-          )
-          .then(() => order.push('qr')),
-        host.manager
-          .query(
-            `INSERT INTO tx_spec_orders (id, label, "createdAt") VALUES (gen_random_uuid(), $1, now())`,
-            [labels[2]],
-          )
-          .then(() => order.push('mq')),
+        dbQuery(
+          host.manager.queryRunner!,
+          `INSERT INTO tx_spec_orders (id, label, "createdAt") VALUES (gen_random_uuid(), $1, now())`,
+          [labels[1]],
+        ).then(() => order.push('qr')),
+        dbQuery(
+          host.manager,
+          `INSERT INTO tx_spec_orders (id, label, "createdAt") VALUES (gen_random_uuid(), $1, now())`,
+          [labels[2]],
+        ).then(() => order.push('mq')),
       ]);
       await nested;
       for (const label of labels) {

@@ -26,6 +26,7 @@ import {
   nextMacrotask,
   watchProcessFailures,
 } from './support/process-failures';
+import { poolState } from './support/db';
 
 const Q = uniqueName('rt2-load');
 const failures = watchProcessFailures();
@@ -80,15 +81,7 @@ const logger = new CapturingLogger();
 const POOL = 4;
 
 function pool() {
-  const master = (
-    app.get(DataSource).driver as unknown as {
-      master: { totalCount: number; idleCount: number; waitingCount: number };
-    }
-  ).master;
-  return {
-    inUse: master.totalCount - master.idleCount,
-    waiting: master.waitingCount,
-  };
+  return poolState(app.get(DataSource));
 }
 
 beforeAll(async () => {

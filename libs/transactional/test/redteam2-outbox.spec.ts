@@ -23,6 +23,7 @@ import {
 import { createOutboxTable } from './support/outbox-table';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
+import { backendId, dbQuery, killBackend } from './support/db';
 
 const Q = uniqueName('rt2-ob');
 const GONE = uniqueName('rt2-ob-gone');
@@ -72,7 +73,8 @@ afterEach(() => {
 async function crashedRows(queue: string, n: number): Promise<string[]> {
   const ids = Array.from({ length: n }, () => uniqueName('row'));
   for (const id of ids) {
-    await ds.query(
+    await dbQuery(
+      ds,
       `INSERT INTO ${TABLE} (id, queue, job_name, data, opts, available_at)
        VALUES ($1, $2, '__default__', $3, $4, clock_timestamp() - interval '1 second')`,
       [id, queue, JSON.stringify({ id }), JSON.stringify({ jobId: id })],
@@ -94,7 +96,8 @@ it('relayOnce() from 25 concurrent callers relays each of 60 rows exactly once',
     total += more;
   }
   expect(total).toBe(ids.length);
-  const rows: { dispatched: number }[] = await ds.query(
+  const rows: { dispatched: number }[] = await dbQuery(
+    ds,
     `SELECT count(*)::int AS dispatched FROM ${TABLE} WHERE id = ANY($1::text[]) AND dispatched_at IS NOT NULL`,
     [ids],
   );
@@ -121,29 +124,30 @@ it('rows of a transaction still open are never relayed (graceMs 0), and are gone
   await tx;
   expect(await outbox.relayOnce()).toBe(0);
   expect(await bull.getJob(label)).toBeNull();
-  const left = await ds.query(
+  const left = await dbQuery(
+    ds,
     `SELECT count(*)::int AS n FROM ${TABLE} WHERE opts->>'jobId' = $1`,
     [label],
   );
   expect(left[0].n).toBe(0);
 });
 
-it('rows of a transaction killed (pg_terminate_backend) before COMMIT are never relayed', async () => {
+it('rows of a transaction killed (pg_terminate_backend, KILL CONNECTION) before COMMIT are never relayed', async () => {
   const label = uniqueName('killed');
   let pid: number | undefined;
   const tx = host
     .withTransaction(async () => {
       await q.add({ label }, { jobId: label });
-      pid = (await host.manager.query('SELECT pg_backend_pid() AS pid'))[0].pid;
+      pid = await backendId(host.manager);
       await sleep(300);
-      await host.manager.query('SELECT 1');
+      await dbQuery(host.manager, 'SELECT 1');
     })
     .then(
       () => 'committed',
       (e: Error) => e.name,
     );
   await waitFor(() => pid !== undefined, 'the pid');
-  await ds.query('SELECT pg_terminate_backend($1)', [pid]);
+  await killBackend(ds, pid!);
   expect(await tx).not.toBe('committed');
   expect(await outbox.relayOnce()).toBe(0);
   await sleep(50);
@@ -155,7 +159,8 @@ it('rows of a queue no longer registered stay pending, visible in stats, and do 
   const mine = await crashedRows(Q, 2);
   expect(await outbox.relayOnce()).toBe(2);
   for (const id of mine) expect(await bull.getJob(id)).not.toBeNull();
-  const pending = await ds.query(
+  const pending = await dbQuery(
+    ds,
     `SELECT count(*)::int AS n FROM ${TABLE} WHERE id = ANY($1::text[]) AND dispatched_at IS NULL`,
     [gone],
   );
@@ -167,7 +172,7 @@ it('rows of a queue no longer registered stay pending, visible in stats, and do 
   expect(
     (stats as unknown as { pending: number }).pending,
   ).toBeGreaterThanOrEqual(3);
-  await ds.query(`DELETE FROM ${TABLE} WHERE queue = $1`, [GONE]);
+  await dbQuery(ds, `DELETE FROM ${TABLE} WHERE queue = $1`, [GONE]);
 });
 
 it('a durable job with removeOnComplete, processed and removed, is not relayed again', async () => {
@@ -188,7 +193,8 @@ it('a durable job with removeOnComplete, processed and removed, is not relayed a
   await waitFor(
     async () =>
       (
-        await ds.query(
+        await dbQuery(
+          ds,
           `SELECT dispatched_at FROM ${TABLE} WHERE opts->>'jobId' = $1 AND dispatched_at IS NOT NULL`,
           [label],
         )

@@ -21,6 +21,7 @@ import {
 import { createOutboxTable } from './support/outbox-table';
 import { Order } from './support/order.entity';
 import { watchProcessFailures } from './support/process-failures';
+import { dbQuery } from './support/db';
 
 const Q = uniqueName('rt3-ob');
 const TABLE = 'tx_rt3_outbox';
@@ -99,7 +100,8 @@ it('NESTED savepoint rolled back after its durable row was written (relay pollin
   );
   await sleep(300);
   for (const d of drop) expect(await bull.getJob(d)).toBeNull();
-  const rows: { n: number }[] = await ds.query(
+  const rows: { n: number }[] = await dbQuery(
+    ds,
     `SELECT count(*)::int AS n FROM ${TABLE} WHERE queue = $1 AND dispatched_at IS NULL`,
     [Q],
   );
@@ -107,12 +109,14 @@ it('NESTED savepoint rolled back after its durable row was written (relay pollin
 });
 
 it('durable addBulk([]) inside a transaction resolves [] and writes no outbox row', async () => {
-  const before: { n: number }[] = await ds.query(
+  const before: { n: number }[] = await dbQuery(
+    ds,
     `SELECT count(*)::int AS n FROM ${TABLE}`,
   );
   const r = await host.withTransaction(() => q.addBulk([]));
   expect(r).toEqual([]);
-  const after: { n: number }[] = await ds.query(
+  const after: { n: number }[] = await dbQuery(
+    ds,
     `SELECT count(*)::int AS n FROM ${TABLE}`,
   );
   expect(after[0].n).toBe(before[0].n);

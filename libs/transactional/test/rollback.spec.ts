@@ -7,7 +7,6 @@ import {
   Post,
 } from '@nestjs/common';
 import type { Queue } from 'bull';
-import type { Pool } from 'pg';
 import request from 'supertest';
 import { DataSource, Entity, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
 import {
@@ -24,7 +23,10 @@ import {
   bullQueue,
   closeLibApp,
   createLibApp,
+  findJob,
+  jobCounts,
 } from './support/lib-app';
+import { dbQuery, poolState } from './support/db';
 
 const QUEUE = uniqueName('rollback');
 
@@ -68,7 +70,8 @@ class OrdersService {
     if (fail === 'commit') {
       // NOTE: the foreign key is DEFERRABLE INITIALLY DEFERRED: the INSERT succeeds and the
       // violation surfaces only when COMMIT runs, after this method has returned.
-      await this.tx.manager.query(
+      await dbQuery(
+        this.tx.manager,
         'INSERT INTO tx_spec_order_notes (id, "orderId") VALUES (gen_random_uuid(), gen_random_uuid())',
       );
     }
@@ -147,12 +150,11 @@ describe('when a transaction that queued a job rolls back', () => {
       { label, orderId: expect.any(String), jobId: expect.any(String) },
     ]);
     expect(await rowsLabelled(label)).toBe(0);
-    expect(await queue.getJob(attempts[0].jobId)).toBeNull();
-    expect(await queue.getJobCounts()).toEqual(NO_JOBS);
+    expect(await findJob(queue, attempts[0].jobId)).toBeNull();
+    expect(await jobCounts(queue)).toEqual(NO_JOBS);
     expect(hooks).toEqual([`after-rollback ${label}`]);
     // The transaction's connection went back to the pool.
-    const pool = (dataSource.driver as unknown as { master: Pool }).master;
-    expect(pool.idleCount).toBe(pool.totalCount);
+    expect(poolState(dataSource).inUse).toBe(0);
   }
 
   it('should commit the row and enqueue the job when the same handler does not throw', async () => {
@@ -166,11 +168,11 @@ describe('when a transaction that queued a job rolls back', () => {
       jobId: attempts[0].jobId,
     });
     expect(await rowsLabelled(label)).toBe(1);
-    const job = await queue.getJob(attempts[0].jobId);
+    const job = await findJob(queue, attempts[0].jobId);
     expect(job?.data).toEqual({ orderId: attempts[0].orderId });
     expect(hooks).toEqual([`after-commit ${label}`]);
     await job!.remove();
-    expect(await queue.getJobCounts()).toEqual(NO_JOBS);
+    expect(await jobCounts(queue)).toEqual(NO_JOBS);
   });
 
   it('should leave no row and no job and answer with the HttpException when the handler throws it', async () => {

@@ -1,6 +1,5 @@
 import { INestApplication, Injectable } from '@nestjs/common';
 import Bull from 'bull';
-import { Client } from 'pg';
 import {
   InjectTransactionAwareQueue,
   Transactional,
@@ -8,7 +7,8 @@ import {
   TransactionHost,
   TransactionRunner,
 } from '../src';
-import { testDatabaseUrl, testRedisUrl, uniqueName } from './support/env';
+import { testRedisUrl, uniqueName } from './support/env';
+import { dbQuery, openDataSource } from './support/db';
 import { closeLibApp, createLibApp, waitFor } from './support/lib-app';
 import { Order } from './support/order.entity';
 
@@ -81,21 +81,22 @@ class Checkout {
 
 /** What Postgres and Redis hold once the app is closed, read through connections of the spec. */
 async function afterClose(orderIds: string[], jobIds: string[]) {
-  const pg = new Client({ connectionString: testDatabaseUrl() });
+  const db = await openDataSource();
   const queue = new Bull<ReceiptJob>(RECEIPTS, testRedisUrl());
   try {
-    await pg.connect();
-    const { rows } = await pg.query<{ id: string }>(
+    const rows: { id: string }[] = await dbQuery(
+      db,
       'SELECT id FROM tx_spec_orders WHERE id = ANY($1::uuid[]) ORDER BY id',
       [orderIds],
     );
     const jobs = await Promise.all(jobIds.map((id) => queue.getJob(id)));
     return {
-      committed: rows.map((r) => r.id),
+      // NOTE: sorted here: MariaDB's UUID type does not sort as its text does.
+      committed: rows.map((r) => r.id).sort(),
       jobs: jobs.map((job) => job?.data ?? null),
     };
   } finally {
-    await pg.end();
+    await db.destroy();
     await queue.obliterate({ force: true }).catch(() => undefined);
     await queue.close();
   }

@@ -1,9 +1,10 @@
 import { INestApplication, Injectable } from '@nestjs/common';
-import { Client } from 'pg';
 import { Transactional, TransactionHost } from '../src';
-import { testDatabaseUrl } from './support/env';
+import { onMariaDb, testDatabaseUrl } from './support/env';
+import { openDataSource } from './support/db';
 import { createLibApp } from './support/lib-app';
 import { Order } from './support/order.entity';
+import { dbQuery } from './support/db';
 
 /** The second database of this spec, next to the shared test database. */
 const SECOND_DB = `transactional_test_b${process.env.TEST_DB_SUFFIX ?? ''}`;
@@ -16,24 +17,28 @@ class Writer {
   @Transactional()
   async write(label: string): Promise<string> {
     await this.tx.getRepository(Order).save({ label });
-    const [{ db }] = await this.tx.manager.query(
-      'SELECT current_database() AS db',
+    const [{ db }] = await dbQuery(
+      this.tx.manager,
+      onMariaDb ? 'SELECT DATABASE() AS db' : 'SELECT current_database() AS db',
     );
     return db;
   }
 }
 
 async function ensureDatabase(name: string) {
-  const admin = new Client({ connectionString: testDatabaseUrl('postgres') });
-  await admin.connect();
+  const admin = await openDataSource();
   try {
+    if (onMariaDb) {
+      await admin.query(`CREATE DATABASE IF NOT EXISTS \`${name}\``);
+      return;
+    }
     const exists = await admin.query(
       'SELECT 1 FROM pg_database WHERE datname = $1',
       [name],
     );
-    if (exists.rowCount === 0) await admin.query(`CREATE DATABASE "${name}"`);
+    if (exists.length === 0) await admin.query(`CREATE DATABASE "${name}"`);
   } finally {
-    await admin.end();
+    await admin.destroy();
   }
 }
 

@@ -1,9 +1,7 @@
-import type { Queue } from 'bull';
 import { Logger } from '@nestjs/common';
 import { performance } from 'perf_hooks';
 import type { EntityManager } from 'typeorm';
-import { identifyJob } from '../bull-job-ids';
-import { removeBullJobHusks } from '../bull-job-husks';
+import type { QueueAdapter } from '../adapters/queue-adapter';
 import type { QueueRegistry } from '../queue-registry';
 import { assertRedisReady } from '../redis-readiness';
 import { errorText } from '../transaction-runner';
@@ -182,29 +180,32 @@ export class OutboxRelay {
   }
 
   /**
-   * Hands one queue's claimed rows to Bull, each Redis call bounded; resolves with the rows
-   * sent and those held back (a job husk still locked by a worker).
+   * Hands one queue's claimed rows to Bull (or BullMQ, through the queue's adapter), each Redis
+   * call bounded; resolves with the rows sent and those held back (a job husk still locked by a
+   * worker).
    */
   private async dispatch(
     queue: TransactionAwareQueue<any>,
     rows: ClaimedOutboxRow[],
     deadline: number,
   ) {
-    const bull = queue.queue;
-    assertRedisReady(bull, queue.name);
+    const adapter = queue.adapter;
+    assertRedisReady(adapter.client(), queue.name);
     const fixed = rows.filter((row) => !row.opts.repeat);
     // A husk would swallow the re-add while the row is marked: the job would be lost.
     const { removed, locked } = await this.bounded(
       () =>
-        removeBullJobHusks(bull, [
-          ...new Set(fixed.map((row) => bullJobId(bull, row))),
+        adapter.removeHusks([
+          ...new Set(fixed.map((row) => bullJobId(adapter, row))),
         ]),
       deadline,
       'checking for job husks',
     );
     if (removed.length > 0)
       this.logger.warn(`removed empty job hashes ${removed.join(', ')}`);
-    const held = fixed.filter((row) => locked.includes(bullJobId(bull, row)));
+    const held = fixed.filter((row) =>
+      locked.includes(bullJobId(adapter, row)),
+    );
     const sent = rows.filter((row) => !held.includes(row));
     const jobs = sent.map((row) => ({
       name: row.jobName,
@@ -218,9 +219,9 @@ export class OutboxRelay {
     await this.bounded(
       () =>
         Promise.all([
-          bulk.length > 0 ? bull.addBulk(bulk) : undefined,
+          bulk.length > 0 ? adapter.enqueue(bulk, true) : undefined,
           // NOTE: Bull's addBulk ignores `repeat`.
-          ...single.map((job) => bull.add(job.name, job.data, job.opts)),
+          ...single.map((job) => adapter.enqueue([job])),
         ]),
       deadline,
       'taking the jobs',
@@ -250,10 +251,10 @@ export class OutboxRelay {
   }
 }
 
-/** The id Bull gives the job of a (non-repeatable) row. */
-function bullJobId(queue: Queue, row: ClaimedOutboxRow): string {
+/** The id Bull (or BullMQ) gives the job of a (non-repeatable) row. */
+function bullJobId(adapter: QueueAdapter, row: ClaimedOutboxRow): string {
   // NOTE: rows written before jobId was stored in opts carry it as their id.
   return row.opts.jobId === undefined
     ? row.id
-    : identifyJob(queue, row.jobName, row.data, row.opts).id;
+    : adapter.identify(row.jobName, row.data, row.opts).id;
 }

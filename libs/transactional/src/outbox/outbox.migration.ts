@@ -1,4 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { dialectOf, quoteIdentifier } from '../dialect/sql-dialect';
 import {
   OutboxOptions,
   qualifiedTable,
@@ -52,6 +53,9 @@ export function createOutboxMigration(
   const { resolved, table, pending, dispatched, graceSql } = names(options);
   return class OutboxMigration implements MigrationInterface {
     async up(queryRunner: QueryRunner): Promise<void> {
+      if (dialectOf(queryRunner.connection) === 'mysql') {
+        return createMysqlOutbox(queryRunner, options);
+      }
       if (resolved.schema) {
         await queryRunner.query(
           `CREATE SCHEMA IF NOT EXISTS "${resolved.schema}"`,
@@ -78,7 +82,13 @@ export function createOutboxMigration(
     }
 
     async down(queryRunner: QueryRunner): Promise<void> {
-      await queryRunner.query(`DROP TABLE ${table}`);
+      await queryRunner.query(
+        `DROP TABLE ${
+          dialectOf(queryRunner.connection) === 'mysql'
+            ? qualifiedTable(resolved, 'mysql')
+            : table
+        }`,
+      );
     }
   };
 }
@@ -103,6 +113,8 @@ export function createOutboxUpgradeMigration(
   const { table, pending, graceSql } = names(options);
   return class OutboxUpgradeMigration implements MigrationInterface {
     async up(queryRunner: QueryRunner): Promise<void> {
+      // NOTE: MySQL/MariaDB support came with the current shape: there is nothing to upgrade.
+      if (dialectOf(queryRunner.connection) === 'mysql') return;
       const [{ present }]: { present: boolean }[] = await queryRunner.query(
         `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1::regclass
            AND attname = 'available_at' AND NOT attisdropped) AS present`,
@@ -130,6 +142,7 @@ export function createOutboxUpgradeMigration(
     }
 
     async down(queryRunner: QueryRunner): Promise<void> {
+      if (dialectOf(queryRunner.connection) === 'mysql') return;
       await replacePrimaryKey(queryRunner, table, '"id"');
       await queryRunner.query(`DROP INDEX IF EXISTS ${pending[1]}`);
       await queryRunner.query(
@@ -175,4 +188,41 @@ async function replacePrimaryKey(
     );
   }
   await queryRunner.query(`ALTER TABLE ${table} ADD PRIMARY KEY (${columns})`);
+}
+
+/**
+ * The outbox table on MySQL 8 / MariaDB 10.6+: times in UTC as `DATETIME(6)` (µs, no 2038
+ * limit, no session time zone involved), JSON columns (MariaDB: `LONGTEXT` checked by
+ * `JSON_VALID`), and a plain index on `(dispatched_at, available_at)` in place of Postgres'
+ * partial indexes.
+ */
+async function createMysqlOutbox(
+  queryRunner: QueryRunner,
+  options: OutboxMigrationOptions,
+): Promise<void> {
+  const resolved = resolveOutboxOptions(options);
+  const table = qualifiedTable(resolved, 'mysql');
+  const index = (suffix: string) =>
+    quoteIdentifier('mysql', `${resolved.tableName}_${suffix}`);
+  const graceUs = Math.round(Math.max(0, options.graceMs ?? 5000) * 1000);
+  if (resolved.schema) {
+    await queryRunner.query(
+      `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier('mysql', resolved.schema)}`,
+    );
+  }
+  await queryRunner.query(`CREATE TABLE ${table} (
+    \`id\` varchar(255) NOT NULL,
+    \`queue\` varchar(255) NOT NULL,
+    \`job_name\` text NOT NULL,
+    \`data\` json NOT NULL,
+    \`opts\` json NOT NULL,
+    \`created_at\` datetime(6) NOT NULL DEFAULT (UTC_TIMESTAMP(6)),
+    \`available_at\` datetime(6) NOT NULL
+      DEFAULT (UTC_TIMESTAMP(6) + INTERVAL ${graceUs} MICROSECOND),
+    \`dispatched_at\` datetime(6) NULL,
+    \`relay_attempts\` int NOT NULL DEFAULT 0,
+    \`last_error\` text NULL,
+    PRIMARY KEY (\`queue\`, \`id\`),
+    KEY ${index('pending')} (\`dispatched_at\`, \`available_at\`)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`);
 }

@@ -1,8 +1,13 @@
+import { quoteIdentifier, SqlDialect } from '../dialect/sql-dialect';
+
 /** Settings of the transactional outbox that durable queues write to. */
 export interface OutboxOptions {
   /** Table that holds the outbox rows. Default: `'transactional_outbox'`. */
   tableName?: string;
-  /** Postgres schema of the table. Default: the connection's search path. */
+  /**
+   * Postgres schema of the table (MySQL/MariaDB: its database). Default: the connection's search
+   * path (MySQL/MariaDB: the connection's database).
+   */
   schema?: string;
   /** The relay that re-dispatches rows the fast path did not mark in time. */
   relay?: OutboxRelayOptions;
@@ -113,7 +118,13 @@ export function resolveOutboxOptions(
 /** The table's name as SQL, schema-qualified when a schema is set. */
 export function qualifiedTable(
   options: Pick<OutboxOptions, 'tableName' | 'schema'>,
+  dialect: SqlDialect = 'postgres',
 ): string {
-  const table = `"${options.tableName ?? 'transactional_outbox'}"`;
-  return options.schema ? `"${options.schema}".${table}` : table;
+  const table = quoteIdentifier(
+    dialect,
+    options.tableName ?? 'transactional_outbox',
+  );
+  return options.schema
+    ? `${quoteIdentifier(dialect, options.schema)}.${table}`
+    : table;
 }

@@ -3,7 +3,10 @@ import { DEFAULT_CONNECTION_NAME } from '../transactional.constants';
 import type { QueueRegistry } from '../queue-registry';
 import { DispatchMarker } from './dispatch-marker';
 import { OutboxRelay, OutboxRelayStats } from './outbox-relay.service';
-import { OutboxStats, OutboxStore } from './outbox-store';
+import { dialectOf } from '../dialect/sql-dialect';
+import { MysqlOutboxStore } from './mysql-outbox-store';
+import type { OutboxStats, OutboxStore } from './outbox-store';
+import { PostgresOutboxStore } from './postgres-outbox-store';
 import { OutboxWriter } from './outbox-writer';
 import { ResolvedOutboxOptions } from './outbox.options';
 import type { QueueOutbox } from './queue-outbox';
@@ -14,7 +17,7 @@ import type { QueueOutbox } from './queue-outbox';
  * and metrics (`stats()`), or to run a relay poll by hand (`relayOnce()`).
  */
 export class TransactionalOutbox {
-  private readonly store: OutboxStore;
+  private readonly stores = new Map<string, OutboxStore>();
   private readonly outboxes = new Map<string, QueueOutbox>();
   private readonly relays = new Map<string, OutboxRelay>();
 
@@ -23,8 +26,20 @@ export class TransactionalOutbox {
     readonly options: ResolvedOutboxOptions,
     private readonly managerOf: (connectionName: string) => EntityManager,
     private readonly registry: QueueRegistry,
-  ) {
-    this.store = new OutboxStore(options);
+  ) {}
+
+  /** The store of `connectionName`'s dialect (Postgres, or MySQL/MariaDB). */
+  private storeOf(connectionName: string): OutboxStore {
+    let store = this.stores.get(connectionName);
+    if (!store) {
+      const dialect = dialectOf(this.managerOf(connectionName).connection);
+      store =
+        dialect === 'mysql'
+          ? new MysqlOutboxStore(this.options)
+          : new PostgresOutboxStore(this.options);
+      this.stores.set(connectionName, store);
+    }
+    return store;
   }
 
   /** The store and marker durable queues of `connectionName` use. Internal. */
@@ -32,10 +47,11 @@ export class TransactionalOutbox {
     let outbox = this.outboxes.get(connectionName);
     if (!outbox) {
       const manager = () => this.managerOf(connectionName);
+      const store = this.storeOf(connectionName);
       outbox = {
-        writer: new OutboxWriter(this.store, this.options),
+        writer: new OutboxWriter(store, this.options),
         marker: new DispatchMarker(
-          this.store,
+          store,
           manager,
           this.options.markBatchDelayMs,
         ),
@@ -51,7 +67,7 @@ export class TransactionalOutbox {
    * error).
    */
   stats(connectionName = DEFAULT_CONNECTION_NAME): Promise<OutboxStats> {
-    return this.store.stats(this.managerOf(connectionName));
+    return this.storeOf(connectionName).stats(this.managerOf(connectionName));
   }
 
   /**
@@ -105,7 +121,7 @@ export class TransactionalOutbox {
       relay = new OutboxRelay(
         connectionName,
         () => this.managerOf(connectionName),
-        this.store,
+        this.storeOf(connectionName),
         this.registry,
         this.options,
       );

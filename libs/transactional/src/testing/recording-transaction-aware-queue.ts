@@ -1,12 +1,10 @@
 import type { JobOptions, Queue } from 'bull';
-import { identifyJob } from '../bull-job-ids';
 import { TransactionAwareQueue } from '../transaction-aware-queue';
 import type { TransactionHost } from '../transaction-host';
 import type {
   BulkJob,
   TransactionAwareQueueOptions,
 } from '../transactional.interfaces';
-import { DEFAULT_JOB_NAME } from './in-memory-queue';
 import type { JobRecorder } from './job-recorder';
 import type { CapturedJob } from './testing.interfaces';
 
@@ -25,12 +23,13 @@ export class RecordingTransactionAwareQueue<
     private readonly host: TransactionHost,
     private readonly recorder: JobRecorder,
   ) {
-    super(options, () => inMemory);
+    // NOTE: the in-memory queue cannot be told apart by its shape: Bull unless said otherwise.
+    super({ ...options, adapter: options.adapter ?? 'bull' }, () => inMemory);
   }
 
   override add(data: T, opts?: JobOptions): Promise<string>;
   override add(name: string, data: T, opts?: JobOptions): Promise<string>;
-  override add(
+  override async add(
     nameOrData: string | T,
     dataOrOpts?: T | JobOptions,
     opts?: JobOptions,
@@ -48,7 +47,7 @@ export class RecordingTransactionAwareQueue<
     return super.add(job.data, job.opts);
   }
 
-  override addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
+  override async addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
     return super.addBulk(this.record(jobs));
   }
 
@@ -59,9 +58,8 @@ export class RecordingTransactionAwareQueue<
    */
   private record(jobs: BulkJob<T>[]): CapturedJob<T>[] {
     const captured = jobs.map((job) => {
-      const name = job.name ?? DEFAULT_JOB_NAME;
-      const { id, opts } = identifyJob(
-        this.inMemory,
+      const name = job.name ?? this.adapter.defaultJobName;
+      const { id, opts } = this.adapter.identify(
         name,
         job.data,
         job.opts ?? {},

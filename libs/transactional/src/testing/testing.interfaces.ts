@@ -1,6 +1,9 @@
 import type { JobOptions } from 'bull';
 import type { EntityManager } from 'typeorm';
-import type { TransactionAwareQueueOptions } from '../transactional.interfaces';
+import type {
+  QueueKind,
+  TransactionAwareQueueOptions,
+} from '../transactional.interfaces';
 
 /**
  * What happens to a job once it reaches a testing queue (after the outermost commit, or at
@@ -26,6 +29,17 @@ export interface TransactionalTestingModuleOptions {
   queues?: (string | TestingQueueOptions)[];
   /** Mode of the queues that do not set their own. Default: `'capture'`. */
   mode?: TestingQueueMode;
+  /**
+   * Library whose rules the queues that do not set their own `adapter` follow (job names, id
+   * rules): `'bull'` or `'bullmq'`. Default: `'bull'`.
+   */
+  adapter?: QueueKind;
+  /**
+   * BullMQ flow producers to provide as `TransactionAwareFlowProducer`s under
+   * `getTransactionAwareFlowProducerToken(name)`. Each job of a flow reaches the testing queue
+   * named by its `queueName` (children first), which must be listed in `queues`. Default: `[]`.
+   */
+  flowProducers?: string[];
   /**
    * Connection names to provide a `TransactionHost` for, as in `TransactionalModule.forRoot`;
    * `'default'` is always included. Default: `['default']`.

@@ -10,11 +10,14 @@ import { TransactionHost } from '../transaction-host';
 import { TransactionRunner } from '../transaction-runner';
 import {
   DEFAULT_CONNECTION_NAME,
+  getTransactionAwareFlowProducerToken,
   getTransactionAwareQueueToken,
   getTransactionHostToken,
 } from '../transactional.constants';
 import { InMemoryTransactionDriver } from './in-memory-transaction-driver';
 import { inMemoryQueue } from './in-memory-queue';
+import { inMemoryFlowProducer } from './in-memory-flow-producer';
+import { TransactionAwareFlowProducer } from '../bullmq/transaction-aware-flow-producer';
 import { JobRecorder } from './job-recorder';
 import { RecordingTransactionAwareQueue } from './recording-transaction-aware-queue';
 import type {
@@ -99,13 +102,21 @@ export function testingProviders(
       inject: [TESTING_STATE, TransactionRunner],
       useFactory: (state: TestingState, runner: TransactionRunner) =>
         new RecordingTransactionAwareQueue(
-          queue,
+          { ...queue, adapter: queue.adapter ?? options.adapter },
           inMemoryQueue(queue.name, state.recorder),
           new TransactionHost(
             runner,
             queue.connectionName ?? DEFAULT_CONNECTION_NAME,
           ),
           state.recorder,
+        ),
+    })),
+    ...(options.flowProducers ?? []).map((name) => ({
+      provide: getTransactionAwareFlowProducerToken(name),
+      inject: [TESTING_STATE],
+      useFactory: (state: TestingState) =>
+        new TransactionAwareFlowProducer({ name }, () =>
+          inMemoryFlowProducer(name, state.recorder),
         ),
     })),
   ];

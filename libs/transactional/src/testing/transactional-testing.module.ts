@@ -4,6 +4,7 @@ import { TransactionHost } from '../transaction-host';
 import { TransactionRunner } from '../transaction-runner';
 import {
   DEFAULT_CONNECTION_NAME,
+  getTransactionAwareFlowProducerToken,
   getTransactionAwareQueueToken,
   getTransactionHostToken,
 } from '../transactional.constants';
@@ -77,6 +78,9 @@ export class TransactionalTestingModule {
         TransactionHost,
         ...names.map(getTransactionHostToken),
         ...queues.map((queue) => getTransactionAwareQueueToken(queue.name)),
+        ...(options.flowProducers ?? []).map(
+          getTransactionAwareFlowProducerToken,
+        ),
       ],
     };
   }

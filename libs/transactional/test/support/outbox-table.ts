@@ -1,16 +1,17 @@
 import { DataSource } from 'typeorm';
 import { createOutboxMigration } from '../../src';
-import { testDatabaseUrl } from './env';
+import { onMariaDb, testDataSourceOptions } from './env';
 
 /** Drops the outbox table `tableName` (if any) and creates it with `createOutboxMigration`. */
 export async function createOutboxTable(tableName: string): Promise<void> {
-  const dataSource = new DataSource({
-    type: 'postgres',
-    url: testDatabaseUrl(),
-  });
+  const dataSource = new DataSource(testDataSourceOptions());
   await dataSource.initialize();
   try {
-    await dataSource.query(`DROP TABLE IF EXISTS "${tableName}"`);
+    await dataSource.query(
+      onMariaDb
+        ? `DROP TABLE IF EXISTS \`${tableName}\``
+        : `DROP TABLE IF EXISTS "${tableName}"`,
+    );
     const Migration = createOutboxMigration({ tableName });
     const runner = dataSource.createQueryRunner();
     try {

@@ -1,0 +1,429 @@
+import { ChildProcess, execFileSync, fork } from 'child_process';
+import os from 'os';
+import path from 'path';
+import { Client } from 'pg';
+import {
+  DATABASE,
+  OrchestratorMessage,
+  ServerMessage,
+  createTableSql,
+  databaseUrl,
+  namesOf,
+} from './config';
+import { Segment, load, median, percentile } from './load';
+import type { Mode } from './modes';
+
+/** Settings of one set (every mode, under one Node binary). */
+export interface SetOptions {
+  /** The Node binary the servers run on. */
+  nodePath: string;
+  modes: readonly Mode[];
+  rounds: number;
+  durationSec: number;
+  warmupSec: number;
+  connections: number;
+  poolSize: number;
+  /** Length of the commit-to-enqueued probe of o1 at half its peak rate (0: no probe). */
+  probeSec: number;
+  /** Directory for `--cpu-prof` output of the servers, when set. */
+  cpuProfDir?: string;
+  log: (line: string) => void;
+}
+
+/** Percentiles kept for each mode's latency distribution. */
+export const PERCENTILES = [1, 5, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100];
+
+/** One mode's measurements in one set. */
+export interface ModeResult {
+  key: string;
+  label: string;
+  rounds: {
+    rps: number;
+    p50Ms: number;
+    p99Ms: number;
+    cpuUsPerRequest: number;
+    responses: number;
+  }[];
+  /** Latency (ms) at each of `PERCENTILES`, over every measured response of the mode. */
+  latency: Record<string, number>;
+  responses: number;
+  /** Correctness: rows in the mode's table, jobs in its queue, and what did not match. */
+  check: {
+    rows: number;
+    jobs: number;
+    problems: string[];
+    outbox?: { rows: number; pending: number };
+  };
+  stats?: Record<string, unknown>;
+}
+
+/** The commit-to-enqueued probe of o1. */
+export interface ProbeResult {
+  peakRps: number;
+  offeredRps: number;
+  achievedRps: number;
+  samples: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+  /** Response latency of the probe's requests. */
+  responseP50Ms: number;
+  responseP99Ms: number;
+}
+
+/** Everything one set measured. */
+export interface SetResult {
+  node: string;
+  startedAt: string;
+  finishedAt: string;
+  /** 1-minute load average, at the start and after every round. */
+  loadavg1m: number[];
+  modes: ModeResult[];
+  probe?: ProbeResult;
+  problems: string[];
+}
+
+interface Server {
+  mode: Mode;
+  child: ChildProcess;
+  port: number;
+  replies: Map<string, ((message: ServerMessage) => void)[]>;
+}
+
+async function withPg<T>(
+  database: string,
+  fn: (client: Client) => Promise<T>,
+): Promise<T> {
+  const client = new Client({ connectionString: databaseUrl(database) });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Drops every table of earlier runs (an interrupted run leaves its tables behind). */
+export async function dropRunTables(): Promise<void> {
+  await withPg(DATABASE, async (client) => {
+    const { rows } = await client.query(
+      `SELECT tablename FROM pg_tables WHERE tablename LIKE 'rp\\_%'`,
+    );
+    for (const { tablename } of rows)
+      await client.query(`DROP TABLE IF EXISTS "${tablename}"`);
+  });
+}
+
+/** Creates the benchmark database if missing. */
+export async function ensureDatabase(): Promise<void> {
+  await withPg('postgres', async (client) => {
+    const { rowCount } = await client.query(
+      'SELECT 1 FROM pg_database WHERE datname = $1',
+      [DATABASE],
+    );
+    if (rowCount) return;
+    await client
+      .query(`CREATE DATABASE "${DATABASE}"`)
+      .catch((error: { code?: string }) => {
+        if (error.code !== '42P04') throw error; // NOTE: created by another process meanwhile.
+      });
+  });
+}
+
+function request<T extends ServerMessage['type']>(
+  server: Server,
+  message: OrchestratorMessage,
+  reply: T,
+): Promise<Extract<ServerMessage, { type: T }>> {
+  return new Promise((resolve) => {
+    const waiting = server.replies.get(reply) ?? [];
+    waiting.push(resolve as (message: ServerMessage) => void);
+    server.replies.set(reply, waiting);
+    server.child.send(message);
+  });
+}
+
+function startServer(
+  mode: Mode,
+  runId: string,
+  options: SetOptions,
+  children: ChildProcess[],
+): Promise<Server> {
+  const execArgv = ['-r', 'ts-node/register/transpile-only'];
+  if (options.cpuProfDir) {
+    execArgv.unshift(
+      '--cpu-prof',
+      `--cpu-prof-dir=${path.resolve(options.cpuProfDir)}`,
+      `--cpu-prof-name=${mode.key}-${runId}.cpuprofile`,
+    );
+  }
+  const child = fork(path.join(__dirname, 'server.ts'), [], {
+    cwd: path.resolve(__dirname, '..', '..'),
+    execPath: options.nodePath,
+    execArgv,
+    env: {
+      ...process.env,
+      BENCH_MODE: mode.key,
+      BENCH_RUN_ID: runId,
+      BENCH_TABLE: namesOf(runId, mode.key).table,
+      BENCH_POOL_SIZE: String(options.poolSize),
+    },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`server ${mode.key} did not start in 180 s`)),
+      180_000,
+    );
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(
+        new Error(`server ${mode.key} exited with ${code} before it was ready`),
+      );
+    });
+    const server: Server = { mode, child, port: 0, replies: new Map() };
+    child.on('message', (message: ServerMessage) => {
+      if (message.type === 'error') {
+        clearTimeout(timer);
+        reject(new Error(`server ${mode.key}: ${message.message}`));
+        options.log(`server ${mode.key}: ${message.message}`);
+      } else if (message.type === 'ready') {
+        clearTimeout(timer);
+        child.removeAllListeners('exit');
+        server.port = message.port;
+        resolve(server);
+      } else {
+        server.replies.get(message.type)?.shift()?.(message);
+      }
+    });
+  });
+}
+
+async function cpuMicros(server: Server): Promise<number> {
+  const usage = await request(server, { type: 'cpu' }, 'cpu');
+  return usage.user + usage.system;
+}
+
+async function measure(
+  server: Server,
+  options: SetOptions,
+  durationSec: number,
+) {
+  const before = await cpuMicros(server);
+  const segment: Segment = await load(server.port, {
+    connections: options.connections,
+    durationSec,
+  });
+  const after = await cpuMicros(server);
+  return { segment, cpuUsPerRequest: (after - before) / segment.responses };
+}
+
+/** Runs every mode of `options.modes` under one Node binary: warm-up, interleaved rounds, probe, checks. */
+export async function runSet(
+  runId: string,
+  options: SetOptions,
+): Promise<SetResult> {
+  const { modes, log } = options;
+  const startedAt = new Date().toISOString();
+  const loads = [os.loadavg()[0]];
+  const problems: string[] = [];
+  await ensureDatabase();
+  await withPg(DATABASE, async (client) => {
+    for (const mode of modes)
+      await client.query(createTableSql(namesOf(runId, mode.key).table));
+  });
+  const children: ChildProcess[] = [];
+  const servers = new Map<string, Server>();
+  const rounds = new Map<string, ModeResult['rounds']>(
+    modes.map((m) => [m.key, []]),
+  );
+  const latencies = new Map<string, number[][]>(modes.map((m) => [m.key, []]));
+  const stopped = new Map<
+    string,
+    Extract<ServerMessage, { type: 'stopped' }>
+  >();
+  let probe: ProbeResult | undefined;
+  let node = '';
+  let failed = true;
+  try {
+    for (const server of await Promise.all(
+      modes.map((m) => startServer(m, runId, options, children)),
+    )) {
+      servers.set(server.mode.key, server);
+    }
+    node = execFileSync(options.nodePath, ['-p', 'process.version'])
+      .toString()
+      .trim();
+    log(
+      `${node}: ${modes.length} servers ready; warm-up ${options.warmupSec} s each`,
+    );
+    for (const mode of modes) {
+      const { segment } = await measure(
+        servers.get(mode.key)!,
+        options,
+        options.warmupSec,
+      );
+      log(`  warm-up ${mode.key.padEnd(5)} ${segment.rps.toFixed(0)} req/s`);
+    }
+    for (let round = 0; round < options.rounds; round++) {
+      // NOTE: the order is rotated each round, so that drift over time hits every mode alike.
+      const order = modes.map((_, i) => modes[(i + round) % modes.length]);
+      const line: string[] = [];
+      for (const mode of order) {
+        const { segment, cpuUsPerRequest } = await measure(
+          servers.get(mode.key)!,
+          options,
+          options.durationSec,
+        );
+        rounds.get(mode.key)!.push({
+          rps: segment.rps,
+          p50Ms: percentile(segment.latenciesMs, 50),
+          p99Ms: percentile(segment.latenciesMs, 99),
+          cpuUsPerRequest,
+          responses: segment.responses,
+        });
+        latencies.get(mode.key)!.push(segment.latenciesMs);
+        line.push(
+          `${mode.key} ${segment.rps.toFixed(0)}/${cpuUsPerRequest.toFixed(0)}us`,
+        );
+      }
+      loads.push(os.loadavg()[0]);
+      log(
+        `  round ${round + 1}/${options.rounds} (load ${os.loadavg()[0].toFixed(1)}): ${line.join(' ')}`,
+      );
+    }
+    const o1 = servers.get('o1');
+    if (o1 && options.probeSec > 0) {
+      const peakRps = median(rounds.get('o1')!.map((r) => r.rps));
+      const offeredRps = Math.max(1, Math.round(peakRps / 2));
+      o1.child.send({ type: 'probe', on: true } satisfies OrchestratorMessage);
+      const segment = await load(o1.port, {
+        connections: options.connections,
+        durationSec: options.probeSec,
+        overallRate: offeredRps,
+        path: '/probe',
+      });
+      const { ms } = await request(o1, { type: 'probe', on: false }, 'probe');
+      ms.sort((a, b) => a - b);
+      probe = {
+        peakRps,
+        offeredRps,
+        achievedRps: segment.rps,
+        samples: ms.length,
+        p50Ms: percentile(ms, 50),
+        p99Ms: percentile(ms, 99),
+        p999Ms: percentile(ms, 99.9),
+        maxMs: ms[ms.length - 1],
+        responseP50Ms: percentile(segment.latenciesMs, 50),
+        responseP99Ms: percentile(segment.latenciesMs, 99),
+      };
+      log(
+        `  probe o1 at ${offeredRps} req/s (half of ${peakRps.toFixed(0)}): commit-to-enqueued ` +
+          `p50 ${probe.p50Ms.toFixed(2)} ms, p99 ${probe.p99Ms.toFixed(2)} ms (${ms.length} samples)`,
+      );
+    }
+    failed = false;
+  } finally {
+    await Promise.all(
+      [...servers.values()].map(async (server) => {
+        const timer = setTimeout(() => server.child.kill('SIGKILL'), 60_000);
+        try {
+          stopped.set(
+            server.mode.key,
+            await request(server, { type: 'stop' }, 'stopped'),
+          );
+          // NOTE: a server profiled with --cpu-prof writes its profile as it exits.
+          if (server.child.exitCode === null) {
+            await new Promise((resolve) => server.child.once('exit', resolve));
+          }
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    ).catch((error: unknown) =>
+      problems.push(`stopping the servers: ${String(error)}`),
+    );
+    for (const child of children)
+      if (child.exitCode === null) child.kill('SIGKILL');
+    if (failed) await dropRunTables();
+  }
+
+  const results: ModeResult[] = [];
+  await withPg(DATABASE, async (client) => {
+    for (const mode of modes) {
+      const names = namesOf(runId, mode.key);
+      const { rows } = await client.query(`SELECT id FROM "${names.table}"`);
+      const rowIds = new Set<number>(rows.map((r: { id: number }) => r.id));
+      const jobIds = stopped.get(mode.key)?.jobIds ?? [];
+      const modeRounds = rounds.get(mode.key)!;
+      const all = latencies
+        .get(mode.key)!
+        .flat()
+        .sort((a, b) => a - b);
+      const check: ModeResult['check'] = {
+        rows: rowIds.size,
+        jobs: jobIds.length,
+        problems: [],
+      };
+      // Warm-up and probe requests count too: every request the server answered.
+      if (mode.enqueues) {
+        const seen = new Set<number>();
+        for (const id of jobIds) {
+          if (seen.has(id)) check.problems.push(`job for row ${id} twice`);
+          else if (!rowIds.has(id))
+            check.problems.push(`job for row ${id}, which does not exist`);
+          seen.add(id);
+        }
+        const missing = [...rowIds].filter((id) => !seen.has(id));
+        if (missing.length) {
+          check.problems.push(
+            `${missing.length} rows without a job (ids ${missing.slice(0, 5).join(', ')}; Bull's counts: ${JSON.stringify(stopped.get(mode.key)?.jobCounts)})`,
+          );
+        }
+      } else if (jobIds.length) {
+        check.problems.push(
+          `${jobIds.length} jobs from a mode that enqueues none`,
+        );
+      }
+      if (mode.inserts && rowIds.size === 0)
+        check.problems.push('no rows inserted');
+      if (mode.key === 'o2') {
+        const { rows: outbox } = await client.query(
+          `SELECT count(*)::int AS rows, count(*) FILTER (WHERE dispatched_at IS NULL)::int AS pending FROM "${names.outboxTable}"`,
+        );
+        check.outbox = outbox[0];
+        if (outbox[0].rows !== rowIds.size) {
+          check.problems.push(
+            `${outbox[0].rows} outbox rows for ${rowIds.size} rows`,
+          );
+        }
+        await client.query(`DROP TABLE IF EXISTS "${names.outboxTable}"`);
+      }
+      await client.query(`DROP TABLE IF EXISTS "${names.table}"`);
+      for (const problem of check.problems.slice(0, 5))
+        problems.push(`${mode.key}: ${problem}`);
+      results.push({
+        key: mode.key,
+        label: mode.label,
+        rounds: modeRounds,
+        latency: Object.fromEntries(
+          PERCENTILES.map((p) => [String(p), percentile(all, p)]),
+        ),
+        responses: all.length,
+        check,
+        stats: stopped.get(mode.key)?.stats,
+      });
+    }
+  });
+  return {
+    node,
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    loadavg1m: loads,
+    modes: results,
+    probe,
+    problems,
+  };
+}

@@ -1,0 +1,43 @@
+import type { JobOptions, Queue } from 'bull';
+import { identifyJob } from '../bull-job-ids';
+import { removeBullJobHusks } from '../bull-job-husks';
+import type {
+  AdapterJob,
+  QueueAdapter,
+  RedisClientLike,
+} from './queue-adapter';
+
+/** Bull's name for jobs added without a name. */
+export const BULL_DEFAULT_JOB_NAME = '__default__';
+
+/** `QueueAdapter` of a Bull 4 queue. Internal. */
+export class BullQueueAdapter implements QueueAdapter {
+  readonly kind = 'bull' as const;
+  readonly defaultJobName = BULL_DEFAULT_JOB_NAME;
+
+  constructor(private readonly queue: Queue) {}
+
+  identify(name: string, data: unknown, opts: JobOptions) {
+    return identifyJob(this.queue, name, data, opts);
+  }
+
+  async enqueue(jobs: AdapterJob[], bulk = false): Promise<unknown> {
+    // NOTE: Bull's addBulk ignores `repeat`: repeatable jobs are added one by one.
+    return (!bulk && jobs.length === 1) || jobs.some((job) => job.repeat)
+      ? await Promise.all(
+          jobs.map((job) => this.queue.add(job.name, job.data, job.opts)),
+        )
+      : await this.queue.addBulk(
+          jobs.map(({ name, data, opts }) => ({ name, data, opts })),
+        );
+  }
+
+  client(): RedisClientLike | undefined {
+    // NOTE: a stand-in queue without a client (testing kit) has nothing to check.
+    return 'client' in this.queue ? this.queue.client : undefined;
+  }
+
+  removeHusks(jobIds: string[]) {
+    return removeBullJobHusks(this.queue, jobIds);
+  }
+}

@@ -1,0 +1,52 @@
+import type { JobIdentity } from '../bull-job-ids';
+
+/** The queue libraries a `TransactionAwareQueue` can wrap. */
+export type QueueKind = 'bull' | 'bullmq';
+
+/** A job as the adapter hands it to its queue. Internal. */
+export interface AdapterJob {
+  name: string;
+  data: unknown;
+  /** Options for the queue library (with the `jobId` to pass, if any). */
+  opts: Record<string, any>;
+  /** Repeatable (Bull): added alone, with `add()`. */
+  repeat: boolean;
+}
+
+/** The part of an ioredis client the readiness check reads. */
+export interface RedisClientLike {
+  status: string;
+  on(event: 'ready', listener: () => void): unknown;
+}
+
+/**
+ * What `TransactionAwareQueue`, the outbox relay and the testing kit need from one queue
+ * library: how it names a job before Redis is touched, how jobs are handed to it, and where its
+ * Redis client is. One adapter per wrapped queue. Internal.
+ */
+export interface QueueAdapter {
+  /** Which library the wrapped queue belongs to. */
+  readonly kind: QueueKind;
+  /** The name a job added without one gets. */
+  readonly defaultJobName: string;
+  /**
+   * Names the job as the library will, before Redis is touched; throws a `TransactionalError`
+   * for options the library would refuse after the commit (the job would be lost).
+   */
+  identify(name: string, data: unknown, opts: Record<string, any>): JobIdentity;
+  /**
+   * Hands jobs to the queue (after the commit, or outside a transaction): one `add()` per job
+   * when there is one (or a repeatable one), else one `addBulk()`; always one `addBulk()` when
+   * `bulk` is set and none is repeatable (the relay).
+   */
+  enqueue(jobs: AdapterJob[], bulk?: boolean): Promise<unknown>;
+  /** The Redis client commands go through, if the queue has one (stand-ins have none). */
+  client(): RedisClientLike | undefined;
+  /**
+   * Deletes, among `jobIds`, job hashes that hold no job and would swallow a re-add (see
+   * `removeBullJobHusks`); resolves with those removed and those still locked.
+   */
+  removeHusks(
+    jobIds: string[],
+  ): Promise<{ removed: string[]; locked: string[] }>;
+}

@@ -1,0 +1,209 @@
+import type { EntityManager } from 'typeorm';
+import type {
+  ClaimedOutboxRow,
+  OutboxRow,
+  OutboxRowKey,
+  OutboxStats,
+  OutboxStore,
+} from './outbox-store';
+import { storableJson } from './outbox-store';
+import { qualifiedTable, ResolvedOutboxOptions } from './outbox.options';
+
+/** Now on the server's clock in UTC (µs), whatever the session's time zone. */
+const NOW = 'UTC_TIMESTAMP(6)';
+/** `NOW` plus a number of ms given by the SQL expression `ms`. */
+const PLUS_MS = (ms: string) =>
+  `${NOW} + INTERVAL ROUND((${ms}) * 1000) MICROSECOND`;
+
+/** `(queue, id) IN ((?, ?), ...)` for `keys`, with its parameters. */
+function keyList(keys: OutboxRowKey[]): [string, string[]] {
+  const params: string[] = [];
+  for (const key of keys) params.push(key.queue, key.id);
+  return [`(queue, id) IN (${keys.map(() => '(?, ?)').join(', ')})`, params];
+}
+
+/** A JSON column as mysql2 hands it over: parsed (MySQL's JSON type) or text (MariaDB's). */
+function json(value: unknown): unknown {
+  return typeof value === 'string' ? JSON.parse(value) : value;
+}
+
+/**
+ * The outbox SQL for MySQL 8 and MariaDB 10.6+: times are `DATETIME(6)` in UTC (the lease a
+ * relay holds is the `available_at` it set, compared as exact text), MySQL has no `RETURNING`
+ * on UPDATE, so a claim is a short transaction (`SELECT ... FOR UPDATE SKIP LOCKED`, then
+ * `UPDATE`). NOTE: MySQL evaluates the assignments of an UPDATE left to right, each seeing the
+ * ones before; every UPDATE here reads a column before it assigns it.
+ */
+export class MysqlOutboxStore implements OutboxStore {
+  private readonly table: string;
+
+  constructor(private readonly options: ResolvedOutboxOptions) {
+    this.table = qualifiedTable(options, 'mysql');
+  }
+
+  async insert(manager: EntityManager, rows: OutboxRow[]): Promise<void> {
+    const values: unknown[] = [];
+    const tuples = rows.map((row) => {
+      values.push(
+        row.queue,
+        row.id,
+        row.jobName,
+        storableJson(row.data ?? null, row.queue, 'data', 'mysql'),
+        storableJson(row.opts, row.queue, 'options', 'mysql'),
+        this.options.relay.graceMs,
+      );
+      return `(?, ?, ?, ?, ?, ${PLUS_MS('?')})`;
+    });
+    await manager.query(
+      `INSERT INTO ${this.table} (queue, id, job_name, data, opts, available_at)
+       VALUES ${tuples.join(', ')}`,
+      values,
+    );
+  }
+
+  async postpone(manager: EntityManager, keys: OutboxRowKey[]): Promise<void> {
+    const [where, params] = keyList(keys);
+    await manager.query(
+      `UPDATE ${this.table} SET available_at = ${PLUS_MS('?')}
+       WHERE ${where} AND dispatched_at IS NULL`,
+      [this.options.relay.graceMs, ...params],
+    );
+  }
+
+  async markDispatched(
+    manager: EntityManager,
+    keys: OutboxRowKey[],
+  ): Promise<void> {
+    const [where, params] = keyList(keys);
+    await manager.query(
+      `UPDATE ${this.table} SET dispatched_at = ${NOW}
+       WHERE ${where} AND dispatched_at IS NULL`,
+      params,
+    );
+  }
+
+  claim(
+    manager: EntityManager,
+    queues: string[],
+    limit: number,
+  ): Promise<ClaimedOutboxRow[]> {
+    if (queues.length === 0) return Promise.resolve([]);
+    return manager.transaction('READ COMMITTED', async (m) => {
+      const rows: Record<string, unknown>[] = await m.query(
+        `SELECT queue, id, job_name, data, opts, CAST(created_at AS CHAR) AS created
+         FROM ${this.table}
+         WHERE dispatched_at IS NULL AND queue IN (?) AND available_at <= ${NOW}
+         ORDER BY available_at, created_at LIMIT ? FOR UPDATE SKIP LOCKED`,
+        [queues, limit],
+      );
+      if (rows.length === 0) return [];
+      const [{ lease }]: { lease: string }[] = await m.query(
+        `SELECT CAST(${PLUS_MS('?')} AS CHAR) AS lease`,
+        [this.options.relay.leaseMs],
+      );
+      const [where, params] = keyList(rows as unknown as OutboxRowKey[]);
+      await m.query(
+        `UPDATE ${this.table} SET available_at = ? WHERE ${where}`,
+        [lease, ...params],
+      );
+      rows.sort((a, b) => String(a.created).localeCompare(String(b.created)));
+      return rows.map((r) => ({
+        queue: r.queue as string,
+        id: r.id as string,
+        jobName: r.job_name as string,
+        data: json(r.data),
+        opts: json(r.opts) as Record<string, unknown>,
+        lease,
+      }));
+    });
+  }
+
+  markRelayed(manager: EntityManager, rows: ClaimedOutboxRow[]) {
+    return this.updateLeased(manager, rows, `dispatched_at = ${NOW}`, []);
+  }
+
+  release(manager: EntityManager, rows: ClaimedOutboxRow[]) {
+    return this.updateLeased(manager, rows, `available_at = ${NOW}`, []);
+  }
+
+  async noteFailure(
+    manager: EntityManager,
+    rows: ClaimedOutboxRow[],
+    error: string,
+  ): Promise<void> {
+    const { pollIntervalMs, maxBackoffMs } = this.options.relay;
+    // NOTE: available_at first: it reads relay_attempts before the increment.
+    await this.updateLeased(
+      manager,
+      rows,
+      `available_at = ${PLUS_MS('LEAST(?, ? * POW(2, LEAST(relay_attempts, 30)))')},
+       relay_attempts = relay_attempts + 1, last_error = ?`,
+      [maxBackoffMs, pollIntervalMs, error.slice(0, 1000)],
+    );
+  }
+
+  /**
+   * Sets `assignment` on pending claimed rows whose lease is still the one they were claimed
+   * with. Rows claimed together share one lease, so one statement per lease.
+   */
+  private async updateLeased(
+    manager: EntityManager,
+    rows: ClaimedOutboxRow[],
+    assignment: string,
+    assignmentParams: unknown[],
+  ): Promise<void> {
+    const byLease = new Map<string, ClaimedOutboxRow[]>();
+    for (const row of rows) {
+      const group = byLease.get(row.lease) ?? [];
+      group.push(row);
+      byLease.set(row.lease, group);
+    }
+    for (const [lease, group] of byLease) {
+      const [where, params] = keyList(group);
+      await manager.query(
+        `UPDATE ${this.table} SET ${assignment}
+         WHERE ${where} AND available_at = ? AND dispatched_at IS NULL`,
+        [...assignmentParams, ...params, lease],
+      );
+    }
+  }
+
+  async deleteExpired(manager: EntityManager, limit = 10_000): Promise<number> {
+    const result: { affectedRows?: number } = await manager.query(
+      `DELETE FROM ${this.table}
+       WHERE dispatched_at IS NOT NULL AND dispatched_at < ${NOW} - INTERVAL ROUND(? * 1000) MICROSECOND
+       LIMIT ?`,
+      [this.options.relay.retentionMs, limit],
+    );
+    return Number(result.affectedRows ?? 0);
+  }
+
+  async stats(manager: EntityManager): Promise<OutboxStats> {
+    const [row] = await manager.query(
+      `SELECT SUM(dispatched_at IS NULL) AS pending,
+              SUM(dispatched_at IS NOT NULL) AS dispatched,
+              TIMESTAMPDIFF(MICROSECOND,
+                MIN(CASE WHEN dispatched_at IS NULL THEN created_at END), ${NOW}) / 1000 AS oldest,
+              SUM(dispatched_at IS NULL AND relay_attempts > 0) AS failing,
+              COALESCE(MAX(CASE WHEN dispatched_at IS NULL THEN relay_attempts END), 0) AS max_attempts,
+              (SELECT JSON_OBJECT('queue', queue, 'id', id, 'attempts', relay_attempts,
+                        'message', last_error)
+                 FROM ${this.table}
+                WHERE dispatched_at IS NULL AND relay_attempts > 0
+                ORDER BY relay_attempts DESC, available_at DESC LIMIT 1) AS last_error
+       FROM ${this.table}`,
+    );
+    return {
+      pending: Number(row.pending ?? 0),
+      dispatched: Number(row.dispatched ?? 0),
+      oldestPendingAgeMs:
+        row.oldest === null ? null : Math.round(Number(row.oldest)),
+      failing: Number(row.failing ?? 0),
+      maxAttempts: Number(row.max_attempts),
+      lastError:
+        row.last_error === null
+          ? null
+          : (json(row.last_error) as OutboxStats['lastError']),
+    };
+  }
+}
