@@ -44,5 +44,8 @@ export async function createApp(
   if (config.role !== 'worker') setupOpenApi(app);
   // NOTE: no enableShutdownHooks(): main.ts stops on signals (lifecycle/stop-on-signals.ts).
   await app.init();
+  // NOTE: bufferLogs holds every line until flushed; listen() flushes, but a worker without
+  // HEALTH_PORT never listens (its "worker started" line and every later one stayed buffered).
+  app.flushLogs();
   return app;
 }

@@ -70,10 +70,7 @@ describe('when the service logs a full run (JSON lines captured)', () => {
       }
     }
     await eventually(
-      () =>
-        lines.some(
-          (l) => l.includes('"delivery job done"') && l.includes('succeeded'),
-        ),
+      () => lines.some((l) => l.includes('"outcome":"succeeded"')),
       'the last job to be logged',
     );
   });
@@ -107,6 +104,9 @@ describe('when the service logs a full run (JSON lines captured)', () => {
     const messages = ofRequest.map((r) => r.msg);
     expect(messages).toContain('request completed');
     expect(messages).toContain('delivery job done');
+    const outcomes = ofRequest.filter((r) => r.outcome).map((r) => r.outcome);
+    expect(outcomes).toContain('retry_scheduled');
+    expect(outcomes).toContain('succeeded');
     const attempts = ofRequest.filter((r) => r.msg === 'webhook attempt sent');
     expect(attempts.map((r) => [r.attempt, r.result, r.status])).toEqual([
       [1, '5xx', 500],

@@ -72,7 +72,7 @@ export interface AppConfig {
   /** `GET /health/ready` fails when the oldest undispatched outbox row is older than this. */
   healthOutboxMaxAgeMs: number;
   /**
-   * `/health/ready` fails (`deliveryBacklog: down`) while the oldest due delivery has waited
+   * `/health/ready` reports `deliveryBacklog.lagging` while the oldest due delivery has waited
    * longer than this (ms): the workers do not keep up.
    */
   healthDeliveryBacklogMaxAgeMs: number;

@@ -347,6 +347,10 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     );
     this.recording++;
     void recorded.finally(() => this.recording--);
+    void recorded.then(
+      (outcome) => this.observability.outcomeRecorded(outcome),
+      () => undefined,
+    );
     if (this.recording > 2 * this.config.workerConcurrency) return recorded;
     return 'recording';
   }

@@ -87,8 +87,9 @@ export class HealthController {
   }
 
   /**
-   * Postgres and Redis answer within the timeout, the outbox backlog is young and the oldest due
-   * delivery has not waited too long (`HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS`); else 503.
+   * Postgres and Redis answer within the timeout and the outbox backlog is young; else 503.
+   * Also reports the delivery backlog's age (`deliveryBacklog.lagging` past
+   * `HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS`), which does not fail the check.
    */
   @Get('ready')
   @PublicRoute()

@@ -11,6 +11,9 @@ import { OBSERVABILITY_CONFIG } from './observability.constants';
 import type { ObservabilityConfig } from './observability-config';
 import { contextFrom, startServiceSpan, traceHeaders } from './tracing/tracing';
 
+/** What a job answers when its 2xx outcome is still being recorded (in a batch). */
+const RECORDING = 'recording';
+
 /** Job outcomes logged at debug level only (a busy endpoint makes many). */
 const QUIET_OUTCOMES = new Set(['deferred', 'skipped']);
 
@@ -58,7 +61,8 @@ export class DeliveryObservability {
     const run = () =>
       handle().then(
         (outcome) => {
-          this.metrics.deliveries.inc({ outcome });
+          // NOTE: a 2xx outcome recorded in a batch is counted when it lands (outcomeRecorded).
+          if (outcome !== RECORDING) this.metrics.deliveries.inc({ outcome });
           const line = {
             outcome,
             durationMs: Math.round(performance.now() - started),
@@ -86,6 +90,15 @@ export class DeliveryObservability {
       () => (span ? context.with(trace.setSpan(parent, span), run) : run()),
       { bindings },
     );
+  }
+
+  /**
+   * Counts (and logs) the outcome of a job that answered `recording`, once its batch has
+   * recorded it. Called from the job's context, so the line carries its request id.
+   */
+  outcomeRecorded(outcome: string): void {
+    this.metrics.deliveries.inc({ outcome });
+    this.logger.info({ outcome }, 'delivery outcome recorded');
   }
 
   /**

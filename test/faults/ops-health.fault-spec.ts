@@ -59,12 +59,14 @@ describe('when an orchestrator probes the API and a worker', () => {
           database: { status: 'up' },
           redis: { status: 'up' },
           outbox: { status: 'up' },
+          deliveryBacklog: { status: 'up' },
         },
         error: {},
         details: {
           database: { status: 'up' },
           redis: { status: 'up' },
           outbox: { status: 'up' },
+          deliveryBacklog: { status: 'up' },
         },
       });
       const detailed = await get(`${base}/health/ready`, ADMIN);
