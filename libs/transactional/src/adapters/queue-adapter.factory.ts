@@ -1,7 +1,7 @@
 import { TransactionalError } from '../errors/transactional.error';
 import { BullMQQueueAdapter } from '../bullmq/bullmq-queue-adapter';
 import { BullQueueAdapter } from './bull-queue-adapter';
-import { optionalPeer } from './optional-peers';
+import { assertSupportedBullMQ, optionalPeer } from './optional-peers';
 import type { QueueAdapter, QueueKind } from './queue-adapter';
 
 /**
@@ -31,7 +31,12 @@ export function createQueueAdapter(
 ): QueueAdapter {
   const resolved = kind ?? detectQueueKind(queue);
   if (resolved === 'bull') return new BullQueueAdapter(queue as any);
-  if (resolved === 'bullmq') return new BullMQQueueAdapter(queue as any);
+  if (resolved === 'bullmq') {
+    assertSupportedBullMQ(
+      optionalPeer<{ version?: string }>('bullmq/package.json')?.version,
+    );
+    return new BullMQQueueAdapter(queue as any);
+  }
   throw new TransactionalError(
     `Queue "${queueName}": unknown queue library "${String(kind)}"; use 'bull' or 'bullmq'.`,
   );
