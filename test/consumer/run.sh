@@ -55,6 +55,15 @@ peers_oldest=(
 )
 peers_bull_newest=(bull@4 @nestjs/bull@12)
 peers_bull_oldest=(bull@4.10.0 @nestjs/bull@10.0.0)
+# BullMQ: no npm range in the package (see its README, "Why bullmq has no npm range"); these are
+# the majors the README claims. @nestjs/bullmq 12 is the first that accepts Nest 12.
+# bullmq 6 loads ioredis, its optional peer, only if the app installed it; ioredis 5, because
+# typeorm's optional peer is ioredis ^5.0.4. The oldest BullMQ case needs typeorm 0.3.7: before it
+# typeorm's optional peer is ioredis ^4.28.3, which npm refuses next to bullmq's ioredis 5 (an
+# upstream conflict, with or without this package). A kind's entry replaces the case's entry of
+# the same package.
+peers_bullmq_newest=(bullmq@6 @nestjs/bullmq@12 ioredis@5)
+peers_bullmq_oldest=(bullmq@5.0.0 @nestjs/bullmq@11.0.0 ioredis@5.3.2 typeorm@0.3.7)
 # Node major each case runs under ("" = the Node on the PATH). nestjs-cls 7 needs Node >= 22,
 # typeorm 1 Node ^20.19 || ^22.13 || >= 24.11: the newest case runs on the newest LTS.
 node_newest=24
@@ -97,6 +106,12 @@ run_case() {
   module=${!module_var}
   peers_var="peers_$case[@]"
   kind_var="peers_${kind}_$case[@]"
+  local peers=() spec name
+  for spec in "${!peers_var}"; do
+    name=${spec%@*}
+    printf '%s\n' "${!kind_var}" | grep -q "^$name@" || peers+=("$spec")
+  done
+  peers+=("${!kind_var}")
   runner=()
   [ -z "$node_major" ] || runner=(bash "$repo/scripts/with-node.sh" "$node_major")
   tsc_flags=()
@@ -112,7 +127,7 @@ run_case() {
   if ! (
     cd "$app" &&
       "${runner[@]}" npm install --no-audit --no-fund --save-exact "$tarball" \
-        "${!peers_var}" "${!kind_var}" "${tools[@]}" &&
+        "${peers[@]}" "${tools[@]}" &&
       "${runner[@]}" npm ls --depth=0 &&
       "${runner[@]}" npx tsc -p tsconfig.json "${tsc_flags[@]}" &&
       CONSUMER_DATABASE="consumer_${case}_$kind$suffix" "${runner[@]}" node build/test/setup.js
