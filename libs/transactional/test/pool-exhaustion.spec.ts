@@ -14,11 +14,27 @@ import { poolState } from './support/db';
 class Audit {
   constructor(private readonly tx: TransactionHost) {}
 
+  /**
+   * Holds its connection until every caller's REQUIRES_NEW has settled (`settled`), then fails
+   * with the audit's error: a caller that failed first would otherwise free its connection for
+   * the REQUIRES_NEW of another that is still waiting.
+   */
   @Transactional()
-  async outer(label: string, entered: () => Promise<void>) {
+  async outer(
+    label: string,
+    entered: () => Promise<void>,
+    settled: () => Promise<void>,
+  ) {
     await this.tx.getRepository(Order).save({ label });
     await entered();
-    await this.audit(label);
+    let failure: unknown;
+    try {
+      await this.audit(label);
+    } catch (error) {
+      failure = error;
+    }
+    await settled();
+    if (failure !== undefined) throw failure;
   }
 
   @Transactional({ propagation: Propagation.RequiresNew })
@@ -45,17 +61,22 @@ describe('when every pooled connection is held by a caller that opens REQUIRES_N
 
   it('should fail each caller after the acquire timeout with an error naming the pool and REQUIRES_NEW, and leak no connection', async () => {
     const audit = app.get(Audit);
-    // Both callers hold their connection before either asks for a second one.
-    let arrived = 0;
-    let release!: () => void;
-    const all = new Promise<void>((resolve) => (release = resolve));
-    const entered = async () => {
-      if (++arrived === POOL) release();
-      await all;
+    // Both callers hold their connection before either asks for a second one, and until both
+    // REQUIRES_NEW scopes have settled.
+    const barrier = () => {
+      let arrived = 0;
+      let release!: () => void;
+      const all = new Promise<void>((resolve) => (release = resolve));
+      return async () => {
+        if (++arrived === POOL) release();
+        await all;
+      };
     };
+    const entered = barrier();
+    const settled = barrier();
     const results = await Promise.allSettled(
       Array.from({ length: POOL }, (_, i) =>
-        audit.outer(`exhausted-${i}`, entered),
+        audit.outer(`exhausted-${i}`, entered, settled),
       ),
     );
 
