@@ -102,12 +102,42 @@ describe('when Prometheus scrapes the service', () => {
       'transactional_outbox_relay_batches_total',
       'transactional_outbox_relayed_jobs_total',
       'webhook_endpoints_disabled',
+      'webhook_delivery_backlog_age_seconds',
       'webhook_queue_jobs',
       'process_cpu_seconds_total',
     ]) {
       expect(samples(text).some((s) => s.name === name)).toBe(true);
     }
     expect(value(text, 'webhook_queue_jobs', '{state="failed"}')).toBe(0);
+  });
+
+  it('should show how far the workers are behind: the age of the oldest due delivery', async () => {
+    const backlog = async () =>
+      value(await scrape(), 'webhook_delivery_backlog_age_seconds');
+    // NOTE: the run's specs share the database: due deliveries that earlier specs left behind
+    // (their apps are gone) are moved a day ahead, so that the gauge shows only this one.
+    await svc.dataSource.query(
+      `UPDATE deliveries SET next_attempt_at = now() + interval '1 day'
+        WHERE status = 'pending' AND next_attempt_at <= now()`,
+    );
+    expect(await backlog()).toBe(0);
+    // The flow's delivery, made due 10 s ago and not sent (the reconciler waits 30 s for it).
+    await svc.dataSource.query(
+      `UPDATE deliveries SET status = 'pending', next_attempt_at = now() - interval '10 seconds'
+        WHERE event_id = $1`,
+      [flow.eventId],
+    );
+    try {
+      const age = await backlog();
+      expect(age).toBeGreaterThanOrEqual(10);
+      expect(age).toBeLessThan(20);
+    } finally {
+      await svc.dataSource.query(
+        `UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL WHERE event_id = $1`,
+        [flow.eventId],
+      );
+    }
+    expect(await backlog()).toBe(0);
   });
 
   it('should count a request that matched no route as unmatched, never by its path', async () => {

@@ -14,6 +14,7 @@ import {
   OutboxRelayStats,
   TransactionalMetrics,
 } from 'nestjs-transactional-jobs';
+import { OLDEST_DUE_SQL } from '../../deliveries/delivery-backlog';
 import { DELIVERY_QUEUE } from '../../deliveries/delivery-queue';
 
 /** Histogram buckets (seconds) of HTTP requests and webhook attempts. */
@@ -196,6 +197,25 @@ export class AppMetrics {
             return null;
           });
         if (rows) this.set(Number(rows[0].n));
+      },
+    });
+    new Gauge({
+      name: 'webhook_delivery_backlog_age_seconds',
+      help:
+        'Age of the oldest delivery that is due and not sent yet (0 when none): how far the ' +
+        'workers are behind; GET /health/ready compares it with HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS',
+      registers,
+      async collect() {
+        const rows: { age_ms: number }[] | null = await dataSource
+          .query(OLDEST_DUE_SQL)
+          .catch((error: unknown) => {
+            logger.warn(
+              `metrics: delivery backlog unavailable: ${String(error)}`,
+            );
+            return null;
+          });
+        if (rows)
+          this.set(rows.length === 0 ? 0 : Math.max(0, rows[0].age_ms) / 1000);
       },
     });
     new Gauge({
