@@ -1,6 +1,6 @@
 import type { DestinationStream, Level } from 'pino';
-
-const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+import { ConfigValidationError } from '../config/app-config';
+import { envSchema } from '../config/env.schema';
 
 /** Logging, metrics and tracing settings (read from the environment, see the README). */
 export interface ObservabilityConfig {
@@ -22,57 +22,37 @@ export interface ObservabilityConfig {
   logDestination?: DestinationStream;
 }
 
-function url(raw: string | undefined, name: string): string | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  try {
-    const parsed = new URL(raw);
-    if (parsed.protocol === 'http:' || parsed.protocol === 'https:') return raw;
-  } catch {
-    // reported below
-  }
-  throw new Error(`${name} must be an http(s) URL, got "${raw}"`);
-}
+/** The schema's fields of the observability variables (checked with all the others at start). */
+const observabilitySchema = envSchema.pick({
+  LOG_LEVEL: true,
+  OTEL_EXPORTER_OTLP_ENDPOINT: true,
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: true,
+  OTEL_SERVICE_NAME: true,
+  WEBHOOK_TRACEPARENT: true,
+});
 
-/** Reads the observability settings; throws naming every bad variable at once. */
+/**
+ * Reads the observability settings through the service's schema (`config/env.schema.ts`), before
+ * the logger exists; throws a `ConfigValidationError` naming every bad variable at once.
+ */
 export function loadObservabilityConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): ObservabilityConfig {
-  const errors: string[] = [];
-  const attempt = <T>(read: () => T): T | undefined => {
-    try {
-      return read();
-    } catch (error) {
-      errors.push((error as Error).message);
-      return undefined;
-    }
-  };
-  const level = env.LOG_LEVEL || 'info';
-  if (level !== 'silent' && !(LEVELS as readonly string[]).includes(level)) {
-    errors.push(
-      `LOG_LEVEL must be one of ${LEVELS.join(', ')} or silent, got "${level}"`,
+  const result = observabilitySchema.safeParse(env);
+  if (!result.success) {
+    throw new ConfigValidationError(
+      result.error.issues.map(
+        (issue) => `${issue.path.join('.')}: ${issue.message}`,
+      ),
     );
   }
-  const traceparent = env.WEBHOOK_TRACEPARENT ?? 'off';
-  if (traceparent !== 'on' && traceparent !== 'off') {
-    errors.push(`WEBHOOK_TRACEPARENT must be on or off, got "${traceparent}"`);
-  }
-  const config: ObservabilityConfig = {
-    logLevel: level as Level | 'silent',
+  const parsed = result.data;
+  return {
+    logLevel: parsed.LOG_LEVEL,
     otlpEndpoint:
-      attempt(() =>
-        url(
-          env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
-          'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
-        ),
-      ) ??
-      attempt(() =>
-        url(env.OTEL_EXPORTER_OTLP_ENDPOINT, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
-      ),
-    serviceName: env.OTEL_SERVICE_NAME || 'transactional-webhooks',
-    webhookTraceparent: traceparent === 'on',
+      parsed.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+      parsed.OTEL_EXPORTER_OTLP_ENDPOINT,
+    serviceName: parsed.OTEL_SERVICE_NAME || 'transactional-webhooks',
+    webhookTraceparent: parsed.WEBHOOK_TRACEPARENT === 'on',
   };
-  if (errors.length > 0) {
-    throw new Error(`Invalid configuration:\n  ${errors.join('\n  ')}`);
-  }
-  return config;
 }
