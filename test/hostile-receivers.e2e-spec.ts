@@ -201,9 +201,13 @@ describe('when the outcome of an attempt cannot be recorded', () => {
   const failing = `hostile_refuse_${process.pid}`;
 
   beforeAll(async () => {
+    // NOTE: the lease (timeout + margin) must outlast sending and recording: a 2xx is recorded
+    // in a batch, and when the batch is refused each outcome again on its own. With a 200 ms
+    // margin a loaded machine took longer, the lease expired and the reconciler sent the
+    // delivery again (at-least-once as designed; the service's default margin is 10 s).
     svc = await startE2eApp({
       deliveryTimeoutMs: TIMEOUT_MS,
-      deliveryLeaseMarginMs: 200,
+      deliveryLeaseMarginMs: 1000,
     });
     hook = await startRawReceiver((_n, socket) =>
       socket.write(rawResponse(200, Buffer.from('poison'))),
