@@ -6,9 +6,8 @@ import {
   eventually,
   startE2eApp,
 } from './support/harness';
+import type { HttpMethod as Method } from './support/openapi-schemas';
 import { Receiver, startReceiver } from './support/receiver';
-
-type Method = 'get' | 'post' | 'patch' | 'delete';
 
 /** One request this spec makes: the documented operation it exercises, and how. */
 interface Call {
@@ -128,6 +127,50 @@ describe('the OpenAPI document', () => {
       list.responses['200'].content['application/json'].schema,
     ).toMatchObject({
       required: ['data', 'nextCursor'],
+    });
+  });
+
+  it('should describe every success body with a response DTO (pages: their items)', () => {
+    const free: string[] = [];
+    for (const [path, ops] of Object.entries(doc.paths))
+      for (const [method, op] of Object.entries(ops))
+        for (const [status, response] of Object.entries(op.responses)) {
+          if (!status.startsWith('2')) continue;
+          const content = (
+            response as {
+              content?: Record<
+                string,
+                {
+                  schema: {
+                    $ref?: string;
+                    type?: string;
+                    properties?: { data?: { items?: { $ref?: string } } };
+                  };
+                }
+              >;
+            }
+          ).content;
+          // 204s and the metrics text have no JSON body.
+          const schema = content?.['application/json']?.schema;
+          if (!schema) continue;
+          const ref = schema.$ref ?? schema.properties?.data?.items?.$ref;
+          if (!ref?.endsWith('ResponseDto') && !ref?.endsWith('AccountDto'))
+            free.push(`${method.toUpperCase()} ${path} ${status}`);
+        }
+    expect(free).toEqual([]);
+    expect(doc.paths['/v1/deliveries'].get.responses['200']).toMatchObject({
+      content: {
+        'application/json': {
+          schema: {
+            required: ['data', 'nextCursor'],
+            properties: {
+              data: {
+                items: { $ref: '#/components/schemas/DeliveryResponseDto' },
+              },
+            },
+          },
+        },
+      },
     });
   });
 

@@ -15,6 +15,12 @@ import { PageQueryDto } from '../http/pagination';
 import { DeliveriesService } from './deliveries.service';
 import { DeliveryLogService } from './delivery-log.service';
 import { ListDeliveriesQueryDto } from './dto/list-deliveries.dto';
+import {
+  DeliveryAttemptResponseDto,
+  DeliveryResponseDto,
+  DeliveryRetryResponseDto,
+  RecoverResponseDto,
+} from './dto/delivery-response.dto';
 import { RecoverDto } from './dto/recover.dto';
 
 /** The delivery log, manual resend of one delivery, and recovery of an endpoint's failures. */
@@ -28,21 +34,24 @@ export class DeliveriesController {
   ) {}
 
   @Get('deliveries')
-  @ApiPage('object', 'The account\u2019s deliveries, newest first.')
+  @ApiPage(DeliveryResponseDto, 'The account\u2019s deliveries, newest first.')
   @ApiErrors(400)
   list(@AccountId() accountId: string, @Query() query: ListDeliveriesQueryDto) {
     return this.log.list(accountId, query);
   }
 
   @Get('deliveries/:id')
-  @ApiOkResponse({ description: 'The delivery.' })
+  @ApiOkResponse({ type: DeliveryResponseDto, description: 'The delivery.' })
   @ApiErrors(404)
   get(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.log.get(accountId, id);
   }
 
   @Get('deliveries/:id/attempts')
-  @ApiPage('object', 'The delivery\u2019s attempts, newest first.')
+  @ApiPage(
+    DeliveryAttemptResponseDto,
+    'The delivery\u2019s attempts, oldest first.',
+  )
   @ApiErrors(404)
   attempts(
     @AccountId() accountId: string,
@@ -53,7 +62,10 @@ export class DeliveriesController {
   }
 
   @Post('deliveries/:id/retry')
-  @ApiAcceptedResponse({ description: 'A new attempt is queued.' })
+  @ApiAcceptedResponse({
+    type: DeliveryRetryResponseDto,
+    description: 'A new attempt is queued.',
+  })
   @ApiErrors(404)
   @HttpCode(202)
   retry(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
@@ -62,6 +74,7 @@ export class DeliveriesController {
 
   @Post('endpoints/:id/recover')
   @ApiAcceptedResponse({
+    type: RecoverResponseDto,
     description:
       'The endpoint\u2019s failed deliveries since `since` are queued again.',
   })

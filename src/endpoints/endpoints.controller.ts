@@ -22,6 +22,11 @@ import { PageQueryDto } from '../http/pagination';
 import { UuidParam } from '../http/uuid-param.pipe';
 import { CreateEndpointDto } from './dto/create-endpoint.dto';
 import { UpdateEndpointDto } from './dto/update-endpoint.dto';
+import {
+  EndpointResponseDto,
+  EndpointSecretResponseDto,
+  EndpointWithSecretResponseDto,
+} from './dto/endpoint-response.dto';
 import { EndpointsService } from './endpoints.service';
 
 /** Webhook endpoints of the caller's account. */
@@ -32,7 +37,10 @@ export class EndpointsController {
   constructor(private readonly endpoints: EndpointsService) {}
 
   @Post()
-  @ApiCreatedResponse({ description: 'The endpoint, with its signing secret.' })
+  @ApiCreatedResponse({
+    type: EndpointWithSecretResponseDto,
+    description: 'The endpoint, with its signing secret.',
+  })
   @ApiErrors(400, 422)
   @Transactional()
   create(@AccountId() accountId: string, @Body() dto: CreateEndpointDto) {
@@ -40,28 +48,34 @@ export class EndpointsController {
   }
 
   @Get()
-  @ApiPage('object', 'The account\u2019s endpoints, newest first.')
+  @ApiPage(EndpointResponseDto, 'The account\u2019s endpoints, oldest first.')
   @ApiErrors(400)
   list(@AccountId() accountId: string, @Query() page: PageQueryDto) {
     return this.endpoints.list(accountId, page);
   }
 
   @Get(':id')
-  @ApiOkResponse({ description: 'The endpoint.' })
+  @ApiOkResponse({ type: EndpointResponseDto, description: 'The endpoint.' })
   @ApiErrors(400, 404)
   get(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.endpoints.get(accountId, id);
   }
 
   @Get(':id/secret')
-  @ApiOkResponse({ description: 'The current signing secret(s).' })
+  @ApiOkResponse({
+    type: EndpointSecretResponseDto,
+    description: 'The current signing secret.',
+  })
   @ApiErrors(404)
   secret(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.endpoints.secret(accountId, id);
   }
 
   @Patch(':id')
-  @ApiOkResponse({ description: 'The updated endpoint.' })
+  @ApiOkResponse({
+    type: EndpointResponseDto,
+    description: 'The updated endpoint.',
+  })
   @ApiErrors(400, 404)
   @Transactional()
   update(
@@ -85,6 +99,7 @@ export class EndpointsController {
 
   @Post(':id/rotate-secret')
   @ApiCreatedResponse({
+    type: EndpointSecretResponseDto,
     description: 'The new secret; the old one signs too for 24 h.',
   })
   @ApiErrors(404)
@@ -94,7 +109,10 @@ export class EndpointsController {
   }
 
   @Post(':id/enable')
-  @ApiOkResponse({ description: 'The endpoint, enabled again.' })
+  @ApiOkResponse({
+    type: EndpointResponseDto,
+    description: 'The endpoint, enabled again.',
+  })
   @ApiErrors(404)
   @HttpCode(200)
   @Transactional()

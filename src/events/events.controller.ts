@@ -6,6 +6,11 @@ import {
 } from '@nestjs/swagger';
 import { ApiErrors, ApiKeyAuth, ApiPage } from '../openapi/api-docs.decorators';
 import { CreateEventDto } from './dto/create-event.dto';
+import {
+  EventResponseDto,
+  PublishedEventResponseDto,
+} from './dto/event-response.dto';
+import { DeliveryWithAttemptsResponseDto } from '../deliveries/dto/delivery-response.dto';
 import { Controller, Get, Param, Post, Query, Req } from '@nestjs/common';
 import { Transactional } from 'nestjs-transactional-jobs';
 import { AccountId } from '../auth/auth.decorators';
@@ -31,6 +36,7 @@ export class EventsController {
   @Post()
   @ApiBody({ type: CreateEventDto })
   @ApiCreatedResponse({
+    type: PublishedEventResponseDto,
     description: 'The event, with one delivery per matching endpoint.',
   })
   @ApiErrors(400)
@@ -46,14 +52,14 @@ export class EventsController {
   }
 
   @Get()
-  @ApiPage('object', 'The account\u2019s events, newest first.')
+  @ApiPage(EventResponseDto, 'The account\u2019s events, newest first.')
   @ApiErrors(400)
   list(@AccountId() accountId: string, @Query() query: ListEventsQueryDto) {
     return this.events.list(accountId, query);
   }
 
   @Get(':id')
-  @ApiOkResponse({ description: 'The event.' })
+  @ApiOkResponse({ type: EventResponseDto, description: 'The event.' })
   @ApiErrors(404)
   async get(
     @AccountId() accountId: string,
@@ -63,7 +69,10 @@ export class EventsController {
   }
 
   @Get(':id/deliveries')
-  @ApiPage('object', 'The event\u2019s deliveries.')
+  @ApiPage(
+    DeliveryWithAttemptsResponseDto,
+    'The event\u2019s deliveries, oldest first, each with its latest attempts.',
+  )
   @ApiErrors(404)
   async deliveries(
     @AccountId() accountId: string,

@@ -51,23 +51,19 @@ export function ApiKeyAuth() {
 }
 
 /**
- * A `200` page of `item`s, newest first: `data` and the `nextCursor` to pass as `cursor` for
- * the next page (`null` on the last page).
+ * A `200` page of `item`s (a response DTO): `data` and the `nextCursor` to pass as `cursor`
+ * for the next page (`null` on the last page).
  */
-export function ApiPage(item: Type<unknown> | 'object', description: string) {
-  const items =
-    item === 'object'
-      ? { type: 'object', additionalProperties: true }
-      : { $ref: getSchemaPath(item) };
+export function ApiPage(item: Type<unknown>, description: string) {
   return applyDecorators(
-    ...(item === 'object' ? [] : [ApiExtraModels(item)]),
+    ApiExtraModels(item),
     ApiOkResponse({
       description,
       schema: {
         type: 'object',
         required: ['data', 'nextCursor'],
         properties: {
-          data: { type: 'array', items },
+          data: { type: 'array', items: { $ref: getSchemaPath(item) } },
           nextCursor: {
             type: 'string',
             nullable: true,

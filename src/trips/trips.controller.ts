@@ -6,6 +6,10 @@ import { AccountId } from '../auth/auth.decorators';
 import { UuidParam } from '../http/uuid-param.pipe';
 import { CreateTripDto } from './dto/create-trip.dto';
 import { ReportDelayDto } from './dto/report-delay.dto';
+import {
+  TripDelayedResponseDto,
+  TripResponseDto,
+} from './dto/trip-response.dto';
 import { TripsService } from './trips.service';
 
 /** Trips of the caller's account. */
@@ -16,7 +20,7 @@ export class TripsController {
   constructor(private readonly trips: TripsService) {}
 
   @Post()
-  @ApiCreatedResponse({ description: 'The trip.' })
+  @ApiCreatedResponse({ type: TripResponseDto, description: 'The trip.' })
   @ApiErrors(400, 409)
   @Transactional()
   create(@AccountId() accountId: string, @Body() dto: CreateTripDto) {
@@ -24,7 +28,7 @@ export class TripsController {
   }
 
   @Get(':id')
-  @ApiOkResponse({ description: 'The trip.' })
+  @ApiOkResponse({ type: TripResponseDto, description: 'The trip.' })
   @ApiErrors(404)
   get(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.trips.get(accountId, id);
@@ -32,6 +36,7 @@ export class TripsController {
 
   @Post(':id/delays')
   @ApiCreatedResponse({
+    type: TripDelayedResponseDto,
     description:
       'The delay, the updated trip and the `trip.delayed` event, stored in one transaction.',
   })
@@ -47,7 +52,9 @@ export class TripsController {
 
   @Post(':id/arrival')
   @ApiOkResponse({
-    description: 'The arrived trip and its `trip.arrived` event.',
+    type: TripResponseDto,
+    description:
+      'The arrived trip (its `trip.arrived` event is stored in the same transaction).',
   })
   @ApiErrors(404, 409)
   @HttpCode(200)

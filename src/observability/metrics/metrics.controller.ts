@@ -1,10 +1,5 @@
 import { Controller, Get, Res } from '@nestjs/common';
-import {
-  ApiBearerAuth,
-  ApiOkResponse,
-  ApiProduces,
-  ApiTags,
-} from '@nestjs/swagger';
+import { ApiBearerAuth, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { AdminRoute } from '../../auth/auth.decorators';
 import {
@@ -22,10 +17,10 @@ export class MetricsController {
   @Get()
   @AdminRoute()
   @ApiBearerAuth(ADMIN_TOKEN_SCHEME)
-  @ApiProduces('text/plain')
+  // NOTE: the 200 alone is text (not `@ApiProduces`, which would make the 401 text too).
   @ApiOkResponse({
     description: 'Prometheus text exposition (version 0.0.4) of every metric.',
-    schema: { type: 'string' },
+    content: { 'text/plain': { schema: { type: 'string' } } },
   })
   @ApiErrors(401)
   async render(@Res() res: Response): Promise<void> {
