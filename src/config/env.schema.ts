@@ -101,7 +101,6 @@ export const envSchema = z.object({
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
     'info',
   ),
-  WORKER_METRICS_PORT: optionalPortVar(),
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalHttpUrlVar(),
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalHttpUrlVar(),
   OTEL_SERVICE_NAME: z.string().optional(),
