@@ -8,10 +8,6 @@ module.exports = {
   rootDir: '.',
   testEnvironment: 'node',
   testRegex: 'test/faults/.*\\.fault-spec\\.ts$',
-  // NOTE: the overload spec (issue 12) still fails its throughput assertion (0.35x saturation in
-  // its last run) and takes minutes: it runs on demand, `npm run test:overload`, until the
-  // delivery path meets it; then it joins this suite.
-  testPathIgnorePatterns: process.env.OVERLOAD_SPEC ? [] : ['/overload\\.fault-spec\\.ts$'],
   transform: {
     '^.+\\.ts$': 'ts-jest',
   },
