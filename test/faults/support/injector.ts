@@ -11,7 +11,7 @@ export class DeliveryInjector {
   injected = 0;
 
   constructor(
-    private readonly db: FaultDatabase,
+    private readonly db: Pick<FaultDatabase, 'query'>,
     redisUrl: string,
     private readonly endpointId: string,
   ) {
