@@ -10,6 +10,13 @@ const EACH = 2;
 const FLOOD = 200;
 /** How long the flooded endpoint holds each request: its backlog takes seconds to drain. */
 const HOLD_MS = 100;
+/**
+ * The flooded endpoint answers nothing until every event of the others is published: the
+ * flood cannot drain while the test is still publishing (however slow the machine), so what
+ * reaches it before the others are done is only what the scheduler let through.
+ */
+let openGate: () => void;
+const gate = new Promise<void>((resolve) => (openGate = resolve));
 const PER_ENDPOINT = 4;
 
 describe('when one of ten endpoints is flooded', () => {
@@ -24,10 +31,12 @@ describe('when one of ten endpoints is flooded', () => {
     svc = await startE2eApp({
       perEndpointConcurrency: PER_ENDPOINT,
       workerConcurrency: 20,
-      deliveryTimeoutMs: 5_000,
+      deliveryTimeoutMs: 30_000,
     });
     flooded = await startReceiver((_n, _r, res) => {
-      timers.push(setTimeout(() => res.end('ok'), HOLD_MS));
+      void gate.then(() =>
+        timers.push(setTimeout(() => res.end('ok'), HOLD_MS)),
+      );
     });
     others = await startReceiver((_n, _r, res) => {
       if (others.received.length === OTHERS * EACH)
@@ -37,6 +46,7 @@ describe('when one of ten endpoints is flooded', () => {
   });
 
   afterAll(async () => {
+    openGate();
     await svc?.close();
     timers.forEach(clearTimeout);
     await flooded?.close();
@@ -66,6 +76,7 @@ describe('when one of ten endpoints is flooded', () => {
         published.push((await client.publish(`other.${i}`, { round })).id);
       }
     }
+    openGate();
     await eventually(
       () => others.received.length >= OTHERS * EACH,
       'every delivery to the other endpoints',
