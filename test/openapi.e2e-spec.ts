@@ -386,6 +386,18 @@ describe('the OpenAPI document', () => {
         body: { url: receiver.url },
       })
     ).body;
+    // Rotations until 50 rotated-out secrets sign at once: the next one is refused (409).
+    let rotated;
+    for (let i = 0; i <= 50; i++) {
+      rotated = await record({
+        method: 'post',
+        template: '/v1/endpoints/{id}/rotate-secret',
+        path: `/v1/endpoints/${newEndpoint.id}/rotate-secret`,
+        auth: key,
+      });
+    }
+    expect(rotated!.status).toBe(409);
+    expect(rotated!.body.message).toMatch(/next rotation is possible at/);
     await record({
       method: 'post',
       template: '/v1/endpoints/{id}/recover',

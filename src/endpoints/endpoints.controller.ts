@@ -102,7 +102,8 @@ export class EndpointsController {
     type: EndpointSecretResponseDto,
     description: 'The new secret; the old one signs too for 24 h.',
   })
-  @ApiErrors(404)
+  // 409: 50 rotated-out secrets still sign (the message says when the next rotation is possible).
+  @ApiErrors(404, 409)
   @Transactional()
   rotate(@AccountId() accountId: string, @Param('id', UuidParam()) id: string) {
     return this.endpoints.rotateSecret(accountId, id);
