@@ -1,15 +1,25 @@
-import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import {
+  ApiExtraModels,
+  ApiProperty,
+  ApiPropertyOptional,
+  getSchemaPath,
+} from '@nestjs/swagger';
+import {
+  BodyCountersDto,
+  DeliveryCountersDto,
+  DeliveryJobCountsDto,
+  OutboxCountersDto,
+  TransactionCountersDto,
+} from './health-counters.dto';
 
 const UP_DOWN = ['up', 'down'];
 
 /**
- * NOTE: the admin-only members are operator diagnostics whose counters come from the
- * transactional-jobs library, Bull and the worker, and grow with them: they are documented as
- * free-form objects on purpose; the public summary is exact.
+ * Answer of `GET /health`: the summary anyone sees, the counters for the admin token. (A
+ * nullable member refers to its DTO through `allOf`: OpenAPI 3.0 ignores `nullable` beside a
+ * `$ref`.)
  */
-const DIAGNOSTICS = { type: 'object', additionalProperties: true } as const;
-
-/** Answer of `GET /health`: the summary anyone sees, the counters for the admin token. */
+@ApiExtraModels(OutboxCountersDto, DeliveryJobCountsDto)
 export class HealthSummaryResponseDto {
   @ApiProperty({
     enum: ['ok', 'degraded'],
@@ -24,36 +34,36 @@ export class HealthSummaryResponseDto {
   redis: 'up' | 'down';
 
   @ApiPropertyOptional({
-    ...DIAGNOSTICS,
+    allOf: [{ $ref: getSchemaPath(OutboxCountersDto) }],
     nullable: true,
     description:
       'Admin token only: the outbox backlog (null while Postgres is down).',
   })
-  outbox?: Record<string, unknown> | null;
+  outbox?: OutboxCountersDto | null;
 
   @ApiPropertyOptional({
-    ...DIAGNOSTICS,
+    type: TransactionCountersDto,
     description: 'Admin token only: transaction counters.',
   })
-  transactions?: Record<string, unknown>;
+  transactions?: TransactionCountersDto;
 
   @ApiPropertyOptional({
-    ...DIAGNOSTICS,
+    allOf: [{ $ref: getSchemaPath(DeliveryJobCountsDto) }],
     nullable: true,
     description:
       'Admin token only: Bull job counts of the delivery queue (null while Redis is down).',
   })
-  deliveryJobs?: Record<string, unknown> | null;
+  deliveryJobs?: DeliveryJobCountsDto | null;
 
   @ApiPropertyOptional({
-    ...DIAGNOSTICS,
+    type: DeliveryCountersDto,
     description: 'Admin token only: delivery counters of this process.',
   })
-  deliveries?: Record<string, unknown>;
+  deliveries?: DeliveryCountersDto;
 
   @ApiPropertyOptional({
-    ...DIAGNOSTICS,
+    type: BodyCountersDto,
     description: 'Admin token only: JSON request bodies read and parsed.',
   })
-  bodies?: Record<string, unknown>;
+  bodies?: BodyCountersDto;
 }
