@@ -192,6 +192,17 @@ describe.each(VARIANTS)(
         RAMP_MS.overload,
       );
       const deliveredPerSec = overload.deliveredPerSec;
+      // Printed before the final check, so that a run that times out there still reports them.
+      const phase = ({ endedAt: _, ...rest }: typeof knee) => rest;
+      console.log(
+        JSON.stringify({
+          endpoints,
+          drainRate: +drainRate.toFixed(1),
+          knee: phase(knee),
+          overload: phase(overload),
+          ratio: +(overload.deliveredPerSec / saturation).toFixed(2),
+        }),
+      );
 
       const report = await finalCheck({
         test: `overload: 3x the saturation rate, ${endpoints} endpoint(s)`,
@@ -206,22 +217,18 @@ describe.each(VARIANTS)(
       const left = env.sink.requests.filter(
         (r) => r.at > overload.endedAt + RAMP_MS.overload,
       );
-      const drainAfterRate =
-        left.length > 1
-          ? (1000 * (left.length - 1)) /
-            Math.max(1, left[left.length - 1].at - left[0].at)
-          : NaN;
-      const phase = ({ endedAt: _, ...rest }: typeof knee) => rest;
       console.log(
         JSON.stringify({
           endpoints,
-          drainRate: +drainRate.toFixed(1),
-          knee: phase(knee),
-          overload: phase(overload),
-          ratio: +(overload.deliveredPerSec / saturation).toFixed(2),
           drainAfter: {
             deliveries: left.length,
-            perSec: +drainAfterRate.toFixed(1),
+            perSec:
+              left.length > 1
+                ? +(
+                    (1000 * (left.length - 1)) /
+                    Math.max(1, left[left.length - 1].at - left[0].at)
+                  ).toFixed(1)
+                : null,
           },
         }),
       );
