@@ -124,9 +124,29 @@ export class DeliveryWorker implements OnApplicationBootstrap {
   onApplicationBootstrap() {
     if (this.config.role === 'api') return;
     this.processing = true;
-    void this.queue.process(this.config.workerConcurrency, (job) =>
-      this.track(this.observability.runJob(job, () => this.handle(job))),
-    );
+    // NOTE: Bull's process() names the worker's blocking connection without waiting for the
+    // reply (bull 4.16, lib/worker.js): a stop that cuts that connection first rejected it
+    // unhandled ("Connection is closed.", seen in CI). Caught here, for this queue only.
+    const queue = this.queue as Queue & { setWorkerName(): Promise<void> };
+    const setWorkerName = queue.setWorkerName.bind(queue);
+    queue.setWorkerName = () =>
+      setWorkerName().catch((error: unknown) => {
+        if (this.processing)
+          this.logger.warn(
+            `naming the worker's connection failed: ${String(error)}`,
+          );
+      });
+    // NOTE: Bull's process() settles when its loops end, and rejects when a Redis command of
+    // its start-up fails, e.g. cut off by a close that came first ("Connection is closed.").
+    this.queue
+      .process(this.config.workerConcurrency, (job) =>
+        this.track(this.observability.runJob(job, () => this.handle(job))),
+      )
+      .catch((error: unknown) => {
+        if (this.processing) {
+          this.logger.error(`the worker stopped taking jobs: ${String(error)}`);
+        }
+      });
   }
 
   /** Keeps `work` in `inFlight` until it settles (for `stop()`). */
