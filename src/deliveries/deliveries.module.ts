@@ -13,6 +13,7 @@ import { DeliveryReconciler } from './delivery-reconciler';
 import { DeliveryStats } from './delivery-stats';
 import { DeliveryWorker } from './delivery-worker';
 import { DeliveryBacklog } from './delivery-backlog';
+import { DeliveryDiverter } from './delivery-diverter';
 import { EndpointSlots } from './endpoint-slots';
 
 /** The delivery queue, its worker and reconciler, and the operator routes on deliveries. */
@@ -33,7 +34,12 @@ import { EndpointSlots } from './endpoint-slots';
       }),
     }),
     // Durable: a delivery job survives a crash or a Redis outage between commit and enqueue.
-    TransactionalModule.registerQueue({ name: DELIVERY_QUEUE, durable: true }),
+    // NOTE: jobs for an endpoint whose slots are all taken are parked as they are enqueued.
+    TransactionalModule.registerQueue({
+      name: DELIVERY_QUEUE,
+      durable: true,
+      diverter: DeliveryDiverter,
+    }),
     EndpointsModule,
   ],
   controllers: [DeliveriesController],
@@ -45,6 +51,7 @@ import { EndpointSlots } from './endpoint-slots';
     DeliveryReconciler,
     DeliveryStats,
     DeliveryBacklog,
+    DeliveryDiverter,
     {
       provide: EndpointSlots,
       inject: [getQueueToken(DELIVERY_QUEUE), APP_CONFIG],

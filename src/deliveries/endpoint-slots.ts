@@ -65,6 +65,31 @@ redis.call('ZREM', KEYS[2], next[1])
 redis.call('HDEL', KEYS[3], next[1])
 return {next[1], json}`;
 
+// KEYS: in-flight, parked, data, endpoints set, park sequence. ARGV: now, limit, endpoint,
+// then a job id and its json per job. Jobs that arrive while the endpoint's slots are all
+// taken are parked (as ACQUIRE_OR_PARK would, in the worker); as many as there are free slots
+// are left for the queue. Returns a flag per job: 1 for the queue, 0 parked (now or before).
+const PARK_IF_FULL = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
+local flags = {}
+local parked = false
+for i = 4, #ARGV, 2 do
+  if redis.call('ZSCORE', KEYS[2], ARGV[i]) then
+    flags[#flags + 1] = 0
+  elseif free > 0 then
+    free = free - 1
+    flags[#flags + 1] = 1
+  else
+    redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), ARGV[i])
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+    flags[#flags + 1] = 0
+    parked = true
+  end
+end
+if parked then redis.call('SADD', KEYS[4], ARGV[3]) end
+return flags`;
+
 /** A job waiting for a slot of its endpoint, by its Bull job id. */
 export interface ParkedJob {
   jobId: string;
@@ -127,6 +152,26 @@ export class EndpointSlots {
       endpointId,
     );
     return result === 1;
+  }
+
+  /**
+   * For jobs about to be queued for `endpointId`: parks those that would find every slot taken
+   * (all but as many as there are free slots), so that they cost no job cycle in a worker.
+   * Resolves with a flag per job: true for those the queue should still get. Idempotent: a job
+   * parked already is not parked again, nor queued.
+   */
+  async parkIfFull(endpointId: string, jobs: ParkedJob[]): Promise<boolean[]> {
+    const flags = (await this.redis.eval(
+      PARK_IF_FULL,
+      5,
+      ...this.keys(endpointId),
+      `${this.prefix}:endpoint-parked-seq`,
+      Date.now(),
+      this.limit,
+      endpointId,
+      ...jobs.flatMap((job) => [job.jobId, JSON.stringify(job.data)]),
+    )) as number[];
+    return flags.map((flag) => flag === 1);
   }
 
   /**

@@ -27,7 +27,9 @@ export {
 export type {
   BulkJob,
   IsolationLevel,
+  JobDiverter,
   JobOptionsOf,
+  OutgoingJob,
   QueueKind,
   NoTransactionPolicy,
   PlainQueuePolicy,

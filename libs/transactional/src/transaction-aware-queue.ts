@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { randomUUID } from 'crypto';
 import type { JobOptions, Queue } from 'bull';
+import { DivertingAdapter } from './adapters/diverting-adapter';
 import { createQueueAdapter } from './adapters/queue-adapter.factory';
 import type { QueueAdapter } from './adapters/queue-adapter';
 import { NoTransactionError } from './errors/no-transaction.error';
@@ -19,6 +20,7 @@ import { withTimeout } from './with-timeout';
 import { LibrarySpan, endSpan, startSpan } from './observability/tracing';
 import type {
   BulkJob,
+  JobDiverter,
   NoTransactionPolicy,
   TransactionAwareJobOptions,
   TransactionAwareQueueOptions,
@@ -124,6 +126,8 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     private readonly resolveQueue: () => Q,
     /** The connection's outbox; required when any job is durable. */
     private readonly outbox?: QueueOutbox,
+    /** Returns the queue's `JobDiverter` (`options.diverter`); called once, on first use. */
+    private readonly resolveDiverter?: () => JobDiverter,
   ) {
     this.name = options.name;
     this.durable = options.durable ?? false;
@@ -154,11 +158,16 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
    * `TransactionAwareQueueOptions.adapter` or from the queue itself. Internal.
    */
   get adapter(): QueueAdapter {
-    this.queueAdapter ??= createQueueAdapter(
-      this.queue,
-      this.options.adapter,
-      this.name,
-    );
+    if (!this.queueAdapter) {
+      const adapter = createQueueAdapter(
+        this.queue,
+        this.options.adapter,
+        this.name,
+      );
+      this.queueAdapter = this.resolveDiverter
+        ? new DivertingAdapter(adapter, this.resolveDiverter(), this.name)
+        : adapter;
+    }
     return this.queueAdapter;
   }
 

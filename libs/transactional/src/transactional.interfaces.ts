@@ -1,3 +1,4 @@
+import type { InjectionToken } from '@nestjs/common';
 import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
 import type { Propagation } from './propagation';
 import type { QueueKind } from './adapters/queue-adapter';
@@ -111,6 +112,43 @@ export interface TransactionAwareQueueOptions {
    * name (an instance of BullMQ's `Queue` or of Bull's).
    */
   adapter?: QueueKind;
+  /**
+   * Token of a provider implementing {@link JobDiverter}: it sees the jobs of this queue each
+   * time they are about to reach Redis (after the commit, from the outbox relay, or outside a
+   * transaction) and may take some of them elsewhere. Default: none (every job goes to the
+   * queue).
+   */
+  diverter?: InjectionToken;
+}
+
+/** A job about to be handed to its queue, as a {@link JobDiverter} sees it. */
+export interface OutgoingJob {
+  /** The job's name (the queue library's default name when it was added without one). */
+  readonly name: string;
+  /** The job's data. */
+  readonly data: unknown;
+  /** The job's options, with the `jobId` it was given inside the transaction. */
+  readonly opts: Readonly<Record<string, any>>;
+}
+
+/**
+ * Takes some of a queue's jobs elsewhere instead of the queue, at the moment they would reach
+ * Redis: for example, jobs for a resource that is busy, parked where the worker that frees it
+ * picks them up, so that they never cost a job cycle in a worker. Registered with
+ * `registerQueue({ name, diverter: TOKEN })`; repeatable jobs are never shown to it.
+ *
+ * The delivery guarantees of the queue extend to the jobs it diverts only if it keeps them as
+ * reliably as the queue would: it resolves once they are stored. When it rejects, the library
+ * treats the batch as one Redis refused: non-durable jobs are counted as failed, durable ones
+ * are left to the outbox relay, which shows them to the diverter again. It must therefore be
+ * idempotent: a job (same `opts.jobId`) may be shown more than once.
+ */
+export interface JobDiverter {
+  /**
+   * Resolves with the jobs the queue should still get: a subset of `jobs` (the same objects;
+   * order does not matter). Those left out count as enqueued.
+   */
+  divert(jobs: readonly OutgoingJob[]): Promise<readonly OutgoingJob[]>;
 }
 
 /**

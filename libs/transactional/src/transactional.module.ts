@@ -2,6 +2,7 @@ import {
   DynamicModule,
   Global,
   Injectable,
+  InjectionToken,
   Module,
   Provider,
 } from '@nestjs/common';
@@ -26,6 +27,7 @@ import {
   getTransactionHostToken,
 } from './transactional.constants';
 import type {
+  JobDiverter,
   TransactionAwareQueueOptions,
   TransactionalModuleAsyncOptions,
   TransactionalModuleOptions,
@@ -46,6 +48,23 @@ class QueueResolver {
           `"${name}". Register it with BullModule.registerQueue({ name: '${name}' }).`,
       );
     }
+  }
+
+  diverter(queueName: string, token: InjectionToken): JobDiverter {
+    let diverter: JobDiverter | undefined;
+    try {
+      diverter = this.moduleRef.get(token, { strict: false });
+    } catch {
+      // NOTE: reported below, with the queue's name.
+    }
+    if (typeof diverter?.divert !== 'function') {
+      throw new TransactionalError(
+        `TransactionalModule.registerQueue({ name: '${queueName}', diverter }) found no ` +
+          `provider ${String(typeof token === 'function' ? token.name : token)} with a ` +
+          'divert(jobs) method. Provide it in a module this one can reach.',
+      );
+    }
+    return diverter;
   }
 
   flowProducer(name: string) {
@@ -171,6 +190,9 @@ export class TransactionalModule {
           outbox?.forConnection(
             options.connectionName ?? DEFAULT_CONNECTION_NAME,
           ),
+          options.diverter === undefined
+            ? undefined
+            : () => resolver.diverter(options.name, options.diverter!),
         );
         registry.add(queue);
         return queue;

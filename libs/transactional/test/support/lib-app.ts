@@ -127,8 +127,14 @@ export async function createLibApp(
   const app = moduleRef.createNestApplication({
     logger: spec.logger ?? (process.env.TEST_LOGS ? undefined : false),
   });
-  if (spec.listen === false) await app.init();
-  else await app.listen(0, '127.0.0.1');
+  try {
+    if (spec.listen === false) await app.init();
+    else await app.listen(0, '127.0.0.1');
+  } catch (error) {
+    // NOTE: an app that failed to start still holds its connections (a spec expecting it).
+    await app.close().catch(() => undefined);
+    throw error;
+  }
   return app;
 }
 
