@@ -82,6 +82,7 @@ describe.each(VARIANTS)(
         env.db.url,
         env.redis.url,
         tenants.map((tenant) => tenant.endpointId),
+        Number(DEFAULTS.PER_ENDPOINT_CONCURRENCY),
       );
       injector = inj;
       const injected = () => inj.injected;

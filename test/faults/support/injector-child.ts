@@ -1,7 +1,8 @@
 /**
  * The child of {@link InjectorProcess}: injects deliveries when asked, at a low CPU priority
  * (its own and its Postgres backend's), so that on one machine the load generator takes the
- * CPU the service leaves, not the CPU it needs. Argv: database URL, Redis URL, endpoint ids.
+ * CPU the service leaves, not the CPU it needs. Argv: database URL, Redis URL, endpoint ids;
+ * env: the service's `PER_ENDPOINT_CONCURRENCY`.
  * Messages: `{ counts }` (deliveries per endpoint) answered with `{ injected }`; `'close'`.
  */
 import { setPriority } from 'os';
@@ -25,7 +26,13 @@ async function main() {
       (await client.query(sql, params as any[])).rows,
   };
   const injectors = endpointIds.map(
-    (id) => new DeliveryInjector(db, redisUrl, id),
+    (id) =>
+      new DeliveryInjector(
+        db,
+        redisUrl,
+        id,
+        Number(process.env.PER_ENDPOINT_CONCURRENCY),
+      ),
   );
   let work = Promise.resolve();
   process.on('message', (message: { counts: number[] } | 'close') => {

@@ -34,11 +34,19 @@ export class InjectorProcess {
     dbUrl: string,
     redisUrl: string,
     endpointIds: string[],
+    /** The service's `PER_ENDPOINT_CONCURRENCY` (jobs are parked as the service parks them). */
+    perEndpointConcurrency: number,
   ): Promise<InjectorProcess> {
     const child = fork(
       join(__dirname, 'injector-child.ts'),
       [dbUrl, redisUrl, ...endpointIds],
-      { execArgv: ['-r', 'ts-node/register/transpile-only'] },
+      {
+        execArgv: ['-r', 'ts-node/register/transpile-only'],
+        env: {
+          ...process.env,
+          PER_ENDPOINT_CONCURRENCY: String(perEndpointConcurrency),
+        },
+      },
     );
     await new Promise<void>((resolve, reject) => {
       child.once('message', () => resolve());

@@ -1,21 +1,31 @@
 import Bull from 'bull';
+import { DeliveryDiverter } from '../../../src/deliveries/delivery-diverter';
+import { EndpointSlots } from '../../../src/deliveries/endpoint-slots';
 import type { FaultDatabase } from './fault-database';
 
 /**
  * Writes deliveries as `POST /v1/events` would (an event and its delivery committed, then a
- * job with the same id and data the service adds), without going through the API: a load the
- * API of a small machine could not offer. One endpoint, `Bull`'s default prefix.
+ * job with the same id and data the service adds, through the service's `DeliveryDiverter`:
+ * parked at once while the endpoint's slots are all taken), without going through the API: a
+ * load the API of a small machine could not offer. One endpoint, `Bull`'s default prefix.
  */
 export class DeliveryInjector {
   private readonly queue: Bull.Queue;
+  private readonly diverter: DeliveryDiverter;
   injected = 0;
 
   constructor(
     private readonly db: Pick<FaultDatabase, 'query'>,
     redisUrl: string,
     private readonly endpointId: string,
+    /** The service's `PER_ENDPOINT_CONCURRENCY`. */
+    perEndpointConcurrency: number,
   ) {
     this.queue = new Bull('webhook-deliveries', redisUrl);
+    // NOTE: parkIfFull reads the limit only; the lease is the worker's business.
+    this.diverter = new DeliveryDiverter(
+      new EndpointSlots(this.queue.client, perEndpointConcurrency, 0, 'bull'),
+    );
   }
 
   /** Commits `n` events with one delivery each, then enqueues their jobs. */
@@ -32,17 +42,22 @@ export class DeliveryInjector {
        RETURNING id, endpoint_id`,
       [this.endpointId, n],
     );
-    await this.queue.addBulk(
-      rows.map((r) => ({
-        data: { deliveryId: r.id, endpointId: r.endpoint_id },
-        opts: {
-          jobId: `${r.id}:1`,
-          attempts: 1,
-          removeOnComplete: true,
-          removeOnFail: true,
-        },
-      })),
-    );
+    const jobs = rows.map((r) => ({
+      name: '__default__',
+      data: { deliveryId: r.id, endpointId: r.endpoint_id },
+      opts: {
+        jobId: `${r.id}:1`,
+        attempts: 1,
+        removeOnComplete: true,
+        removeOnFail: true,
+      },
+    }));
+    const kept = await this.diverter.divert(jobs);
+    if (kept.length > 0) {
+      await this.queue.addBulk(
+        kept.map(({ data, opts }) => ({ data: data as any, opts })),
+      );
+    }
     this.injected += rows.length;
   }
 
