@@ -20,11 +20,9 @@ export class DeliveryDiverter implements JobDiverter {
     for (const job of jobs) {
       const endpointId = parkable(job);
       if (endpointId === undefined) kept.push(job);
-      else
-        byEndpoint.set(endpointId, [
-          ...(byEndpoint.get(endpointId) ?? []),
-          job,
-        ]);
+      else if (byEndpoint.has(endpointId))
+        byEndpoint.get(endpointId)!.push(job);
+      else byEndpoint.set(endpointId, [job]);
     }
     await Promise.all(
       [...byEndpoint].map(async ([endpointId, group]) => {
