@@ -19,7 +19,10 @@ import {
   waitFor,
 } from './support/lib-app';
 import { Order } from './support/order.entity';
-import { createOutboxTable } from './support/outbox-table';
+import {
+  createOutboxTable,
+  makeOutboxRowsEligible,
+} from './support/outbox-table';
 
 const PLAIN = uniqueName('divert-plain');
 const DURABLE = uniqueName('divert-durable');
@@ -104,11 +107,7 @@ describe('when a queue has a JobDiverter', () => {
         WHERE dispatched_at IS NULL AND id = ANY($1::text[]) ORDER BY id`,
       [ids],
     )) as { id: string; last_error: string | null }[];
-  const makeEligible = () =>
-    dbQuery(
-      app.get(DataSource),
-      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-    );
+  const makeEligible = () => makeOutboxRowsEligible(app.get(DataSource), TABLE);
 
   beforeAll(async () => {
     await createOutboxTable(TABLE);

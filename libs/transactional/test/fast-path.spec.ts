@@ -15,7 +15,10 @@ import {
   createLibApp,
   waitFor,
 } from './support/lib-app';
-import { createOutboxTable } from './support/outbox-table';
+import {
+  createOutboxTable,
+  makeOutboxRowsEligible,
+} from './support/outbox-table';
 import {
   OwnRedis,
   startOwnRedis,
@@ -68,11 +71,7 @@ describe('when Redis is unavailable after a commit', () => {
         [id],
       )
     )[0] as { dispatched_at: Date | null } | undefined;
-  const makeEligible = () =>
-    dbQuery(
-      app.get(DataSource),
-      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-    );
+  const makeEligible = () => makeOutboxRowsEligible(app.get(DataSource), TABLE);
   /** Runs a transaction that adds one job to `queue`; resolves with its id and how long it took. */
   async function request(queue: TransactionAwareQueue<Payload>) {
     const startedAt = Date.now();

@@ -19,7 +19,10 @@ import {
   waitFor,
 } from './support/lib-app';
 import { Order } from './support/order.entity';
-import { createOutboxTable } from './support/outbox-table';
+import {
+  createOutboxTable,
+  makeOutboxRowsEligible,
+} from './support/outbox-table';
 import { dbQuery } from './support/db';
 
 const DURABLE = uniqueName('jobid-durable');
@@ -216,10 +219,7 @@ describe('when a durable job is added with a jobId another add used already', ()
       async () => (await outbox.stats()).pending === 1,
       'the fast path to mark the second row',
     );
-    await dbQuery(
-      app.get(DataSource),
-      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-    );
+    await makeOutboxRowsEligible(app.get(DataSource), TABLE);
 
     // The relay hands the first row to Bull, which ignores the job id it holds.
     expect(await outbox.relayOnce()).toBe(1);

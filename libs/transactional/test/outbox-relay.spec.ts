@@ -18,7 +18,10 @@ import {
   redisStatus,
   waitFor,
 } from './support/lib-app';
-import { createOutboxTable } from './support/outbox-table';
+import {
+  createOutboxTable,
+  makeOutboxRowsEligible,
+} from './support/outbox-table';
 import {
   OwnRedis,
   startOwnRedis,
@@ -95,11 +98,7 @@ describe('when the outbox relay dispatches rows', () => {
       )
     ).map((row: Row) => ({ ...row, wait_ms: Number(row.wait_ms) }));
   /** Makes every pending row eligible now (as if the grace period or backoff had passed). */
-  const makeEligible = () =>
-    dbQuery(
-      a.get(DataSource),
-      `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-    );
+  const makeEligible = () => makeOutboxRowsEligible(a.get(DataSource), TABLE);
   /**
    * Adds `count` durable jobs in one transaction of `a` whose fast path fails (as in a Redis
    * outage), so that their rows stay pending; resolves with their ids.

@@ -21,6 +21,7 @@ import {
 } from './support/lib-app';
 import { itBullOnly } from './support/queue-kind';
 import { Order } from './support/order.entity';
+import { makeOutboxRowsEligible } from './support/outbox-table';
 import { dbQuery } from './support/db';
 
 const DURABLE = uniqueName('outbox-durable');
@@ -97,10 +98,7 @@ async function outboxRow(app: INestApplication, id: string) {
 
 /** Makes every pending row eligible for the relay now, as if its grace period had passed. */
 async function expireGrace(app: INestApplication) {
-  await dbQuery(
-    app.get(DataSource),
-    `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-  );
+  await makeOutboxRowsEligible(app.get(DataSource), TABLE);
 }
 
 describe('when a queue is durable (transactional outbox)', () => {

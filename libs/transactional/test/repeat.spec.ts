@@ -9,7 +9,10 @@ import {
 } from '../src';
 import { uniqueName } from './support/env';
 import { bullQueue, closeLibApp, createLibApp } from './support/lib-app';
-import { createOutboxTable } from './support/outbox-table';
+import {
+  createOutboxTable,
+  makeOutboxRowsEligible,
+} from './support/outbox-table';
 import { describeBullOnly } from './support/queue-kind';
 import { dbQuery } from './support/db';
 
@@ -101,10 +104,7 @@ describeBullOnly(
     };
     /** Makes every pending row eligible for the relay now (as if the grace period had passed). */
     const expireGrace = () =>
-      dbQuery(
-        app.get(DataSource),
-        `UPDATE ${TABLE} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
-      );
+      makeOutboxRowsEligible(app.get(DataSource), TABLE);
 
     beforeAll(async () => {
       await createOutboxTable(TABLE);

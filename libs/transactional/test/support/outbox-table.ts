@@ -1,5 +1,6 @@
 import { DataSource } from 'typeorm';
 import { createOutboxMigration } from '../../src';
+import { dbQuery, Queryable } from './db';
 import { onMariaDb, testDataSourceOptions } from './env';
 
 /** Drops the outbox table `tableName` (if any) and creates it with `createOutboxMigration`. */
@@ -22,4 +23,15 @@ export async function createOutboxTable(tableName: string): Promise<void> {
   } finally {
     await dataSource.destroy();
   }
+}
+
+/** Makes every pending row of `tableName` eligible for the relay now (grace or backoff over). */
+export function makeOutboxRowsEligible(
+  on: Queryable,
+  tableName: string,
+): Promise<unknown> {
+  return dbQuery(
+    on,
+    `UPDATE ${tableName} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
+  );
 }
