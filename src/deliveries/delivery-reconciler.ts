@@ -34,6 +34,16 @@ export const RECONCILE_SQL = `(SELECT id, attempt_count, endpoint_id FROM delive
     ORDER BY locked_until LIMIT $2)`;
 
 /**
+ * The deliveries among $1 that still look lost, read again after Redis said they have no job:
+ * by primary key alone (a status predicate lets the planner pick a partial index), the
+ * conditions of {@link RECONCILE_SQL} computed as a column.
+ */
+export const RECONCILE_RECHECK_SQL = `SELECT id, attempt_count,
+    (status = 'pending' AND next_attempt_at < now() - make_interval(secs => $2::float8 / 1000))
+      OR (status = 'sending' AND locked_until < now()) AS lost
+  FROM deliveries WHERE id = ANY($1::uuid[])`;
+
+/**
  * Postgres is the source of truth, Bull only schedules: deliveries that are due (or whose
  * sender's lease expired) for longer than a grace period, and whose job is neither in Bull nor
  * parked for an endpoint slot, have lost it (Redis flushed, a job removed by hand, a worker
@@ -99,13 +109,41 @@ export class DeliveryReconciler implements OnApplicationBootstrap {
         jobId: deliveryJobId(row.id, row.attempt_count + 1),
       },
     }));
-    const lost = await this.withoutJob(candidates);
+    const lost = await this.stillLost(
+      await this.withoutJob(candidates),
+      graceMs,
+    );
     if (lost.length === 0) return 0;
     await this.queue.addBulk(lost);
     this.logger.log(
       `re-enqueued ${lost.length} delivery job(s) found due in Postgres without a job`,
     );
     return lost.length;
+  }
+
+  /**
+   * The candidates that still look lost in Postgres, as they were scanned (the same attempt
+   * count). A worker may have taken a delivery between the scan and the Redis check (a parked
+   * job popped by a slot holder, then claimed): it has no job any more, and is not lost. Under
+   * overload the oldest due deliveries, which the scan reads first, are those the workers are
+   * taking; re-adding them cost a needless job cycle each. What remains is the short window
+   * between a parked job's pop and its claim, where a duplicate job is a no-op (the claim).
+   */
+  private async stillLost<
+    T extends { data: DeliveryJob; opts: { jobId: string } },
+  >(candidates: T[], graceMs: number): Promise<T[]> {
+    if (candidates.length === 0) return candidates;
+    const rows: { id: string; attempt_count: number; lost: boolean }[] =
+      await this.tx.manager.query(RECONCILE_RECHECK_SQL, [
+        candidates.map((c) => c.data.deliveryId),
+        graceMs,
+      ]);
+    const lost = new Set(
+      rows
+        .filter((row) => row.lost)
+        .map((row) => deliveryJobId(row.id, row.attempt_count + 1)),
+    );
+    return candidates.filter((c) => lost.has(c.opts.jobId));
   }
 
   /**

@@ -14,7 +14,10 @@ import {
 } from '../../src/deliveries/delivery-batch-outcomes';
 import { OLDEST_DUE_SQL } from '../../src/deliveries/delivery-backlog';
 import { CLAIM_SQL } from '../../src/deliveries/delivery-claims';
-import { RECONCILE_SQL } from '../../src/deliveries/delivery-reconciler';
+import {
+  RECONCILE_RECHECK_SQL,
+  RECONCILE_SQL,
+} from '../../src/deliveries/delivery-reconciler';
 
 /** Ids the hot queries are run with (rows that exist in the big data set, or not at all). */
 export interface HotIds {
@@ -120,6 +123,12 @@ export function hotQueries(
       sql: RECONCILE_SQL,
       params: [30_000, 1000],
       indexes: ['deliveries_pending_next', 'deliveries_sending_lease'],
+    },
+    {
+      name: 'reconciler: do the deliveries without a job still look lost',
+      sql: RECONCILE_RECHECK_SQL,
+      params: [ids.deliveries, 30_000],
+      indexes: ['deliveries_pkey'],
     },
     {
       name: 'backlog: the oldest due pending delivery',
