@@ -1,6 +1,8 @@
 import { BullModule } from '@nestjs/bull';
 import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { EventLoopPressure } from './load-shedding/event-loop-pressure';
+import { LoadShedGuard } from './load-shedding/load-shed.guard';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { TransactionalModule } from 'nestjs-transactional-jobs';
 import { AccountsModule } from './accounts/accounts.module';
@@ -71,7 +73,10 @@ export class AppModule {
         { provide: APP_CONFIG, useValue: config },
         Migrator,
         GracefulShutdown,
-        // NOTE: global guards run in this order: the body is read only once the caller is known.
+        EventLoopPressure,
+        // NOTE: global guards run in this order: a request shed under load costs nothing more;
+        // the body is read only once the caller is known.
+        { provide: APP_GUARD, useClass: LoadShedGuard },
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         // NOTE: per account, so after authentication, and before a throttled body is read.
         { provide: APP_GUARD, useExisting: AccountThrottlerGuard },

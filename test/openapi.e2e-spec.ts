@@ -8,6 +8,8 @@ import {
 } from './support/harness';
 import type { HttpMethod as Method } from './support/openapi-schemas';
 import { Receiver, startReceiver } from './support/receiver';
+import { blockTheLoop } from './support/busy-loop';
+import { EventLoopPressure } from '../src/load-shedding/event-loop-pressure';
 
 /** One request this spec makes: the documented operation it exercises, and how. */
 interface Call {
@@ -436,6 +438,35 @@ describe('the OpenAPI document', () => {
           limited.url,
         );
       }
+    }
+
+    // 503 on the routes that create events, from an app whose event loop is kept busy.
+    const shedding = await startE2eApp({ shedLoopUtilization: 80 });
+    try {
+      const shedKey = `Bearer ${await shedding.createAccount('shed')}`;
+      const unblock = blockTheLoop(80);
+      try {
+        const pressure = shedding.app.get(EventLoopPressure);
+        await eventually(() => pressure.overloaded, 'the loop to be busy');
+        for (const [path, ops] of Object.entries(doc.paths)) {
+          for (const [method, op] of Object.entries(ops)) {
+            if (!path.startsWith('/v1/') || !op.responses['503']) continue;
+            await record(
+              {
+                method: method as Method,
+                template: path,
+                path: ids(path, missing),
+                auth: shedKey,
+              },
+              shedding.url,
+            );
+          }
+        }
+      } finally {
+        unblock();
+      }
+    } finally {
+      await shedding.close();
     }
 
     // Metrics: the admin token, or 401.

@@ -23,6 +23,8 @@ export const DEFAULT_ENV: Record<string, string> = {
   BULL_STALLED_INTERVAL_MS: '30000',
   OUTBOX_GRACE_MS: '5000',
   OUTBOX_POLL_INTERVAL_MS: '1000',
+  // NOTE: empty is unset: the service's default (the fault harness's FAST_ENV turns it off).
+  API_SHED_LOOP_UTILIZATION: '',
 };
 
 /** One service under test on a fresh database and redis-server, with its tenant. */

@@ -76,9 +76,22 @@ export interface AppConfig {
    * longer than this (ms): the workers do not keep up.
    */
   healthDeliveryBacklogMaxAgeMs: number;
+  /**
+   * Routes that create events answer 503 (`Retry-After`) while this process's event loop is
+   * busier than this (%, in each of two 250 ms windows); 0 turns it off. Unset: on
+   * ({@link DEFAULT_SHED_LOOP_UTILIZATION}) when the API shares its process with the worker
+   * (`PROCESS_ROLE=all`), off otherwise.
+   */
+  shedLoopUtilization: number;
   /** Requests per account (API key) per window, across every API process; 0 turns it off. */
   rateLimit: { limit: number; windowMs: number };
 }
+
+/**
+ * `API_SHED_LOOP_UTILIZATION` of a process running the API and the worker (`all`): an event
+ * loop busy this share (%) of the time has more work than CPU, and its deliveries wait.
+ */
+export const DEFAULT_SHED_LOOP_UTILIZATION = 90;
 
 /** The configuration is invalid: `problems` names every bad or missing variable. */
 export class ConfigValidationError extends Error {
@@ -129,6 +142,9 @@ function toAppConfig(env: ParsedEnv): AppConfig {
     healthCheckTimeoutMs: env.HEALTH_CHECK_TIMEOUT_MS,
     healthOutboxMaxAgeMs: env.HEALTH_OUTBOX_MAX_AGE_MS,
     healthDeliveryBacklogMaxAgeMs: env.HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS,
+    shedLoopUtilization:
+      env.API_SHED_LOOP_UTILIZATION ??
+      (env.PROCESS_ROLE === 'all' ? DEFAULT_SHED_LOOP_UTILIZATION : 0),
     rateLimit: {
       limit: env.RATE_LIMIT_MAX,
       windowMs: env.RATE_LIMIT_WINDOW_MS,

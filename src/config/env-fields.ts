@@ -36,6 +36,13 @@ export function intVar(
     });
 }
 
+/** An integer `min..max`, or undefined when unset (the default is decided elsewhere). */
+export function optionalIntVar(min = 0, max = Number.MAX_SAFE_INTEGER) {
+  return intVar(Number.NaN, min, max).transform((value) =>
+    Number.isNaN(value) ? undefined : value,
+  );
+}
+
 /** An integer port (0..65535), or undefined when unset. */
 export function optionalPortVar() {
   return z

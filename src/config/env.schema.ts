@@ -4,6 +4,7 @@ import { parseAllowSubnets } from '../webhooks-http/ssrf-guard';
 import {
   enumVar,
   intVar,
+  optionalIntVar,
   optionalHttpUrlVar,
   optionalPortVar,
   parsedVar,
@@ -93,6 +94,8 @@ export const envSchema = z.object({
   HEALTH_CHECK_TIMEOUT_MS: intVar(1000),
   HEALTH_OUTBOX_MAX_AGE_MS: intVar(60_000),
   HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS: intVar(60_000),
+  // NOTE: unset, it depends on PROCESS_ROLE (app-config.ts): on in `all`, off otherwise.
+  API_SHED_LOOP_UTILIZATION: optionalIntVar(0, 100),
   RATE_LIMIT_MAX: intVar(600, 0),
   RATE_LIMIT_WINDOW_MS: intVar(60_000),
   // NOTE: observability (observability/observability-config.ts reads them into its own config);

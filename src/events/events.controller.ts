@@ -5,6 +5,7 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import { ApiErrors, ApiKeyAuth, ApiPage } from '../openapi/api-docs.decorators';
+import { ShedUnderLoad } from '../load-shedding/load-shed.guard';
 import { CreateEventDto } from './dto/create-event.dto';
 import {
   EventResponseDto,
@@ -34,6 +35,7 @@ export class EventsController {
   ) {}
 
   @Post()
+  @ShedUnderLoad()
   @ApiBody({ type: CreateEventDto })
   @ApiCreatedResponse({
     type: PublishedEventResponseDto,

@@ -3,6 +3,7 @@ import { ApiErrors, ApiKeyAuth } from '../openapi/api-docs.decorators';
 import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { Transactional } from 'nestjs-transactional-jobs';
 import { AccountId } from '../auth/auth.decorators';
+import { ShedUnderLoad } from '../load-shedding/load-shed.guard';
 import { UuidParam } from '../http/uuid-param.pipe';
 import { CreateTripDto } from './dto/create-trip.dto';
 import { ReportDelayDto } from './dto/report-delay.dto';
@@ -20,6 +21,7 @@ export class TripsController {
   constructor(private readonly trips: TripsService) {}
 
   @Post()
+  @ShedUnderLoad()
   @ApiCreatedResponse({ type: TripResponseDto, description: 'The trip.' })
   @ApiErrors(400, 409)
   @Transactional()
@@ -35,6 +37,7 @@ export class TripsController {
   }
 
   @Post(':id/delays')
+  @ShedUnderLoad()
   @ApiCreatedResponse({
     type: TripDelayedResponseDto,
     description:
@@ -51,6 +54,7 @@ export class TripsController {
   }
 
   @Post(':id/arrival')
+  @ShedUnderLoad()
   @ApiOkResponse({
     type: TripResponseDto,
     description:

@@ -73,6 +73,9 @@ export function e2eConfig(overrides: Partial<AppConfig> = {}): AppConfig {
       PORT: '0',
       // NOTE: counted in Redis on every request, but high enough never to refuse a spec's calls.
       RATE_LIMIT_MAX: '100000',
+      // NOTE: jest runs the specs' own work in the app's event loop; load shedding would refuse
+      // their calls whenever a spec keeps it busy (load-shedding.e2e-spec.ts turns it on).
+      API_SHED_LOOP_UTILIZATION: '0',
     }),
     ...overrides,
   };

@@ -27,6 +27,8 @@ export const FAST_ENV: Record<string, string> = {
   WORKER_CONCURRENCY: '10',
   // Counted on every request, never refusing a load spec's calls.
   RATE_LIMIT_MAX: '100000',
+  // Never shedding a load spec's calls either (the machine is busy by design).
+  API_SHED_LOOP_UTILIZATION: '0',
   NO_COLOR: '1',
 };
 
