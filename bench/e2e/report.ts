@@ -4,6 +4,10 @@ import { lineChart, Series } from './svg';
 
 interface Step {
   offered: number;
+  /** Deliveries/s the API accepted (201) in the step. */
+  accepted: number;
+  /** Requests not accepted: refused (503 under load shedding, 429) or failed. */
+  errors: number;
   delivered: number;
   p50: number | null;
   p95: number | null;
@@ -81,14 +85,14 @@ export function report(out: any, dir: string) {
     '',
   );
   lines.push(
-    '| build | scenario | offered | delivered/s | p50 | p95 | p99 | CPU ms/delivery |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| build | scenario | offered | accepted/s | requests not accepted | delivered/s | p50 | p95 | p99 | CPU ms/delivery |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   );
   for (const [build, scenarios] of Object.entries<any>(out.results)) {
     for (const [name, r] of Object.entries<any>(scenarios)) {
       for (const s of (r?.steps ?? []) as Step[]) {
         lines.push(
-          `| ${build} | ${name} | ${s.offered} | ${s.delivered} | ${ms(s.p50)} | ${ms(s.p95)} | ${ms(s.p99)} | ${s.cpuMsPerDelivery.total} |`,
+          `| ${build} | ${name} | ${s.offered} | ${s.accepted} | ${s.errors} | ${s.delivered} | ${ms(s.p50)} | ${ms(s.p95)} | ${ms(s.p99)} | ${s.cpuMsPerDelivery.total} |`,
         );
       }
     }
