@@ -12,14 +12,62 @@ import {
 import { requireDateTime } from '../http/date-time';
 import { CreateTripDto } from './dto/create-trip.dto';
 import { ReportDelayDto } from './dto/report-delay.dto';
-import { TripDelay } from './trip-delay.entity';
-import { Trip } from './trip.entity';
+import { Trip, TripStatus } from './trip.entity';
 
 /** Whether a query failed on a unique constraint (Postgres error 23505). */
 function isUniqueViolation(error: unknown): boolean {
   return (
     error instanceof QueryFailedError && error.driverError?.code === '23505'
   );
+}
+
+/**
+ * Delays a trip of an account unless it has arrived ($1 trip, $2 account, $3 minutes, $4
+ * reason): the trip's new row and the delay's id and time; no row when the trip does not exist
+ * in the account or has arrived. `updated_at` is the transaction's time, as TypeORM sets it.
+ */
+export const REPORT_DELAY_SQL = `WITH trip AS (
+    UPDATE trips SET status = 'delayed',
+           delay_minutes_total = delay_minutes_total + $3,
+           expected_arrival = expected_arrival + make_interval(mins => $3),
+           updated_at = now()
+     WHERE id = $1 AND account_id = $2 AND status <> 'arrived'
+     RETURNING *),
+  delay AS (
+    INSERT INTO trip_delays (trip_id, minutes, reason)
+    SELECT id, $3, $4 FROM trip RETURNING id, created_at)
+  SELECT trip.*, delay.id AS delay_id, delay.created_at AS delay_created_at
+    FROM trip, delay`;
+
+/** A row of `trips` as Postgres returns it. */
+interface TripRow {
+  id: string;
+  account_id: string;
+  reference: string;
+  origin: string;
+  destination: string;
+  planned_arrival: Date;
+  expected_arrival: Date;
+  status: TripStatus;
+  delay_minutes_total: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+function fromRow(row: TripRow): Trip {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    reference: row.reference,
+    origin: row.origin,
+    destination: row.destination,
+    plannedArrival: row.planned_arrival,
+    expectedArrival: row.expected_arrival,
+    status: row.status,
+    delayMinutesTotal: row.delay_minutes_total,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
 }
 
 /** Trips and their state changes; each change stores its event in the same transaction. */
@@ -79,35 +127,43 @@ export class TripsService {
 
   /**
    * The motivating case: the trip row, a delay row, the event and its deliveries change
-   * together; the delivery jobs are enqueued only once all of it is committed.
+   * together; the delivery jobs are enqueued only once all of it is committed. The trip is
+   * updated (its row locked) and the delay inserted in one statement; a trip that did not
+   * change is then looked up to tell 404 from 409.
    */
   async reportDelay(accountId: string, id: string, dto: ReportDelayDto) {
-    const trip = await this.find(accountId, id, true);
-    if (trip.status === 'arrived') {
+    const [row]: (TripRow & { delay_id: string; delay_created_at: Date })[] =
+      await this.tx.manager.query(REPORT_DELAY_SQL, [
+        id,
+        accountId,
+        dto.minutes,
+        dto.reason,
+      ]);
+    if (!row) {
+      await this.find(accountId, id);
       throw new ConflictException(
         `Trip ${id} has arrived; it can no longer be delayed`,
       );
     }
-    trip.status = 'delayed';
-    trip.delayMinutesTotal += dto.minutes;
-    trip.expectedArrival = new Date(
-      trip.expectedArrival.getTime() + dto.minutes * 60_000,
-    );
-    const saved = await this.tx.getRepository(Trip).save(trip);
-    const delay = await this.tx
-      .getRepository(TripDelay)
-      .save({ tripId: trip.id, minutes: dto.minutes, reason: dto.reason });
+    const trip = present(fromRow(row));
+    const delay = {
+      tripId: row.id,
+      minutes: dto.minutes,
+      reason: dto.reason,
+      id: row.delay_id,
+      createdAt: row.delay_created_at,
+    };
     const event = await this.events.publish(
       accountId,
       'trip.delayed',
       {
-        trip: present(saved),
+        trip,
         delay: { id: delay.id, minutes: delay.minutes, reason: delay.reason },
       },
-      trip.id,
+      row.id,
     );
     return {
-      trip: present(saved),
+      trip,
       delay,
       event: { ...presentEvent(event), deliveries: event.deliveries },
     };
