@@ -34,6 +34,33 @@ import { currentJobContext } from '../observability/job-context';
 /** Largest event payload accepted, as serialised JSON. */
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
 
+/**
+ * Stores an event ($1 account, $2 type, $3 payload text, $4 trip) and one pending delivery
+ * per enabled endpoint of the account subscribed to the type, due in $5 ms, in one statement:
+ * a row per delivery (one row with null delivery columns when there is none). NOTE: a json
+ * (not jsonb) column keeps the text as sent: key order, spacing, numbers.
+ */
+export const PUBLISH_SQL = `WITH event AS (
+    INSERT INTO events (account_id, type, payload, trip_id) VALUES ($1, $2, $3::json, $4)
+    RETURNING id, created_at),
+  delivery AS (
+    INSERT INTO deliveries (account_id, event_id, endpoint_id, status, next_attempt_at)
+    SELECT $1, event.id, e.id, 'pending', now() + make_interval(secs => $5::float8 / 1000)
+      FROM event, endpoints e
+     WHERE e.account_id = $1 AND NOT e.disabled
+       AND (e.event_types IS NULL OR $2 = ANY (e.event_types))
+    RETURNING id, endpoint_id)
+  SELECT event.id, event.created_at, delivery.id AS delivery_id, delivery.endpoint_id
+    FROM event LEFT JOIN delivery ON true`;
+
+/** A row of {@link PUBLISH_SQL}. */
+interface PublishedRow {
+  id: string;
+  created_at: Date;
+  delivery_id: string | null;
+  endpoint_id: string | null;
+}
+
 /** Stores events and fans them out to deliveries, in the caller's transaction. */
 @Injectable()
 export class EventsService {
@@ -68,25 +95,19 @@ export class EventsService {
         `payload is ${size} bytes of JSON; the limit is ${MAX_PAYLOAD_BYTES} bytes`,
       );
     }
-    const manager = this.tx.manager;
-    // NOTE: a json (not jsonb) column keeps the text as sent: key order, spacing, numbers.
-    const [row]: { id: string; created_at: Date }[] = await manager.query(
-      `INSERT INTO events (account_id, type, payload, trip_id) VALUES ($1, $2, $3::json, $4)
-       RETURNING id, created_at`,
-      [accountId, type, payloadText, tripId],
-    );
     // The first entry of the retry schedule is the wait before the first attempt.
     const delay = this.schedule.initialDelay();
-    const deliveries: { id: string; endpoint_id: string }[] =
-      await manager.query(
-        `INSERT INTO deliveries (account_id, event_id, endpoint_id, status, next_attempt_at)
-       SELECT $1, $2, e.id, 'pending', now() + make_interval(secs => $4::float8 / 1000)
-         FROM endpoints e
-       WHERE e.account_id = $1 AND NOT e.disabled
-         AND (e.event_types IS NULL OR $3 = ANY (e.event_types))
-       RETURNING id, endpoint_id`,
-        [accountId, row.id, type, delay],
-      );
+    const rows: PublishedRow[] = await this.tx.manager.query(PUBLISH_SQL, [
+      accountId,
+      type,
+      payloadText,
+      tripId,
+      delay,
+    ]);
+    const row = rows[0];
+    const deliveries = rows
+      .filter((r) => r.delivery_id !== null)
+      .map((r) => ({ id: r.delivery_id!, endpoint_id: r.endpoint_id! }));
     if (deliveries.length > 0) {
       const context = currentJobContext();
       await this.queue.addBulk(

@@ -14,6 +14,7 @@ import {
 } from '../../src/deliveries/delivery-batch-outcomes';
 import { OLDEST_DUE_SQL } from '../../src/deliveries/delivery-backlog';
 import { CLAIM_SQL } from '../../src/deliveries/delivery-claims';
+import { PUBLISH_SQL } from '../../src/events/events.service';
 import {
   RECONCILE_RECHECK_SQL,
   RECONCILE_SQL,
@@ -135,6 +136,12 @@ export function hotQueries(
       sql: OLDEST_DUE_SQL,
       params: [],
       indexes: ['deliveries_pending_next'],
+    },
+    {
+      name: 'publish: the event and a delivery per subscribed endpoint',
+      sql: PUBLISH_SQL,
+      params: [ids.account, 'trip.delayed', '{}', null, 0],
+      indexes: ['endpoints_account_created_id'],
     },
     {
       name: 'list endpoints',
