@@ -9,12 +9,12 @@ import {
 import { Reflector } from '@nestjs/core';
 import { timingSafeEqual } from 'crypto';
 import { DataSource } from 'typeorm';
-import { Account } from '../accounts/account.entity';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { assertSingleHeader } from '../http/single-header';
 import { hashApiKey } from './api-key';
 import {
   ADMIN_ROUTE,
+  AuthenticatedAccount,
   AuthenticatedRequest,
   PUBLIC_ROUTE,
 } from './auth.decorators';
@@ -43,11 +43,27 @@ function sameSecret(a: string, b: string): boolean {
 }
 
 /**
+ * How long an API key's account is taken from the process's cache rather than Postgres (ms):
+ * keys never change once issued, and an account removed by hand stops authenticating within
+ * this time.
+ */
+export const ACCOUNT_CACHE_TTL_MS = 10_000;
+
+/** Cached keys per process; the cache is emptied when it is full. */
+const ACCOUNT_CACHE_MAX = 10_000;
+
+/**
  * Authenticates every route: by API key (the account is attached to the request), or by the
  * admin token on routes marked `@AdminRoute()`.
  */
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
+  /** Accounts by API key hash, with when they were read. */
+  private readonly accounts = new Map<
+    string,
+    { account: AuthenticatedAccount; at: number }
+  >();
+
   constructor(
     private readonly reflector: Reflector,
     private readonly dataSource: DataSource,
@@ -71,12 +87,34 @@ export class ApiKeyGuard implements CanActivate {
       }
       return true;
     }
-    const account = await this.dataSource.getRepository(Account).findOne({
-      where: { apiKeyHash: hashApiKey(token) },
-      select: { id: true, name: true },
-    });
+    const account = await this.accountOf(hashApiKey(token));
     if (!account) throw new UnauthorizedException('Invalid API key');
-    request.account = { id: account.id, name: account.name };
+    request.account = account;
     return true;
+  }
+
+  /**
+   * The account of a key hash: from the cache while it is younger than
+   * {@link ACCOUNT_CACHE_TTL_MS}, else one query by the unique index. Unknown keys are never
+   * cached (each one costs its lookup, as before).
+   */
+  private async accountOf(
+    hash: string,
+  ): Promise<AuthenticatedAccount | undefined> {
+    const cached = this.accounts.get(hash);
+    if (cached && Date.now() - cached.at < ACCOUNT_CACHE_TTL_MS)
+      return cached.account;
+    const [row]: AuthenticatedAccount[] = await this.dataSource.query(
+      'SELECT id, name FROM accounts WHERE api_key_hash = $1',
+      [hash],
+    );
+    if (!row) {
+      this.accounts.delete(hash);
+      return undefined;
+    }
+    const account = { id: row.id, name: row.name };
+    if (this.accounts.size >= ACCOUNT_CACHE_MAX) this.accounts.clear();
+    this.accounts.set(hash, { account, at: Date.now() });
+    return account;
   }
 }
