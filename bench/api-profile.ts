@@ -1,0 +1,107 @@
+/**
+ * `npm run bench:api-profile`: where the API's CPU goes on the delay request
+ * (`POST /v1/trips/:id/delays`, one endpoint, 32 requests in flight). Runs the compiled service
+ * (`PROCESS_ROLE=api`, `--cpu-prof`) on a fresh database and redis-server, sends
+ * `BENCH_API_REQUESTS` (3000) delays, and prints requests/s, CPU per request, and the profile's
+ * self time grouped by package (node_modules) or source file, then the top functions.
+ * `BENCH_API_PROFILE_DIR=<dir>` keeps the profile (open it in Chrome DevTools).
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { buildCurrent } from './e2e/builds';
+import { drive } from './e2e/client';
+import { topSelf } from './e2e/profile';
+import { VerifyingReceiver } from './e2e/receiver';
+import { Scenario } from './e2e/scenario';
+
+const REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? 3000);
+/** Where the `.cpuprofile` is kept (`BENCH_API_PROFILE_DIR`); a temporary folder otherwise. */
+const KEEP_DIR = process.env.BENCH_API_PROFILE_DIR;
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string };
+}
+
+/** Self time (% of samples) by package or source file. */
+function byPackage(dir: string) {
+  const self = new Map<string, number>();
+  let total = 0;
+  for (const file of readdirSync(dir).filter((f) =>
+    f.endsWith('.cpuprofile'),
+  )) {
+    const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as {
+      nodes: ProfileNode[];
+      samples: number[];
+      timeDeltas: number[];
+    };
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    profile.samples.forEach((id, i) => {
+      const { url, functionName } = byId.get(id)!.callFrame;
+      const pkg =
+        /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ??
+        /\/((?:src|libs)\/.*)$/.exec(url)?.[1] ??
+        (url ? url.replace(/^.*\//, '') : `(${functionName || 'native'})`);
+      const dt = profile.timeDeltas[i] ?? 0;
+      self.set(pkg, (self.get(pkg) ?? 0) + dt);
+      total += dt;
+    });
+  }
+  return [...self.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 30)
+    .map(([where, us]) => ({
+      where,
+      pct: +((100 * us) / Math.max(1, total)).toFixed(1),
+    }));
+}
+
+async function main() {
+  const build = buildCurrent();
+  const receiver = await VerifyingReceiver.start();
+  const dir = KEEP_DIR ?? mkdtempSync(join(tmpdir(), 'bench-api-prof-'));
+  const s = await Scenario.create(receiver, build.dir);
+  try {
+    const api = await s.start('api', {
+      PROCESS_ROLE: 'api',
+      SERVICE_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${dir}`,
+    });
+    await s.tenant(api.url, 1);
+    // Warm-up, then the measured run.
+    await drive({ send: (i) => s.delay(i), total: 300, concurrency: 32 });
+    await s.cpu.begin();
+    const run = await drive({
+      send: (i) => s.delay(i),
+      total: REQUESTS,
+      concurrency: 32,
+    });
+    const cpu = await s.cpu.end();
+    const n = Math.max(1, run.sent.length);
+    console.log(
+      JSON.stringify({
+        build: build.commit,
+        requests: run.sent.length,
+        errors: run.errors,
+        perSec: +((1000 * run.sent.length) / run.elapsedMs).toFixed(1),
+        cpuMsPerRequest: {
+          service: +(cpu.service / n).toFixed(3),
+          postgres: +(cpu.postgres / n).toFixed(3),
+          redis: +(cpu.redis / n).toFixed(3),
+        },
+      }),
+    );
+    await api.kill('SIGTERM', 20_000);
+    console.table(byPackage(dir));
+    console.table(topSelf(dir, 25));
+  } finally {
+    await s.close();
+    await receiver.close();
+    if (!KEEP_DIR) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
