@@ -6,56 +6,18 @@
  * self time grouped by package (node_modules) or source file, then the top functions.
  * `BENCH_API_PROFILE_DIR=<dir>` keeps the profile (open it in Chrome DevTools).
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'fs';
+import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { buildCurrent } from './e2e/builds';
 import { drive } from './e2e/client';
-import { topSelf } from './e2e/profile';
+import { selfByPackage, topSelf } from './e2e/profile';
 import { VerifyingReceiver } from './e2e/receiver';
 import { Scenario } from './e2e/scenario';
 
 const REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? 3000);
 /** Where the `.cpuprofile` is kept (`BENCH_API_PROFILE_DIR`); a temporary folder otherwise. */
 const KEEP_DIR = process.env.BENCH_API_PROFILE_DIR;
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string };
-}
-
-/** Self time (% of samples) by package or source file. */
-function byPackage(dir: string) {
-  const self = new Map<string, number>();
-  let total = 0;
-  for (const file of readdirSync(dir).filter((f) =>
-    f.endsWith('.cpuprofile'),
-  )) {
-    const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as {
-      nodes: ProfileNode[];
-      samples: number[];
-      timeDeltas: number[];
-    };
-    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-    profile.samples.forEach((id, i) => {
-      const { url, functionName } = byId.get(id)!.callFrame;
-      const pkg =
-        /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ??
-        /\/((?:src|libs)\/.*)$/.exec(url)?.[1] ??
-        (url ? url.replace(/^.*\//, '') : `(${functionName || 'native'})`);
-      const dt = profile.timeDeltas[i] ?? 0;
-      self.set(pkg, (self.get(pkg) ?? 0) + dt);
-      total += dt;
-    });
-  }
-  return [...self.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, 30)
-    .map(([where, us]) => ({
-      where,
-      pct: +((100 * us) / Math.max(1, total)).toFixed(1),
-    }));
-}
 
 async function main() {
   const build = buildCurrent();
@@ -92,7 +54,7 @@ async function main() {
       }),
     );
     await api.kill('SIGTERM', 20_000);
-    console.table(byPackage(dir));
+    console.table(selfByPackage(dir));
     console.table(topSelf(dir, 25));
   } finally {
     await s.close();
