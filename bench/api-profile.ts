@@ -1,6 +1,6 @@
 /**
  * `npm run bench:api-profile`: where the API's CPU goes on the delay request
- * (`POST /v1/trips/:id/delays`, one endpoint, 32 requests in flight). Runs the compiled service
+ * (`POST /v1/trips/:id/delays`, `BENCH_API_ENDPOINTS` (1) endpoints, 32 requests in flight). Runs the compiled service
  * (`PROCESS_ROLE=api`, `--cpu-prof`) on a fresh database and redis-server, sends
  * `BENCH_API_REQUESTS` (3000) delays, and prints requests/s, CPU per request, and the profile's
  * self time grouped by package (node_modules) or source file, then the top functions.
@@ -16,6 +16,8 @@ import { VerifyingReceiver } from './e2e/receiver';
 import { Scenario } from './e2e/scenario';
 
 const REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? 3000);
+/** Endpoints subscribed to the delays (`BENCH_API_ENDPOINTS`): deliveries per request. */
+const ENDPOINTS = Number(process.env.BENCH_API_ENDPOINTS ?? 1);
 /** Where the `.cpuprofile` is kept (`BENCH_API_PROFILE_DIR`); a temporary folder otherwise. */
 const KEEP_DIR = process.env.BENCH_API_PROFILE_DIR;
 
@@ -29,7 +31,7 @@ async function main() {
       PROCESS_ROLE: 'api',
       SERVICE_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${dir}`,
     });
-    await s.tenant(api.url, 1);
+    await s.tenant(api.url, ENDPOINTS);
     // Warm-up, then the measured run.
     await drive({ send: (i) => s.delay(i), total: 300, concurrency: 32 });
     await s.cpu.begin();
@@ -43,6 +45,7 @@ async function main() {
     console.log(
       JSON.stringify({
         build: build.commit,
+        endpoints: ENDPOINTS,
         requests: run.sent.length,
         errors: run.errors,
         perSec: +((1000 * run.sent.length) / run.elapsedMs).toFixed(1),

@@ -7,8 +7,9 @@ import { EndpointSlots } from './endpoint-slots';
  * Parks, as they are enqueued (after the commit, or by the outbox relay), the delivery jobs of
  * endpoints whose slots are all taken: the worker that frees a slot takes them from there, so a
  * flood to one endpoint costs the workers nothing per job that waits (no Bull job cycle, no
- * Redis round trip of their own). Only first attempts due now are parked; retries (delayed),
- * manual resends and recovers go to the queue.
+ * Redis round trip of their own). One Redis pipeline per batch, whatever its endpoints. Only
+ * first attempts due now are parked; retries (delayed), manual resends and recovers go to the
+ * queue.
  */
 @Injectable()
 export class DeliveryDiverter implements JobDiverter {
@@ -24,20 +25,24 @@ export class DeliveryDiverter implements JobDiverter {
         byEndpoint.get(endpointId)!.push(job);
       else byEndpoint.set(endpointId, [job]);
     }
-    await Promise.all(
-      [...byEndpoint].map(async ([endpointId, group]) => {
-        const flags = await this.slots.parkIfFull(
+    if (byEndpoint.size === 0) return kept;
+    const flags = await this.slots.parkIfFull(
+      new Map(
+        [...byEndpoint].map(([endpointId, group]) => [
           endpointId,
           group.map((job) => ({
             jobId: String(job.opts.jobId),
             data: job.data as DeliveryJob,
           })),
-        );
-        group.forEach((job, i) => {
-          if (flags[i]) kept.push(job);
-        });
-      }),
+        ]),
+      ),
     );
+    for (const [endpointId, group] of byEndpoint) {
+      const queued = flags.get(endpointId)!;
+      group.forEach((job, i) => {
+        if (queued[i]) kept.push(job);
+      });
+    }
     return kept;
   }
 }

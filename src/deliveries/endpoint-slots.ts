@@ -90,6 +90,22 @@ end
 if parked then redis.call('SADD', KEYS[4], ARGV[3]) end
 return flags`;
 
+/**
+ * The scripts, as commands of the Redis client (`defineCommand`): ioredis sends a script's
+ * text once per connection and its SHA1 after that (EVALSHA, with EVAL again on NOSCRIPT), so
+ * Redis does not hash and look up 1 KB of Lua on every call, and several go in one pipeline.
+ */
+const SCRIPTS = {
+  endpointSlotsAcquireOrPark: { numberOfKeys: 5, lua: ACQUIRE_OR_PARK },
+  endpointSlotsReleaseOrNext: { numberOfKeys: 4, lua: RELEASE_OR_NEXT },
+  endpointSlotsKick: { numberOfKeys: 4, lua: KICK },
+  endpointSlotsParkIfFull: { numberOfKeys: 5, lua: PARK_IF_FULL },
+} as const;
+
+type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
+/** A Redis client (or pipeline) with the {@link SCRIPTS} defined on it. */
+type WithScripts<T> = T & Record<keyof typeof SCRIPTS, ScriptCall>;
+
 /** A job waiting for a slot of its endpoint, by its Bull job id. */
 export interface ParkedJob {
   jobId: string;
@@ -119,7 +135,14 @@ export class EndpointSlots {
     private readonly leaseMs: number,
     /** Key prefix (`BULL_PREFIX`): services sharing a Redis keep their slots apart. */
     private readonly prefix = 'bull',
-  ) {}
+  ) {
+    for (const [name, definition] of Object.entries(SCRIPTS))
+      if (!(name in redis)) redis.defineCommand(name, definition);
+  }
+
+  private get scripts(): WithScripts<Redis> {
+    return this.redis as WithScripts<Redis>;
+  }
 
   private keys(endpointId: string) {
     return [
@@ -137,9 +160,7 @@ export class EndpointSlots {
     job: ParkedJob,
   ): Promise<boolean> {
     const now = Date.now();
-    const result = await this.redis.eval(
-      ACQUIRE_OR_PARK,
-      5,
+    const result = await this.scripts.endpointSlotsAcquireOrPark(
       ...this.keys(endpointId),
       `${this.prefix}:endpoint-parked-seq`,
       now,
@@ -155,23 +176,38 @@ export class EndpointSlots {
   }
 
   /**
-   * For jobs about to be queued for `endpointId`: parks those that would find every slot taken
-   * (all but as many as there are free slots), so that they cost no job cycle in a worker.
-   * Resolves with a flag per job: true for those the queue should still get. Idempotent: a job
-   * parked already is not parked again, nor queued.
+   * For jobs about to be queued, by endpoint: parks those that would find every slot of their
+   * endpoint taken (all but as many as there are free slots), so that they cost no job cycle in
+   * a worker. One pipeline for every endpoint. Resolves with a flag per job, in the order of each
+   * endpoint's jobs: true for those the queue should still get. Idempotent: a job parked already
+   * is not parked again, nor queued.
    */
-  async parkIfFull(endpointId: string, jobs: ParkedJob[]): Promise<boolean[]> {
-    const flags = (await this.redis.eval(
-      PARK_IF_FULL,
-      5,
-      ...this.keys(endpointId),
-      `${this.prefix}:endpoint-parked-seq`,
-      Date.now(),
-      this.limit,
-      endpointId,
-      ...jobs.flatMap((job) => [job.jobId, JSON.stringify(job.data)]),
-    )) as number[];
-    return flags.map((flag) => flag === 1);
+  async parkIfFull(
+    groups: ReadonlyMap<string, readonly ParkedJob[]>,
+  ): Promise<Map<string, boolean[]>> {
+    const pipeline = this.redis.pipeline() as WithScripts<ChainableCommander>;
+    const now = Date.now();
+    for (const [endpointId, jobs] of groups) {
+      void pipeline.endpointSlotsParkIfFull(
+        ...this.keys(endpointId),
+        `${this.prefix}:endpoint-parked-seq`,
+        now,
+        this.limit,
+        endpointId,
+        ...jobs.flatMap((job) => [job.jobId, JSON.stringify(job.data)]),
+      );
+    }
+    const replies = (await pipeline.exec()) ?? [];
+    const flags = new Map<string, boolean[]>();
+    [...groups.keys()].forEach((endpointId, i) => {
+      const [error, reply] = replies[i] ?? [new Error('no reply')];
+      if (error) throw error;
+      flags.set(
+        endpointId,
+        (reply as number[]).map((flag) => flag === 1),
+      );
+    });
+    return flags;
   }
 
   /**
@@ -186,9 +222,7 @@ export class EndpointSlots {
     mode: 'take' | 'free' | 'yield',
   ): Promise<Released> {
     const now = Date.now();
-    const reply = (await this.redis.eval(
-      RELEASE_OR_NEXT,
-      4,
+    const reply = (await this.scripts.endpointSlotsReleaseOrNext(
       ...this.keys(endpointId),
       member,
       now,
@@ -208,9 +242,7 @@ export class EndpointSlots {
     );
     const found: ParkedJob[] = [];
     for (const endpointId of endpoints) {
-      const reply = (await this.redis.eval(
-        KICK,
-        4,
+      const reply = (await this.scripts.endpointSlotsKick(
         ...this.keys(endpointId),
         Date.now(),
         endpointId,
