@@ -16,6 +16,11 @@ import { VerifyingReceiver } from './e2e/receiver';
 import { Scenario } from './e2e/scenario';
 
 const REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? 3000);
+/**
+ * `BENCH_API_PG_SOCKET=<dir>` (e.g. /var/run/postgresql): the service reaches Postgres over its
+ * Unix socket instead of loopback TCP.
+ */
+const PG_SOCKET = process.env.BENCH_API_PG_SOCKET;
 /** Endpoints subscribed to the delays (`BENCH_API_ENDPOINTS`): deliveries per request. */
 const ENDPOINTS = Number(process.env.BENCH_API_ENDPOINTS ?? 1);
 /** Where the `.cpuprofile` is kept (`BENCH_API_PROFILE_DIR`); a temporary folder otherwise. */
@@ -27,8 +32,12 @@ async function main() {
   const dir = KEEP_DIR ?? mkdtempSync(join(tmpdir(), 'bench-api-prof-'));
   const s = await Scenario.create(receiver, build.dir);
   try {
+    const socketUrl = new URL(s.db.url);
+    socketUrl.hostname = 'localhost';
+    socketUrl.searchParams.set('host', PG_SOCKET ?? '');
     const api = await s.start('api', {
       PROCESS_ROLE: 'api',
+      ...(PG_SOCKET ? { DATABASE_URL: socketUrl.toString() } : {}),
       SERVICE_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${dir}`,
     });
     await s.tenant(api.url, ENDPOINTS);
@@ -46,6 +55,7 @@ async function main() {
       JSON.stringify({
         build: build.commit,
         endpoints: ENDPOINTS,
+        postgres: PG_SOCKET ? `socket ${PG_SOCKET}` : 'tcp',
         requests: run.sent.length,
         errors: run.errors,
         perSec: +((1000 * run.sent.length) / run.elapsedMs).toFixed(1),
