@@ -27,8 +27,8 @@ import {
   BatchClaimResult,
   EndpointTarget,
   PreparedClaim,
-  claimBatch,
 } from './delivery-batch-claims';
+import { claimScheduledBatch } from './delivery-due-claims';
 import { Success, isSuccess, recordSuccesses } from './delivery-batch-outcomes';
 import { ClaimedDelivery, ClaimResult, claimDelivery } from './delivery-claims';
 import { DeliveryStats } from './delivery-stats';
@@ -107,13 +107,11 @@ export class DeliveryWorker implements OnApplicationBootstrap {
   ) {
     this.leaseMs = config.deliveryTimeoutMs + config.deliveryLeaseMarginMs;
     this.claims = new Batcher((requests) =>
-      this.tx.withTransaction(() =>
-        claimBatch(
-          this.tx.manager,
-          requests,
-          this.leaseMs,
-          this.outcomes.maxAttempts,
-        ),
+      claimScheduledBatch(
+        this.tx,
+        requests,
+        this.leaseMs,
+        this.outcomes.maxAttempts,
       ),
     );
     this.successes = new Batcher((items) =>

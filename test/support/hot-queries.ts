@@ -14,6 +14,7 @@ import {
 } from '../../src/deliveries/delivery-batch-outcomes';
 import { OLDEST_DUE_SQL } from '../../src/deliveries/delivery-backlog';
 import { CLAIM_SQL } from '../../src/deliveries/delivery-claims';
+import { CLAIM_DUE_SQL } from '../../src/deliveries/delivery-due-claims';
 import { PUBLISH_SQL } from '../../src/events/events.service';
 import {
   RECONCILE_RECHECK_SQL,
@@ -40,6 +41,22 @@ export function hotQueries(
 ): { name: string; sql: string; params: unknown[]; indexes: string[] }[] {
   const n = ids.deliveries.length;
   return [
+    {
+      name: 'claim batch: the pending due deliveries, in one statement',
+      sql: CLAIM_DUE_SQL,
+      params: [
+        ids.deliveries,
+        ids.deliveries.map((_, i) => ids.endpoints[i % ids.endpoints.length]),
+        25_000,
+        5,
+      ],
+      indexes: [
+        'endpoints_pkey',
+        'deliveries_pkey',
+        'events_pkey',
+        'delivery_attempts_delivery',
+      ],
+    },
     {
       name: 'claim batch: lock the endpoints',
       sql: BATCH_LOCK_ENDPOINTS_SQL,
