@@ -6,16 +6,21 @@ import { LoadResult, setUpTenant, startLoad, Tenant } from './support/load';
 
 /** How long the overload lasts (s): `OVERLOAD_SECONDS`, 60 by default. */
 const OVERLOAD_SECONDS = Number(process.env.OVERLOAD_SECONDS ?? 60);
+/**
+ * How long the saturation phase lasts (s), its ramp included: 45 s, or half the overload if
+ * longer. Measured over 30 s after its ramp: over 20 s, runs of the same build measured
+ * saturation rates from 254 to 357/s on one machine, too noisy a base for a 0.9x check.
+ */
+const SATURATION_SECONDS = Math.max(45, Math.round(OVERLOAD_SECONDS / 2));
 /** The backlog whose drain gives a first estimate of the saturation rate. */
 const BACKLOG = Number(process.env.OVERLOAD_BACKLOG ?? 2000);
-/** How long the saturation phase lasts (s), its ramp included. */
-const SATURATION_SECONDS = Math.max(30, Math.round(OVERLOAD_SECONDS / 2));
 /**
  * Deliveries received at the start of a phase that are not counted. The saturation phase
  * starts with no backlog, and delivers faster until one has built (a job that finds its
- * endpoint's slots taken is parked, then handed on): its first 10 s are not the steady state.
+ * endpoint's slots taken is parked, then handed on): after a 10 s ramp, its 5 s rates still
+ * rose for 10-15 s in most runs (e.g. 259, 297, 328, 339/s), not the steady state.
  */
-const RAMP_MS = { saturation: 10_000, overload: 5000 };
+const RAMP_MS = { saturation: 15_000, overload: 5000 };
 
 /**
  * Requests/s the API gets in both phases (`OVERLOAD_API_RATE`); the rest of the offered load
@@ -169,6 +174,7 @@ describe.each(VARIANTS)(
         const pct = (p: number) =>
           Math.round(latencies[Math.floor((latencies.length - 1) * p)] ?? 0);
         return {
+          startedAt: started,
           endedAt: ended,
           latencyMs: { p50: pct(0.5), p99: pct(0.99) },
           offeredPerSec: +rate.toFixed(1),
