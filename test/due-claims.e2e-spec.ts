@@ -1,15 +1,15 @@
 import fc from 'fast-check';
-import { Client } from 'pg';
 import { DataSource, EntityManager } from 'typeorm';
-import { dataSourceOptions } from '../src/database/data-source-options';
-import { runMigrationsLocked } from '../src/database/migrator';
 import {
   BatchClaimRequest,
   BatchClaimResult,
   claimBatch,
 } from '../src/deliveries/delivery-batch-claims';
 import { claimScheduledBatch } from '../src/deliveries/delivery-due-claims';
-import { e2eDatabaseUrl } from './support/harness';
+import {
+  testUuid as uuid,
+  useScratchDatabase,
+} from './support/scratch-database';
 
 /** Scheduled attempts a delivery may have (the worker's `WEBHOOK_RETRY_SCHEDULE_MS` length). */
 const MAX_ATTEMPTS = 3;
@@ -69,8 +69,6 @@ const scenario = fc
     }),
   );
 
-const uuid = (kind: number, n: number) =>
-  `00000000-0000-4000-8000-${String(kind).padStart(4, '0')}${String(n).padStart(8, '0')}`;
 const ACCOUNT = uuid(1, 0);
 const endpointId = (i: number) => uuid(2, i);
 const eventId = (i: number) => uuid(3, i);
@@ -185,27 +183,10 @@ function hostOf(db: DataSource) {
 }
 
 describe('claiming a batch of scheduled jobs (the one-statement path)', () => {
-  const url = new URL(e2eDatabaseUrl());
-  const database = `${url.pathname.slice(1)}_claims`;
-  url.pathname = `/${database}`;
-  const admin = new Client({
-    connectionString: new URL('/postgres', url).toString(),
-  });
+  const scratch = useScratchDatabase('claims', 6);
   let db: DataSource;
-
-  beforeAll(async () => {
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE "${database}"`);
-    db = new DataSource(dataSourceOptions(url.toString(), 6));
-    await db.initialize();
-    await runMigrationsLocked(db);
-  }, 60_000);
-
-  afterAll(async () => {
-    await db?.destroy();
-    await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
-    await admin.end();
+  beforeAll(() => {
+    db = scratch();
   });
 
   it('should decide and write exactly what the transactional claim does, for any state', async () => {

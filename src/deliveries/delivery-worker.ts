@@ -115,7 +115,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       ),
     );
     this.successes = new Batcher((items) =>
-      this.tx.withTransaction(() => recordSuccesses(this.tx.manager, items)),
+      recordSuccesses(this.tx.manager, items),
     );
   }
 

@@ -8,8 +8,6 @@ import {
 } from '../../src/deliveries/delivery-batch-claims';
 import {
   CLEAR_FAILING_SQL,
-  OUTCOME_LOCK_DELIVERIES_SQL,
-  OUTCOME_LOCK_ENDPOINTS_SQL,
   RECORD_SUCCESSES_SQL,
 } from '../../src/deliveries/delivery-batch-outcomes';
 import { OLDEST_DUE_SQL } from '../../src/deliveries/delivery-backlog';
@@ -100,19 +98,7 @@ export function hotQueries(
       indexes: ['deliveries_pkey'],
     },
     {
-      name: 'outcome batch: lock the endpoints',
-      sql: OUTCOME_LOCK_ENDPOINTS_SQL,
-      params: [ids.endpoints],
-      indexes: ['endpoints_pkey'],
-    },
-    {
-      name: 'outcome batch: lock the deliveries',
-      sql: OUTCOME_LOCK_DELIVERIES_SQL,
-      params: [ids.deliveries],
-      indexes: ['deliveries_pkey'],
-    },
-    {
-      name: 'outcome batch: record the successes',
+      name: 'outcome batch: record the successes, in one statement',
       sql: RECORD_SUCCESSES_SQL,
       params: [
         ids.attempts,
@@ -121,8 +107,9 @@ export function hotQueries(
         Array(n).fill(3),
         Array(n).fill('ok'),
         Array(n).fill(false),
+        ids.deliveries.map((_, i) => ids.endpoints[i % ids.endpoints.length]),
       ],
-      indexes: ['delivery_attempts_pkey', 'deliveries_pkey'],
+      indexes: ['delivery_attempts_pkey', 'deliveries_pkey', 'endpoints_pkey'],
     },
     {
       name: 'outcome: end the endpoints failure runs',
