@@ -8,8 +8,8 @@ import { LoadResult, setUpTenant, startLoad, Tenant } from './support/load';
 const OVERLOAD_SECONDS = Number(process.env.OVERLOAD_SECONDS ?? 60);
 /**
  * How long the saturation phase lasts (s), its ramp included: 45 s, or half the overload if
- * longer. Measured over 30 s after its ramp: over 20 s, runs of the same build measured
- * saturation rates from 254 to 357/s on one machine, too noisy a base for a 0.9x check.
+ * longer. Measured over 30 s after its ramp: over 20 s, four runs of the same build measured
+ * saturation rates from 254 to 312/s on one machine, too noisy a base for a 0.9x check.
  */
 const SATURATION_SECONDS = Math.max(45, Math.round(OVERLOAD_SECONDS / 2));
 /** The backlog whose drain gives a first estimate of the saturation rate. */
