@@ -1,10 +1,7 @@
 import { createHash } from 'crypto';
-import { Client } from 'pg';
 import { DataSource } from 'typeorm';
-import { dataSourceOptions } from '../src/database/data-source-options';
-import { runMigrationsLocked } from '../src/database/migrator';
-import { e2eDatabaseUrl } from './support/harness';
 import { hotQueries, planOf } from './support/hot-queries';
+import { useScratchDatabase } from './support/scratch-database';
 
 /**
  * A working set: 5,000 endpoints of 500 accounts, 50,000 events, 20,000 deliveries to the
@@ -51,27 +48,10 @@ function md5Uuid(text: string): string {
 }
 
 describe('when the statistics are stale', () => {
-  const url = new URL(e2eDatabaseUrl());
-  const database = `${url.pathname.slice(1)}_plans`;
-  url.pathname = `/${database}`;
-  const admin = new Client({
-    connectionString: new URL('/postgres', url).toString(),
-  });
+  const scratch = useScratchDatabase('plans', 2);
   let dataSource: DataSource;
-
-  beforeAll(async () => {
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE "${database}"`);
-    dataSource = new DataSource(dataSourceOptions(url.toString(), 2));
-    await dataSource.initialize();
-    await runMigrationsLocked(dataSource);
-  }, 60_000);
-
-  afterAll(async () => {
-    await dataSource?.destroy();
-    await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
-    await admin.end();
+  beforeAll(() => {
+    dataSource = scratch();
   });
 
   const expectIndexPlans = async () => {
