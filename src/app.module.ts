@@ -25,6 +25,7 @@ import { ObservabilityModule } from './observability/observability.module';
 import type { ObservabilityConfig } from './observability/observability-config';
 import { GracefulShutdown } from './lifecycle/graceful-shutdown';
 import { RetentionModule } from './retention/retention.module';
+import { usePreparedStatements } from './database/prepared-query';
 import { SecretsModule } from './secrets/secrets.module';
 import { TripsModule } from './trips/trips.module';
 import { WebhooksHttpModule } from './webhooks-http/webhooks-http.module';
@@ -36,6 +37,7 @@ export class AppModule {
     config: AppConfig,
     observability: ObservabilityConfig,
   ): DynamicModule {
+    usePreparedStatements(config.preparedStatements);
     return {
       module: AppModule,
       global: true,

@@ -9,6 +9,7 @@ import { claimScheduledBatch } from '../src/deliveries/delivery-due-claims';
 import {
   testUuid as uuid,
   useScratchDatabase,
+  describeStatementRunners,
 } from './support/scratch-database';
 
 /** Scheduled attempts a delivery may have (the worker's `WEBHOOK_RETRY_SCHEDULE_MS` length). */
@@ -189,95 +190,103 @@ describe('claiming a batch of scheduled jobs (the one-statement path)', () => {
     db = scratch();
   });
 
-  it('should decide and write exactly what the transactional claim does, for any state', async () => {
-    await fc.assert(
-      fc.asyncProperty(scenario, async (s) => {
-        await seed(db, s.deliveries, s.deletedEndpoint);
-        const requests: BatchClaimRequest[] = s.requests.map((r, i) => ({
-          deliveryId: deliveryId(r.delivery),
-          endpointId: endpointId(
-            r.delivery < s.deliveries.length && s.ownEndpoint[i]
-              ? s.deliveries[r.delivery].endpoint
-              : r.endpoint,
-          ),
-        }));
-        // The model: the transactional claim, rolled back after its effects are read.
-        const model = await db
-          .transaction(async (m) => {
-            const results = await claimBatch(
-              m,
-              requests,
-              LEASE_MS,
-              MAX_ATTEMPTS,
-            );
-            throw { results, state: await stateOf(m) };
-          })
-          .catch(
-            (thrown: { results: BatchClaimResult[]; state: unknown }) => thrown,
-          );
-        const results = await claimScheduledBatch(
-          hostOf(db),
-          requests,
-          LEASE_MS,
-          MAX_ATTEMPTS,
-        );
-        expect(results.map(comparable)).toEqual(model.results.map(comparable));
-        expect(await stateOf(db)).toEqual(model.state);
-      }),
-      { numRuns: 150 },
-    );
-  }, 120_000);
-
-  it('should claim each delivery once when batches race for the same ones', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(fc.array(fc.nat(11), { minLength: 1, maxLength: 8 }), {
-          minLength: 2,
-          maxLength: 5,
-        }),
-        async (batches) => {
-          const pending = Array.from({ length: 12 }, () => ({
-            endpoint: 0,
-            status: 'pending' as const,
-            nextAttemptIn: -10 as const,
-            leaseIn: null,
-            scheduledAttempts: 0,
-            abandoned: false,
+  describeStatementRunners(scratch, (statements, runs) => {
+    it('should decide and write exactly what the transactional claim does, for any state', async () => {
+      await fc.assert(
+        fc.asyncProperty(scenario, async (s) => {
+          await seed(db, s.deliveries, s.deletedEndpoint);
+          const requests: BatchClaimRequest[] = s.requests.map((r, i) => ({
+            deliveryId: deliveryId(r.delivery),
+            endpointId: endpointId(
+              r.delivery < s.deliveries.length && s.ownEndpoint[i]
+                ? s.deliveries[r.delivery].endpoint
+                : r.endpoint,
+            ),
           }));
-          await seed(db, pending, undefined);
-          const results = await Promise.all(
-            batches.map((batch) =>
-              claimScheduledBatch(
-                hostOf(db),
-                batch.map((i) => ({
-                  deliveryId: deliveryId(i),
-                  endpointId: endpointId(0),
-                })),
+          // The model: the transactional claim, rolled back after its effects are read.
+          const model = await db
+            .transaction(async (m) => {
+              const results = await claimBatch(
+                m,
+                requests,
                 LEASE_MS,
                 MAX_ATTEMPTS,
+              );
+              throw { results, state: await stateOf(m) };
+            })
+            .catch(
+              (thrown: { results: BatchClaimResult[]; state: unknown }) =>
+                thrown,
+            );
+          const results = await claimScheduledBatch(
+            hostOf(db),
+            statements(),
+            requests,
+            LEASE_MS,
+            MAX_ATTEMPTS,
+          );
+          expect(results.map(comparable)).toEqual(
+            model.results.map(comparable),
+          );
+          expect(await stateOf(db)).toEqual(model.state);
+        }),
+        { numRuns: runs(150) },
+      );
+    }, 120_000);
+
+    it('should claim each delivery once when batches race for the same ones', async () => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.array(fc.nat(11), { minLength: 1, maxLength: 8 }), {
+            minLength: 2,
+            maxLength: 5,
+          }),
+          async (batches) => {
+            const pending = Array.from({ length: 12 }, () => ({
+              endpoint: 0,
+              status: 'pending' as const,
+              nextAttemptIn: -10 as const,
+              leaseIn: null,
+              scheduledAttempts: 0,
+              abandoned: false,
+            }));
+            await seed(db, pending, undefined);
+            const results = await Promise.all(
+              batches.map((batch) =>
+                claimScheduledBatch(
+                  hostOf(db),
+                  statements(),
+                  batch.map((i) => ({
+                    deliveryId: deliveryId(i),
+                    endpointId: endpointId(0),
+                  })),
+                  LEASE_MS,
+                  MAX_ATTEMPTS,
+                ),
               ),
-            ),
-          );
-          const claimed = results
-            .flat()
-            .filter((r) => r.kind === 'claimed')
-            .map((r) => (r.kind === 'claimed' ? r.claim.id : ''));
-          const asked = new Set(batches.flat().map(deliveryId));
-          // Every delivery asked was claimed by exactly one batch, and the rest were busy.
-          expect([...claimed].sort()).toEqual([...asked].sort());
-          expect(
-            results
+            );
+            const claimed = results
               .flat()
-              .every((r) => r.kind === 'claimed' || r.kind === 'busy'),
-          ).toBe(true);
-          const attempts: { delivery_id: string; n: number }[] = await db.query(
-            `SELECT delivery_id, count(*)::int AS n FROM delivery_attempts GROUP BY 1`,
-          );
-          expect(attempts.every((a) => a.n === 1)).toBe(true);
-          expect(attempts.length).toBe(asked.size);
-        },
-      ),
-      { numRuns: 40 },
-    );
-  }, 120_000);
+              .filter((r) => r.kind === 'claimed')
+              .map((r) => (r.kind === 'claimed' ? r.claim.id : ''));
+            const asked = new Set(batches.flat().map(deliveryId));
+            // Every delivery asked was claimed by exactly one batch, and the rest were busy.
+            expect([...claimed].sort()).toEqual([...asked].sort());
+            expect(
+              results
+                .flat()
+                .every((r) => r.kind === 'claimed' || r.kind === 'busy'),
+            ).toBe(true);
+            const attempts: { delivery_id: string; n: number }[] =
+              await db.query(
+                `SELECT delivery_id, count(*)::int AS n FROM delivery_attempts GROUP BY 1`,
+              );
+            expect(attempts.every((a) => a.n === 1)).toBe(true);
+            expect(attempts.length).toBe(asked.size);
+          },
+        ),
+        { numRuns: runs(40) },
+      );
+    }, 120_000);
+  });
 });

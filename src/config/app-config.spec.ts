@@ -17,6 +17,7 @@ describe('loadConfig', () => {
     expect(config).toMatchObject({
       role: 'all',
       bullPrefix: 'bull',
+      preparedStatements: true,
       encryptionKeys: [{ id: 'k1' }],
     });
   });
@@ -25,9 +26,19 @@ describe('loadConfig', () => {
     ['BULL_PREFIX', 'has spaces'],
     ['BULL_PREFIX', 'x'.repeat(65)],
     ['SECRETS_ENCRYPTION_KEYS', 'k1:short'],
+    ['DATABASE_PREPARED_STATEMENTS', 'no'],
   ])('should refuse %s=%s', (name, value) => {
     expect(() =>
       loadConfig({ SECRETS_ENCRYPTION_KEYS: KEY, [name]: value }),
     ).toThrow(name);
+  });
+
+  it('should turn prepared statements off with DATABASE_PREPARED_STATEMENTS=off', () => {
+    expect(
+      loadConfig({
+        SECRETS_ENCRYPTION_KEYS: KEY,
+        DATABASE_PREPARED_STATEMENTS: 'off',
+      }).preparedStatements,
+    ).toBe(false);
   });
 });

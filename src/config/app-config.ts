@@ -12,6 +12,11 @@ export interface AppConfig {
   /** Port a worker-only process serves its health checks on (`HEALTH_PORT`); none if unset. */
   healthPort?: number;
   databaseUrl: string;
+  /**
+   * The delivery path's hottest statements run as named prepared statements
+   * (`DATABASE_PREPARED_STATEMENTS`); off for a pooler that does not keep them.
+   */
+  preparedStatements: boolean;
   redisUrl: string;
   /**
    * AES-256 keys for secrets at rest (`SECRETS_ENCRYPTION_KEYS`); the first encrypts, all
@@ -117,6 +122,7 @@ function toAppConfig(env: ParsedEnv): AppConfig {
     port: env.PORT,
     healthPort: env.HEALTH_PORT,
     databaseUrl: env.DATABASE_URL,
+    preparedStatements: env.DATABASE_PREPARED_STATEMENTS === 'on',
     encryptionKeys: env.SECRETS_ENCRYPTION_KEYS,
     redisUrl: env.REDIS_URL,
     bullPrefix: env.BULL_PREFIX,

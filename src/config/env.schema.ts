@@ -66,6 +66,7 @@ export const envSchema = z.object({
   PORT: intVar(3000, 0, 65535),
   HEALTH_PORT: optionalPortVar(),
   DATABASE_URL: urlVar(['postgres', 'postgresql'], DEFAULT_DATABASE_URL),
+  DATABASE_PREPARED_STATEMENTS: enumVar(['on', 'off'] as const, 'on'),
   REDIS_URL: urlVar(['redis', 'rediss'], 'redis://127.0.0.1:6379'),
   SECRETS_ENCRYPTION_KEYS: parsedVar(encryptionKeys),
   ADMIN_TOKEN: parsedVar(adminToken),

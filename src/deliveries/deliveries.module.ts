@@ -3,6 +3,7 @@ import type { Queue } from 'bull';
 import { Module } from '@nestjs/common';
 import { TransactionalModule } from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
+import { HotStatements } from '../database/hot-statements';
 import { EndpointsModule } from '../endpoints/endpoints.module';
 import { DeliveriesController } from './deliveries.controller';
 import { DeliveriesService } from './deliveries.service';
@@ -52,6 +53,7 @@ import { EndpointSlots } from './endpoint-slots';
     DeliveryStats,
     DeliveryBacklog,
     DeliveryDiverter,
+    HotStatements,
     {
       provide: EndpointSlots,
       inject: [getQueueToken(DELIVERY_QUEUE), APP_CONFIG],

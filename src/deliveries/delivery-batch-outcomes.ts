@@ -1,4 +1,4 @@
-import type { EntityManager } from 'typeorm';
+import { preparedStatement, StatementRunner } from '../database/prepared-query';
 import type { SendResult } from '../webhooks-http/send-result';
 import type { ClaimedDelivery } from './delivery-claims';
 import { storableText } from './storable-text';
@@ -61,6 +61,11 @@ export const RECORD_SUCCESSES_SQL = `WITH v AS (
 export const CLEAR_FAILING_SQL = `UPDATE endpoints SET failing_since = NULL
   WHERE id = ANY($1::uuid[]) AND failing_since IS NOT NULL`;
 
+const RECORD_SUCCESSES = preparedStatement(
+  'record_successes',
+  RECORD_SUCCESSES_SQL,
+);
+
 /**
  * Records many 2xx attempts with {@link RECORD_SUCCESSES_SQL}: what
  * `DeliveryOutcomeService.record` writes for a success (the attempt, the delivery succeeded, the
@@ -68,23 +73,18 @@ export const CLEAR_FAILING_SQL = `UPDATE endpoints SET failing_since = NULL
  * delivery was deleted meanwhile).
  */
 export async function recordSuccesses(
-  manager: EntityManager,
+  statements: StatementRunner,
   items: Success[],
 ): Promise<boolean[]> {
-  const rows: { attempt_id: string }[] = await manager.query(
-    RECORD_SUCCESSES_SQL,
-    [
-      items.map((i) => i.claim.attemptId),
-      items.map((i) => i.claim.id),
-      items.map((i) => i.result.status),
-      items.map((i) => Math.round(i.result.durationMs)),
-      items.map((i) =>
-        storableText(i.result.body.slice(0, MAX_STORED_RESPONSE)),
-      ),
-      items.map((i) => i.result.truncated),
-      items.map((i) => i.claim.endpointId),
-    ],
-  );
+  const rows = await statements.run<{ attempt_id: string }>(RECORD_SUCCESSES, [
+    items.map((i) => i.claim.attemptId),
+    items.map((i) => i.claim.id),
+    items.map((i) => i.result.status),
+    items.map((i) => Math.round(i.result.durationMs)),
+    items.map((i) => storableText(i.result.body.slice(0, MAX_STORED_RESPONSE))),
+    items.map((i) => i.result.truncated),
+    items.map((i) => i.claim.endpointId),
+  ]);
   const recorded = new Set(rows.map((r) => r.attempt_id));
   return items.map((i) => recorded.has(i.claim.attemptId));
 }

@@ -1,5 +1,5 @@
 import type { TransactionHost } from 'nestjs-transactional-jobs';
-import type { EntityManager } from 'typeorm';
+import { preparedStatement, StatementRunner } from '../database/prepared-query';
 import { toStoredEvent } from '../events/stored-event';
 import {
   BatchClaimRequest,
@@ -57,6 +57,8 @@ export const CLAIM_DUE_SQL = `WITH ep AS MATERIALIZED (
     JOIN events e ON e.id = l.event_id
     JOIN ep ON ep.id = l.endpoint_id`;
 
+const CLAIM_DUE = preparedStatement('claim_due', CLAIM_DUE_SQL);
+
 interface DueRow {
   id: string;
   account_id: string;
@@ -75,15 +77,15 @@ interface DueRow {
 
 /**
  * The claims {@link CLAIM_DUE_SQL} makes for `requests` (each delivery asked once), by
- * delivery id. Runs outside any transaction: the statement is its own.
+ * delivery id. Runs outside any transaction, on `statements`: the statement is its own.
  */
 export async function claimDue(
-  manager: EntityManager,
+  statements: StatementRunner,
   requests: readonly BatchClaimRequest[],
   leaseMs: number,
   maxScheduledAttempts: number,
 ): Promise<Map<string, BatchClaimResult>> {
-  const rows: DueRow[] = await manager.query(CLAIM_DUE_SQL, [
+  const rows = await statements.run<DueRow>(CLAIM_DUE, [
     requests.map((r) => r.deliveryId),
     requests.map((r) => r.endpointId),
     leaseMs,
@@ -125,13 +127,14 @@ export async function claimDue(
 
 /**
  * Claims a batch of scheduled jobs: the common case (pending, due, free) in one statement
- * ({@link claimDue}), the rest with {@link claimBatch} in a transaction, which reads them again
+ * ({@link claimDue}, on `statements`), the rest with {@link claimBatch} in a transaction, which reads them again
  * and decides (interrupted attempts, the attempt limit, busy, final). The same results as
  * `claimBatch` alone, in request order: a delivery asked twice is claimed once, the other
  * request answered `busy`.
  */
 export async function claimScheduledBatch(
   tx: Pick<TransactionHost, 'manager' | 'withTransaction'>,
+  statements: StatementRunner,
   requests: readonly BatchClaimRequest[],
   leaseMs: number,
   maxScheduledAttempts: number,
@@ -140,7 +143,7 @@ export async function claimScheduledBatch(
   for (const r of requests)
     if (!firstAsked.has(r.deliveryId)) firstAsked.set(r.deliveryId, r);
   const claimed = await claimDue(
-    tx.manager,
+    statements,
     [...firstAsked.values()],
     leaseMs,
     maxScheduledAttempts,

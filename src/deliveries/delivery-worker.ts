@@ -1,3 +1,4 @@
+import { HotStatements } from '../database/hot-statements';
 import { InjectQueue } from '@nestjs/bull';
 import {
   Inject,
@@ -104,18 +105,20 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     private readonly slots: EndpointSlots,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly observability: DeliveryObservability,
+    private readonly statements: HotStatements,
   ) {
     this.leaseMs = config.deliveryTimeoutMs + config.deliveryLeaseMarginMs;
     this.claims = new Batcher((requests) =>
       claimScheduledBatch(
         this.tx,
+        this.statements,
         requests,
         this.leaseMs,
         this.outcomes.maxAttempts,
       ),
     );
     this.successes = new Batcher((items) =>
-      recordSuccesses(this.tx.manager, items),
+      recordSuccesses(this.statements, items),
     );
   }
 

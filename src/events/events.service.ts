@@ -12,6 +12,7 @@ import {
   Transactional,
 } from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
+import { preparedQuery, preparedStatement } from '../database/prepared-query';
 import { requireDateTime } from '../http/date-time';
 import { RetrySchedule } from '../webhooks-http/retry-schedule';
 import {
@@ -52,6 +53,8 @@ export const PUBLISH_SQL = `WITH event AS (
     RETURNING id, endpoint_id)
   SELECT event.id, event.created_at, delivery.id AS delivery_id, delivery.endpoint_id
     FROM event LEFT JOIN delivery ON true`;
+
+const PUBLISH = preparedStatement('publish', PUBLISH_SQL);
 
 /** A row of {@link PUBLISH_SQL}. */
 interface PublishedRow {
@@ -97,7 +100,7 @@ export class EventsService {
     }
     // The first entry of the retry schedule is the wait before the first attempt.
     const delay = this.schedule.initialDelay();
-    const rows: PublishedRow[] = await this.tx.manager.query(PUBLISH_SQL, [
+    const rows = await preparedQuery<PublishedRow>(this.tx.manager, PUBLISH, [
       accountId,
       type,
       payloadText,

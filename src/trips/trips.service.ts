@@ -9,6 +9,7 @@ import {
   EventsService,
   present as presentEvent,
 } from '../events/events.service';
+import { preparedQuery, preparedStatement } from '../database/prepared-query';
 import { requireDateTime } from '../http/date-time';
 import { CreateTripDto } from './dto/create-trip.dto';
 import { ReportDelayDto } from './dto/report-delay.dto';
@@ -32,12 +33,15 @@ export const REPORT_DELAY_SQL = `WITH trip AS (
            expected_arrival = expected_arrival + make_interval(mins => $3),
            updated_at = now()
      WHERE id = $1 AND account_id = $2 AND status <> 'arrived'
-     RETURNING *),
+     RETURNING id, account_id, reference, origin, destination, planned_arrival,
+               expected_arrival, status, delay_minutes_total, created_at, updated_at),
   delay AS (
     INSERT INTO trip_delays (trip_id, minutes, reason)
     SELECT id, $3, $4 FROM trip RETURNING id, created_at)
   SELECT trip.*, delay.id AS delay_id, delay.created_at AS delay_created_at
     FROM trip, delay`;
+
+const REPORT_DELAY = preparedStatement('report_delay', REPORT_DELAY_SQL);
 
 /** A row of `trips` as Postgres returns it. */
 interface TripRow {
@@ -132,13 +136,9 @@ export class TripsService {
    * change is then looked up to tell 404 from 409.
    */
   async reportDelay(accountId: string, id: string, dto: ReportDelayDto) {
-    const [row]: (TripRow & { delay_id: string; delay_created_at: Date })[] =
-      await this.tx.manager.query(REPORT_DELAY_SQL, [
-        id,
-        accountId,
-        dto.minutes,
-        dto.reason,
-      ]);
+    const [row] = await preparedQuery<
+      TripRow & { delay_id: string; delay_created_at: Date }
+    >(this.tx.manager, REPORT_DELAY, [id, accountId, dto.minutes, dto.reason]);
     if (!row) {
       await this.find(accountId, id);
       throw new ConflictException(

@@ -14,6 +14,7 @@ import { OLDEST_DUE_SQL } from '../../src/deliveries/delivery-backlog';
 import { CLAIM_SQL } from '../../src/deliveries/delivery-claims';
 import { CLAIM_DUE_SQL } from '../../src/deliveries/delivery-due-claims';
 import { PUBLISH_SQL } from '../../src/events/events.service';
+import { REPORT_DELAY_SQL } from '../../src/trips/trips.service';
 import {
   RECONCILE_RECHECK_SQL,
   RECONCILE_SQL,
@@ -26,6 +27,7 @@ export interface HotIds {
   endpoints: string[];
   events: string[];
   account: string;
+  trip: string;
 }
 
 /**
@@ -34,9 +36,18 @@ export interface HotIds {
  * million rows, statistics taken while nothing was pending), none may scan a table or pick
  * another index (`deliveries_pending_next` for a lookup by id scans every due row).
  */
-export function hotQueries(
-  ids: HotIds,
-): { name: string; sql: string; params: unknown[]; indexes: string[] }[] {
+export function hotQueries(ids: HotIds): {
+  name: string;
+  sql: string;
+  params: unknown[];
+  indexes: string[];
+  /**
+   * Run as a prepared statement (`preparedStatement`): its generic plan must hold too. The
+   * worker's hot statements run with nothing but the generic plan; in a transaction, Postgres
+   * may pick it after five runs.
+   */
+  prepared?: true;
+}[] {
   const n = ids.deliveries.length;
   return [
     {
@@ -54,6 +65,7 @@ export function hotQueries(
         'events_pkey',
         'delivery_attempts_delivery',
       ],
+      prepared: true,
     },
     {
       name: 'claim batch: lock the endpoints',
@@ -110,6 +122,7 @@ export function hotQueries(
         ids.deliveries.map((_, i) => ids.endpoints[i % ids.endpoints.length]),
       ],
       indexes: ['delivery_attempts_pkey', 'deliveries_pkey', 'endpoints_pkey'],
+      prepared: true,
     },
     {
       name: 'outcome: end the endpoints failure runs',
@@ -146,6 +159,14 @@ export function hotQueries(
       sql: PUBLISH_SQL,
       params: [ids.account, 'trip.delayed', '{}', null, 0],
       indexes: ['endpoints_account_created_id'],
+      prepared: true,
+    },
+    {
+      name: 'delay a trip: the trip and its delay, in one statement',
+      sql: REPORT_DELAY_SQL,
+      params: [ids.trip, ids.account, 5, 'traffic'],
+      indexes: ['trips_pkey'],
+      prepared: true,
     },
     {
       name: 'list endpoints',
@@ -183,7 +204,11 @@ export async function planOf(
       'QUERY PLAN': [plan],
     },
   ] = await dataSource.query(`EXPLAIN (FORMAT JSON) ${sql}`, params);
-  const nodes = nodesOf(plan.Plan as PlanNode);
+  return shortPlan(plan.Plan as PlanNode);
+}
+
+function shortPlan(root: PlanNode): { seqScans: string[]; indexes: string[] } {
+  const nodes = nodesOf(root);
   return {
     seqScans: nodes
       .filter((n) => n['Node Type'] === 'Seq Scan' && n['Relation Name'])
@@ -195,4 +220,85 @@ export async function planOf(
       ),
     ].sort(),
   };
+}
+
+/** `value` as an SQL literal (for EXECUTE, which takes no bind parameters). */
+function literal(
+  client: { escapeLiteral(s: string): string },
+  value: unknown,
+): string {
+  if (value === null || value === undefined) return 'NULL';
+  if (typeof value === 'number' || typeof value === 'boolean')
+    return String(value);
+  if (Array.isArray(value))
+    return client.escapeLiteral(
+      `{${value.map((v) => (v === null ? 'NULL' : JSON.stringify(String(v)))).join(',')}}`,
+    );
+  return client.escapeLiteral(String(value));
+}
+
+/**
+ * The generic plan of `sql` (what a prepared statement runs with once Postgres stops planning
+ * it per run, or from the start with `plan_cache_mode=force_generic_plan`, as the worker's
+ * {@link GenericPlanPool} does), in the short form of {@link planOf}.
+ */
+export async function genericPlanOf(
+  dataSource: DataSource,
+  sql: string,
+  params: unknown[],
+): Promise<{ seqScans: string[]; indexes: string[] }> {
+  const runner = dataSource.createQueryRunner();
+  try {
+    const client = (await runner.connect()) as {
+      escapeLiteral(s: string): string;
+    };
+    await runner.query('SET plan_cache_mode = force_generic_plan');
+    await runner.query(`PREPARE hot_plan_probe AS ${sql}`);
+    try {
+      const [
+        {
+          'QUERY PLAN': [plan],
+        },
+      ] = await runner.query(
+        `EXPLAIN (FORMAT JSON) EXECUTE hot_plan_probe(${params
+          .map((p) => literal(client, p))
+          .join(', ')})`,
+      );
+      return shortPlan(plan.Plan as PlanNode);
+    } finally {
+      await runner.query('DEALLOCATE hot_plan_probe');
+      await runner.query('RESET plan_cache_mode');
+    }
+  } finally {
+    await runner.release();
+  }
+}
+
+/**
+ * The queries whose plan is not exactly their indexes (no table scanned): the plan of each, and
+ * of the prepared ones their generic plan too.
+ */
+export async function wrongPlans(
+  dataSource: DataSource,
+  queries: ReturnType<typeof hotQueries>,
+): Promise<unknown[]> {
+  const wrong: unknown[] = [];
+  for (const query of queries) {
+    const expected = { seqScans: [], indexes: [...query.indexes].sort() };
+    const plans = [
+      ['custom', await planOf(dataSource, query.sql, query.params)],
+      ...(query.prepared
+        ? [
+            [
+              'generic',
+              await genericPlanOf(dataSource, query.sql, query.params),
+            ],
+          ]
+        : []),
+    ] as const;
+    for (const [kind, plan] of plans)
+      if (JSON.stringify(plan) !== JSON.stringify(expected))
+        wrong.push({ query: query.name, kind, plan, expected });
+  }
+  return wrong;
 }

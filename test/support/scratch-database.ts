@@ -1,6 +1,11 @@
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from '../../src/database/data-source-options';
+import {
+  GenericPlanPool,
+  StatementRunner,
+  unpreparedRunner,
+} from '../../src/database/prepared-query';
 import { runMigrationsLocked } from '../../src/database/migrator';
 import { e2eDatabaseUrl } from './harness';
 
@@ -41,3 +46,38 @@ export function useScratchDatabase(
 /** A fixed uuid (version 4 layout) for test rows: `kind` tells tables apart, `n` rows. */
 export const testUuid = (kind: number, n: number) =>
   `00000000-0000-4000-8000-${String(kind).padStart(4, '0')}${String(n).padStart(8, '0')}`;
+
+/**
+ * Declares `body`'s tests once per way the worker runs its one-statement transactions, on a
+ * scratch database: the service's default (a pool of its own, prepared, generic plans), and
+ * `DATABASE_PREPARED_STATEMENTS=off` (TypeORM's pool, unnamed) with a quarter of the runs
+ * (`runs(n)`). Call inside a `describe`; the pool closes after its tests.
+ */
+export function describeStatementRunners(
+  db: () => DataSource,
+  body: (
+    statements: () => StatementRunner,
+    runs: (n: number) => number,
+  ) => void,
+): void {
+  let pool: GenericPlanPool | undefined;
+  afterAll(async () => {
+    await pool?.close();
+  });
+  describe('run with generic plans (the default)', () => {
+    body(
+      () =>
+        (pool ??= new GenericPlanPool(
+          (db().options as { url: string }).url,
+          4,
+        )),
+      (n) => n,
+    );
+  });
+  describe('run unprepared', () => {
+    body(
+      () => unpreparedRunner(db().manager),
+      (n) => Math.ceil(n / 4),
+    );
+  });
+}
