@@ -8,10 +8,10 @@ module.exports = {
   rootDir: '.',
   testEnvironment: 'node',
   testRegex: 'test/faults/.*\\.fault-spec\\.ts$',
-  // NOTE: the overload spec (issue 12) runs on demand, `npm run test:overload`: in the fault
-  // suite it passed 1.08x and 1.15x and then failed a CI run at 0.86x (a 20 s dip to about 110
-  // deliveries/s at the start of the overload phase, seen smaller in the 1.15x run too). It
-  // rejoins this suite once that dip is understood.
+  // NOTE: the overload spec (issue 12) runs on demand, `npm run test:overload`. Since both of its
+  // phases write as many rows (ballast, see the spec) it passed 1.06x and 1.02x (one endpoint)
+  // and 1.23x (ten) on 2026-12-03, but the one-endpoint runs still sag late in the overload
+  // (5 s rates down to 0.8x): too close to 0.9x for a check that blocks every landing.
   testPathIgnorePatterns: process.env.OVERLOAD_SPEC
     ? []
     : ['/overload\\.fault-spec\\.ts$'],

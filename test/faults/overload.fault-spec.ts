@@ -2,6 +2,7 @@ import { expectNothingLost, finalCheck } from './support/checker';
 import { waitFor } from './support/cleanup';
 import { FaultEnv } from './support/fault-env';
 import { InjectorProcess } from './support/injector-process';
+import { BALLAST_TYPE } from './support/injector';
 import { LoadResult, setUpTenant, startLoad, Tenant } from './support/load';
 
 /** How long the overload lasts (s): `OVERLOAD_SECONDS`, 60 by default. */
@@ -32,11 +33,12 @@ const API_RATE = Number(process.env.OVERLOAD_API_RATE ?? 50);
 /** The service's defaults (the fault harness shortens the intervals, not the concurrency). */
 const DEFAULTS = { WORKER_CONCURRENCY: '20', PER_ENDPOINT_CONCURRENCY: '4' };
 
-/** Commits and enqueues `n` deliveries spread evenly over the injector's endpoints. */
+/** Commits and enqueues `n` deliveries (or ballast rows) spread evenly over the endpoints. */
 async function injectSpread(
   injector: InjectorProcess,
   endpoints: number,
   n: number,
+  ballast = false,
 ) {
   if (n <= 0) return;
   await injector.inject(
@@ -44,6 +46,7 @@ async function injectSpread(
       { length: endpoints },
       (_, i) => Math.floor(n / endpoints) + (i < n % endpoints ? 1 : 0),
     ),
+    ballast,
   );
 }
 
@@ -114,9 +117,17 @@ describe.each(VARIANTS)(
 
       // Offered `rate` deliveries/s for `seconds`: the API gets `API_RATE` of it (and must
       // accept it all); the rest is written directly, so that the whole rate arrives at the
-      // worker either way. Delivered/s over the phase, after its ramp.
+      // worker either way. Ballast rows make up the difference to `writeRate` rows/s: both phases
+      // write as much, so that the machine spends as much CPU on arrivals in both (on one
+      // machine, writing three times as many arrivals takes CPU from the worker: the overload
+      // would measure the writer, not the worker). Delivered/s over the phase, after its ramp.
       const results: LoadResult[] = [];
-      const offer = async (rate: number, seconds: number, rampMs: number) => {
+      const offer = async (
+        rate: number,
+        writeRate: number,
+        seconds: number,
+        rampMs: number,
+      ) => {
         const before = env.sink.total;
         const started = Date.now();
         const loads = tenants.map((tenant) =>
@@ -129,6 +140,7 @@ describe.each(VARIANTS)(
           }),
         );
         const injectedBefore = injected();
+        const ballastBefore = inj.ballast;
         const accepted = () =>
           loads.reduce(
             (sum, load) =>
@@ -141,6 +153,15 @@ describe.each(VARIANTS)(
             inj,
             endpoints,
             Math.floor(due - accepted() - (injected() - injectedBefore)),
+          );
+          await injectSpread(
+            inj,
+            endpoints,
+            Math.floor(
+              ((writeRate - rate) * (Date.now() - started)) / 1000 -
+                (inj.ballast - ballastBefore),
+            ),
+            true,
           );
           await new Promise((resolve) => setTimeout(resolve, 200));
         }
@@ -179,6 +200,10 @@ describe.each(VARIANTS)(
           latencyMs: { p50: pct(0.5), p99: pct(0.99) },
           offeredPerSec: +rate.toFixed(1),
           arrivedPerSec: +((1000 * arrived) / (ended - started)).toFixed(1),
+          ballastPerSec: +(
+            (1000 * (inj.ballast - ballastBefore)) /
+            (ended - started)
+          ).toFixed(1),
           acceptedByApiPerSec: +(
             (1000 * accepted()) /
             (ended - started)
@@ -192,18 +217,25 @@ describe.each(VARIANTS)(
       // the drain rate (past the knee); then three times that, and never less than 1.5 times
       // what the saturation phase offered (the overload must not be the lighter phase); then
       // stop.
+      // Both write three times the knee's rate (at least the overload's: the saturation rate
+      // is at most what the knee offered).
       const kneeOffered = 1.5 * drainRate;
       const knee = await offer(
         kneeOffered,
+        3 * kneeOffered,
         SATURATION_SECONDS,
         RAMP_MS.saturation,
       );
       const saturation = knee.deliveredPerSec;
+      const overloadOffered = Math.max(3 * saturation, 1.5 * kneeOffered);
       const overload = await offer(
-        Math.max(3 * saturation, 1.5 * kneeOffered),
+        overloadOffered,
+        Math.max(overloadOffered, 3 * kneeOffered),
         OVERLOAD_SECONDS,
         RAMP_MS.overload,
       );
+      // The ballast goes (its deliveries with its events): the check counts deliveries.
+      await env.db.query('DELETE FROM events WHERE type = $1', [BALLAST_TYPE]);
       const deliveredPerSec = overload.deliveredPerSec;
       // Printed before the final check, so that a run that times out there still reports them.
       const phase = ({ endedAt: _, ...rest }: typeof knee) => rest;

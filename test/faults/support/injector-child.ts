@@ -35,23 +35,26 @@ async function main() {
       ),
   );
   let work = Promise.resolve();
-  process.on('message', (message: { counts: number[] } | 'close') => {
-    work = work.then(async () => {
-      if (message === 'close') {
-        await Promise.all(injectors.map((injector) => injector.close()));
-        await client.end();
-        process.exit(0);
-      }
-      try {
-        // One after the other: they share one client (and its niced backend).
-        for (const [i, n] of message.counts.entries())
-          await injectors[i].inject(n);
-        process.send!({ injected: message.counts });
-      } catch (error) {
-        process.send!({ error: String(error) });
-      }
-    });
-  });
+  process.on(
+    'message',
+    (message: { counts: number[]; ballast?: boolean } | 'close') => {
+      work = work.then(async () => {
+        if (message === 'close') {
+          await Promise.all(injectors.map((injector) => injector.close()));
+          await client.end();
+          process.exit(0);
+        }
+        try {
+          // One after the other: they share one client (and its niced backend).
+          for (const [i, n] of message.counts.entries())
+            await injectors[i].inject(n, message.ballast);
+          process.send!({ injected: message.counts, ballast: message.ballast });
+        } catch (error) {
+          process.send!({ error: String(error) });
+        }
+      });
+    },
+  );
   process.send!('ready');
 }
 

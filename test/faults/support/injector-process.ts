@@ -7,23 +7,30 @@ import { join } from 'path';
  * the generator competing with the service for the machine's cores. One injection at a time.
  */
 export class InjectorProcess {
-  /** Deliveries injected so far, all endpoints. */
+  /** Deliveries injected so far, all endpoints (ballast not included). */
   injected = 0;
+  /** Ballast rows written so far, all endpoints. */
+  ballast = 0;
   private pending?: {
     resolve: () => void;
     reject: (error: Error) => void;
   };
 
   private constructor(private readonly child: ChildProcess) {
-    child.on('message', (message: { injected?: number[]; error?: string }) => {
-      const pending = this.pending;
-      this.pending = undefined;
-      if (message.error) pending?.reject(new Error(message.error));
-      else {
-        this.injected += message.injected!.reduce((a, b) => a + b, 0);
-        pending?.resolve();
-      }
-    });
+    child.on(
+      'message',
+      (message: { injected?: number[]; ballast?: boolean; error?: string }) => {
+        const pending = this.pending;
+        this.pending = undefined;
+        if (message.error) pending?.reject(new Error(message.error));
+        else {
+          const n = message.injected!.reduce((a, b) => a + b, 0);
+          if (message.ballast) this.ballast += n;
+          else this.injected += n;
+          pending?.resolve();
+        }
+      },
+    );
     child.on('exit', (code) =>
       this.pending?.reject(new Error(`the injector exited (${code})`)),
     );
@@ -57,12 +64,15 @@ export class InjectorProcess {
     return new InjectorProcess(child);
   }
 
-  /** Commits `counts[i]` deliveries to the i-th endpoint (each with its job enqueued). */
-  inject(counts: number[]): Promise<void> {
+  /**
+   * Commits `counts[i]` deliveries to the i-th endpoint (each with its job enqueued), or as
+   * many ballast rows (`ballast`: see `DeliveryInjector.inject`).
+   */
+  inject(counts: number[], ballast = false): Promise<void> {
     if (this.pending) throw new Error('one injection at a time');
     return new Promise<void>((resolve, reject) => {
       this.pending = { resolve, reject };
-      this.child.send({ counts });
+      this.child.send({ counts, ballast });
     });
   }
 

@@ -3,6 +3,9 @@ import { DeliveryDiverter } from '../../../src/deliveries/delivery-diverter';
 import { EndpointSlots } from '../../../src/deliveries/endpoint-slots';
 import type { FaultDatabase } from './fault-database';
 
+/** The event type of ballast rows ({@link DeliveryInjector.inject}). */
+export const BALLAST_TYPE = 'load.ballast';
+
 /**
  * Writes deliveries as `POST /v1/events` would (an event and its delivery committed, then a
  * job with the same id and data the service adds, through the service's `DeliveryDiverter`:
@@ -28,20 +31,30 @@ export class DeliveryInjector {
     );
   }
 
-  /** Commits `n` events with one delivery each, then enqueues their jobs. */
-  async inject(n: number): Promise<void> {
+  /**
+   * Commits `n` events with one delivery each, then enqueues their jobs. Ballast: the same rows,
+   * of type {@link BALLAST_TYPE} and due in a day, without jobs: writes that cost what arrivals
+   * cost, and that no worker touches during a run (delete them with their events).
+   */
+  async inject(n: number, ballast = false): Promise<void> {
     if (n <= 0) return;
     const rows = await this.db.query<{ id: string; endpoint_id: string }>(
       `WITH e AS (
          INSERT INTO events (account_id, type, payload)
-         SELECT ep.account_id, 'load.injected', '{"injected":true}'::json
+         SELECT ep.account_id, $3, '{"injected":true}'::json
            FROM endpoints ep, generate_series(1, $2) WHERE ep.id = $1
          RETURNING id, account_id)
        INSERT INTO deliveries (account_id, event_id, endpoint_id, status, next_attempt_at)
-       SELECT e.account_id, e.id, $1, 'pending', now() FROM e
+       SELECT e.account_id, e.id, $1, 'pending', now() + $4::interval FROM e
        RETURNING id, endpoint_id`,
-      [this.endpointId, n],
+      [
+        this.endpointId,
+        n,
+        ballast ? BALLAST_TYPE : 'load.injected',
+        ballast ? '1 day' : '0',
+      ],
     );
+    if (ballast) return;
     const jobs = rows.map((r) => ({
       name: '__default__',
       data: { deliveryId: r.id, endpointId: r.endpoint_id },
