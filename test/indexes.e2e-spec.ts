@@ -3,7 +3,10 @@ import { DataSource } from 'typeorm';
 import { dataSourceOptions } from '../src/database/data-source-options';
 import { runMigrationsLocked } from '../src/database/migrator';
 import { CLAIM_SQL } from '../src/deliveries/delivery-claims';
-import { RECONCILE_SQL } from '../src/deliveries/delivery-reconciler';
+import {
+  RECONCILE_AFTER_SQL,
+  RECONCILE_SQL,
+} from '../src/deliveries/delivery-reconciler';
 import { RETENTION_SQL } from '../src/retention/retention.service';
 import { e2eDatabaseUrl } from './support/harness';
 import { HotIds, hotQueries, wrongPlans } from './support/hot-queries';
@@ -203,6 +206,13 @@ describe('when the tables hold a million deliveries', () => {
     [
       'reconciler: lost pending and lease-expired sending deliveries',
       () => [RECONCILE_SQL, [1000, 1000]],
+    ],
+    [
+      'reconciler: the next page of lost pending deliveries',
+      () => [
+        RECONCILE_AFTER_SQL,
+        [1000, 1000, '2000-01-01 00:00:00.123456+00', ids.pendingDelivery],
+      ],
     ],
     [
       'publish: the subscribed endpoints of an account',

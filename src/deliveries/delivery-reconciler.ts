@@ -22,16 +22,43 @@ import { EndpointSlots } from './endpoint-slots';
 /**
  * Deliveries that look lost: due `pending` ones past a grace period ($1 ms), and `sending`
  * ones whose lease expired; at most $2 of each. Two scans, each on its partial index (only
- * deliveries in flight are in them).
+ * deliveries in flight are in them). The first page of a lap; {@link RECONCILE_AFTER_SQL}
+ * reads the pages after it.
  */
-export const RECONCILE_SQL = `(SELECT id, attempt_count, endpoint_id FROM deliveries
+export const RECONCILE_SQL = `(SELECT id, attempt_count, endpoint_id, next_attempt_at::text AS at
+    FROM deliveries
     WHERE status = 'pending'
       AND next_attempt_at < now() - make_interval(secs => $1::float8 / 1000)
-    ORDER BY next_attempt_at LIMIT $2)
+    ORDER BY next_attempt_at, id LIMIT $2)
   UNION ALL
-  (SELECT id, attempt_count, endpoint_id FROM deliveries
+  (SELECT id, attempt_count, endpoint_id, NULL AS at FROM deliveries
     WHERE status = 'sending' AND locked_until < now()
     ORDER BY locked_until LIMIT $2)`;
+
+/**
+ * The next page of due `pending` deliveries of a lap, after the last one read
+ * (`next_attempt_at` $3 as text, to the microsecond, and id $4: the rows of one transaction
+ * share their `next_attempt_at`). A row comparison on the partial index's column, so that the
+ * scan starts past the rows already read (and past the index entries of the deliveries sent
+ * since, which it would otherwise walk through again).
+ */
+export const RECONCILE_AFTER_SQL = `SELECT id, attempt_count, endpoint_id, next_attempt_at::text AS at
+  FROM deliveries
+  WHERE status = 'pending'
+    AND next_attempt_at < now() - make_interval(secs => $1::float8 / 1000)
+    AND (next_attempt_at, id) > ($3::timestamptz, $4::uuid)
+  ORDER BY next_attempt_at, id LIMIT $2`;
+
+/** How many pages a round reads at most while they keep finding lost deliveries. */
+const MAX_PAGES_PER_ROUND = 20;
+
+/** A row of {@link RECONCILE_SQL} or {@link RECONCILE_AFTER_SQL}; `at` is null for `sending`. */
+interface ReconcileRow {
+  id: string;
+  attempt_count: number;
+  endpoint_id: string;
+  at: string | null;
+}
 
 /**
  * The deliveries among $1 that still look lost, read again after Redis said they have no job:
@@ -50,12 +77,22 @@ export const RECONCILE_RECHECK_SQL = `SELECT id, attempt_count,
  * that died while serving parked jobs) and are enqueued again; a delivery that only waits in
  * the queue is left alone. Parked jobs of an endpoint whose slot holders are all gone are
  * handed back to the queue. A duplicate that slips through is a no-op (the claim).
+ *
+ * The due deliveries are read in laps, a page (`limit` rows) at a time, in the order they
+ * fell due: a round goes on from where the last one stopped, so that a delivery behind a
+ * backlog longer than a page (which only waits in the queue) is reached too; and it reads
+ * one more page for as long as a page finds lost deliveries (Redis lost the queue under a
+ * backlog: all of it comes back in one round, not a page per interval), up to
+ * {@link MAX_PAGES_PER_ROUND}. Under an overload where nothing is lost, a round costs one
+ * page.
  */
 @Injectable()
 export class DeliveryReconciler implements OnApplicationBootstrap {
   private readonly logger = new Logger(DeliveryReconciler.name);
   private timer?: NodeJS.Timeout;
   private running?: Promise<number>;
+  /** Where the lap stopped: the last due `pending` delivery read, or none (a lap begins). */
+  private cursor?: { at: string; id: string };
 
   constructor(
     private readonly tx: TransactionHost,
@@ -99,9 +136,40 @@ export class DeliveryReconciler implements OnApplicationBootstrap {
       );
     }
     const graceMs = this.config.reconcileIntervalMs;
-    const rows: { id: string; attempt_count: number; endpoint_id: string }[] =
-      await this.tx.manager.query(RECONCILE_SQL, [graceMs, limit]);
-    if (rows.length === 0) return 0;
+    let found = 0;
+    for (let page = 0; page < MAX_PAGES_PER_ROUND; page++) {
+      const { enqueued, pendingLost } = await this.reconcilePage(
+        graceMs,
+        limit,
+      );
+      found += enqueued;
+      if (pendingLost === 0 || !this.cursor) break;
+    }
+    return found;
+  }
+
+  /**
+   * Reads the next page of the lap (the first one with the lease-expired `sending`
+   * deliveries), moves the cursor past it (or back to the start after a short page) and
+   * enqueues what has lost its job; resolves with how many, and how many of them were
+   * `pending` (the lap goes on while it finds those).
+   */
+  private async reconcilePage(
+    graceMs: number,
+    limit: number,
+  ): Promise<{ enqueued: number; pendingLost: number }> {
+    const cursor = this.cursor;
+    const rows: ReconcileRow[] = await this.tx.manager.query(
+      ...((cursor
+        ? [RECONCILE_AFTER_SQL, [graceMs, limit, cursor.at, cursor.id]]
+        : [RECONCILE_SQL, [graceMs, limit]]) as [string, unknown[]]),
+    );
+    const pending = rows.flatMap(({ id, at }) =>
+      at === null ? [] : [{ id, at }],
+    );
+    this.cursor =
+      pending.length < limit ? undefined : pending[pending.length - 1];
+    if (rows.length === 0) return { enqueued: 0, pendingLost: 0 };
     const candidates = rows.map((row) => ({
       data: { deliveryId: row.id, endpointId: row.endpoint_id },
       opts: {
@@ -113,12 +181,16 @@ export class DeliveryReconciler implements OnApplicationBootstrap {
       await this.withoutJob(candidates),
       graceMs,
     );
-    if (lost.length === 0) return 0;
+    if (lost.length === 0) return { enqueued: 0, pendingLost: 0 };
     await this.queue.addBulk(lost);
     this.logger.log(
       `re-enqueued ${lost.length} delivery job(s) found due in Postgres without a job`,
     );
-    return lost.length;
+    const pendingIds = new Set(pending.map((row) => row.id));
+    return {
+      enqueued: lost.length,
+      pendingLost: lost.filter((c) => pendingIds.has(c.data.deliveryId)).length,
+    };
   }
 
   /**

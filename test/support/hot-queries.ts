@@ -16,6 +16,7 @@ import { CLAIM_DUE_SQL } from '../../src/deliveries/delivery-due-claims';
 import { PUBLISH_SQL } from '../../src/events/events.service';
 import { REPORT_DELAY_SQL } from '../../src/trips/trips.service';
 import {
+  RECONCILE_AFTER_SQL,
   RECONCILE_RECHECK_SQL,
   RECONCILE_SQL,
 } from '../../src/deliveries/delivery-reconciler';
@@ -141,6 +142,17 @@ export function hotQueries(ids: HotIds): {
       sql: RECONCILE_SQL,
       params: [30_000, 1000],
       indexes: ['deliveries_pending_next', 'deliveries_sending_lease'],
+    },
+    {
+      name: 'reconciler: the next page of lost pending deliveries',
+      sql: RECONCILE_AFTER_SQL,
+      params: [
+        30_000,
+        1000,
+        '2000-01-01 00:00:00.123456+00',
+        ids.deliveries[0],
+      ],
+      indexes: ['deliveries_pending_next'],
     },
     {
       name: 'reconciler: do the deliveries without a job still look lost',
