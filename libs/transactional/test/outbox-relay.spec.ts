@@ -127,7 +127,10 @@ describe('when the outbox relay dispatches rows', () => {
     await activity.query(
       onMariaDb
         ? // NOTE: MariaDB has no "idle in transaction" state: a sleeping connection with an
-          // InnoDB transaction open is one.
+          // InnoDB transaction open is one. innodb_trx is a cache, refreshed only when nobody
+          // has read it for 100 ms (hence the polling interval below): read more often, it can
+          // keep showing a short transaction long over, joined with its connection now asleep
+          // in the pool (a CI run saw one connection in every read of the wait).
           `SELECT p.id AS pid, p.command AS state, p.info AS query
                FROM information_schema.innodb_trx t
                JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
@@ -168,7 +171,9 @@ describe('when the outbox relay dispatches rows', () => {
         const seen: unknown[] = [];
         while (Date.now() - startedAt < REDIS_TIMEOUT_MS - 200) {
           seen.push(...(await idleInTransaction()));
-          await new Promise((resolve) => setTimeout(resolve, 50));
+          await new Promise((resolve) =>
+            setTimeout(resolve, onMariaDb ? 150 : 50),
+          );
         }
         // Another relay (another process) finds nothing to claim.
         const other = await outbox(b).relayOnce();
