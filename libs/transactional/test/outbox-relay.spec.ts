@@ -130,7 +130,8 @@ describe('when the outbox relay dispatches rows', () => {
           // InnoDB transaction open is one. innodb_trx is a cache, refreshed only when nobody
           // has read it for 100 ms (hence the polling interval below): read more often, it can
           // keep showing a short transaction long over, joined with its connection now asleep
-          // in the pool (a CI run saw one connection in every read of the wait).
+          // in the pool (a CI run saw one connection in every read of the wait;
+          // `node scripts/innodb-trx-cache.js` shows it).
           `SELECT p.id AS pid, p.command AS state, p.info AS query
                FROM information_schema.innodb_trx t
                JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
