@@ -60,6 +60,17 @@ export type HandleResult =
  */
 const TURN_JOBS = 16;
 
+/** A job's claim: an attempt to send, or what became of the job without one. */
+type Claimed =
+  | { claim: ClaimedDelivery | PreparedClaim }
+  | { done: HandleResult };
+
+/** The next parked job of a slot, taken (and being claimed) while the slot sends. */
+interface Ahead {
+  job: ParkedJob;
+  claimed: Promise<Claimed>;
+}
+
 /** How long a manual job waits before trying again when the delivery is being sent. */
 const DELIVERY_BUSY_DELAY_MS = 250;
 
@@ -83,11 +94,17 @@ export function webhookBody(event: StoredEvent): string {
 export class DeliveryWorker implements OnApplicationBootstrap {
   private readonly logger = new Logger(DeliveryWorker.name);
   private readonly leaseMs: number;
+  /**
+   * The lease of a claim made while the slot still sends another delivery: it may wait for
+   * that send (at most the timeout) before its own starts.
+   */
+  private readonly aheadLeaseMs: number;
   private processing = false;
   /** The jobs this process is handling now, and the outcomes it is recording. */
   private readonly inFlight = new Set<Promise<unknown>>();
   private recording = 0;
   private readonly claims: Batcher<BatchClaimRequest, BatchClaimResult>;
+  private readonly aheadClaims: Batcher<BatchClaimRequest, BatchClaimResult>;
   private readonly successes: Batcher<Success, boolean>;
   /** Opened signing secrets per endpoint, keyed by the sealed values they came from. */
   private readonly secretsCache = new Map<
@@ -108,15 +125,19 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     private readonly statements: HotStatements,
   ) {
     this.leaseMs = config.deliveryTimeoutMs + config.deliveryLeaseMarginMs;
-    this.claims = new Batcher((requests) =>
-      claimScheduledBatch(
-        this.tx,
-        this.statements,
-        requests,
-        this.leaseMs,
-        this.outcomes.maxAttempts,
-      ),
-    );
+    this.aheadLeaseMs = this.leaseMs + config.deliveryTimeoutMs;
+    const claimer = (leaseMs: number) =>
+      new Batcher((requests: BatchClaimRequest[]) =>
+        claimScheduledBatch(
+          this.tx,
+          this.statements,
+          requests,
+          leaseMs,
+          this.outcomes.maxAttempts,
+        ),
+      );
+    this.claims = claimer(this.leaseMs);
+    this.aheadClaims = claimer(this.aheadLeaseMs);
     this.successes = new Batcher((items) =>
       recordSuccesses(this.statements, items),
     );
@@ -183,7 +204,9 @@ export class DeliveryWorker implements OnApplicationBootstrap {
    * Processes one job; never throws for delivery failures (they are recorded instead). A job
    * whose endpoint has no free slot is parked in Redis (no Postgres write, no re-add); a job
    * that holds a slot goes on with its endpoint's parked jobs, one after the other, until none
-   * is left (or the process stops).
+   * is left (or the process stops). While it sends one, it takes and claims the next (a claim
+   * is not a send: the endpoint still gets at most its limit of requests at once), so that a
+   * slot's cycle costs the longest of its steps, not their sum.
    */
   async handle(job: Job<DeliveryJob>): Promise<HandleResult> {
     const trigger = job.data.trigger ?? 'scheduled';
@@ -198,29 +221,78 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     const member = `${job.id}:${process.pid}`;
     if (!(await this.slots.acquireOrPark(endpointId, member, current)))
       return 'parked';
-    let first: HandleResult | undefined;
+    let first: { outcome: HandleResult } | { error: unknown } | undefined;
+    let claimed = this.claimJob(current, endpointId, this.claims, this.leaseMs);
     for (let served = 1; ; served++) {
-      let outcome: HandleResult;
+      let ahead: Promise<Ahead | undefined> | undefined;
+      let outcome: HandleResult | undefined;
       try {
-        outcome = await this.deliver(current, endpointId);
+        const c = await claimed;
+        if ('done' in c) outcome = c.done;
+        else {
+          if (this.processing && served % TURN_JOBS !== 0)
+            ahead = this.takeAhead(endpointId, member);
+          outcome = await this.attempt(c.claim);
+        }
+        first ??= { outcome };
       } catch (error) {
-        await this.release(endpointId, member, 'free');
-        if (first === undefined) throw error;
-        // A parked job's failure is not this job's: the reconciler finds its delivery due.
-        this.logger.error(
-          `delivery ${current.data.deliveryId}: ${String(error)}; left to the reconciler`,
-        );
-        return first;
+        if (first) {
+          // A parked job's failure is not this job's: the reconciler finds its delivery due.
+          this.logger.error(
+            `delivery ${current.data.deliveryId}: ${String(error)}; left to the reconciler`,
+          );
+        } else first = { error };
       }
-      first ??= outcome;
-      const next = await this.release(
-        endpointId,
-        member,
-        !this.processing ? 'free' : served % TURN_JOBS === 0 ? 'yield' : 'take',
-      );
-      if (!next) return first;
-      current = next;
+      // NOTE: a job taken ahead is claimed (or being claimed): it is served whatever came of
+      // this one, and never handed back.
+      const next = await ahead;
+      if (next) {
+        current = next.job;
+        claimed = next.claimed;
+        continue;
+      }
+      const mode =
+        outcome === undefined || !this.processing
+          ? 'free'
+          : served % TURN_JOBS === 0
+            ? 'yield'
+            : 'take';
+      const parked = await this.release(endpointId, member, mode);
+      if (!parked) break;
+      current = parked;
+      claimed = this.claimJob(current, endpointId, this.claims, this.leaseMs);
     }
+    if (!first || 'error' in first) throw first?.error;
+    return first.outcome;
+  }
+
+  /**
+   * Takes the endpoint's next parked job for the slot `member` holds (none: the slot stays as
+   * it is), and starts claiming it with the longer lease of a claim that waits for a send.
+   */
+  private async takeAhead(
+    endpointId: string,
+    member: string,
+  ): Promise<Ahead | undefined> {
+    let job: ParkedJob | undefined;
+    try {
+      job = await this.slots.takeNext(endpointId, member);
+    } catch (error) {
+      // NOTE: the slot's release, after the send, takes the next parked job instead.
+      this.logger.warn(
+        `endpoint ${endpointId}: taking the next parked job failed: ${String(error)}`,
+      );
+    }
+    if (!job) return undefined;
+    const claimed = this.claimJob(
+      job,
+      endpointId,
+      this.aheadClaims,
+      this.aheadLeaseMs,
+    );
+    // NOTE: awaited once the send in progress is over; a rejection is handled there.
+    claimed.catch(() => undefined);
+    return { job, claimed };
   }
 
   /**
@@ -253,16 +325,21 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     return undefined;
   }
 
-  /** Claims and sends one delivery; scheduled claims are batched with other workers' slots. */
-  private async deliver(
+  /**
+   * Claims one delivery with a lease of `leaseMs`; scheduled claims are batched (`batch`)
+   * with other slots' claims. Resolves with the claim to send, or what became of the job.
+   */
+  private async claimJob(
     job: ParkedJob,
     endpointId: string,
-  ): Promise<HandleResult> {
+    batch: Batcher<BatchClaimRequest, BatchClaimResult>,
+    leaseMs: number,
+  ): Promise<Claimed> {
     const { deliveryId } = job.data;
     const trigger = job.data.trigger ?? 'scheduled';
     let claimed: ClaimResult | BatchClaimResult | undefined;
     if (trigger === 'scheduled' && job.data.onlyIfFailedAt === undefined) {
-      claimed = await this.claims.submit({ deliveryId, endpointId });
+      claimed = await batch.submit({ deliveryId, endpointId });
     }
     if (!claimed || claimed.kind === 'fallback') {
       claimed = await this.tx.withTransaction(() =>
@@ -270,14 +347,16 @@ export class DeliveryWorker implements OnApplicationBootstrap {
           this.tx.manager,
           deliveryId,
           trigger,
-          this.leaseMs,
+          leaseMs,
           this.outcomes.maxAttempts,
           job.data.onlyIfFailedAt,
         ),
       );
     }
     if (claimed.kind === 'busy') {
-      return trigger === 'manual' ? this.deferManual(job) : 'skipped';
+      return {
+        done: trigger === 'manual' ? await this.deferManual(job) : 'skipped',
+      };
     }
     if (claimed.kind !== 'skipped' && claimed.interrupted > 0) {
       this.stats.interrupted += claimed.interrupted;
@@ -291,10 +370,10 @@ export class DeliveryWorker implements OnApplicationBootstrap {
         `delivery ${deliveryId}: failed at the attempt limit after ${claimed.attempts} ` +
           'scheduled attempts, the last without a recorded outcome',
       );
-      return 'failed';
+      return { done: 'failed' };
     }
-    if (claimed.kind === 'skipped') return 'skipped';
-    return this.attempt(claimed.claim);
+    if (claimed.kind === 'skipped') return { done: 'skipped' };
+    return { claim: claimed.claim };
   }
 
   /**

@@ -50,6 +50,21 @@ if ARGV[4] == 'yield' or redis.call('ZCARD', KEYS[1]) == 0 then
 end
 return {0}`;
 
+// KEYS: in-flight, parked, data, endpoints set. ARGV: member, lease end, endpoint. For a slot
+// still in use: the endpoint's next parked job, which the slot serves after its current one
+// ({id, json}, the lease renewed), or {} (none parked, or the slot is not held any more; it
+// is left as it is either way).
+const TAKE_NEXT = `
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {} end
+local next = redis.call('ZRANGE', KEYS[2], 0, 0)
+if #next == 0 then return {} end
+local json = redis.call('HGET', KEYS[3], next[1])
+redis.call('ZREM', KEYS[2], next[1])
+redis.call('HDEL', KEYS[3], next[1])
+if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[4], ARGV[3]) end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return {next[1], json}`;
+
 // KEYS: in-flight, parked, data, endpoints set. ARGV: now, endpoint. A parked job of an
 // endpoint nobody holds a slot of (its holders died): {id, json}, to hand to the queue.
 const KICK = `
@@ -98,6 +113,7 @@ return flags`;
 const SCRIPTS = {
   endpointSlotsAcquireOrPark: { numberOfKeys: 5, lua: ACQUIRE_OR_PARK },
   endpointSlotsReleaseOrNext: { numberOfKeys: 4, lua: RELEASE_OR_NEXT },
+  endpointSlotsTakeNext: { numberOfKeys: 4, lua: TAKE_NEXT },
   endpointSlotsKick: { numberOfKeys: 4, lua: KICK },
   endpointSlotsParkIfFull: { numberOfKeys: 5, lua: PARK_IF_FULL },
 } as const;
@@ -233,6 +249,25 @@ export class EndpointSlots {
     if (reply[0] === 0) return { kind: 'freed' };
     const job = { jobId: reply[1]!, data: JSON.parse(reply[2]!) };
     return reply[0] === 1 ? { kind: 'next', job } : { kind: 'handoff', job };
+  }
+
+  /**
+   * The endpoint's next parked job, for the slot `member` holds to serve after the one it is
+   * sending (its lease renewed). Undefined when none is parked or the slot is not held (its
+   * lease ended); the slot is left as it is: `releaseOrNext` frees it after the send.
+   */
+  async takeNext(
+    endpointId: string,
+    member: string,
+  ): Promise<ParkedJob | undefined> {
+    const reply = (await this.scripts.endpointSlotsTakeNext(
+      ...this.keys(endpointId),
+      member,
+      Date.now() + this.leaseMs,
+      endpointId,
+    )) as string[];
+    if (reply.length !== 2) return undefined;
+    return { jobId: reply[0], data: JSON.parse(reply[1]) as DeliveryJob };
   }
 
   /** Endpoints with parked jobs whose slots are all free or expired: one job each, to re-queue. */

@@ -132,6 +132,19 @@ describe('WebhookSender', () => {
     expect(result.durationMs).toBeLessThan(2_000);
   });
 
+  it('refuses every send after abortAll, without a request', async () => {
+    const server = await startServer((_req, res) => res.end('ok'));
+    const webhooks = sender({ timeoutMs: 10_000 });
+    webhooks.abortAll('the worker stopped');
+    const result = await webhooks.send(post(server.url));
+    expect(result).toMatchObject({
+      kind: 'error',
+      errorClass: 'aborted',
+      message: 'the worker stopped; this attempt was not sent',
+    });
+    expect(server.requests).toHaveLength(0);
+  });
+
   it('times out a trickled body even after the status line', async () => {
     const server = await startServer((_req, res) => {
       res.writeHead(200);

@@ -50,6 +50,8 @@ export class WebhookSender {
   private readonly httpsAgent: https.Agent;
   /** How to end each exchange in flight (see `abortAll`). */
   private readonly inFlight = new Set<(message: string) => void>();
+  /** Set by `abortAll`: why every later send is refused. */
+  private aborted: string | undefined;
 
   constructor(private readonly options: WebhookSenderOptions) {
     this.timeoutMs = options.timeoutMs ?? 15_000;
@@ -73,6 +75,9 @@ export class WebhookSender {
         message,
         durationMs: elapsed(),
       });
+    if (this.aborted !== undefined) {
+      return fail('aborted', `${this.aborted}; this attempt was not sent`);
+    }
     let url: URL;
     try {
       url = new URL(request.url);
@@ -101,9 +106,12 @@ export class WebhookSender {
 
   /**
    * Ends every exchange in flight at once: each resolves as a `kind: 'error'` result of class
-   * `aborted` with `message`. For a shutdown that cannot wait for them any longer.
+   * `aborted` with `message`. For a shutdown that cannot wait for them any longer: every
+   * later send resolves the same way at once, without a request (e.g. a delivery a worker
+   * claimed before it was told to stop).
    */
   abortAll(message: string): void {
+    this.aborted = message;
     for (const abort of [...this.inFlight]) abort(message);
   }
 
