@@ -42,7 +42,7 @@ import {
   DELIVERY_QUEUE,
   DeliveryJob,
 } from './delivery-queue';
-import { EndpointSlots, ParkedJob } from './endpoint-slots';
+import { EndpointSlots, ParkedJob, TakenJob } from './endpoint-slots';
 import { DeliveryObservability } from '../observability/delivery-observability';
 
 /** What became of one job (of the first delivery its slot served). */
@@ -66,8 +66,7 @@ type Claimed =
   | { done: HandleResult };
 
 /** The next parked job of a slot, taken (and being claimed) while the slot sends. */
-interface Ahead {
-  job: ParkedJob;
+interface Ahead extends TakenJob {
   claimed: Promise<Claimed>;
 }
 
@@ -219,8 +218,14 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       data: { ...job.data, endpointId },
     };
     const member = `${job.id}:${process.pid}`;
-    if (!(await this.slots.acquireOrPark(endpointId, member, current)))
-      return 'parked';
+    const acquired = await this.slots.acquireOrPark(
+      endpointId,
+      member,
+      current,
+    );
+    if (!acquired) return 'parked';
+    /** The endpoint's parked jobs when this slot last looked: none, no job is taken ahead. */
+    let parked = acquired.parked;
     let first: { outcome: HandleResult } | { error: unknown } | undefined;
     let claimed = this.claimJob(current, endpointId, this.claims, this.leaseMs);
     for (let served = 1; ; served++) {
@@ -230,7 +235,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
         const c = await claimed;
         if ('done' in c) outcome = c.done;
         else {
-          if (this.processing && served % TURN_JOBS !== 0)
+          if (this.processing && parked > 0 && served % TURN_JOBS !== 0)
             ahead = this.takeAhead(endpointId, member);
           outcome = await this.attempt(c.claim);
         }
@@ -247,7 +252,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       // this one, and never handed back.
       const next = await ahead;
       if (next) {
-        current = next.job;
+        ({ job: current, parked } = next);
         claimed = next.claimed;
         continue;
       }
@@ -257,9 +262,9 @@ export class DeliveryWorker implements OnApplicationBootstrap {
           : served % TURN_JOBS === 0
             ? 'yield'
             : 'take';
-      const parked = await this.release(endpointId, member, mode);
-      if (!parked) break;
-      current = parked;
+      const taken = await this.release(endpointId, member, mode);
+      if (!taken) break;
+      ({ job: current, parked } = taken);
       claimed = this.claimJob(current, endpointId, this.claims, this.leaseMs);
     }
     if (!first || 'error' in first) throw first?.error;
@@ -274,25 +279,25 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     endpointId: string,
     member: string,
   ): Promise<Ahead | undefined> {
-    let job: ParkedJob | undefined;
+    let taken: TakenJob | undefined;
     try {
-      job = await this.slots.takeNext(endpointId, member);
+      taken = await this.slots.takeNext(endpointId, member);
     } catch (error) {
       // NOTE: the slot's release, after the send, takes the next parked job instead.
       this.logger.warn(
         `endpoint ${endpointId}: taking the next parked job failed: ${String(error)}`,
       );
     }
-    if (!job) return undefined;
+    if (!taken) return undefined;
     const claimed = this.claimJob(
-      job,
+      taken.job,
       endpointId,
       this.aheadClaims,
       this.aheadLeaseMs,
     );
     // NOTE: awaited once the send in progress is over; a rejection is handled there.
     claimed.catch(() => undefined);
-    return { job, claimed };
+    return { ...taken, claimed };
   }
 
   /**
@@ -304,10 +309,10 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     endpointId: string,
     member: string,
     mode: 'take' | 'free' | 'yield',
-  ): Promise<ParkedJob | undefined> {
+  ): Promise<TakenJob | undefined> {
     try {
       const released = await this.slots.releaseOrNext(endpointId, member, mode);
-      if (released.kind === 'next') return released.job;
+      if (released.kind === 'next') return released;
       if (released.kind === 'handoff') {
         // NOTE: under its own id, which the reconciler checks for (had the job that parked
         // it not been removed yet, Bull would ignore the add; the reconciler then adds it).

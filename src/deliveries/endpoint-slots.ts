@@ -3,12 +3,13 @@ import type { DeliveryJob } from './delivery-queue';
 
 // KEYS: in-flight zset, parked zset, parked data hash, set of endpoints with parked jobs,
 // park sequence. ARGV: now, lease end, member, limit, key ttl (ms), job id, job json, endpoint.
+// Returns 0 (parked), or 1 + the number of the endpoint's parked jobs (the slot is taken).
 const ACQUIRE_OR_PARK = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return 1
+  return 1 + redis.call('ZCARD', KEYS[2])
 end
 if not redis.call('ZSCORE', KEYS[2], ARGV[6]) then
   redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), ARGV[6])
@@ -20,8 +21,9 @@ return 0`;
 // KEYS: in-flight, parked, data, endpoints set. ARGV: member, now, lease end, mode, endpoint.
 // Modes: take (keep the slot for the next parked job), free (free it; if nobody else holds
 // one, hand the next parked job to the queue), yield (free it and hand the next parked job to
-// the queue, so that it queues behind other endpoints' jobs). Returns {1, id, json}: the slot
-// now serves this parked job; {2, id, json}: hand this job to the queue; {0}: freed.
+// the queue, so that it queues behind other endpoints' jobs). Returns {1, id, json, left}: the
+// slot now serves this parked job, `left` more are parked; {2, id, json}: hand this job to the
+// queue; {0}: freed.
 const RELEASE_OR_NEXT = `
 local function pop()
   local next = redis.call('ZRANGE', KEYS[2], 0, 0)
@@ -39,7 +41,7 @@ if ARGV[4] == 'take' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   local next = pop()
   if next then
     redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-    return {1, next[1], next[2]}
+    return {1, next[1], next[2], redis.call('ZCARD', KEYS[2])}
   end
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -52,8 +54,8 @@ return {0}`;
 
 // KEYS: in-flight, parked, data, endpoints set. ARGV: member, lease end, endpoint. For a slot
 // still in use: the endpoint's next parked job, which the slot serves after its current one
-// ({id, json}, the lease renewed), or {} (none parked, or the slot is not held any more; it
-// is left as it is either way).
+// ({id, json, left}: `left` more are parked; the lease renewed), or {} (none parked, or the slot
+// is not held any more; it is left as it is either way).
 const TAKE_NEXT = `
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {} end
 local next = redis.call('ZRANGE', KEYS[2], 0, 0)
@@ -63,7 +65,7 @@ redis.call('ZREM', KEYS[2], next[1])
 redis.call('HDEL', KEYS[3], next[1])
 if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[4], ARGV[3]) end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-return {next[1], json}`;
+return {next[1], json, redis.call('ZCARD', KEYS[2])}`;
 
 // KEYS: in-flight, parked, data, endpoints set. ARGV: now, endpoint. A parked job of an
 // endpoint nobody holds a slot of (its holders died): {id, json}, to hand to the queue.
@@ -128,9 +130,15 @@ export interface ParkedJob {
   data: DeliveryJob;
 }
 
+/** A parked job a slot takes, and how many of its endpoint's jobs were left parked. */
+export interface TakenJob {
+  job: ParkedJob;
+  parked: number;
+}
+
 /** What {@link EndpointSlots.releaseOrNext} did with a slot. */
 export type Released =
-  | { kind: 'next'; job: ParkedJob }
+  | ({ kind: 'next' } & TakenJob)
   | { kind: 'handoff'; job: ParkedJob }
   | { kind: 'freed' };
 
@@ -169,12 +177,15 @@ export class EndpointSlots {
     ];
   }
 
-  /** Takes a slot for `member`, or parks the job (false). */
+  /**
+   * Takes a slot for `member`, or parks the job. Resolves with `false` (parked), or the number
+   * of the endpoint's jobs parked at that moment (the slot is taken).
+   */
   async acquireOrPark(
     endpointId: string,
     member: string,
     job: ParkedJob,
-  ): Promise<boolean> {
+  ): Promise<false | { parked: number }> {
     const now = Date.now();
     const result = await this.scripts.endpointSlotsAcquireOrPark(
       ...this.keys(endpointId),
@@ -188,7 +199,7 @@ export class EndpointSlots {
       JSON.stringify(job.data),
       endpointId,
     );
-    return result === 1;
+    return result === 0 ? false : { parked: Number(result) - 1 };
   }
 
   /**
@@ -245,29 +256,37 @@ export class EndpointSlots {
       now + this.leaseMs,
       mode,
       endpointId,
-    )) as [number, string?, string?];
+    )) as [number, string?, string?, number?];
     if (reply[0] === 0) return { kind: 'freed' };
-    const job = { jobId: reply[1]!, data: JSON.parse(reply[2]!) };
-    return reply[0] === 1 ? { kind: 'next', job } : { kind: 'handoff', job };
+    const job = {
+      jobId: reply[1]!,
+      data: JSON.parse(reply[2]!) as DeliveryJob,
+    };
+    return reply[0] === 1
+      ? { kind: 'next', job, parked: reply[3]! }
+      : { kind: 'handoff', job };
   }
 
   /**
    * The endpoint's next parked job, for the slot `member` holds to serve after the one it is
-   * sending (its lease renewed). Undefined when none is parked or the slot is not held (its
+   * sending (its lease renewed), and how many are left parked. Undefined when none is parked or the slot is not held (its
    * lease ended); the slot is left as it is: `releaseOrNext` frees it after the send.
    */
   async takeNext(
     endpointId: string,
     member: string,
-  ): Promise<ParkedJob | undefined> {
+  ): Promise<TakenJob | undefined> {
     const reply = (await this.scripts.endpointSlotsTakeNext(
       ...this.keys(endpointId),
       member,
       Date.now() + this.leaseMs,
       endpointId,
-    )) as string[];
-    if (reply.length !== 2) return undefined;
-    return { jobId: reply[0], data: JSON.parse(reply[1]) as DeliveryJob };
+    )) as [string?, string?, number?];
+    if (reply.length !== 3) return undefined;
+    return {
+      job: { jobId: reply[0]!, data: JSON.parse(reply[1]!) as DeliveryJob },
+      parked: reply[2]!,
+    };
   }
 
   /** Endpoints with parked jobs whose slots are all free or expired: one job each, to re-queue. */
