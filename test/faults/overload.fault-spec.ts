@@ -30,6 +30,13 @@ const RAMP_MS = { saturation: 15_000, overload: 5000 };
  */
 const API_RATE = Number(process.env.OVERLOAD_API_RATE ?? 50);
 
+/**
+ * Node flags for the worker (`OVERLOAD_WORKER_FLAGS`, e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`):
+ * the worker then gets SIGTERM at the end, so that it exits and writes its profile (split it
+ * by time with `node scripts/cpuprofile-windows.js`).
+ */
+const WORKER_FLAGS = process.env.OVERLOAD_WORKER_FLAGS;
+
 /** The service's defaults (the fault harness shortens the intervals, not the concurrency). */
 const DEFAULTS = { WORKER_CONCURRENCY: '20', PER_ENDPOINT_CONCURRENCY: '4' };
 
@@ -103,7 +110,11 @@ describe.each(VARIANTS)(
 
       // A first estimate: the drain rate of a backlog written while no worker runs.
       await injectSpread(inj, endpoints, BACKLOG);
-      await env.start('worker', { PROCESS_ROLE: 'worker', ...DEFAULTS });
+      const worker = await env.start('worker', {
+        PROCESS_ROLE: 'worker',
+        ...DEFAULTS,
+        ...(WORKER_FLAGS ? { SERVICE_NODE_FLAGS: WORKER_FLAGS } : {}),
+      });
       await waitFor(() => env.sink.unique >= 1, 'the first delivery', 60_000);
       const drainStart = env.sink.requests[0].at;
       await waitFor(
@@ -295,6 +306,7 @@ describe.each(VARIANTS)(
       expect(report.committedEvents).toBeGreaterThanOrEqual(
         injected() + results.filter((r) => r.status === 201).length,
       );
+      if (WORKER_FLAGS) await worker.kill('SIGTERM', 60_000);
     });
   },
 );
