@@ -5,7 +5,7 @@
  * spec, a bench) waits on, lined up by time with its own output:
  *
  *   npx ts-node bench/e2e/proc-sampler.ts > /tmp/samples.jsonl &
- *   OVERLOAD_SPEC=1 OVERLOAD_ENDPOINTS=1 npm run test:overload
+ *   OVERLOAD_ENDPOINTS=1 npm run test:overload
  *
  * Groups: `svc-<PROCESS_ROLE>` (service processes, from their environment), `injector`,
  * `jest`, `pg`, `redis`, else the command name. Reads /proc (Linux); DATABASE_URL as the tests.
