@@ -81,6 +81,35 @@ describe('when events arrive for an endpoint whose slots are all taken', () => {
     ).toEqual([]);
   });
 
+  it('should cost no Postgres write and no Redis write while they wait', async () => {
+    const redis = svc.queue.client;
+    const deliveryIds = await Promise.all(
+      waiting.map(async (eventId) => (await client.log(eventId))[0].id),
+    );
+    // A row's xmin changes with every UPDATE of it (and a lock taken FOR UPDATE leaves xmax).
+    const rows = () =>
+      svc.dataSource.query(
+        `SELECT id, xmin::text AS xmin, status, next_attempt_at
+           FROM deliveries WHERE id = ANY($1::uuid[]) ORDER BY id`,
+        [deliveryIds],
+      );
+    const parked = async () => ({
+      order: await redis.zrange(parkedKey(), 0, -1, 'WITHSCORES'),
+      data: await redis.hgetall(
+        `${E2E_BULL_PREFIX}:endpoint-parked-data:${endpointId}`,
+      ),
+    });
+    const before = { rows: await rows(), parked: await parked() };
+    expect(before.rows).toHaveLength(WAITING);
+    // Three of the reconciler's laps (1 s here), and longer than a deferral used to wait.
+    await new Promise((resolve) => setTimeout(resolve, 3500));
+    expect({ rows: await rows(), parked: await parked() }).toEqual(before);
+    // No job of theirs went through the queue (the only one is the held delivery's).
+    expect(
+      active.filter((jobId) => deliveryIds.includes(jobId.split(':')[0])),
+    ).toEqual([]);
+  });
+
   it('should send them, each once and in order, through the slot that frees, never as queue jobs', async () => {
     release();
     for (const eventId of [first, ...waiting]) {
