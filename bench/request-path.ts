@@ -46,6 +46,11 @@ const SETTINGS = {
   connections: intEnv('BENCH_CONNECTIONS', 16),
   poolSize: intEnv('BENCH_POOL_SIZE', 10),
   probeSec: intEnv('BENCH_PROBE', 8, 0),
+  fixedRate:
+    process.env.BENCH_FIXED_RATE === undefined ||
+    process.env.BENCH_FIXED_RATE === 'auto'
+      ? ('auto' as const)
+      : intEnv('BENCH_FIXED_RATE', 0, 0),
   modes: (process.env.BENCH_MODES ?? MODES.map((m) => m.key).join(','))
     .split(',')
     .map((k) => k.trim())
@@ -174,6 +179,18 @@ async function main() {
       }),
     ),
   );
+  if (sets.some(({ set }) => set.fixedRateRps)) {
+    svgs['cpu at a fixed rate'] = `${base}-cpu-fixed.svg`;
+    writeFileSync(
+      path.join(dir, svgs['cpu at a fixed rate']),
+      barChart(
+        `Server CPU time per request at a fixed rate (${sets.map(({ set }) => `${set.node}: ${set.fixedRateRps ?? '-'} req/s`).join(', ')}; median of rounds)`,
+        'us of CPU per request',
+        bars,
+        (s) => ({ value: s.fixedCpuUsPerRequest ?? NaN }),
+      ),
+    );
+  }
   for (const { set } of sets)
     writeFileSync(
       path.join(dir, svgs[`latency ${set.node}`]),
@@ -215,7 +232,7 @@ async function main() {
     const title =
       `Node ${set.node}: 1-min load average ${Math.min(...loads).toFixed(1)}..${Math.max(...loads).toFixed(1)} ` +
       `on ${header.machine.cpus} CPUs during the set`;
-    const rows = tableRows(summary);
+    const rows = tableRows(summary, set.fixedRateRps);
     text.push('', title, textTable(rows));
     md.push(`## ${title}`, '', markdownTable(rows), '');
     if (set.probe) {

@@ -76,6 +76,7 @@ export function barChart(
       const summary = set.summary.find((x) => x.key === key);
       if (!summary) return;
       const { value, min, max: hi } = pick(summary);
+      if (!Number.isFinite(value)) return;
       const x = x0 + s * 22;
       out.push(
         `<rect x="${x}" y="${y(value)}" width="20" height="${bottom - y(value)}" fill="${COLORS[s]}"><title>${esc(`${key} ${set.node}: ${value.toFixed(1)} ${unit}`)}</title></rect>`,

@@ -25,6 +25,11 @@ export interface SetOptions {
   poolSize: number;
   /** Length of the commit-to-enqueued probe of o1 at half its peak rate (0: no probe). */
   probeSec: number;
+  /**
+   * The rate (req/s) of the fixed-rate segment each mode gets in every round after its
+   * saturated one: `'auto'` for half the slowest mode's warm-up rate (hello aside), 0 for none.
+   */
+  fixedRate: number | 'auto';
   /** Directory for `--cpu-prof` output of the servers, when set. */
   cpuProfDir?: string;
   log: (line: string) => void;
@@ -43,6 +48,8 @@ export interface ModeResult {
     p99Ms: number;
     cpuUsPerRequest: number;
     responses: number;
+    /** The same round's segment at the set's fixed rate (`SetResult.fixedRateRps`). */
+    fixed?: { rps: number; p99Ms: number; cpuUsPerRequest: number };
   }[];
   /** Latency (ms) at each of `PERCENTILES`, over every measured response of the mode. */
   latency: Record<string, number>;
@@ -79,6 +86,12 @@ export interface SetResult {
   finishedAt: string;
   /** 1-minute load average, at the start and after every round. */
   loadavg1m: number[];
+  /**
+   * The offered rate of every mode's fixed-rate segments: CPU per request compared at the same
+   * load (at saturation, a mode that waits longer on Postgres answers fewer requests per
+   * wake-up of its event loop, and pays that per request).
+   */
+  fixedRateRps?: number;
   modes: ModeResult[];
   probe?: ProbeResult;
   problems: string[];
@@ -210,11 +223,13 @@ async function measure(
   server: Server,
   options: SetOptions,
   durationSec: number,
+  overallRate?: number,
 ) {
   const before = await cpuMicros(server);
   const segment: Segment = await load(server.port, {
     connections: options.connections,
     durationSec,
+    overallRate,
   });
   const after = await cpuMicros(server);
   return { segment, cpuUsPerRequest: (after - before) / segment.responses };
@@ -245,6 +260,7 @@ export async function runSet(
     Extract<ServerMessage, { type: 'stopped' }>
   >();
   let probe: ProbeResult | undefined;
+  let fixedRateRps: number | undefined;
   let node = '';
   let failed = true;
   try {
@@ -259,14 +275,21 @@ export async function runSet(
     log(
       `${node}: ${modes.length} servers ready; warm-up ${options.warmupSec} s each`,
     );
+    const warmRps: number[] = [];
     for (const mode of modes) {
       const { segment } = await measure(
         servers.get(mode.key)!,
         options,
         options.warmupSec,
       );
+      if (mode.inserts) warmRps.push(segment.rps);
       log(`  warm-up ${mode.key.padEnd(5)} ${segment.rps.toFixed(0)} req/s`);
     }
+    fixedRateRps =
+      options.fixedRate === 'auto'
+        ? Math.max(10, Math.round(Math.min(...warmRps) / 20) * 10)
+        : options.fixedRate || undefined;
+    if (fixedRateRps) log(`  fixed-rate segments at ${fixedRateRps} req/s`);
     for (let round = 0; round < options.rounds; round++) {
       // NOTE: the order is rotated each round, so that drift over time hits every mode alike.
       const order = modes.map((_, i) => modes[(i + round) % modes.length]);
@@ -277,16 +300,30 @@ export async function runSet(
           options,
           options.durationSec,
         );
+        const fixed = fixedRateRps
+          ? await measure(
+              servers.get(mode.key)!,
+              options,
+              options.durationSec,
+              fixedRateRps,
+            )
+          : undefined;
         rounds.get(mode.key)!.push({
           rps: segment.rps,
           p50Ms: percentile(segment.latenciesMs, 50),
           p99Ms: percentile(segment.latenciesMs, 99),
           cpuUsPerRequest,
           responses: segment.responses,
+          fixed: fixed && {
+            rps: fixed.segment.rps,
+            p99Ms: percentile(fixed.segment.latenciesMs, 99),
+            cpuUsPerRequest: fixed.cpuUsPerRequest,
+          },
         });
         latencies.get(mode.key)!.push(segment.latenciesMs);
         line.push(
-          `${mode.key} ${segment.rps.toFixed(0)}/${cpuUsPerRequest.toFixed(0)}us`,
+          `${mode.key} ${segment.rps.toFixed(0)}/${cpuUsPerRequest.toFixed(0)}us` +
+            (fixed ? ` ${fixed.cpuUsPerRequest.toFixed(0)}us@fixed` : ''),
         );
       }
       loads.push(os.loadavg()[0]);
@@ -422,6 +459,7 @@ export async function runSet(
     startedAt,
     finishedAt: new Date().toISOString(),
     loadavg1m: loads,
+    fixedRateRps,
     modes: results,
     probe,
     problems,
