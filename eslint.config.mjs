@@ -4,7 +4,7 @@ import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'libs/*/dist/**', 'node_modules/**', 'coverage/**', '*.js', '*.mjs'] },
+  { ignores: ['dist/**', 'libs/*/dist/**', 'node_modules/**', 'coverage/**', 'bench/.server-js/**', '*.js', '*.mjs'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   prettier,

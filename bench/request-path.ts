@@ -4,13 +4,13 @@
  * process, in interleaved rounds, under Node 20 and Node 24; tables on stdout, JSON, markdown and
  * SVG plots in bench/results/. See bench/README.md.
  */
-import { execFileSync } from 'child_process';
 import { mkdirSync, writeFileSync } from 'fs';
 import Redis from 'ioredis';
 import os from 'os';
 import path from 'path';
 import { Client } from 'pg';
 import { DATABASE, databaseUrl, redisUrl } from './request-path/config';
+import { intEnv, nodeBinary } from './request-path/env';
 import { MODES, modeOf } from './request-path/modes';
 import { barChart, latencyChart } from './request-path/plots';
 import {
@@ -28,16 +28,6 @@ import {
   targets,
   textTable,
 } from './request-path/summary';
-
-function intEnv(name: string, fallback: number, min = 1): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) {
-    throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
-  }
-  return value;
-}
 
 const SETTINGS = {
   rounds: intEnv('BENCH_ROUNDS', 5),
@@ -61,21 +51,6 @@ const SETTINGS = {
 
 function log(line: string) {
   process.stderr.write(`${line}\n`);
-}
-
-/** The Node binary of a major version: this one, or one from the npm registry (scripts/with-node.sh). */
-function nodeBinary(major: string): string {
-  if (process.versions.node.split('.')[0] === major) return process.execPath;
-  const script = path.resolve(__dirname, '..', 'scripts', 'with-node.sh');
-  return execFileSync(
-    'bash',
-    [script, major, 'node', '-p', 'process.execPath'],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  )
-    .toString()
-    .trim();
 }
 
 async function serviceVersions() {

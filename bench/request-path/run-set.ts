@@ -97,14 +97,16 @@ export interface SetResult {
   problems: string[];
 }
 
-interface Server {
+/** A running server process of one mode. */
+export interface Server {
   mode: Mode;
   child: ChildProcess;
   port: number;
   replies: Map<string, ((message: ServerMessage) => void)[]>;
 }
 
-async function withPg<T>(
+/** Runs `fn` with a client connected to `database`, and disconnects. */
+export async function withPg<T>(
   database: string,
   fn: (client: Client) => Promise<T>,
 ): Promise<T> {
@@ -144,7 +146,8 @@ export async function ensureDatabase(): Promise<void> {
   });
 }
 
-function request<T extends ServerMessage['type']>(
+/** Sends `message` to a server and resolves with its reply of type `reply`. */
+export function request<T extends ServerMessage['type']>(
   server: Server,
   message: OrchestratorMessage,
   reply: T,
@@ -157,13 +160,38 @@ function request<T extends ServerMessage['type']>(
   });
 }
 
-function startServer(
+/** How a server process is started. */
+export type ServerOptions = Pick<
+  SetOptions,
+  'nodePath' | 'poolSize' | 'cpuProfDir' | 'log'
+> & {
+  /**
+   * A program the server runs under (e.g. valgrind and its options): the server's command
+   * becomes `wrapper[0] ...wrapper[1..] node ...nodeFlags server.ts`.
+   */
+  wrapper?: string[];
+  /** Extra flags of the Node binary. */
+  nodeFlags?: string[];
+  /**
+   * server.ts compiled to JavaScript (run without ts-node, whose TypeScript compiler would
+   * otherwise stay in the server's heap); default: server.ts under ts-node.
+   */
+  compiledServer?: string;
+};
+
+/** Starts the server of one mode and resolves once it listens. */
+export function startServer(
   mode: Mode,
   runId: string,
-  options: SetOptions,
+  options: ServerOptions,
   children: ChildProcess[],
 ): Promise<Server> {
-  const execArgv = ['-r', 'ts-node/register/transpile-only'];
+  const execArgv = [
+    ...(options.nodeFlags ?? []),
+    ...(options.compiledServer
+      ? []
+      : ['-r', 'ts-node/register/transpile-only']),
+  ];
   if (options.cpuProfDir) {
     execArgv.unshift(
       '--cpu-prof',
@@ -171,10 +199,14 @@ function startServer(
       `--cpu-prof-name=${mode.key}-${runId}.cpuprofile`,
     );
   }
-  const child = fork(path.join(__dirname, 'server.ts'), [], {
+  const [execPath, ...wrapperArgs] = options.wrapper ?? [options.nodePath];
+  const script = options.compiledServer ?? path.join(__dirname, 'server.ts');
+  const child = fork(script, [], {
     cwd: path.resolve(__dirname, '..', '..'),
-    execPath: options.nodePath,
-    execArgv,
+    execPath,
+    execArgv: options.wrapper
+      ? [...wrapperArgs, options.nodePath, ...execArgv]
+      : execArgv,
     env: {
       ...process.env,
       BENCH_MODE: mode.key,
@@ -187,8 +219,8 @@ function startServer(
   children.push(child);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`server ${mode.key} did not start in 180 s`)),
-      180_000,
+      () => reject(new Error(`server ${mode.key} did not start in 600 s`)),
+      600_000,
     );
     child.once('exit', (code) => {
       clearTimeout(timer);
@@ -233,6 +265,62 @@ async function measure(
   });
   const after = await cpuMicros(server);
   return { segment, cpuUsPerRequest: (after - before) / segment.responses };
+}
+
+/**
+ * Checks one mode after its server stopped: every row has exactly one job and every job a row
+ * (or, for a mode that does not enqueue, no job), and o2's outbox has a row per row; then drops
+ * the mode's tables.
+ */
+export async function checkMode(
+  client: Client,
+  runId: string,
+  mode: Mode,
+  stopped: Extract<ServerMessage, { type: 'stopped' }> | undefined,
+): Promise<ModeResult['check']> {
+  const names = namesOf(runId, mode.key);
+  const { rows } = await client.query(`SELECT id FROM "${names.table}"`);
+  const rowIds = new Set<number>(rows.map((r: { id: number }) => r.id));
+  const jobIds = stopped?.jobIds ?? [];
+  const check: ModeResult['check'] = {
+    rows: rowIds.size,
+    jobs: jobIds.length,
+    problems: [],
+  };
+  // Warm-up and probe requests count too: every request the server answered.
+  if (mode.enqueues) {
+    const seen = new Set<number>();
+    for (const id of jobIds) {
+      if (seen.has(id)) check.problems.push(`job for row ${id} twice`);
+      else if (!rowIds.has(id))
+        check.problems.push(`job for row ${id}, which does not exist`);
+      seen.add(id);
+    }
+    const missing = [...rowIds].filter((id) => !seen.has(id));
+    if (missing.length) {
+      check.problems.push(
+        `${missing.length} rows without a job (ids ${missing.slice(0, 5).join(', ')}; Bull's counts: ${JSON.stringify(stopped?.jobCounts)})`,
+      );
+    }
+  } else if (jobIds.length) {
+    check.problems.push(`${jobIds.length} jobs from a mode that enqueues none`);
+  }
+  if (mode.inserts && rowIds.size === 0)
+    check.problems.push('no rows inserted');
+  if (mode.key === 'o2') {
+    const { rows: outbox } = await client.query(
+      `SELECT count(*)::int AS rows, count(*) FILTER (WHERE dispatched_at IS NULL)::int AS pending FROM "${names.outboxTable}"`,
+    );
+    check.outbox = outbox[0];
+    if (outbox[0].rows !== rowIds.size) {
+      check.problems.push(
+        `${outbox[0].rows} outbox rows for ${rowIds.size} rows`,
+      );
+    }
+    await client.query(`DROP TABLE IF EXISTS "${names.outboxTable}"`);
+  }
+  await client.query(`DROP TABLE IF EXISTS "${names.table}"`);
+  return check;
 }
 
 /** Runs every mode of `options.modes` under one Node binary: warm-up, interleaved rounds, probe, checks. */
@@ -390,55 +478,12 @@ export async function runSet(
   const results: ModeResult[] = [];
   await withPg(DATABASE, async (client) => {
     for (const mode of modes) {
-      const names = namesOf(runId, mode.key);
-      const { rows } = await client.query(`SELECT id FROM "${names.table}"`);
-      const rowIds = new Set<number>(rows.map((r: { id: number }) => r.id));
-      const jobIds = stopped.get(mode.key)?.jobIds ?? [];
       const modeRounds = rounds.get(mode.key)!;
       const all = latencies
         .get(mode.key)!
         .flat()
         .sort((a, b) => a - b);
-      const check: ModeResult['check'] = {
-        rows: rowIds.size,
-        jobs: jobIds.length,
-        problems: [],
-      };
-      // Warm-up and probe requests count too: every request the server answered.
-      if (mode.enqueues) {
-        const seen = new Set<number>();
-        for (const id of jobIds) {
-          if (seen.has(id)) check.problems.push(`job for row ${id} twice`);
-          else if (!rowIds.has(id))
-            check.problems.push(`job for row ${id}, which does not exist`);
-          seen.add(id);
-        }
-        const missing = [...rowIds].filter((id) => !seen.has(id));
-        if (missing.length) {
-          check.problems.push(
-            `${missing.length} rows without a job (ids ${missing.slice(0, 5).join(', ')}; Bull's counts: ${JSON.stringify(stopped.get(mode.key)?.jobCounts)})`,
-          );
-        }
-      } else if (jobIds.length) {
-        check.problems.push(
-          `${jobIds.length} jobs from a mode that enqueues none`,
-        );
-      }
-      if (mode.inserts && rowIds.size === 0)
-        check.problems.push('no rows inserted');
-      if (mode.key === 'o2') {
-        const { rows: outbox } = await client.query(
-          `SELECT count(*)::int AS rows, count(*) FILTER (WHERE dispatched_at IS NULL)::int AS pending FROM "${names.outboxTable}"`,
-        );
-        check.outbox = outbox[0];
-        if (outbox[0].rows !== rowIds.size) {
-          check.problems.push(
-            `${outbox[0].rows} outbox rows for ${rowIds.size} rows`,
-          );
-        }
-        await client.query(`DROP TABLE IF EXISTS "${names.outboxTable}"`);
-      }
-      await client.query(`DROP TABLE IF EXISTS "${names.table}"`);
+      const check = await checkMode(client, runId, mode, stopped.get(mode.key));
       for (const problem of check.problems.slice(0, 5))
         problems.push(`${mode.key}: ${problem}`);
       results.push({
