@@ -10,6 +10,7 @@ import type { OutboxRowKey } from './outbox/outbox-store';
 import type { QueueOutbox } from './outbox/queue-outbox';
 import { assertRedisReady, watchRedisReadiness } from './redis-readiness';
 import type {
+  HookFrame,
   TransactionContext,
   TransactionHook,
   TransactionScope,
@@ -46,6 +47,10 @@ type PreparedJob<T> = {
 
 /** The jobs one scope frame deferred to this queue, flushed by one after-commit step. */
 interface PendingBatch<T> extends TransactionHook {
+  /** The queue that deferred the jobs. */
+  owner: object;
+  /** The frame they were deferred in. */
+  frame: HookFrame;
   jobs: PreparedJob<T>[];
   /** The transaction the jobs were added in. */
   tx: TransactionContext;
@@ -197,21 +202,25 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     data: T,
     opts?: TransactionAwareJobOptions<Q>,
   ): Promise<string>;
-  async add(
+  add(
     nameOrData: string | T,
     dataOrOpts?: T | TransactionAwareJobOptions<Q>,
     opts?: TransactionAwareJobOptions<Q>,
-  ) {
-    // NOTE: Bull's own rule: a string first argument is the job name.
-    const job =
-      typeof nameOrData === 'string'
-        ? this.prepare({ name: nameOrData, data: dataOrOpts as T, opts })
-        : this.prepare({
-            data: nameOrData,
-            opts: dataOrOpts as TransactionAwareJobOptions<Q> | undefined,
-          });
-    const [id] = await this.submit([job]);
-    return id;
+  ): Promise<string> {
+    try {
+      // NOTE: Bull's own rule: a string first argument is the job name.
+      const job =
+        typeof nameOrData === 'string'
+          ? this.prepare({ name: nameOrData, data: dataOrOpts as T, opts })
+          : this.prepare({
+              data: nameOrData,
+              opts: dataOrOpts as TransactionAwareJobOptions<Q> | undefined,
+            });
+      const submitted = this.submit([job]);
+      return submitted ? submitted.then(() => job.id) : Promise.resolve(job.id);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -219,11 +228,18 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
    * argument as Bull's `addBulk`.
    */
   async addBulk(jobs: BulkJob<T, Q>[]): Promise<string[]> {
-    return this.submit(jobs.map((job) => this.prepare(job)));
+    const prepared = jobs.map((job) => this.prepare(job));
+    // NOTE: read first: the batch may take `prepared` as its list, and later adds extend it.
+    const ids = prepared.map((job) => job.id);
+    await this.submit(prepared);
+    return ids;
   }
 
   private prepare(job: BulkJob<T, Q>): PreparedJob<T> {
-    const { durable, ...opts } = (job.opts ?? {}) as TransactionAwareJobOptions;
+    const given = job.opts as TransactionAwareJobOptions | undefined;
+    let durable: boolean | undefined;
+    let opts: JobOptions & Record<string, any> = {};
+    if (given) ({ durable, ...opts } = given);
     const name = job.name ?? this.adapter.defaultJobName;
     const identity = this.adapter.identify(name, job.data, opts);
     return {
@@ -243,35 +259,50 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     };
   }
 
-  private async submit(jobs: PreparedJob<T>[]): Promise<string[]> {
+  /**
+   * Defers `jobs` in the caller's transaction (`undefined`: done, nothing to wait for) or, outside
+   * one, applies the `whenNoTransaction` policy. Throws what it refuses at once.
+   */
+  private submit(jobs: PreparedJob<T>[]): Promise<void> | undefined {
     const scope = transactionStorage.open(
       this.connectionName,
       `TransactionAwareQueue("${this.name}").add()`,
     );
     if (scope) {
-      // NOTE: the outbox rows first: an add() that rejects must defer none of its jobs.
-      const durable = jobs.filter((job) => job.durable);
-      if (durable.length > 0) {
-        await this.writeOutbox(scope, durable);
-        transactionStorage.open(
-          this.connectionName,
-          `TransactionAwareQueue("${this.name}").add()`,
-        );
+      if (!jobs.some((job) => job.durable)) {
+        this.defer(scope, jobs);
+        return undefined;
       }
-      this.defer(scope, jobs);
-    } else if (this.policy === 'throw') {
-      throw new NoTransactionError(this.name, this.connectionName);
-    } else {
-      if (this.policy === 'warn') {
-        this.logger.warn(
-          `add() outside a transaction on connection "${this.connectionName}": enqueued at ` +
-            `once (job ids ${ids(jobs)}). Call it from a @Transactional() scope, or register ` +
-            `the queue with whenNoTransaction: 'enqueue' if this is intended.`,
-        );
-      }
-      await this.enqueue(jobs);
+      return this.submitDurable(scope, jobs);
     }
-    return jobs.map((job) => job.id);
+    if (this.policy === 'throw') {
+      throw new NoTransactionError(this.name, this.connectionName);
+    }
+    if (this.policy === 'warn') {
+      this.logger.warn(
+        `add() outside a transaction on connection "${this.connectionName}": enqueued at ` +
+          `once (job ids ${ids(jobs)}). Call it from a @Transactional() scope, or register ` +
+          `the queue with whenNoTransaction: 'enqueue' if this is intended.`,
+      );
+    }
+    return this.enqueue(jobs);
+  }
+
+  /** Writes the outbox rows of the durable ones among `jobs`, then defers all of them. */
+  private async submitDurable(
+    scope: TransactionScope,
+    jobs: PreparedJob<T>[],
+  ): Promise<void> {
+    // NOTE: the outbox rows first: an add() that rejects must defer none of its jobs.
+    await this.writeOutbox(
+      scope,
+      jobs.filter((job) => job.durable),
+    );
+    transactionStorage.open(
+      this.connectionName,
+      `TransactionAwareQueue("${this.name}").add()`,
+    );
+    this.defer(scope, jobs);
   }
 
   /**
@@ -307,15 +338,20 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
   ): PendingBatch<T> {
     this.stats.deferred += jobs.length;
     const { frame } = scope;
-    const open = frame.batches.get(this) as PendingBatch<T> | undefined;
     // NOTE: a batch is extended only while it is the frame's last step, so that jobs and
     // other after-commit hooks keep the order in which they were registered.
-    if (open && frame.afterCommit[frame.afterCommit.length - 1] === open) {
-      open.jobs.push(...jobs);
-      return open;
+    const open = frame.afterCommit[frame.afterCommit.length - 1] as
+      | Partial<PendingBatch<T>>
+      | undefined;
+    if (open?.owner === this && open.frame === frame) {
+      open.jobs!.push(...jobs);
+      return open as PendingBatch<T>;
     }
     const batch: PendingBatch<T> = {
-      jobs: [...jobs],
+      owner: this,
+      frame,
+      // NOTE: every caller passes a list of its own, which it no longer changes.
+      jobs,
       tx: scope.tx,
       span: startSpan(`${this.name} enqueue`, 'producer', {
         'messaging.system': 'bull',
@@ -334,7 +370,6 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
       describe: () =>
         `enqueue ${batch.jobs.length} job(s) to queue "${this.name}" (job ids ${ids(batch.jobs)})`,
     };
-    frame.batches.set(this, batch);
     frame.afterCommit.push(batch);
     return batch;
   }
@@ -344,7 +379,15 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
    * others for as long as the after-commit step may take. Rejects (and the runner logs it) if
    * either part fails.
    */
-  private async flush(batch: PendingBatch<T>): Promise<void> {
+  private flush(batch: PendingBatch<T>): Promise<void> {
+    if (!batch.span && !batch.jobs.some((job) => job.durable)) {
+      return this.send(batch.jobs);
+    }
+    return this.flushRuns(batch);
+  }
+
+  /** `flush` of a batch with durable jobs, or traced: run by run, then the span ends. */
+  private async flushRuns(batch: PendingBatch<T>): Promise<void> {
     // NOTE: runs of plain and durable jobs go out one after the other, in registration order,
     // so that of two jobs with one id Bull keeps the first, as it would without the outbox.
     let failure: { error: unknown } | undefined;
@@ -376,14 +419,29 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
   }
 
   /** Hands jobs to Bull, refusing at once while the Redis client is not connected. */
-  private async send(jobs: PreparedJob<T>[]): Promise<void> {
+  private send(jobs: PreparedJob<T>[]): Promise<void> {
     try {
       assertRedisReady(this.adapter.client(), this.name);
-      await this.enqueue(jobs);
     } catch (error) {
       this.stats.failed += jobs.length;
-      throw error;
+      return Promise.reject(error);
     }
+    let enqueuing;
+    try {
+      enqueuing = this.adapter.enqueue(jobs);
+    } catch (error) {
+      this.stats.failed += jobs.length;
+      return Promise.reject(error);
+    }
+    return enqueuing.then(
+      () => {
+        this.stats.enqueued += jobs.length;
+      },
+      (error: unknown) => {
+        this.stats.failed += jobs.length;
+        throw error;
+      },
+    );
   }
 
   /**
@@ -424,9 +482,16 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     return { queue: this.name, id: job.rowId };
   }
 
-  private async enqueue(jobs: PreparedJob<T>[]): Promise<void> {
-    await this.adapter.enqueue(jobs);
-    this.stats.enqueued += jobs.length;
+  private enqueue(jobs: PreparedJob<T>[]): Promise<void> {
+    let enqueuing;
+    try {
+      enqueuing = this.adapter.enqueue(jobs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return enqueuing.then(() => {
+      this.stats.enqueued += jobs.length;
+    });
   }
 }
 

@@ -30,8 +30,6 @@ export class HookFrame {
   readonly afterCommit: TransactionHook[] = [];
   /** Steps to run once this frame's work is rolled back, in order. */
   readonly afterRollback: TransactionHook[] = [];
-  /** Per-owner scratch state (a queue's pending batch), dropped with the frame. */
-  readonly batches = new Map<object, unknown>();
   /** Set when the scope that opened this frame has ended: it takes no more work. */
   closed = false;
 

@@ -18,7 +18,7 @@ import type {
   PlainQueuePolicy,
   TransactionalOptions,
 } from './transactional.interfaces';
-import { withTimeout } from './with-timeout';
+import { DeadlineQueue } from './deadline-queue';
 import {
   LibrarySpan,
   endSpan,
@@ -75,12 +75,16 @@ export class TransactionRunner {
   private idleWaiters: (() => void)[] = [];
   /** Set once the application has shut down: no new scope is served. */
   private closed = false;
+  /** Deadlines of after-commit phases and of their steps (all `hookTimeoutMs` long). */
+  private readonly hookDeadlines: DeadlineQueue;
 
   constructor(
     private readonly drivers: ReadonlyMap<string, TransactionDriver>,
     /** Longest a caller waits for the after-commit (or after-rollback) work of one transaction. */
     private readonly hookTimeoutMs = 10_000,
-  ) {}
+  ) {
+    this.hookDeadlines = new DeadlineQueue(hookTimeoutMs);
+  }
 
   /** Makes this runner one that `@Transactional` methods may use (done by the module). */
   activate(): void {
@@ -189,14 +193,11 @@ export class TransactionRunner {
     return fn();
   }
 
-  /** Counts `work` as in progress until it settles (for `drain`). */
-  private track<T>(work: Promise<T>): Promise<T> {
-    this.active++;
-    return work.finally(() => {
-      if (--this.active === 0 && this.idleWaiters.length > 0) {
-        for (const wake of this.idleWaiters.splice(0)) wake();
-      }
-    });
+  /** Counts one transaction or after-commit phase as no longer in progress (for `drain`). */
+  private settle(): void {
+    if (--this.active === 0 && this.idleWaiters.length > 0) {
+      for (const wake of this.idleWaiters.splice(0)) wake();
+    }
   }
 
   private runNew<T>(
@@ -213,13 +214,12 @@ export class TransactionRunner {
         })
       : undefined;
     // NOTE: the span is active inside, so the spans of deferred enqueues are its children.
-    return this.track(
-      withSpan(span, () =>
-        this.runTransaction(connection, options, fn, where, span),
-      ),
+    return withSpan(span, () =>
+      this.runTransaction(connection, options, fn, where, span),
     );
   }
 
+  /** Counts the transaction as in progress (for `drain`) while it runs. */
   private async runTransaction<T>(
     connection: string,
     options: TransactionalOptions,
@@ -227,22 +227,72 @@ export class TransactionRunner {
     where: string,
     span?: LibrarySpan,
   ): Promise<T> {
-    let handle;
+    this.active++;
     try {
-      handle = await this.driver(connection, where).begin(
-        options.isolationLevel,
-        { where, insideTransaction: transactionStorage.hasAny() },
-      );
-    } catch (error) {
-      endSpan(span, OUTCOME, 'not_started', error);
-      throw error;
+      let handle;
+      try {
+        handle = await this.driver(connection, where).begin(
+          options.isolationLevel,
+          { where, insideTransaction: transactionStorage.hasAny() },
+        );
+      } catch (error) {
+        endSpan(span, OUTCOME, 'not_started', error);
+        throw error;
+      }
+      const tx = new TransactionContext(connection, handle, this);
+      this.guardHandle(connection, tx);
+      const scope: TransactionScope = { tx, frame: tx.root };
+      let result: T;
+      try {
+        result = await transactionStorage.run(connection, scope, fn);
+        tx.closeRoot();
+        if (tx.beforeCommit.length > 0) {
+          await transactionStorage.run(connection, scope, async () => {
+            for (const hook of tx.beforeCommit) await hook.run();
+          });
+        }
+      } catch (error) {
+        await this.rollback(tx, where, () => handle.rollback(), span, error);
+        throw error;
+      }
+      let outcome;
+      try {
+        outcome = handle.isAborted?.()
+          ? await handle.rollback().then(() => 'rolled-back' as const)
+          : await handle.commit();
+      } catch (error) {
+        await this.rollback(tx, where, () => handle.rollback(), span, error);
+        throw error;
+      }
+      if (outcome === 'rolled-back') {
+        const error = new UnexpectedRollbackError(where, 'transaction');
+        await this.rollback(tx, where, () => Promise.resolve(), span, error);
+        throw error;
+      }
+      this.stats.committed++;
+      const { hooks } = tx.end('committed');
+      if (FAILPOINT === 'after-commit' && hooks.length > 0) {
+        process.kill(process.pid, 'SIGKILL');
+      }
+      await this.release(tx, where);
+      await this.runHooks(hooks, 'after-commit', where);
+      endSpan(span, OUTCOME, 'commit');
+      return result;
+    } finally {
+      this.settle();
     }
-    const tx = new TransactionContext(connection, handle, this);
-    handle.setStatementGate?.(() => {
+  }
+
+  /**
+   * Makes the statements sent on `tx`'s connection wait their turn while a savepoint is open
+   * (`TransactionContext.turn`), and turns the manager's own `transaction()` into a NESTED scope.
+   */
+  private guardHandle(connection: string, tx: TransactionContext): void {
+    tx.handle.setStatementGate?.(() => {
       const scope = transactionStorage.get(connection);
       return scope?.tx === tx ? tx.turn(scope.frame) : undefined;
     });
-    handle.setNestedTransactions?.((work) => {
+    tx.handle.setNestedTransactions?.((work) => {
       const scope = transactionStorage.get(connection);
       if (scope?.tx !== tx) {
         return Promise.reject(
@@ -259,45 +309,6 @@ export class TransactionRunner {
         'EntityManager.transaction()',
       );
     });
-    let result: T;
-    try {
-      result = await transactionStorage.run(
-        connection,
-        { tx, frame: tx.root },
-        async () => {
-          const value = await fn();
-          tx.closeRoot();
-          for (const hook of tx.beforeCommit) await hook.run();
-          return value;
-        },
-      );
-    } catch (error) {
-      await this.rollback(tx, where, () => handle.rollback(), span, error);
-      throw error;
-    }
-    let outcome;
-    try {
-      outcome = handle.isAborted?.()
-        ? await handle.rollback().then(() => 'rolled-back' as const)
-        : await handle.commit();
-    } catch (error) {
-      await this.rollback(tx, where, () => handle.rollback(), span, error);
-      throw error;
-    }
-    if (outcome === 'rolled-back') {
-      const error = new UnexpectedRollbackError(where, 'transaction');
-      await this.rollback(tx, where, () => Promise.resolve(), span, error);
-      throw error;
-    }
-    this.stats.committed++;
-    const { hooks } = tx.end('committed');
-    if (FAILPOINT === 'after-commit' && hooks.length > 0) {
-      process.kill(process.pid, 'SIGKILL');
-    }
-    await this.release(tx, where);
-    await this.runHooks(hooks, 'after-commit', where);
-    endSpan(span, OUTCOME, 'commit');
-    return result;
   }
 
   /**
@@ -323,8 +334,8 @@ export class TransactionRunner {
     endSpan(span, OUTCOME, 'rollback', cause);
   }
 
-  private async release(tx: TransactionContext, where: string) {
-    await tx.handle.release().catch((error: unknown) => {
+  private release(tx: TransactionContext, where: string): Promise<void> {
+    return tx.handle.release().catch((error: unknown) => {
       this.logger.error(
         `${where}: releasing the connection failed: ${errorText(error)}`,
       );
@@ -399,23 +410,106 @@ export class TransactionRunner {
     where = 'transaction',
   ): Promise<void> {
     if (hooks.length === 0) return Promise.resolve();
-    const sequence = this.track(
-      transactionStorage.runDetached(() => this.runSequence(hooks, phase)),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        this.stats.hookPhasesDetached++;
-        this.logger.warn(
-          `${where}: ${phase} work still running after ${this.hookTimeoutMs} ms; the caller ` +
-            `goes on, the rest of it continues in the background`,
-        );
+    if (hooks.length === 1) return this.runSingle(hooks[0], phase, where);
+    return new Promise<void>((resolve) => {
+      const deadline = this.hookDeadlines.start(() => {
+        this.detached(phase, where);
         resolve();
-      }, this.hookTimeoutMs);
+      });
+      const done = () => {
+        this.settle();
+        deadline.cancel();
+        resolve();
+      };
+      this.active++;
+      transactionStorage
+        .runDetached(() => this.runSequence(hooks, phase))
+        .then(done, done);
     });
-    return Promise.race([sequence, deadline]).finally(() =>
-      clearTimeout(timer),
+  }
+
+  /**
+   * `runHooks` of a single step (most transactions: one batch of jobs). The phase and its only
+   * step start together and last as long, so one deadline serves both: when it passes, the
+   * phase is detached and the step is counted as timed out, as two deadlines would.
+   */
+  private runSingle(
+    hook: TransactionHook,
+    phase: string,
+    where: string,
+  ): Promise<void> {
+    this.active++;
+    let result: unknown;
+    try {
+      result = transactionStorage.runDetached(() => hook.run());
+    } catch (error) {
+      this.stepFailed(hook, phase, error);
+    }
+    if (!isThenable(result)) {
+      this.settle();
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      let pending = true;
+      const end = (error?: { cause: unknown }) => {
+        if (!pending) return;
+        pending = false;
+        if (error) this.stepFailed(hook, phase, error.cause);
+        this.settle();
+        resolve();
+      };
+      const deadline = this.hookDeadlines.start(() => {
+        if (!pending) return;
+        this.detached(phase, where);
+        end({ cause: new Error(`timed out after ${this.hookTimeoutMs} ms`) });
+      });
+      result.then(
+        () => {
+          deadline.cancel();
+          end();
+        },
+        (error: unknown) => {
+          deadline.cancel();
+          end({ cause: error });
+        },
+      );
+    });
+  }
+
+  /** Counts and logs an after-commit (or after-rollback) phase the caller stopped waiting for. */
+  private detached(phase: string, where: string): void {
+    this.stats.hookPhasesDetached++;
+    this.logger.warn(
+      `${where}: ${phase} work still running after ${this.hookTimeoutMs} ms; the caller ` +
+        `goes on, the rest of it continues in the background`,
     );
+  }
+
+  /** Counts and logs a step that threw, rejected or timed out. */
+  private stepFailed(hook: TransactionHook, phase: string, error: unknown) {
+    this.stats.hookFailures++;
+    this.logger.error(
+      `${phase} step failed: ${hook.describe()}: ${errorText(error)}`,
+    );
+  }
+
+  /** Settles as `work` does, or rejects once `hookTimeoutMs` have passed. */
+  private bounded(work: PromiseLike<unknown>): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const deadline = this.hookDeadlines.start(() =>
+        reject(new Error(`timed out after ${this.hookTimeoutMs} ms`)),
+      );
+      work.then(
+        (value) => {
+          deadline.cancel();
+          resolve(value);
+        },
+        (error: unknown) => {
+          deadline.cancel();
+          reject(error);
+        },
+      );
+    });
   }
 
   private async runSequence(
@@ -425,17 +519,15 @@ export class TransactionRunner {
     for (const hook of hooks) {
       try {
         const result = hook.run();
-        if (isThenable(result)) await withTimeout(result, this.hookTimeoutMs);
+        if (isThenable(result)) await this.bounded(result);
       } catch (error) {
-        this.stats.hookFailures++;
-        this.logger.error(
-          `${phase} step failed: ${hook.describe()}: ${errorText(error)}`,
-        );
+        this.stepFailed(hook, phase, error);
       }
     }
   }
 }
 
+/** Whether `value` is a promise (or another thenable). */
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (
     typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'

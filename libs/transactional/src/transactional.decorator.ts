@@ -9,6 +9,19 @@ import {
 import { TransactionalInterceptor } from './transactional.interceptor';
 import type { TransactionalOptions } from './transactional.interfaces';
 
+/** Calls `method`, turning what it returns or throws into a promise. */
+function callAsync(
+  method: (...args: unknown[]) => unknown,
+  self: unknown,
+  args: unknown[],
+): Promise<unknown> {
+  try {
+    return Promise.resolve(method.apply(self, args));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
 /**
  * Runs the decorated method in a transaction scope (see `Propagation`). It wraps the method,
  * so it works the same on controller route handlers and on any provider method (services,
@@ -69,7 +82,7 @@ export function Transactional(
       } catch (error) {
         return Promise.reject(error);
       }
-      return runner.run(frozen, async () => original.apply(this, args), where);
+      return runner.run(frozen, () => callAsync(original, this, args), where);
     };
     for (const metadataKey of Reflect.getMetadataKeys(original)) {
       Reflect.defineMetadata(

@@ -1,6 +1,7 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { MysqlTransactionGuard } from './dialect/mysql-transaction-guard';
 import { dialectOf, quoteIdentifier, SqlDialect } from './dialect/sql-dialect';
+import { DeadlineQueue } from './deadline-queue';
 import { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
 import type {
   BeginContext,
@@ -53,12 +54,25 @@ class QueryRunnerHandle implements TransactionHandle {
   }
 
   setStatementGate(turn: () => Promise<void> | undefined): void {
-    const { queryRunner, rawQuery } = this;
-    queryRunner.query = function (...args: Parameters<QueryRunner['query']>) {
+    const { queryRunner } = this;
+    // NOTE: TypeORM's query(query, parameters, useStructuredResult), passed on as is.
+    const rawQuery = this.rawQuery as (
+      this: QueryRunner,
+      query: string,
+      parameters?: unknown[],
+      structured?: boolean,
+    ) => Promise<unknown>;
+    queryRunner.query = function (
+      query: string,
+      parameters?: unknown[],
+      structured?: boolean,
+    ) {
       const wait = turn();
       return wait
-        ? wait.then(() => rawQuery.apply(queryRunner, args))
-        : rawQuery.apply(queryRunner, args);
+        ? wait.then(() =>
+            rawQuery.call(queryRunner, query, parameters, structured),
+          )
+        : rawQuery.call(queryRunner, query, parameters, structured);
     } as QueryRunner['query'];
   }
 
@@ -172,13 +186,18 @@ class QueryRunnerHandle implements TransactionHandle {
 
 /** `TransactionDriver` on a TypeORM DataSource: one pooled connection per transaction. */
 export class TypeOrmTransactionDriver implements TransactionDriver {
+  /** Deadlines of the connection waits (all `acquireTimeoutMs` long). */
+  private readonly acquireDeadlines: DeadlineQueue;
+
   constructor(
     private readonly dataSource: DataSource,
     /** Connection name, for error messages. */
     private readonly connectionName = 'default',
     /** Longest wait for a pooled connection when a transaction opens. */
     private readonly acquireTimeoutMs = 30_000,
-  ) {}
+  ) {
+    this.acquireDeadlines = new DeadlineQueue(acquireTimeoutMs);
+  }
 
   get manager(): EntityManager {
     return this.dataSource.manager;
@@ -203,10 +222,9 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
 
   /** Takes a pooled connection for `queryRunner`, waiting at most `acquireTimeoutMs`. */
   private connect(queryRunner: QueryRunner, context: BeginContext) {
-    const connecting = queryRunner.connect();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+    const connecting: Promise<unknown> = queryRunner.connect();
+    return new Promise<void>((resolve, reject) => {
+      const deadline = this.acquireDeadlines.start(() => {
         // NOTE: the pool keeps the request; a connection it hands over later goes straight back.
         connecting.then(
           () => queryRunner.release(),
@@ -221,11 +239,18 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
             context.insideTransaction,
           ),
         );
-      }, this.acquireTimeoutMs);
+      });
+      connecting.then(
+        () => {
+          deadline.cancel();
+          resolve();
+        },
+        (error: unknown) => {
+          deadline.cancel();
+          reject(error);
+        },
+      );
     });
-    return Promise.race([connecting, timeout]).finally(() =>
-      clearTimeout(timer),
-    );
   }
 
   private describePool(): string {

@@ -276,6 +276,33 @@ describe('when after-commit work fails', () => {
         `after-commit step failed: wait forever: Error: timed out after ${TIMEOUT_MS} ms`,
       ]);
     });
+
+    it('should time out a lone hook that never settles as a step and as a phase, once, and not wait for it on drain', async () => {
+      const before = runner.stats.hookFailures;
+      const detached = runner.stats.hookPhasesDetached;
+
+      const { res, elapsed } = await post(HEALTHY, ['hangs']);
+
+      expect(res.status).toBe(201);
+      expect(await committed(res.body.id)).toBe(true);
+      expect(elapsed).toBeGreaterThanOrEqual(TIMEOUT_MS);
+      expect(elapsed).toBeLessThan(TIMEOUT_MS + 2_000);
+      expect(ran).toEqual(['hangs']);
+      expect(runner.stats.hookPhasesDetached).toBe(detached + 1);
+      expect(runner.stats.hookFailures).toBe(before + 1);
+      expect(errorLines()).toEqual([
+        `after-commit step failed: wait forever: Error: timed out after ${TIMEOUT_MS} ms`,
+      ]);
+      expect(
+        logger
+          .lines('warn', 'Transactional')
+          .map((line) => line.message)
+          .filter((message) => message.includes('still running')),
+      ).toHaveLength(1);
+      // The timed-out step is no longer counted as work in progress.
+      expect(await runner.drain(100)).toBe(0);
+      await expectNoProcessFailures();
+    });
   });
 
   describe("when the Bull queue's Redis is unreachable at flush time", () => {

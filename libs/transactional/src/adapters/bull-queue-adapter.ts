@@ -21,15 +21,23 @@ export class BullQueueAdapter implements QueueAdapter {
     return identifyJob(this.queue, name, data, opts);
   }
 
-  async enqueue(jobs: AdapterJob[], bulk = false): Promise<unknown> {
-    // NOTE: Bull's addBulk ignores `repeat`: repeatable jobs are added one by one.
-    return (!bulk && jobs.length === 1) || jobs.some((job) => job.repeat)
-      ? await Promise.all(
-          jobs.map((job) => this.queue.add(job.name, job.data, job.opts)),
-        )
-      : await this.queue.addBulk(
-          jobs.map(({ name, data, opts }) => ({ name, data, opts })),
-        );
+  enqueue(jobs: AdapterJob[], bulk = false): Promise<unknown> {
+    try {
+      if (!bulk && jobs.length === 1) {
+        const [job] = jobs;
+        return this.queue.add(job.name, job.data, job.opts);
+      }
+      // NOTE: Bull's addBulk ignores `repeat`: repeatable jobs are added one by one.
+      return jobs.some((job) => job.repeat)
+        ? Promise.all(
+            jobs.map((job) => this.queue.add(job.name, job.data, job.opts)),
+          )
+        : this.queue.addBulk(
+            jobs.map(({ name, data, opts }) => ({ name, data, opts })),
+          );
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   client(): RedisClientLike | undefined {
