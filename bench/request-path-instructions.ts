@@ -15,6 +15,7 @@ import {
 import http from 'http';
 import os from 'os';
 import path from 'path';
+import { InstructionSplit, splitDump } from './request-path/callgrind-split';
 import { DATABASE, createTableSql, namesOf } from './request-path/config';
 import { intEnv, nodeBinary } from './request-path/env';
 import { MODES, Mode, modeOf } from './request-path/modes';
@@ -72,8 +73,11 @@ function callgrindControl(args: string[], pid: number): Promise<void> {
   });
 }
 
-/** Instructions in callgrind's newest dump of `base` (`<base>.<n>`, n counting up from 1). */
-function newestDumpTotal(dir: string, base: string): number {
+/** Callgrind's newest dump of `base` (`<base>.<n>`, n counting up from 1): its total and split. */
+function newestDump(
+  dir: string,
+  base: string,
+): { total: number; split: InstructionSplit } {
   const dumps = readdirSync(dir)
     .filter((f) => f.startsWith(`${base}.`) && /\.\d+$/.test(f))
     .sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()));
@@ -83,7 +87,10 @@ function newestDumpTotal(dir: string, base: string): number {
     readFileSync(path.join(dir, newest), 'utf8'),
   );
   if (!totals) throw new Error(`no totals line in ${newest}`);
-  return Number(totals[1]);
+  return {
+    total: Number(totals[1]),
+    split: splitDump(path.join(dir, newest)),
+  };
 }
 
 /** `count` requests `POST /r`, `connections` in flight at once; rejects on any status but 201. */
@@ -129,6 +136,8 @@ interface Counted {
   label: string;
   /** Instructions per request in each window. */
   windows: number[];
+  /** The same, split by what V8 spent them on (`callgrind-split.ts`). */
+  splits: InstructionSplit[];
   check: ModeResult['check'];
 }
 
@@ -177,6 +186,7 @@ async function countMode(
   const children: ChildProcess[] = [];
   let server: Server | undefined;
   const windows: number[] = [];
+  const splits: InstructionSplit[] = [];
   try {
     server = await startServer(
       mode,
@@ -213,7 +223,13 @@ async function countMode(
     for (let w = 0; w < SETTINGS.windows; w++) {
       await send(server.port, SETTINGS.requests, SETTINGS.connections);
       await callgrindControl(['--dump'], pid);
-      windows.push(newestDumpTotal(dumpDir, base) / SETTINGS.requests);
+      const { total, split } = newestDump(dumpDir, base);
+      windows.push(total / SETTINGS.requests);
+      splits.push({
+        gc: split.gc / SETTINGS.requests,
+        compile: split.compile / SETTINGS.requests,
+        program: split.program / SETTINGS.requests,
+      });
     }
     await callgrindControl(['--instr=off'], pid);
     log(
@@ -226,7 +242,7 @@ async function countMode(
     const check = await withPg(DATABASE, (client) =>
       checkMode(client, runId, mode, stopped),
     );
-    return { key: mode.key, label: mode.label, windows, check };
+    return { key: mode.key, label: mode.label, windows, splits, check };
   } finally {
     for (const child of children)
       if (child.exitCode === null) child.kill('SIGKILL');
@@ -268,18 +284,40 @@ function mean(values: number[]): number {
   return values.reduce((a, b) => a + b, 0) / values.length;
 }
 
+/** Mean of one part of the split over the windows. */
+function meanOf(splits: InstructionSplit[], part: keyof InstructionSplit) {
+  return mean(splits.map((s) => s[part]));
+}
+
 function rowsOf(counted: Counted[]): string[][] {
   const baseline = counted.find((c) => c.key === 'b2');
   const b2 = baseline ? mean(baseline.windows) : NaN;
+  const b2Program = baseline ? meanOf(baseline.splits, 'program') : NaN;
+  const k = (n: number) => (n / 1000).toFixed(1);
   return [
-    ['mode', 'k instr/req', 'windows min..max', 'x b2', 'rows = jobs'],
+    [
+      'mode',
+      'k instr/req',
+      'windows min..max',
+      'x b2',
+      'GC',
+      'compile',
+      'program',
+      'program x b2',
+      'rows = jobs',
+    ],
     ...counted.map((c) => {
       const m = mean(c.windows);
+      const program = meanOf(c.splits, 'program');
       return [
         c.key,
-        (m / 1000).toFixed(1),
-        `${(Math.min(...c.windows) / 1000).toFixed(1)}..${(Math.max(...c.windows) / 1000).toFixed(1)}`,
+        k(m),
+        `${k(Math.min(...c.windows))}..${k(Math.max(...c.windows))}`,
         Number.isNaN(b2) ? '-' : (m / b2).toFixed(3),
+        k(meanOf(c.splits, 'gc')),
+        k(meanOf(c.splits, 'compile')),
+        k(program),
+        Number.isNaN(b2Program) ? '-' : (program / b2Program).toFixed(3),
         c.check.problems.length
           ? `FAILED: ${c.check.problems.join('; ')}`
           : c.check.jobs
@@ -369,6 +407,11 @@ async function main() {
     `Machine: ${header.machine}; ${header.valgrind} (callgrind, every thread of the server; ` +
       `Node with --single-threaded). ${SETTINGS.warmup} requests of warm-up, then ` +
       `${SETTINGS.windows} windows of ${SETTINGS.requests} requests, ${SETTINGS.connections} in flight.`,
+    '',
+    'GC, compile and program split the same instructions by the V8 function that ran them ' +
+      '(request-path/callgrind-split.ts). A major GC or a batch of JIT compilation falls into ' +
+      'some windows and not others, so the totals vary from run to run by several percent; ' +
+      '"program" leaves both out and is the figure that compares code changes.',
     '',
   ];
   for (const set of sets) {
