@@ -50,7 +50,7 @@ export function identifyJob(
   const defaults =
     'defaultJobOptions' in queue ? settings.defaultJobOptions : undefined;
   const groupKey = 'limiter' in queue ? settings.limiter?.groupKey : undefined;
-  const merged: JobOptions = { ...defaults, ...opts };
+  const merged: JobOptions = defaults ? { ...defaults, ...opts } : opts;
   const repeat = merged.repeat as RepeatOptions | undefined;
   let jobId = merged.jobId !== undefined ? String(merged.jobId) : undefined;
   // NOTE: Bull generates a random id for a job without one when the queue has a groupKey,

@@ -17,8 +17,12 @@ import type {
 } from './transaction-context';
 import { transactionStorage } from './transaction-storage';
 import { DEFAULT_CONNECTION_NAME } from './transactional.constants';
-import { withTimeout } from './with-timeout';
-import { LibrarySpan, endSpan, startSpan } from './observability/tracing';
+import {
+  LibrarySpan,
+  endSpan,
+  tracingOn,
+  startSpan,
+} from './observability/tracing';
 import type {
   BulkJob,
   JobDiverter,
@@ -45,21 +49,40 @@ type PreparedJob<T> = {
   rowId: string;
 };
 
-/** The jobs one scope frame deferred to this queue, flushed by one after-commit step. */
-interface PendingBatch<T> extends TransactionHook {
-  /** The queue that deferred the jobs. */
-  owner: object;
-  /** The frame they were deferred in. */
-  frame: HookFrame;
-  jobs: PreparedJob<T>[];
-  /** The transaction the jobs were added in. */
-  tx: TransactionContext;
-  /** The batch's span, from its first deferral to its flush or drop (with OpenTelemetry). */
-  span?: LibrarySpan;
-}
-
 /** Span attribute that says how a deferred enqueue ended: `enqueued`, `failed`, `dropped`. */
 const OUTCOME = 'messaging.outcome';
+
+/**
+ * The jobs one scope frame deferred to one queue, flushed by one after-commit step. A class, so
+ * that deferring allocates one object rather than an object and three closures per batch.
+ */
+class PendingBatch<T> implements TransactionHook {
+  constructor(
+    /** The queue that deferred the jobs. */
+    readonly owner: TransactionAwareQueue<T, any>,
+    /** The frame they were deferred in. */
+    readonly frame: HookFrame,
+    readonly jobs: PreparedJob<T>[],
+    /** The transaction the jobs were added in. */
+    readonly tx: TransactionContext,
+    /** The batch's span, from its first deferral to its flush or drop (with OpenTelemetry). */
+    readonly span: LibrarySpan | undefined,
+  ) {}
+
+  run(): Promise<void> {
+    return this.owner.flushBatch(this);
+  }
+
+  dropped(): void {
+    this.owner.stats.droppedOnRollback += this.jobs.length;
+    this.span?.setAttribute('messaging.batch.message_count', this.jobs.length);
+    endSpan(this.span, OUTCOME, 'dropped');
+  }
+
+  describe(): string {
+    return `enqueue ${this.jobs.length} job(s) to queue "${this.owner.name}" (job ids ${ids(this.jobs)})`;
+  }
+}
 
 /** Counters of one queue, for health checks and metrics. */
 export interface TransactionAwareQueueStats {
@@ -289,27 +312,28 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
   }
 
   /** Writes the outbox rows of the durable ones among `jobs`, then defers all of them. */
-  private async submitDurable(
+  private submitDurable(
     scope: TransactionScope,
     jobs: PreparedJob<T>[],
   ): Promise<void> {
     // NOTE: the outbox rows first: an add() that rejects must defer none of its jobs.
-    await this.writeOutbox(
+    return this.writeOutbox(
       scope,
       jobs.filter((job) => job.durable),
-    );
-    transactionStorage.open(
-      this.connectionName,
-      `TransactionAwareQueue("${this.name}").add()`,
-    );
-    this.defer(scope, jobs);
+    ).then(() => {
+      transactionStorage.open(
+        this.connectionName,
+        `TransactionAwareQueue("${this.name}").add()`,
+      );
+      this.defer(scope, jobs);
+    });
   }
 
   /**
    * Writes durable jobs to the outbox in the caller's transaction, one row per job (even for a
    * job id added before: Bull keeps the first job of an id it receives, as without the outbox).
    */
-  private async writeOutbox(
+  private writeOutbox(
     scope: TransactionScope,
     jobs: PreparedJob<T>[],
   ): Promise<void> {
@@ -320,7 +344,7 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
           `to your migrations.`,
       );
     }
-    await this.outbox.writer.write(
+    return this.outbox.writer.write(
       scope.tx,
       jobs.map((job) => ({
         queue: this.name,
@@ -340,36 +364,30 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     const { frame } = scope;
     // NOTE: a batch is extended only while it is the frame's last step, so that jobs and
     // other after-commit hooks keep the order in which they were registered.
-    const open = frame.afterCommit[frame.afterCommit.length - 1] as
-      | Partial<PendingBatch<T>>
-      | undefined;
-    if (open?.owner === this && open.frame === frame) {
-      open.jobs!.push(...jobs);
+    const open = frame.afterCommit[frame.afterCommit.length - 1];
+    if (
+      open instanceof PendingBatch &&
+      open.owner === this &&
+      open.frame === frame
+    ) {
+      open.jobs.push(...jobs);
       return open as PendingBatch<T>;
     }
-    const batch: PendingBatch<T> = {
-      owner: this,
+    const batch = new PendingBatch<T>(
+      this,
       frame,
       // NOTE: every caller passes a list of its own, which it no longer changes.
       jobs,
-      tx: scope.tx,
-      span: startSpan(`${this.name} enqueue`, 'producer', {
-        'messaging.system': 'bull',
-        'messaging.destination.name': this.name,
-        'messaging.operation.type': 'send',
-      }),
-      run: () => this.flush(batch),
-      dropped: () => {
-        this.stats.droppedOnRollback += batch.jobs.length;
-        batch.span?.setAttribute(
-          'messaging.batch.message_count',
-          batch.jobs.length,
-        );
-        endSpan(batch.span, OUTCOME, 'dropped');
-      },
-      describe: () =>
-        `enqueue ${batch.jobs.length} job(s) to queue "${this.name}" (job ids ${ids(batch.jobs)})`,
-    };
+      scope.tx,
+      // NOTE: without OpenTelemetry, no span name or attributes are built per batch.
+      tracingOn()
+        ? startSpan(`${this.name} enqueue`, 'producer', {
+            'messaging.system': 'bull',
+            'messaging.destination.name': this.name,
+            'messaging.operation.type': 'send',
+          })
+        : undefined,
+    );
     frame.afterCommit.push(batch);
     return batch;
   }
@@ -377,11 +395,15 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
   /**
    * Enqueues a batch after the commit: its durable jobs within the fast path's budget, the
    * others for as long as the after-commit step may take. Rejects (and the runner logs it) if
-   * either part fails.
+   * either part fails. Internal: the batch's after-commit step.
    */
-  private flush(batch: PendingBatch<T>): Promise<void> {
-    if (!batch.span && !batch.jobs.some((job) => job.durable)) {
-      return this.send(batch.jobs);
+  flushBatch(batch: PendingBatch<T>): Promise<void> {
+    if (!batch.span) {
+      const { jobs } = batch;
+      const durable = jobs[0].durable;
+      if (jobs.every((job) => job.durable === durable)) {
+        return durable ? this.sendDurable(jobs, batch.tx) : this.send(jobs);
+      }
     }
     return this.flushRuns(batch);
   }
@@ -449,33 +471,58 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
    * them within the budget (the outbox's `fastPathTimeoutMs`, and never past the moment the
    * relay may take the rows); otherwise leaves the rows to the relay.
    */
-  private async sendDurable(
+  private sendDurable(
     jobs: PreparedJob<T>[],
     tx: TransactionContext,
   ): Promise<void> {
     const outbox = this.outbox!;
     const budget = Math.floor(outbox.writer.fastPathBudgetMs(tx));
-    let inTime = budget > 0;
-    try {
-      if (!inTime) {
-        throw new Error(
-          'no time left before the outbox relay may take the rows (the transaction, or the ' +
-            'after-commit steps before this one, took most of the grace period)',
-        );
-      }
-      await withTimeout(
-        this.send(jobs).then(() => {
-          // NOTE: an enqueue that ends after the budget is not marked: the relay may own the rows.
-          if (inTime) outbox.marker.mark(jobs.map((job) => this.rowKey(job)));
-        }),
-        budget,
-        `Redis did not take the job(s) within ${budget} ms`,
+    if (budget <= 0) {
+      return Promise.reject(
+        this.leaveToRelay(
+          jobs,
+          new Error(
+            'no time left before the outbox relay may take the rows (the transaction, or the ' +
+              'after-commit steps before this one, took most of the grace period)',
+          ),
+        ),
       );
-    } catch (error) {
-      inTime = false;
-      this.stats.leftToRelay += jobs.length;
-      throw leftToRelay(error);
     }
+    return new Promise<void>((resolve, reject) => {
+      let pending = true;
+      const deadline = outbox.writer.startDeadline(budget, () => {
+        if (!pending) return;
+        pending = false;
+        reject(
+          this.leaveToRelay(
+            jobs,
+            new Error(`Redis did not take the job(s) within ${budget} ms`),
+          ),
+        );
+      });
+      this.send(jobs).then(
+        () => {
+          // NOTE: an enqueue that ends after the budget is not marked: the relay may own the rows.
+          if (!pending) return;
+          pending = false;
+          deadline.cancel();
+          outbox.marker.mark(jobs.map((job) => this.rowKey(job)));
+          resolve();
+        },
+        (error: unknown) => {
+          if (!pending) return;
+          pending = false;
+          deadline.cancel();
+          reject(this.leaveToRelay(jobs, error));
+        },
+      );
+    });
+  }
+
+  /** Counts `jobs` as left to the relay; the error to report for them. */
+  private leaveToRelay(jobs: PreparedJob<T>[], error: unknown): Error {
+    this.stats.leftToRelay += jobs.length;
+    return leftToRelay(error);
   }
 
   private rowKey(job: PreparedJob<T>): OutboxRowKey {

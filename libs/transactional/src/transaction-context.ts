@@ -45,12 +45,6 @@ export class HookFrame {
   }
 }
 
-/** How a transaction ended, with the hooks that must run for it. */
-export interface TransactionEnd {
-  /** After-rollback hooks of savepoints rolled back earlier, then the transaction's own hooks. */
-  readonly hooks: TransactionHook[];
-}
-
 /**
  * One physical transaction: its connection, the stack of open savepoint frames and the hooks.
  *
@@ -82,6 +76,13 @@ export class TransactionContext {
     fail: (error: Error) => void;
   }[] = [];
   private savepoints = 0;
+  /**
+   * Whether the runner has made the connection's statements wait their turn (done when the
+   * first savepoint opens). Internal to the runner.
+   */
+  gated = false;
+  /** What the outbox writer keeps of this transaction's rows, if it wrote any. Internal. */
+  outboxWrites?: object;
 
   constructor(
     /** Connection (DataSource) name. */
@@ -204,7 +205,15 @@ export class TransactionContext {
    * the hooks to run for `outcome` are returned (after-rollback hooks of rolled-back savepoints
    * first, then those of every frame still open, root first, each list in registration order).
    */
-  end(outcome: 'committed' | 'rolled-back'): TransactionEnd {
+  end(outcome: 'committed' | 'rolled-back'): readonly TransactionHook[] {
+    if (this.stack.length === 1 && this.savepointRollbackHooks.length === 0) {
+      // NOTE: the common case, no savepoint: the root frame's own list (closed to new work).
+      const root = this.root;
+      root.closed = true;
+      if (outcome === 'rolled-back') drop(root.afterCommit);
+      this.wake();
+      return outcome === 'committed' ? root.afterCommit : root.afterRollback;
+    }
     const hooks = [...this.savepointRollbackHooks];
     for (const frame of this.stack) {
       frame.closed = true;
@@ -215,7 +224,7 @@ export class TransactionContext {
     }
     this.stack.length = 1;
     this.wake();
-    return { hooks };
+    return hooks;
   }
 
   /** Closes the root frame to new work (the outermost scope returned); the stack stays. */

@@ -22,7 +22,7 @@ import { DeadlineQueue } from './deadline-queue';
 import {
   LibrarySpan,
   endSpan,
-  otelApi,
+  tracingOn,
   startSpan,
   withSpan,
 } from './observability/tracing';
@@ -206,13 +206,14 @@ export class TransactionRunner {
     fn: () => Promise<T>,
     where: string,
   ): Promise<T> {
-    const span = otelApi()
+    const span = tracingOn()
       ? startSpan('transaction', 'internal', {
           'db.connection': connection,
           'transaction.scope': where,
           'transaction.isolation_level': options.isolationLevel ?? 'default',
         })
       : undefined;
+    if (!span) return this.runTransaction(connection, options, fn, where);
     // NOTE: the span is active inside, so the spans of deferred enqueues are its children.
     return withSpan(span, () =>
       this.runTransaction(connection, options, fn, where, span),
@@ -247,9 +248,10 @@ export class TransactionRunner {
         result = await transactionStorage.run(connection, scope, fn);
         tx.closeRoot();
         if (tx.beforeCommit.length > 0) {
-          await transactionStorage.run(connection, scope, async () => {
-            for (const hook of tx.beforeCommit) await hook.run();
-          });
+          const pending = transactionStorage.run(connection, scope, () =>
+            runSteps(tx.beforeCommit, 0),
+          );
+          if (pending) await pending;
         }
       } catch (error) {
         await this.rollback(tx, where, () => handle.rollback(), span, error);
@@ -270,12 +272,14 @@ export class TransactionRunner {
         throw error;
       }
       this.stats.committed++;
-      const { hooks } = tx.end('committed');
+      const hooks = tx.end('committed');
       if (FAILPOINT === 'after-commit' && hooks.length > 0) {
         process.kill(process.pid, 'SIGKILL');
       }
-      await this.release(tx, where);
-      await this.runHooks(hooks, 'after-commit', where);
+      // NOTE: not awaited: TypeORM's query runners hand the connection back to the pool within
+      // the call, and a failure is logged, so the after-commit work need not wait a turn for it.
+      void this.release(tx, where);
+      if (hooks.length > 0) await this.runHooks(hooks, 'after-commit', where);
       endSpan(span, OUTCOME, 'commit');
       return result;
     } finally {
@@ -285,13 +289,18 @@ export class TransactionRunner {
 
   /**
    * Makes the statements sent on `tx`'s connection wait their turn while a savepoint is open
-   * (`TransactionContext.turn`), and turns the manager's own `transaction()` into a NESTED scope.
+   * (`TransactionContext.turn`). Done when the transaction opens its first savepoint: until
+   * then every statement may go at once, and the gate would cost each one a CLS lookup.
    */
-  private guardHandle(connection: string, tx: TransactionContext): void {
+  private gateStatements(connection: string, tx: TransactionContext): void {
     tx.handle.setStatementGate?.(() => {
       const scope = transactionStorage.get(connection);
       return scope?.tx === tx ? tx.turn(scope.frame) : undefined;
     });
+  }
+
+  /** Turns the manager's own `transaction()` into a NESTED scope of `tx`. */
+  private guardHandle(connection: string, tx: TransactionContext): void {
     tx.handle.setNestedTransactions?.((work) => {
       const scope = transactionStorage.get(connection);
       if (scope?.tx !== tx) {
@@ -323,7 +332,7 @@ export class TransactionRunner {
     cause?: unknown,
   ) {
     this.stats.rolledBack++;
-    const { hooks } = tx.end('rolled-back');
+    const hooks = tx.end('rolled-back');
     try {
       await rollback();
     } catch (error) {
@@ -349,6 +358,10 @@ export class TransactionRunner {
     where: string,
   ): Promise<T> {
     const { tx } = current;
+    if (!tx.gated) {
+      tx.gated = true;
+      this.gateStatements(connection, tx);
+    }
     const frame = await tx.openSavepoint(current.frame, where);
     const name = frame.savepoint!;
     const rollback = async () => {
@@ -525,6 +538,23 @@ export class TransactionRunner {
       }
     }
   }
+}
+
+/**
+ * Runs `steps` from `from` on, in order, each awaited; synchronously as long as they return
+ * no promise (`undefined` then). Rejects, or throws, with the first step that fails.
+ */
+function runSteps(
+  steps: readonly TransactionHook[],
+  from: number,
+): Promise<void> | undefined {
+  for (let i = from; i < steps.length; i++) {
+    const result = steps[i].run();
+    if (isThenable(result)) {
+      return Promise.resolve(result).then(() => runSteps(steps, i + 1));
+    }
+  }
+  return undefined;
 }
 
 /** Whether `value` is a promise (or another thenable). */

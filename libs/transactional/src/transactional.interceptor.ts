@@ -16,30 +16,61 @@ import type { TransactionalOptions } from './transactional.interfaces';
  * is entered before the handler (and its pipes) run and ends (commit, then deferred work)
  * before the handler's value reaches the response. Applied by the decorator itself.
  */
+/** What the interceptor needs of one decorated handler, read once per handler. */
+interface HandlerScope {
+  options: TransactionalOptions;
+  /** `Class.method`, for error messages. */
+  where: string;
+  /** Whether the scope is one of the handler's own (REQUIRES_NEW, NESTED): see `handlerClaims`. */
+  claim: boolean;
+  /** The controller class `where` names (an inherited handler serves several). */
+  owner: object;
+}
+
 @Injectable()
 export class TransactionalInterceptor implements NestInterceptor {
+  /** Per handler: its scope, or `null` when it is not decorated. */
+  private readonly handlers = new WeakMap<object, HandlerScope | null>();
+
   constructor(private readonly runner: TransactionRunner) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const handler = context.getHandler();
-    const options: TransactionalOptions | undefined = Reflect.getMetadata(
-      TRANSACTIONAL_OPTIONS_METADATA,
-      handler,
-    );
-    if (!options) return next.handle();
-    const where = `${context.getClass().name}.${handler.name}`;
-    const claim = opensOwnScope(options);
+    let scope = this.handlers.get(handler);
+    if (scope === undefined || (scope && scope.owner !== context.getClass())) {
+      scope = this.scopeOf(context, handler);
+      this.handlers.set(handler, scope);
+    }
+    if (!scope) return next.handle();
+    const { claim } = scope;
     return from(
       this.runner.run(
-        options,
+        scope.options,
         () => {
           if (claim) handlerClaims.claim(handler);
           // NOTE: Nest binds the handler's async context when handle() is called, so the
           // handler runs inside the scope entered here.
           return lastValueFrom(next.handle(), { defaultValue: undefined });
         },
-        where,
+        scope.where,
       ),
     );
+  }
+
+  private scopeOf(
+    context: ExecutionContext,
+    handler: object,
+  ): HandlerScope | null {
+    const options: TransactionalOptions | undefined = Reflect.getMetadata(
+      TRANSACTIONAL_OPTIONS_METADATA,
+      handler,
+    );
+    if (!options) return null;
+    return {
+      options,
+      where: `${context.getClass().name}.${(handler as { name: string }).name}`,
+      claim: opensOwnScope(options),
+      owner: context.getClass(),
+    };
   }
 }

@@ -221,7 +221,10 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
   }
 
   /** Takes a pooled connection for `queryRunner`, waiting at most `acquireTimeoutMs`. */
-  private connect(queryRunner: QueryRunner, context: BeginContext) {
+  private connect(
+    queryRunner: QueryRunner,
+    context: BeginContext,
+  ): Promise<unknown> {
     const connecting: Promise<unknown> = queryRunner.connect();
     return new Promise<void>((resolve, reject) => {
       const deadline = this.acquireDeadlines.start(() => {

@@ -12,6 +12,8 @@ type Api = typeof OtelApi;
 
 let api: Api | null | undefined;
 let tracer: OtelApi.Tracer | undefined;
+/** What the API's global tracer provider delegates to while no SDK has registered one. */
+let noopProvider: OtelApi.TracerProvider | undefined;
 
 /**
  * `@opentelemetry/api` when the application has it installed (an optional peer dependency),
@@ -25,11 +27,33 @@ export function otelApi(): Api | null {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       api = require('@opentelemetry/api') as Api;
       tracer = api.trace.getTracer(TRACER_NAME);
+      // NOTE: the API's own no-op provider, reached through a proxy that has no delegate.
+      noopProvider =
+        typeof api.ProxyTracerProvider === 'function'
+          ? new api.ProxyTracerProvider().getDelegate()
+          : undefined;
     } catch {
       api = null;
     }
   }
   return api;
+}
+
+/**
+ * Whether a span started now could record: the API is installed and an SDK has registered a
+ * tracer provider (checked on every call: an SDK may register after the library has loaded).
+ * Callers test it before building a span's name and attributes, which are otherwise built per
+ * transaction and per batch for a no-op tracer.
+ */
+export function tracingOn(): boolean {
+  const otel = otelApi();
+  if (!otel) return false;
+  if (!noopProvider) return true;
+  const provider = otel.trace.getTracerProvider();
+  return !(
+    provider instanceof otel.ProxyTracerProvider &&
+    provider.getDelegate() === noopProvider
+  );
 }
 
 /**

@@ -1,4 +1,5 @@
 import { performance } from 'perf_hooks';
+import { Deadline, DeadlineQueue } from '../deadline-queue';
 import type { TransactionContext } from '../transaction-context';
 import type { OutboxRow, OutboxRowKey, OutboxStore } from './outbox-store';
 import type { ResolvedOutboxOptions } from './outbox.options';
@@ -27,22 +28,24 @@ interface TransactionWrites {
  * commit instead. The fast path gets the time that is left (`fastPathBudgetMs`). Internal.
  */
 export class OutboxWriter {
-  private readonly transactions = new WeakMap<
-    TransactionContext,
-    TransactionWrites
-  >();
+  /** Deadlines of fast paths that get the whole `fastPathTimeoutMs` (nearly all of them). */
+  private readonly fastPathDeadlines: DeadlineQueue;
 
   constructor(
     private readonly store: OutboxStore,
     private readonly options: ResolvedOutboxOptions,
-  ) {}
+  ) {
+    this.fastPathDeadlines = new DeadlineQueue(options.fastPathTimeoutMs);
+  }
 
   /** Inserts `rows` in `tx` (see `OutboxStore.insert`). */
-  async write(tx: TransactionContext, rows: OutboxRow[]): Promise<void> {
-    let writes = this.transactions.get(tx);
+  write(tx: TransactionContext, rows: OutboxRow[]): Promise<void> {
+    // NOTE: kept on the transaction itself (one writer per connection, one connection per
+    // transaction): a WeakMap entry per transaction costs the garbage collector more.
+    let writes = tx.outboxWrites as TransactionWrites | undefined;
     if (!writes) {
       writes = { keys: [], firstWriteAt: performance.now() };
-      this.transactions.set(tx, writes);
+      tx.outboxWrites = writes;
       const registered = writes;
       tx.beforeCommit.push({
         run: () => this.postpone(tx, registered),
@@ -50,8 +53,22 @@ export class OutboxWriter {
           `count the outbox grace period of ${registered.keys.length} row(s) from the commit`,
       });
     }
-    await this.store.insert(tx.manager, rows);
-    writes.keys.push(...rows.map(({ queue, id }) => ({ queue, id })));
+    const written = writes;
+    return this.store.insert(tx.manager, rows).then(() => {
+      for (const { queue, id } of rows) written.keys.push({ queue, id });
+    });
+  }
+
+  /**
+   * Starts the deadline of a fast path that may take `ms` (from `fastPathBudgetMs`): `onExpire`
+   * runs once they have passed, unless cancelled first.
+   */
+  startDeadline(ms: number, onExpire: () => void): Deadline {
+    if (ms === this.options.fastPathTimeoutMs) {
+      return this.fastPathDeadlines.start(onExpire);
+    }
+    const timer = setTimeout(onExpire, ms);
+    return { cancel: () => clearTimeout(timer) };
   }
 
   /**
@@ -60,7 +77,7 @@ export class OutboxWriter {
    * the rows. Zero or less: leave them to the relay.
    */
   fastPathBudgetMs(tx: TransactionContext): number {
-    const writes = this.transactions.get(tx);
+    const writes = tx.outboxWrites as TransactionWrites | undefined;
     const { fastPathTimeoutMs, markBatchDelayMs, relay } = this.options;
     if (!writes) return fastPathTimeoutMs;
     const eligibleAt =
@@ -71,14 +88,15 @@ export class OutboxWriter {
     );
   }
 
-  private async postpone(
+  /** The before-commit step: `undefined` when the rows need no new grace period. */
+  private postpone(
     tx: TransactionContext,
     writes: TransactionWrites,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     const elapsed = performance.now() - writes.firstWriteAt;
     if (writes.keys.length === 0 || elapsed < this.options.relay.graceMs / 2)
-      return;
+      return undefined;
     writes.postponedAt = performance.now();
-    await this.store.postpone(tx.manager, writes.keys);
+    return this.store.postpone(tx.manager, writes.keys);
   }
 }
