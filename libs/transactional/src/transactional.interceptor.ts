@@ -11,11 +11,6 @@ import { handlerClaims } from './transaction-storage';
 import { TRANSACTIONAL_OPTIONS_METADATA } from './transactional.constants';
 import type { TransactionalOptions } from './transactional.interfaces';
 
-/**
- * Wraps a route handler decorated with `@Transactional()` in its transaction scope: the scope
- * is entered before the handler (and its pipes) run and ends (commit, then deferred work)
- * before the handler's value reaches the response. Applied by the decorator itself.
- */
 /** What the interceptor needs of one decorated handler, read once per handler. */
 interface HandlerScope {
   options: TransactionalOptions;
@@ -27,6 +22,11 @@ interface HandlerScope {
   owner: object;
 }
 
+/**
+ * Wraps a route handler decorated with `@Transactional()` in its transaction scope: the scope
+ * is entered before the handler (and its pipes) run and ends (commit, then deferred work)
+ * before the handler's value reaches the response. Applied by the decorator itself.
+ */
 @Injectable()
 export class TransactionalInterceptor implements NestInterceptor {
   /** Per handler: its scope, or `null` when it is not decorated. */

@@ -169,6 +169,14 @@ describe('when the outbox relay dispatches rows', () => {
         const startedAt = Date.now();
         relaying = outbox(a).relayOnce();
         relaying.catch(() => undefined);
+        // NOTE: on MySQL/MariaDB the claim itself is a short transaction of several statements,
+        // asleep between them while Node runs; on a loaded machine a sample could catch it.
+        // What must not stay open is a transaction across the wait for Redis, after the claim.
+        await waitFor(
+          async () => (await rows(ON_OWN, ids)).every((row) => row.wait_ms > 0),
+          'the claim of the rows to commit',
+          REDIS_TIMEOUT_MS - 400,
+        );
         const seen: unknown[] = [];
         while (Date.now() - startedAt < REDIS_TIMEOUT_MS - 200) {
           seen.push(...(await idleInTransaction()));
