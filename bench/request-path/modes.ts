@@ -42,6 +42,14 @@ export const MODES: readonly Mode[] = [
       'hand-written, correct: dataSource.transaction(insert), then queue.add({ id }) after COMMIT',
   },
   {
+    key: 'b2i',
+    family: 'plain',
+    inserts: true,
+    enqueues: true,
+    label:
+      'b2 behind a pass-through interceptor (next.handle()): what any interceptor costs, the floor of o1i',
+  },
+  {
     key: 'b3',
     family: 'plain',
     inserts: true,

@@ -1,5 +1,13 @@
 import { InjectQueue } from '@nestjs/bull';
-import { Controller, Post, Type } from '@nestjs/common';
+import {
+  CallHandler,
+  Controller,
+  Injectable,
+  NestInterceptor,
+  Post,
+  Type,
+  UseInterceptors,
+} from '@nestjs/common';
 import type { Queue } from 'bull';
 import { DataSource } from 'typeorm';
 import { BenchRow, JobData, PAYLOAD, insertedId } from './bench-row.entity';
@@ -7,7 +15,15 @@ import { BenchRow, JobData, PAYLOAD, insertedId } from './bench-row.entity';
 // NOTE: nothing here may load the library, nestjs-cls or a peer: loading nestjs-cls enables
 // AsyncLocalStorage for the whole process, part of the cost the other modes are measured with.
 
-/** The hand-written modes: hello, b1, b2, b3. */
+/** b2i's interceptor: does nothing but hand the call on, as the least any interceptor does. */
+@Injectable()
+class PassThroughInterceptor implements NestInterceptor {
+  intercept(_context: unknown, next: CallHandler) {
+    return next.handle();
+  }
+}
+
+/** The hand-written modes: hello, b1, b2, b2i, b3. */
 export function plainController(
   mode: string,
   queueName: string,
@@ -26,7 +42,8 @@ export function plainController(
           return { id: 0 };
         case 'b1':
           return { id: await this.insert() };
-        case 'b2': {
+        case 'b2':
+        case 'b2i': {
           const id = await this.insert();
           await this.queue.add({ id });
           return { id };
@@ -53,6 +70,14 @@ export function plainController(
         ),
       );
     }
+  }
+  if (mode === 'b2i') {
+    const method = 'benchHandler';
+    UseInterceptors(PassThroughInterceptor)(
+      PlainController.prototype,
+      method,
+      Object.getOwnPropertyDescriptor(PlainController.prototype, method)!,
+    );
   }
   return PlainController;
 }

@@ -59,7 +59,8 @@ export interface ModeResult {
     rows: number;
     jobs: number;
     problems: string[];
-    outbox?: { rows: number; pending: number };
+    /** o2: outbox rows, those left unmarked, and the marking UPDATEs that marked the rest. */
+    outbox?: { rows: number; pending: number; markings: number };
   };
   stats?: Record<string, unknown>;
 }
@@ -177,6 +178,8 @@ export type ServerOptions = Pick<
    * otherwise stay in the server's heap); default: server.ts under ts-node.
    */
   compiledServer?: string;
+  /** Extra environment of the server. */
+  env?: Record<string, string>;
 };
 
 /** Starts the server of one mode and resolves once it listens. */
@@ -209,6 +212,7 @@ export function startServer(
       : execArgv,
     env: {
       ...process.env,
+      ...options.env,
       BENCH_MODE: mode.key,
       BENCH_RUN_ID: runId,
       BENCH_TABLE: namesOf(runId, mode.key).table,
@@ -309,7 +313,10 @@ export async function checkMode(
     check.problems.push('no rows inserted');
   if (mode.key === 'o2') {
     const { rows: outbox } = await client.query(
-      `SELECT count(*)::int AS rows, count(*) FILTER (WHERE dispatched_at IS NULL)::int AS pending FROM "${names.outboxTable}"`,
+      // NOTE: each marking UPDATE is a transaction of its own, so the rows it marked share an xmin.
+      `SELECT count(*)::int AS rows, count(*) FILTER (WHERE dispatched_at IS NULL)::int AS pending,
+         count(DISTINCT xmin::text) FILTER (WHERE dispatched_at IS NOT NULL)::int AS markings
+       FROM "${names.outboxTable}"`,
     );
     check.outbox = outbox[0];
     if (outbox[0].rows !== rowIds.size) {
