@@ -210,12 +210,17 @@ async function main() {
     const rows = tableRows(summary, set.fixedRateRps);
     text.push('', title, textTable(rows));
     md.push(`## ${title}`, '', markdownTable(rows), '');
-    if (set.probe) {
-      const p = set.probe;
+    for (const [key, p] of [
+      ['o1', set.probe],
+      ['b2', set.baselineProbe],
+    ] as const) {
+      if (!p) continue;
       const line =
-        `o1 commit-to-enqueued at ${p.offeredRps} req/s (half of its ${p.peakRps.toFixed(0)}; achieved ` +
+        `${key} commit-to-enqueued at ${p.offeredRps} req/s (half of o1's ${p.peakRps.toFixed(0)}; achieved ` +
         `${p.achievedRps.toFixed(0)}): p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms, ` +
-        `p99.9 ${p.p999Ms.toFixed(2)} ms, max ${p.maxMs.toFixed(2)} ms (${p.samples} requests)`;
+        `p99.9 ${p.p999Ms.toFixed(2)} ms, max ${p.maxMs.toFixed(2)} ms (${p.samples} requests); ` +
+        `event-loop delay p50 ${p.loopDelayMs.p50.toFixed(2)} ms, p99 ${p.loopDelayMs.p99.toFixed(2)} ms, ` +
+        `max ${p.loopDelayMs.max.toFixed(2)} ms`;
       text.push(line);
       md.push(line, '');
     }

@@ -55,7 +55,12 @@ export type ServerMessage =
   /** The process's CPU time so far (`process.cpuUsage()`), in microseconds. */
   | { type: 'cpu'; user: number; system: number }
   /** Commit-to-enqueued times (ms) recorded since the probe was switched on. */
-  | { type: 'probe'; ms: number[] }
+  | {
+      type: 'probe';
+      ms: number[];
+      /** The event loop's delay while the probe was on (ms): p50, p99, max. */
+      loopDelayMs: { p50: number; p99: number; max: number };
+    }
   | {
       type: 'stopped';
       /** `data.id` of every job in the mode's Bull queue, read before it is obliterated. */

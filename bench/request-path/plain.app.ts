@@ -15,6 +15,9 @@ import { BenchRow, JobData, PAYLOAD, insertedId } from './bench-row.entity';
 // NOTE: nothing here may load the library, nestjs-cls or a peer: loading nestjs-cls enables
 // AsyncLocalStorage for the whole process, part of the cost the other modes are measured with.
 
+/** After-COMMIT-to-enqueued times (ms) of b2's `POST /probe`, while the orchestrator has the probe on. */
+export const plainProbe = { on: false, ms: [] as number[] };
+
 /** b2i's interceptor: does nothing but hand the call on, as the least any interceptor does. */
 @Injectable()
 class PassThroughInterceptor implements NestInterceptor {
@@ -61,6 +64,16 @@ export function plainController(
         }
       }
       throw new Error(`no plain mode ${mode}`);
+    }
+
+    /** b2 with a stopwatch: from the transaction's end (COMMIT, release) to Redis having taken the job. */
+    @Post('probe')
+    async handleWithStopwatch() {
+      const id = await this.insert();
+      const committedAt = performance.now();
+      await this.queue.add({ id });
+      if (plainProbe.on) plainProbe.ms.push(performance.now() - committedAt);
+      return { id };
     }
 
     private insert(): Promise<number> {

@@ -78,6 +78,8 @@ export interface ProbeResult {
   /** Response latency of the probe's requests. */
   responseP50Ms: number;
   responseP99Ms: number;
+  /** The server's event-loop delay while probed (ms). */
+  loopDelayMs: { p50: number; p99: number; max: number };
 }
 
 /** Everything one set measured. */
@@ -95,6 +97,8 @@ export interface SetResult {
   fixedRateRps?: number;
   modes: ModeResult[];
   probe?: ProbeResult;
+  /** b2 probed the same way at the same rate: the hand-written code's after-COMMIT-to-enqueued. */
+  baselineProbe?: ProbeResult;
   problems: string[];
 }
 
@@ -330,6 +334,44 @@ export async function checkMode(
   return check;
 }
 
+/**
+ * Sends `POST /probe` to `server` at `offeredRps` for `options.probeSec` and collects its
+ * commit-to-enqueued times and its event loop's delay meanwhile.
+ */
+async function probeServer(
+  server: Server,
+  peakRps: number,
+  offeredRps: number,
+  options: SetOptions,
+): Promise<ProbeResult> {
+  server.child.send({ type: 'probe', on: true } satisfies OrchestratorMessage);
+  const segment = await load(server.port, {
+    connections: options.connections,
+    durationSec: options.probeSec,
+    overallRate: offeredRps,
+    path: '/probe',
+  });
+  const { ms, loopDelayMs } = await request(
+    server,
+    { type: 'probe', on: false },
+    'probe',
+  );
+  ms.sort((a, b) => a - b);
+  return {
+    peakRps,
+    offeredRps,
+    achievedRps: segment.rps,
+    samples: ms.length,
+    p50Ms: percentile(ms, 50),
+    p99Ms: percentile(ms, 99),
+    p999Ms: percentile(ms, 99.9),
+    maxMs: ms[ms.length - 1],
+    responseP50Ms: percentile(segment.latenciesMs, 50),
+    responseP99Ms: percentile(segment.latenciesMs, 99),
+    loopDelayMs,
+  };
+}
+
 /** Runs every mode of `options.modes` under one Node binary: warm-up, interleaved rounds, probe, checks. */
 export async function runSet(
   runId: string,
@@ -355,6 +397,7 @@ export async function runSet(
     Extract<ServerMessage, { type: 'stopped' }>
   >();
   let probe: ProbeResult | undefined;
+  let baselineProbe: ProbeResult | undefined;
   let fixedRateRps: number | undefined;
   let node = '';
   let failed = true;
@@ -430,31 +473,23 @@ export async function runSet(
     if (o1 && options.probeSec > 0) {
       const peakRps = median(rounds.get('o1')!.map((r) => r.rps));
       const offeredRps = Math.max(1, Math.round(peakRps / 2));
-      o1.child.send({ type: 'probe', on: true } satisfies OrchestratorMessage);
-      const segment = await load(o1.port, {
-        connections: options.connections,
-        durationSec: options.probeSec,
-        overallRate: offeredRps,
-        path: '/probe',
-      });
-      const { ms } = await request(o1, { type: 'probe', on: false }, 'probe');
-      ms.sort((a, b) => a - b);
-      probe = {
-        peakRps,
-        offeredRps,
-        achievedRps: segment.rps,
-        samples: ms.length,
-        p50Ms: percentile(ms, 50),
-        p99Ms: percentile(ms, 99),
-        p999Ms: percentile(ms, 99.9),
-        maxMs: ms[ms.length - 1],
-        responseP50Ms: percentile(segment.latenciesMs, 50),
-        responseP99Ms: percentile(segment.latenciesMs, 99),
-      };
-      log(
-        `  probe o1 at ${offeredRps} req/s (half of ${peakRps.toFixed(0)}): commit-to-enqueued ` +
-          `p50 ${probe.p50Ms.toFixed(2)} ms, p99 ${probe.p99Ms.toFixed(2)} ms (${ms.length} samples)`,
-      );
+      probe = await probeServer(o1, peakRps, offeredRps, options);
+      const b2 = servers.get('b2');
+      // NOTE: b2 at o1's rate, so that the two tails compare at the same load.
+      if (b2) {
+        baselineProbe = await probeServer(b2, peakRps, offeredRps, options);
+      }
+      for (const [key, p] of [
+        ['o1', probe],
+        ['b2', baselineProbe],
+      ] as const) {
+        if (!p) continue;
+        log(
+          `  probe ${key} at ${offeredRps} req/s (half of o1's ${peakRps.toFixed(0)}): commit-to-enqueued ` +
+            `p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms (${p.samples} samples); ` +
+            `event-loop delay p99 ${p.loopDelayMs.p99.toFixed(2)} ms, max ${p.loopDelayMs.max.toFixed(2)} ms`,
+        );
+      }
     }
     failed = false;
   } finally {
@@ -514,6 +549,7 @@ export async function runSet(
     fixedRateRps,
     modes: results,
     probe,
+    baselineProbe,
     problems,
   };
 }

@@ -12,6 +12,7 @@ import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule, TypeOrmModuleOptions } from '@nestjs/typeorm';
 import type { Queue } from 'bull';
 import type { AddressInfo } from 'net';
+import { IntervalHistogram, monitorEventLoopDelay } from 'perf_hooks';
 import { DataSource } from 'typeorm';
 import { BenchRow, JobData } from './bench-row.entity';
 import {
@@ -58,9 +59,10 @@ async function main() {
 
   switch (mode.family) {
     case 'plain': {
-      const { plainController } = await import('./plain.app');
+      const { plainController, plainProbe } = await import('./plain.app');
       imports.unshift(TypeOrmModule.forRoot(typeorm));
       controllers.push(plainController(mode.key, names.queue));
+      if (mode.key === 'b2') probe = plainProbe;
       break;
     }
     case 'ours': {
@@ -123,6 +125,7 @@ async function main() {
   // NOTE: Ctrl-C reaches the whole process group; the orchestrator stops this server cleanly.
   process.on('SIGINT', () => undefined);
   process.on('disconnect', () => process.exit(0));
+  let loopDelay: IntervalHistogram | undefined;
   process.on('message', (message: OrchestratorMessage) => {
     if (message.type === 'cpu') {
       void send({ type: 'cpu', ...process.cpuUsage() });
@@ -133,8 +136,23 @@ async function main() {
           message: `${mode.key} has no probe`,
         });
       probe.on = message.on;
-      if (message.on) probe.ms = [];
-      else void send({ type: 'probe', ms: probe.ms });
+      if (message.on) {
+        probe.ms = [];
+        loopDelay = monitorEventLoopDelay({ resolution: 1 });
+        loopDelay.enable();
+      } else {
+        loopDelay?.disable();
+        const ms = (ns: number | undefined) => (ns ?? NaN) / 1e6;
+        void send({
+          type: 'probe',
+          ms: probe.ms,
+          loopDelayMs: {
+            p50: ms(loopDelay?.percentile(50)),
+            p99: ms(loopDelay?.percentile(99)),
+            max: ms(loopDelay?.max),
+          },
+        });
+      }
     } else if (message.type === 'stop') {
       void stop(app, names.queue, stats).catch(async (error: unknown) => {
         await send({ type: 'error', message: String(error) });

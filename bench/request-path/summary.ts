@@ -226,7 +226,11 @@ export function targets(set: SetResult, summary: ModeSummary[]): Target[] {
     out.push({
       node: set.node,
       what: 'o1 commit-to-enqueued p99 under 5 ms at half its peak rate',
-      measured: `p99 ${fmt(set.probe.p99Ms, 2)} ms at ${set.probe.offeredRps} req/s (p50 ${fmt(set.probe.p50Ms, 2)} ms)`,
+      measured:
+        `p99 ${fmt(set.probe.p99Ms, 2)} ms at ${set.probe.offeredRps} req/s (p50 ${fmt(set.probe.p50Ms, 2)} ms)` +
+        (set.baselineProbe
+          ? `; b2 at the same rate: p99 ${fmt(set.baselineProbe.p99Ms, 2)} ms (p50 ${fmt(set.baselineProbe.p50Ms, 2)} ms)`
+          : ''),
       met: set.probe.p99Ms < 5,
     });
   }
