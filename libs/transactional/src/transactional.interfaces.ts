@@ -60,6 +60,14 @@ export interface TransactionalModuleOptions {
    */
   acquireTimeoutMs?: number;
   /**
+   * Postgres (node-postgres) only: a transaction's `BEGIN` (with its isolation level) is not a
+   * round trip of its own but goes out in front of the transaction's first statement, in the
+   * same write; a transaction that runs no statement sends no `BEGIN`, `COMMIT` or `ROLLBACK`.
+   * Postgres takes the snapshot at the first statement anyway; `now()` is the first statement's
+   * time. `false` sends `BEGIN` when the scope opens, as TypeORM does. Default: `true`.
+   */
+  deferBegin?: boolean;
+  /**
    * Longest time a caller waits for the after-commit (or after-rollback) work of one
    * transaction, all steps together (queue flushes, `afterCommit` hooks). What is not done by
    * then goes on in the background, each further step bounded by the same time; a step that

@@ -1,5 +1,6 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { MysqlTransactionGuard } from './dialect/mysql-transaction-guard';
+import { canDeferBegin, DeferredBegin } from './dialect/pg-deferred-begin';
 import { dialectOf, quoteIdentifier, SqlDialect } from './dialect/sql-dialect';
 import { DeadlineQueue } from './deadline-queue';
 import { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
@@ -10,6 +11,14 @@ import type {
   TransactionHandle,
 } from './transaction-driver';
 import type { IsolationLevel } from './transactional.interfaces';
+
+/** The isolation levels TypeORM sends as they are written (`IsolationLevel`). */
+const ISOLATION_LEVELS: readonly string[] = [
+  'READ UNCOMMITTED',
+  'READ COMMITTED',
+  'REPEATABLE READ',
+  'SERIALIZABLE',
+];
 
 const SAVEPOINT_SQL = {
   create: 'SAVEPOINT',
@@ -35,6 +44,8 @@ class QueryRunnerHandle implements TransactionHandle {
   constructor(
     private readonly queryRunner: QueryRunner,
     connectionName: string,
+    /** Postgres: the BEGIN that goes out with the first statement (see DeferredBegin). */
+    private readonly deferredBegin?: DeferredBegin,
   ) {
     this.dialect = dialectOf(queryRunner.connection);
     const query = queryRunner.query;
@@ -180,6 +191,7 @@ class QueryRunnerHandle implements TransactionHandle {
   }
 
   release(): Promise<void> {
+    this.deferredBegin?.restore();
     return this.queryRunner.release();
   }
 }
@@ -195,6 +207,11 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
     private readonly connectionName = 'default',
     /** Longest wait for a pooled connection when a transaction opens. */
     private readonly acquireTimeoutMs = 30_000,
+    /**
+     * Postgres: send a transaction's BEGIN with its first statement, in one round trip, and
+     * nothing for a transaction without statements (see `TransactionalModuleOptions.deferBegin`).
+     */
+    private readonly deferBegin = true,
   ) {
     this.acquireDeadlines = new DeadlineQueue(acquireTimeoutMs);
   }
@@ -207,17 +224,32 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
     isolationLevel?: IsolationLevel,
     context: BeginContext = { where: 'transaction', insideTransaction: false },
   ): Promise<TransactionHandle> {
+    // NOTE: TypeORM writes the level into SQL as given; with a deferred BEGIN a bad one would
+    // only fail at the first statement.
+    if (
+      isolationLevel !== undefined &&
+      !ISOLATION_LEVELS.includes(isolationLevel)
+    )
+      throw new TypeError(
+        `Unknown isolation level ${JSON.stringify(isolationLevel)}: use one of ${ISOLATION_LEVELS.join(', ')}`,
+      );
     const queryRunner = this.dataSource.createQueryRunner();
+    let deferred: DeferredBegin | undefined;
     try {
       await this.connect(queryRunner, context);
+      const client = (queryRunner as { databaseConnection?: unknown })
+        .databaseConnection;
+      if (this.deferBegin && canDeferBegin(client))
+        deferred = new DeferredBegin(client);
       await queryRunner.startTransaction(isolationLevel);
     } catch (error) {
+      deferred?.restore();
       // NOTE: after an acquire timeout the connection is released when the pool hands it over.
       if (!(error instanceof ConnectionAcquireTimeoutError))
         await queryRunner.release().catch(() => undefined);
       throw error;
     }
-    return new QueryRunnerHandle(queryRunner, this.connectionName);
+    return new QueryRunnerHandle(queryRunner, this.connectionName, deferred);
   }
 
   /** Takes a pooled connection for `queryRunner`, waiting at most `acquireTimeoutMs`. */

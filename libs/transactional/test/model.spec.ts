@@ -49,6 +49,11 @@ interface WriteOp {
   hook: 'none' | 'afterCommit' | 'afterRollback';
   /** More jobs of one `addBulk()` call (each with its own row), alternating durable and plain. */
   bulk: number;
+  /**
+   * How the row's INSERT reaches the database (Postgres; MariaDB always uses parameters): with
+   * parameters, as a literal (node-postgres' simple protocol) or as a named prepared statement. A transaction's BEGIN goes out with its first statement.
+   */
+  via: 'parameters' | 'literal' | 'named';
   caught: boolean;
 }
 
@@ -93,6 +98,7 @@ const { op: opArbitrary } = fc.letrec<{ op: Op; scope: ScopeOp }>((tie) => ({
         sharedId: fc.option(fc.integer({ min: 0, max: 2 }), { freq: 3 }),
         hook: fc.constantFrom('none', 'afterCommit', 'afterRollback'),
         bulk: fc.constantFrom(0, 0, 0, 1, 2),
+        via: fc.constantFrom('parameters', 'literal', 'named'),
         caught: fc.boolean(),
       }),
     },
@@ -200,6 +206,27 @@ class CaseRun {
     if (failure) throw (failure as PromiseRejectedResult).reason;
   }
 
+  private async insert(via: WriteOp['via'], label: string) {
+    const { manager } = this.runner.host;
+    const text = `INSERT INTO tx_spec_orders (label) VALUES ($1)`;
+    if (onMariaDb || via === 'parameters') {
+      await dbQuery(manager, text, [label]);
+    } else if (via === 'literal') {
+      // NOTE: labels are letters, digits and dashes.
+      await manager.query(
+        `INSERT INTO tx_spec_orders (label) VALUES ('${label}')`,
+      );
+    } else {
+      // NOTE: TypeORM hands a query config to node-postgres as it is. Through TypeORM, not the
+      // raw client: the statement gate of concurrent NESTED scopes is on TypeORM's query.
+      await manager.query({
+        name: 'model_insert',
+        text,
+        values: [label],
+      } as unknown as string);
+    }
+  }
+
   private async write(op: WriteOp) {
     const { host, queue } = this.runner;
     const inTransaction = host.isActive;
@@ -214,13 +241,7 @@ class CaseRun {
       this.written.push(written);
       return written;
     });
-    for (const { label } of jobs) {
-      await dbQuery(
-        host.manager,
-        `INSERT INTO tx_spec_orders (label) VALUES ($1)`,
-        [label],
-      );
-    }
+    for (const { label } of jobs) await this.insert(op.via, label);
     const toJob = ({ label, op: jobOp }: Written) => ({
       data: { label },
       opts: {

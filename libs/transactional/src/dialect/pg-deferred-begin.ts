@@ -1,0 +1,279 @@
+/**
+ * Postgres (node-postgres) only: a transaction's `START TRANSACTION` is not sent on its own but
+ * in front of the transaction's first statement, in the same write and the same round trip.
+ * A transaction that sends no statement sends no `BEGIN`, `COMMIT` or `ROLLBACK` at all.
+ *
+ * Postgres takes a transaction's snapshot at its first statement, not at `BEGIN`, so nothing a
+ * statement sees changes; only `now()` (the transaction's start time) moves to the first
+ * statement. How the first statement goes out:
+ * - with parameters or a name (the extended protocol): Parse/Bind/Execute of each deferred
+ *   statement, then the statement's own messages and one Sync. An error in either skips the
+ *   rest up to the Sync and fails the statement's query, as before;
+ * - without parameters (the simple protocol): the deferred statements and the text as one
+ *   multi-statement query, whose last results are the caller's;
+ * - a submittable (pg-cursor, pg-query-stream, a `Query` object): the deferred statements are
+ *   sent as a query of their own, and the submittable once they succeeded (a statement the
+ *   application sends meanwhile may go before it); if they fail, it fails with their error and
+ *   is never sent, so it cannot run outside the transaction.
+ *
+ * Callbacks work as with node-postgres itself.
+ */
+
+/** The part of node-postgres' `Connection` the deferred statements are written with. */
+interface PgConnection {
+  parse(config: { text: string; name?: string; types?: unknown[] }): void;
+  bind(config: {
+    portal?: string;
+    statement?: string;
+    values?: unknown[];
+  }): void;
+  execute(config: { portal?: string; rows?: number }): void;
+  submittedNamedStatements: Record<string, string>;
+}
+
+/** node-postgres' `Query` class, as `Client.Query` exports it. */
+type PgQueryClass = new (
+  config: unknown,
+  values?: unknown,
+  callback?: unknown,
+) => PgQuery;
+
+/** The part of a node-postgres `Query` the subclass overrides. */
+interface PgQuery {
+  name?: string;
+  text?: string;
+  callback?: (error: Error | null, result?: unknown) => void;
+  requiresPreparation(): boolean;
+  prepare(connection: PgConnection): void;
+  handleCommandComplete(message: unknown, connection: PgConnection): void;
+  handleError(error: Error, connection: PgConnection): void;
+}
+
+/** The part of node-postgres' `Client` this module wraps. */
+export interface DeferrableClient {
+  query(...args: unknown[]): unknown;
+  connection?: PgConnection;
+  constructor: { Query?: PgQueryClass };
+}
+
+/** Statements TypeORM's `startTransaction()` sends on Postgres, recorded instead of sent. */
+const BEGIN_STATEMENT = /^\s*(START TRANSACTION|BEGIN|SET TRANSACTION\b)/i;
+/** The end of a transaction that never sent a statement: answered here, not sent. */
+const END_STATEMENT = /^\s*(COMMIT|ROLLBACK)\s*$/i;
+
+/** A node-postgres query result for a statement that was not sent. */
+function answered(command: string | null) {
+  return { command, rowCount: null, rows: [], fields: [], oid: null };
+}
+
+/** The caller's part of a result that starts with the deferred statements' `skip` results. */
+function callerPart(result: unknown, skip: number): unknown {
+  // NOTE: an empty query has no result of its own.
+  if (!Array.isArray(result)) return answered(null);
+  const own = result.slice(skip);
+  return own.length === 1 ? own[0] : own;
+}
+
+/**
+ * Builds the `Query` subclass of one node-postgres build: it writes the deferred statements in
+ * front of its own extended-protocol messages, and hides its name from the client until their
+ * answers are in (the client records a named statement as parsed on any ParseComplete).
+ */
+function deferredQueryClass(Query: PgQueryClass) {
+  class DeferredBeginQuery extends (Query as unknown as new (
+    ...args: unknown[]
+  ) => PgQuery) {
+    /** Deferred statements whose answers are still to come. */
+    private pending = 0;
+    // NOTE: `declare`: no field initialiser may overwrite what the base constructor set.
+    declare private ownName?: string;
+
+    constructor(
+      private readonly deferred: string[],
+      config: unknown,
+      values: unknown,
+    ) {
+      super(config, values);
+    }
+
+    // NOTE: the client reads `name` on every ParseComplete, the deferred statements' too.
+    get name(): string | undefined {
+      return this.pending > 0 ? undefined : this.ownName;
+    }
+
+    set name(value: string | undefined) {
+      this.ownName = value;
+    }
+
+    prepare(connection: PgConnection) {
+      for (const text of this.deferred) {
+        connection.parse({ text, name: '', types: [] });
+        connection.bind({ portal: '', statement: '', values: [] });
+        connection.execute({ portal: '', rows: 0 });
+      }
+      super.prepare(connection);
+      this.pending = this.deferred.length;
+    }
+
+    handleCommandComplete(message: unknown, connection: PgConnection) {
+      if (this.pending > 0) this.pending -= 1;
+      super.handleCommandComplete(message, connection);
+    }
+
+    handleError(error: Error, connection: PgConnection) {
+      // NOTE: a deferred statement failed, so the server skipped this query's Parse: the name
+      // the client thinks was submitted must be parsed again next time.
+      if (this.pending > 0 && this.ownName)
+        delete connection.submittedNamedStatements[this.ownName];
+      this.pending = 0;
+      super.handleError(error, connection);
+    }
+  }
+  return DeferredBeginQuery;
+}
+
+const classes = new WeakMap<
+  PgQueryClass,
+  ReturnType<typeof deferredQueryClass>
+>();
+
+/** Whether `client` is a node-postgres client this module can defer the `BEGIN` of. */
+export function canDeferBegin(client: unknown): client is DeferrableClient {
+  const candidate = client as Partial<DeferrableClient> | undefined;
+  return (
+    typeof candidate?.query === 'function' &&
+    typeof candidate.constructor?.Query === 'function' &&
+    typeof candidate.connection?.parse === 'function'
+  );
+}
+
+/**
+ * Defers the `BEGIN` of the transaction about to open on `client` (see the module comment):
+ * until `restore()`, `client.query` records the transaction's opening statements and sends them
+ * with the first other statement. Call `restore()` before the client goes back to its pool.
+ */
+export class DeferredBegin {
+  /** Opening statements recorded and not yet sent. */
+  private deferred: string[] = [];
+  /** Set once the opening statements went out (or the transaction ended without any). */
+  private done = false;
+  private readonly original: (...args: unknown[]) => unknown;
+  private readonly hadOwnQuery: boolean;
+
+  constructor(private readonly client: DeferrableClient) {
+    this.original = client.query;
+    this.hadOwnQuery = Object.prototype.hasOwnProperty.call(client, 'query');
+    client.query = (...args: unknown[]) => this.query(args);
+  }
+
+  /** Puts `client.query` back. */
+  restore(): void {
+    if (this.hadOwnQuery) this.client.query = this.original;
+    else delete (this.client as { query?: unknown }).query;
+  }
+
+  private send(args: unknown[]): unknown {
+    return this.original.apply(this.client, args);
+  }
+
+  private query(args: unknown[]): unknown {
+    if (this.done) return this.send(args);
+    const [config, values, callback] = args;
+    const text =
+      typeof config === 'string'
+        ? config
+        : (config as { text?: unknown } | null)?.text;
+    const submittable =
+      typeof (config as { submit?: unknown } | null)?.submit === 'function';
+    if (!submittable && typeof text === 'string') {
+      if (BEGIN_STATEMENT.test(text) && this.deferred.length < 4) {
+        this.deferred.push(text);
+        return this.answer(
+          answered(text.trim().split(/\s+/)[0].toUpperCase()),
+          args,
+        );
+      }
+      if (END_STATEMENT.test(text)) {
+        // NOTE: nothing was sent, so there is no transaction to end.
+        this.done = true;
+        this.deferred = [];
+        return this.answer(answered(text.trim().toUpperCase()), args);
+      }
+    }
+    const deferred = this.deferred;
+    this.done = true;
+    this.deferred = [];
+    if (deferred.length === 0) return this.send(args);
+    if (submittable) return this.sendAfter(deferred, args);
+    const done = [values, callback].find((arg) => typeof arg === 'function') as
+      | ((error: Error | null, result?: unknown) => void)
+      | undefined;
+    const sent = this.sendWith(
+      deferred,
+      config,
+      typeof values === 'function' ? undefined : values,
+    );
+    if (!done) return sent;
+    sent.then(
+      (result) => done(null, result),
+      (error: Error) => done(error),
+    );
+    return undefined;
+  }
+
+  /** Answers a statement that is not sent, in the calling convention the caller used. */
+  private answer(result: unknown, args: unknown[]): unknown {
+    const callback = args.find((arg) => typeof arg === 'function') as
+      | ((error: Error | null, result: unknown) => void)
+      | undefined;
+    if (!callback) return Promise.resolve(result);
+    process.nextTick(() => callback(null, result));
+    return undefined;
+  }
+
+  /** The first statement, promise style: one round trip for it and the deferred statements. */
+  private sendWith(deferred: string[], config: unknown, values: unknown) {
+    const Query = this.client.constructor.Query!;
+    let DeferredBeginQuery = classes.get(Query);
+    if (!DeferredBeginQuery) {
+      DeferredBeginQuery = deferredQueryClass(Query);
+      classes.set(Query, DeferredBeginQuery);
+    }
+    const query = new DeferredBeginQuery(deferred, config, values);
+    // NOTE: the simple protocol: one multi-statement query, the deferred statements first
+    // (`prepare()`, which writes them otherwise, is not called).
+    if (!query.requiresPreparation())
+      query.text = `${deferred.join(';\n')};\n${query.text ?? ''}`;
+    return this.run(query, deferred.length);
+  }
+
+  private run(query: PgQuery, skip: number): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      query.callback = (error, result) =>
+        error ? reject(error) : resolve(callerPart(result, skip));
+      this.send([query]);
+    });
+  }
+
+  /**
+   * The first statement is a submittable (pg-cursor, pg-query-stream, a `Query` object): the
+   * deferred statements go first, as a query of their own, and the submittable is sent once they
+   * succeeded; if they fail, it fails with their error and is never sent.
+   */
+  private sendAfter(deferred: string[], args: unknown[]): unknown {
+    const query = args[0] as PgQuery;
+    const callback = args.find((arg, i) => i > 0 && typeof arg === 'function');
+    if (callback && !query.callback)
+      query.callback = callback as PgQuery['callback'];
+    this.send([
+      deferred.join(';\n'),
+      (error: Error | null) => {
+        if (!error) this.send(args);
+        else if (this.client.connection)
+          query.handleError(error, this.client.connection);
+        else query.callback?.(error);
+      },
+    ]);
+    return query;
+  }
+}
