@@ -315,12 +315,17 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
   private submitDurable(
     scope: TransactionScope,
     jobs: PreparedJob<T>[],
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     // NOTE: the outbox rows first: an add() that rejects must defer none of its jobs.
-    return this.writeOutbox(
+    const written = this.writeOutbox(
       scope,
       jobs.filter((job) => job.durable),
-    ).then(() => {
+    );
+    if (!written) {
+      this.defer(scope, jobs);
+      return undefined;
+    }
+    return written.then(() => {
       transactionStorage.open(
         this.connectionName,
         `TransactionAwareQueue("${this.name}").add()`,
@@ -331,12 +336,13 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
 
   /**
    * Writes durable jobs to the outbox in the caller's transaction, one row per job (even for a
-   * job id added before: Bull keeps the first job of an id it receives, as without the outbox).
+   * job id added before: Bull keeps the first job of an id it receives, as without the outbox),
+   * or holds them for the COMMIT (`undefined`; see `OutboxWriter`).
    */
   private writeOutbox(
     scope: TransactionScope,
     jobs: PreparedJob<T>[],
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     if (!this.outbox) {
       throw new TransactionalError(
         `Queue "${this.name}" was asked for a durable job, but no outbox is configured. ` +
@@ -353,6 +359,7 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
         data: job.data,
         opts: job.opts as Record<string, unknown>,
       })),
+      scope.frame,
     );
   }
 

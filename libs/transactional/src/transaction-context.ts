@@ -1,6 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { TransactionClosedError } from './errors/transaction-closed.error';
-import type { TransactionHandle } from './transaction-driver';
+import type { LeadingStatement, TransactionHandle } from './transaction-driver';
 
 /** A step to run after the outermost commit (or after a rollback). */
 export interface TransactionHook {
@@ -83,6 +83,11 @@ export class TransactionContext {
   gated = false;
   /** What the outbox writer keeps of this transaction's rows, if it wrote any. Internal. */
   outboxWrites?: object;
+  /**
+   * The statement to run in front of COMMIT, in the same round trip (the outbox rows held back
+   * by the outbox writer), asked for right before the commit. Internal.
+   */
+  leadingCommit?: () => LeadingStatement | undefined;
 
   constructor(
     /** Connection (DataSource) name. */

@@ -1,5 +1,8 @@
 import type { EntityManager } from 'typeorm';
 import type { IsolationLevel } from './transactional.interfaces';
+import type { LeadingStatement } from './dialect/pg-deferred-begin';
+
+export type { LeadingStatement };
 
 /** How a `COMMIT` ended: Postgres answers a commit of an aborted transaction with a rollback. */
 export type CommitOutcome = 'committed' | 'rolled-back';
@@ -12,10 +15,16 @@ export interface TransactionHandle {
   /** EntityManager bound to the transaction's connection. */
   readonly manager: EntityManager;
   /**
-   * Commits. Resolves with `'rolled-back'` when the database rolled the transaction back
+   * Commits, after running `leading` (if given, only when `commitsWithStatement`) in the same
+   * round trip; if it fails, the commit rejects with its error. Resolves with `'rolled-back'` when the database rolled the transaction back
    * instead (a statement failed in it earlier); rejects when the database refuses otherwise.
    */
-  commit(): Promise<CommitOutcome>;
+  commit(leading?: LeadingStatement): Promise<CommitOutcome>;
+  /**
+   * Whether `commit()` can send a statement in front of COMMIT in the same round trip (Postgres
+   * with `coalesceRoundTrips`). Optional: absent means it cannot, and nothing is passed.
+   */
+  readonly commitsWithStatement?: boolean;
   /** Rolls back. */
   rollback(): Promise<void>;
   /** Runs `SAVEPOINT`, `RELEASE SAVEPOINT` or `ROLLBACK TO SAVEPOINT` with the given name. */

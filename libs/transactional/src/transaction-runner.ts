@@ -261,7 +261,7 @@ export class TransactionRunner {
       try {
         outcome = handle.isAborted?.()
           ? await handle.rollback().then(() => 'rolled-back' as const)
-          : await handle.commit();
+          : await handle.commit(tx.leadingCommit?.());
       } catch (error) {
         await this.rollback(tx, where, () => handle.rollback(), span, error);
         throw error;

@@ -64,9 +64,12 @@ export interface TransactionalModuleOptions {
    * round trip of its own but goes out in front of the transaction's first statement, in the
    * same write; a transaction that runs no statement sends no `BEGIN`, `COMMIT` or `ROLLBACK`.
    * Postgres takes the snapshot at the first statement anyway; `now()` is the first statement's
-   * time. `false` sends `BEGIN` when the scope opens, as TypeORM does. Default: `true`.
+   * time. And the outbox rows of durable jobs added in the root scope are written by one INSERT
+   * in front of `COMMIT`, in the same round trip (see the README's "Durable mode"). `false` sends
+   * `BEGIN` when the scope opens, as TypeORM does, and writes outbox rows at `add()`.
+   * Default: `true`.
    */
-  deferBegin?: boolean;
+  coalesceRoundTrips?: boolean;
   /**
    * Longest time a caller waits for the after-commit (or after-rollback) work of one
    * transaction, all steps together (queue flushes, `afterCommit` hooks). What is not done by

@@ -105,7 +105,7 @@ export function coreProviders(connectionNames: string[]): Provider[] {
                 dataSources[i],
                 name,
                 options.acquireTimeoutMs,
-                options.deferBegin,
+                options.coalesceRoundTrips,
               ),
             ]),
           ),

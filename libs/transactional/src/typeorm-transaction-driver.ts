@@ -1,6 +1,10 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { MysqlTransactionGuard } from './dialect/mysql-transaction-guard';
-import { canDeferBegin, DeferredBegin } from './dialect/pg-deferred-begin';
+import {
+  canDeferBegin,
+  DeferredBegin,
+  LeadingStatement,
+} from './dialect/pg-deferred-begin';
 import { dialectOf, quoteIdentifier, SqlDialect } from './dialect/sql-dialect';
 import { DeadlineQueue } from './deadline-queue';
 import { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
@@ -30,6 +34,14 @@ const SAVEPOINT_SQL = {
 interface PgClient {
   getTransactionStatus?(): string | null;
   query(...args: unknown[]): unknown;
+}
+
+/** Whether `error` is Postgres' 25P02: a statement sent in a transaction already aborted. */
+function inFailedTransaction(error: unknown): boolean {
+  return (
+    (error as { driverError?: { code?: unknown } })?.driverError?.code ===
+    '25P02'
+  );
 }
 
 class QueryRunnerHandle implements TransactionHandle {
@@ -124,8 +136,13 @@ class QueryRunnerHandle implements TransactionHandle {
     return this.pg?.getTransactionStatus?.() === 'E';
   }
 
-  async commit(): Promise<CommitOutcome> {
+  get commitsWithStatement(): boolean {
+    return this.deferredBegin !== undefined;
+  }
+
+  async commit(leading?: LeadingStatement): Promise<CommitOutcome> {
     if (this.guard) return this.commitMysql(this.guard);
+    if (leading) this.deferredBegin?.sendWithCommit(leading);
     const pg = this.pg;
     if (!pg) {
       await this.queryRunner.commitTransaction();
@@ -147,6 +164,14 @@ class QueryRunnerHandle implements TransactionHandle {
     };
     try {
       await this.queryRunner.commitTransaction();
+    } catch (error) {
+      // NOTE: the statement in front of COMMIT found the transaction aborted (a failed statement
+      // whose ReadyForQuery had not arrived when isAborted() was asked): COMMIT was skipped, so
+      // roll back here and report what COMMIT would have answered.
+      if (!leading || !inFailedTransaction(error)) throw error;
+      pg.query = query;
+      await this.rollback();
+      return 'rolled-back';
     } finally {
       pg.query = query;
     }
@@ -208,10 +233,10 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
     /** Longest wait for a pooled connection when a transaction opens. */
     private readonly acquireTimeoutMs = 30_000,
     /**
-     * Postgres: send a transaction's BEGIN with its first statement, in one round trip, and
-     * nothing for a transaction without statements (see `TransactionalModuleOptions.deferBegin`).
+     * Postgres: send a transaction's BEGIN with its first statement and a statement given to
+     * `commit()` with its COMMIT (see `TransactionalModuleOptions.coalesceRoundTrips`).
      */
-    private readonly deferBegin = true,
+    private readonly coalesceRoundTrips = true,
   ) {
     this.acquireDeadlines = new DeadlineQueue(acquireTimeoutMs);
   }
@@ -239,7 +264,7 @@ export class TypeOrmTransactionDriver implements TransactionDriver {
       await this.connect(queryRunner, context);
       const client = (queryRunner as { databaseConnection?: unknown })
         .databaseConnection;
-      if (this.deferBegin && canDeferBegin(client))
+      if (this.coalesceRoundTrips && canDeferBegin(client))
         deferred = new DeferredBegin(client);
       await queryRunner.startTransaction(isolationLevel);
     } catch (error) {

@@ -1,5 +1,5 @@
 /**
- * Postgres: a transaction's BEGIN goes out with its first statement (`deferBegin`, on by
+ * Postgres: a transaction's BEGIN goes out with its first statement (`coalesceRoundTrips`, on by
  * default), in every way a statement can reach node-postgres, and the transaction is the same
  * transaction it was: one transaction id, its isolation level, rolled back as a whole, and the
  * connection fit for the next transaction (named statements included).
@@ -8,16 +8,20 @@ import { INestApplication, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import {
   InjectTransactionAwareQueue,
+  Propagation,
   TransactionAwareQueue,
   TransactionHost,
+  UnexpectedRollbackError,
 } from '../src';
-import { onMariaDb, uniqueName } from './support/env';
+import { onMariaDb, testDataSourceOptions, uniqueName } from './support/env';
 import {
   bullQueue,
   closeLibApp,
   createLibApp,
   inRedis,
+  waitFor,
 } from './support/lib-app';
+import { createOutboxTable } from './support/outbox-table';
 import { poolState } from './support/db';
 
 const QUEUE = uniqueName('deferred-begin');
@@ -116,7 +120,7 @@ describeOnPostgres('deferred BEGIN (Postgres)', () => {
       queues: [{ name: QUEUE }],
       listen: false,
       poolSize: 1,
-      options: { deferBegin: false },
+      options: { coalesceRoundTrips: false },
     });
     probe = app.get(Probe);
     eagerProbe = eager.get(Probe);
@@ -132,7 +136,7 @@ describeOnPostgres('deferred BEGIN (Postgres)', () => {
       label,
     ]);
 
-  it('sends BEGIN with the first statement: one round trip fewer than with deferBegin: false', async () => {
+  it('sends BEGIN with the first statement: one round trip fewer than with coalesceRoundTrips: false', async () => {
     const label = uniqueName('rt');
     const work = (p: Probe, suffix: string) => async () => {
       await insert(p, `${label}-${suffix}-1`);
@@ -222,7 +226,7 @@ describeOnPostgres('deferred BEGIN (Postgres)', () => {
           rows: [],
         });
       }
-      // The caller gets what it gets without deferBegin, not BEGIN's result.
+      // The caller gets what it gets without coalesceRoundTrips, not BEGIN's result.
       expect({ kind, result: results[0] }).toEqual({
         kind,
         result: results[1],
@@ -326,5 +330,226 @@ describeOnPostgres('deferred BEGIN (Postgres)', () => {
       expect(Object.prototype.hasOwnProperty.call(client, 'query')).toBe(true);
     });
     expect(Object.prototype.hasOwnProperty.call(client, 'query')).toBe(false);
+  });
+});
+
+const DURABLE = uniqueName('deferred-durable');
+const OUTBOX = 'tx_spec_deferred_outbox';
+
+/** Order rows and durable jobs, for the outbox rows that go with the COMMIT. */
+@Injectable()
+class DurableProbe extends Probe {
+  constructor(
+    host: TransactionHost,
+    dataSource: DataSource,
+    @InjectTransactionAwareQueue(QUEUE)
+    queue: TransactionAwareQueue<{ label: string }>,
+    @InjectTransactionAwareQueue(DURABLE)
+    readonly durable: TransactionAwareQueue<{ label: string }>,
+  ) {
+    super(host, dataSource, queue);
+  }
+
+  /** The outbox row of `id`, with its transaction (`xmin`) and whether it is visible. */
+  async outboxRow(id: string): Promise<{ xmin: string } | undefined> {
+    const [row] = await this.dataSource.query(
+      `SELECT xmin::text AS xmin FROM ${OUTBOX} WHERE id = $1`,
+      [id],
+    );
+    return row;
+  }
+
+  async orderXmin(label: string): Promise<string | undefined> {
+    const [row] = await this.dataSource.query(
+      `SELECT xmin::text AS xmin FROM tx_spec_orders WHERE label = $1`,
+      [label],
+    );
+    return row?.xmin;
+  }
+}
+
+describeOnPostgres('outbox rows with the COMMIT (Postgres)', () => {
+  let app: INestApplication;
+  let eager: INestApplication;
+  let probe: DurableProbe;
+  let eagerProbe: DurableProbe;
+
+  const appWith = (coalesceRoundTrips: boolean) =>
+    createLibApp({
+      providers: [DurableProbe],
+      queues: [{ name: QUEUE }, { name: DURABLE, durable: true }],
+      listen: false,
+      poolSize: 1,
+      options: {
+        coalesceRoundTrips,
+        // NOTE: rows are marked dispatched a minute later: their xmin stays the INSERT's.
+        outbox: {
+          tableName: OUTBOX,
+          markBatchDelayMs: 60_000,
+          relay: { enabled: false, graceMs: 600_000 },
+        },
+      },
+    });
+
+  beforeAll(async () => {
+    await createOutboxTable(OUTBOX);
+    await new DataSource(testDataSourceOptions())
+      .initialize()
+      .then(async (ds) => {
+        await ds.query(
+          `ALTER TABLE ${OUTBOX} ADD CONSTRAINT no_poison CHECK (job_name <> 'poison')`,
+        );
+        await ds.destroy();
+      });
+    app = await appWith(true);
+    eager = await appWith(false);
+    probe = app.get(DurableProbe);
+    eagerProbe = eager.get(DurableProbe);
+  });
+
+  afterAll(async () => {
+    await closeLibApp(eager, []);
+    await closeLibApp(app, [QUEUE, DURABLE]);
+  });
+
+  const insert = (p: Probe, label: string) =>
+    p.host.manager.query(`INSERT INTO tx_spec_orders (label) VALUES ($1)`, [
+      label,
+    ]);
+
+  it('writes the root scope’s rows in front of COMMIT, in its transaction, one INSERT for all', async () => {
+    const label = uniqueName('with-commit');
+    const ids: string[] = [];
+    const { trips, error } = await probe.roundTrips(async () => {
+      await insert(probe, label);
+      ids.push(await probe.durable.add({ label }));
+      ids.push(
+        ...(await probe.durable.addBulk([
+          { data: { label } },
+          { data: { label } },
+        ])),
+      );
+      // Not written yet: held back for the COMMIT.
+      const [{ n }] = await probe.host.manager.query(
+        `SELECT count(*)::int AS n FROM ${OUTBOX} WHERE id = ANY($1)`,
+        [ids],
+      );
+      expect(n).toBe(0);
+    });
+    // BEGIN + the order's INSERT + the count, then the outbox INSERT + COMMIT.
+    expect({ trips, error }).toEqual({ trips: 3, error: undefined });
+    const orderXmin = await probe.orderXmin(label);
+    for (const id of ids)
+      expect((await probe.outboxRow(id))?.xmin).toBe(orderXmin);
+    // The fast path enqueues them.
+    const bull = bullQueue(app, DURABLE);
+    await waitFor(
+      async () =>
+        (await Promise.all(ids.map((id) => inRedis(bull, id)))).every(Boolean),
+      'the jobs',
+    );
+  });
+
+  it('takes two round trips fewer than with coalesceRoundTrips: false', async () => {
+    const work = (p: DurableProbe) => async () => {
+      const label = uniqueName('count');
+      await insert(p, label);
+      await p.durable.add({ label });
+    };
+    const deferred = await probe.roundTrips(work(probe));
+    const eagerTrips = await eagerProbe.roundTrips(work(eagerProbe));
+    // BEGIN with the order's INSERT, the outbox INSERT with COMMIT; against all four alone.
+    expect(deferred).toEqual({ trips: 2, error: undefined });
+    expect(eagerTrips).toEqual({ trips: 4, error: undefined });
+  });
+
+  it('writes nothing, and sends no outbox INSERT, when the transaction rolls back', async () => {
+    const label = uniqueName('rolled-back');
+    let id = '';
+    const { trips, error } = await probe.roundTrips(async () => {
+      await insert(probe, label);
+      id = await probe.durable.add({ label });
+      throw new Error('roll back');
+    });
+    expect({ trips, message: (error as Error).message }).toEqual({
+      trips: 2,
+      message: 'roll back',
+    });
+    expect(await probe.outboxRow(id)).toBeUndefined();
+    expect(await inRedis(bullQueue(app, DURABLE), id)).toBe(false);
+  });
+
+  it('writes the rows of a NESTED scope at once, in its savepoint', async () => {
+    const label = uniqueName('nested');
+    let inner = '';
+    let dropped = '';
+    let seenInside = -1;
+    await probe.host.withTransaction(async () => {
+      await probe.host.withTransaction(
+        async () => {
+          inner = await probe.durable.add({ label });
+        },
+        { propagation: Propagation.Nested },
+      );
+      await probe.host
+        .withTransaction(
+          async () => {
+            dropped = await probe.durable.add({ label });
+            throw new Error('inner rolls back');
+          },
+          { propagation: Propagation.Nested },
+        )
+        .catch(() => undefined);
+      const [{ n }] = await probe.host.manager.query(
+        `SELECT count(*)::int AS n FROM ${OUTBOX} WHERE id = ANY($1)`,
+        [[inner, dropped]],
+      );
+      seenInside = n;
+    });
+    expect(seenInside).toBe(1);
+    expect(await probe.outboxRow(inner)).toBeDefined();
+    expect(await probe.outboxRow(dropped)).toBeUndefined();
+  });
+
+  it('turns the outbox INSERT refused by an aborted transaction into UnexpectedRollbackError', async () => {
+    const label = uniqueName('aborted');
+    let id = '';
+    const error = await probe.host
+      .withTransaction(async () => {
+        await insert(probe, label);
+        id = await probe.durable.add({ label });
+        // NOTE: not awaited: when the scope commits, the client has not yet heard that this
+        // statement aborted the transaction, so the outbox INSERT is what finds it aborted.
+        void probe.host.manager.query(`SELECT 1 / 0`).catch(() => undefined);
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UnexpectedRollbackError);
+    expect(await probe.labels(label)).toEqual([]);
+    expect(await probe.outboxRow(id)).toBeUndefined();
+    expect(await inRedis(bullQueue(app, DURABLE), id)).toBe(false);
+    expect(poolState(probe.dataSource).inUse).toBe(0);
+  });
+
+  it('fails the commit with the outbox INSERT’s error: nothing committed, nothing enqueued, the connection fit', async () => {
+    const label = uniqueName('poison');
+    let id = '';
+    const { error } = await probe.roundTrips(async () => {
+      await insert(probe, label);
+      // The table refuses the row only when it is written: add() resolves.
+      id = await probe.durable.add('poison', { label });
+    });
+    expect(
+      (error as { driverError?: { code?: string } }).driverError?.code,
+    ).toBe('23514');
+    expect(await probe.labels(label)).toEqual([]);
+    expect(await probe.outboxRow(id)).toBeUndefined();
+    expect(await inRedis(bullQueue(app, DURABLE), id)).toBe(false);
+    const next = uniqueName('after-poison');
+    await probe.host.withTransaction(async () => {
+      await insert(probe, next);
+      await probe.durable.add({ label: next });
+    });
+    expect(await probe.labels(next)).toEqual([next]);
+    expect(poolState(probe.dataSource).inUse).toBe(0);
   });
 });

@@ -11,7 +11,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '../src';
-import { uniqueName, testDataSourceOptions } from './support/env';
+import { onMariaDb, uniqueName, testDataSourceOptions } from './support/env';
 import {
   closeLibApp,
   createLibApp,
@@ -137,7 +137,11 @@ describe('when a queue is durable (transactional outbox)', () => {
 
   it('should write the outbox row in the transaction and enqueue with jobId = row id', async () => {
     const { id, outboxRows } = await orders.create('durable');
-    expect(outboxRows).toContain(id);
+    // NOTE: on Postgres a row of the root scope is held back and written in front of the COMMIT
+    // (deferred-begin.spec.ts checks it is the same transaction); MariaDB writes it in add().
+    if (onMariaDb) expect(outboxRows).toContain(id);
+    else expect(outboxRows).not.toContain(id);
+    expect(await outboxRow(app, id)).toBeDefined();
     const job = await waitFor(
       async () => (await findJob(bull, id)) !== null,
       'the job',

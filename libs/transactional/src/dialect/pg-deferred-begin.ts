@@ -17,6 +17,10 @@
  *   is never sent, so it cannot run outside the transaction.
  *
  * Callbacks work as with node-postgres itself.
+ *
+ * The same machinery sends a statement given with `sendWithCommit()` (the outbox rows of the
+ * transaction's durable jobs) in front of its `COMMIT`: one round trip for both. If it fails,
+ * Postgres skips the `COMMIT`, the commit fails with its error and the transaction is rolled back.
  */
 
 /** The part of node-postgres' `Connection` the deferred statements are written with. */
@@ -31,6 +35,12 @@ interface PgConnection {
   submittedNamedStatements: Record<string, string>;
 }
 
+/** A statement written in front of another one; values only text, numbers or null. */
+export interface LeadingStatement {
+  text: string;
+  values?: readonly (string | number | null)[];
+}
+
 /** node-postgres' `Query` class, as `Client.Query` exports it. */
 type PgQueryClass = new (
   config: unknown,
@@ -42,6 +52,7 @@ type PgQueryClass = new (
 interface PgQuery {
   name?: string;
   text?: string;
+  queryMode?: string;
   callback?: (error: Error | null, result?: unknown) => void;
   requiresPreparation(): boolean;
   prepare(connection: PgConnection): void;
@@ -89,7 +100,7 @@ function deferredQueryClass(Query: PgQueryClass) {
     declare private ownName?: string;
 
     constructor(
-      private readonly deferred: string[],
+      private readonly deferred: LeadingStatement[],
       config: unknown,
       values: unknown,
     ) {
@@ -106,9 +117,14 @@ function deferredQueryClass(Query: PgQueryClass) {
     }
 
     prepare(connection: PgConnection) {
-      for (const text of this.deferred) {
+      for (const { text, values } of this.deferred) {
         connection.parse({ text, name: '', types: [] });
-        connection.bind({ portal: '', statement: '', values: [] });
+        connection.bind({
+          portal: '',
+          statement: '',
+          values:
+            values?.map((v) => (typeof v === 'number' ? String(v) : v)) ?? [],
+        });
         connection.execute({ portal: '', rows: 0 });
       }
       super.prepare(connection);
@@ -154,9 +170,11 @@ export function canDeferBegin(client: unknown): client is DeferrableClient {
  */
 export class DeferredBegin {
   /** Opening statements recorded and not yet sent. */
-  private deferred: string[] = [];
+  private deferred: LeadingStatement[] = [];
   /** Set once the opening statements went out (or the transaction ended without any). */
   private done = false;
+  /** The statement to send in front of COMMIT, if any (see `sendWithCommit`). */
+  private beforeCommit?: LeadingStatement;
   private readonly original: (...args: unknown[]) => unknown;
   private readonly hadOwnQuery: boolean;
 
@@ -166,8 +184,17 @@ export class DeferredBegin {
     client.query = (...args: unknown[]) => this.query(args);
   }
 
+  /**
+   * Sends `statement` in front of the transaction's `COMMIT`, in the same round trip (and the
+   * opening statements too, if none went out yet). A `ROLLBACK` drops it.
+   */
+  sendWithCommit(statement: LeadingStatement): void {
+    this.beforeCommit = statement;
+  }
+
   /** Puts `client.query` back. */
   restore(): void {
+    this.beforeCommit = undefined;
     if (this.hadOwnQuery) this.client.query = this.original;
     else delete (this.client as { query?: unknown }).query;
   }
@@ -177,7 +204,7 @@ export class DeferredBegin {
   }
 
   private query(args: unknown[]): unknown {
-    if (this.done) return this.send(args);
+    if (this.done && !this.beforeCommit) return this.send(args);
     const [config, values, callback] = args;
     const text =
       typeof config === 'string'
@@ -185,19 +212,17 @@ export class DeferredBegin {
         : (config as { text?: unknown } | null)?.text;
     const submittable =
       typeof (config as { submit?: unknown } | null)?.submit === 'function';
+    const end =
+      !submittable && typeof text === 'string' && END_STATEMENT.test(text);
+    if (end) return this.end(text.trim().toUpperCase(), args);
+    if (this.done) return this.send(args);
     if (!submittable && typeof text === 'string') {
       if (BEGIN_STATEMENT.test(text) && this.deferred.length < 4) {
-        this.deferred.push(text);
+        this.deferred.push({ text });
         return this.answer(
           answered(text.trim().split(/\s+/)[0].toUpperCase()),
           args,
         );
-      }
-      if (END_STATEMENT.test(text)) {
-        // NOTE: nothing was sent, so there is no transaction to end.
-        this.done = true;
-        this.deferred = [];
-        return this.answer(answered(text.trim().toUpperCase()), args);
       }
     }
     const deferred = this.deferred;
@@ -205,6 +230,49 @@ export class DeferredBegin {
     this.deferred = [];
     if (deferred.length === 0) return this.send(args);
     if (submittable) return this.sendAfter(deferred, args);
+    return this.sendWithCallback(deferred, config, values, callback);
+  }
+
+  /** COMMIT or ROLLBACK (`command`), with what must go in front of it. */
+  private end(command: string, args: unknown[]): unknown {
+    const leading = command === 'COMMIT' ? this.beforeCommit : undefined;
+    this.beforeCommit = undefined;
+    const deferred = this.done ? [] : this.deferred;
+    const sent = this.done;
+    this.done = true;
+    this.deferred = [];
+    if (!leading) {
+      // NOTE: nothing was sent, so there is no transaction to end.
+      return sent ? this.send(args) : this.answer(answered(command), args);
+    }
+    const [config, values, callback] = args;
+    const text =
+      typeof config === 'string' ? config : (config as { text: string }).text;
+    return this.sendWithCallback(
+      [...deferred, leading],
+      { text, queryMode: 'extended' },
+      values,
+      callback,
+    );
+  }
+
+  /** Answers a statement that is not sent, in the calling convention the caller used. */
+  private answer(result: unknown, args: unknown[]): unknown {
+    const callback = args.find((arg) => typeof arg === 'function') as
+      | ((error: Error | null, result: unknown) => void)
+      | undefined;
+    if (!callback) return Promise.resolve(result);
+    process.nextTick(() => callback(null, result));
+    return undefined;
+  }
+
+  /** `sendWith`, answering a callback if the caller passed one instead of taking a promise. */
+  private sendWithCallback(
+    deferred: LeadingStatement[],
+    config: unknown,
+    values: unknown,
+    callback: unknown,
+  ): unknown {
     const done = [values, callback].find((arg) => typeof arg === 'function') as
       | ((error: Error | null, result?: unknown) => void)
       | undefined;
@@ -221,18 +289,12 @@ export class DeferredBegin {
     return undefined;
   }
 
-  /** Answers a statement that is not sent, in the calling convention the caller used. */
-  private answer(result: unknown, args: unknown[]): unknown {
-    const callback = args.find((arg) => typeof arg === 'function') as
-      | ((error: Error | null, result: unknown) => void)
-      | undefined;
-    if (!callback) return Promise.resolve(result);
-    process.nextTick(() => callback(null, result));
-    return undefined;
-  }
-
-  /** The first statement, promise style: one round trip for it and the deferred statements. */
-  private sendWith(deferred: string[], config: unknown, values: unknown) {
+  /** A statement, promise style: one round trip for it and the statements in front of it. */
+  private sendWith(
+    deferred: LeadingStatement[],
+    config: unknown,
+    values: unknown,
+  ) {
     const Query = this.client.constructor.Query!;
     let DeferredBeginQuery = classes.get(Query);
     if (!DeferredBeginQuery) {
@@ -240,10 +302,14 @@ export class DeferredBegin {
       classes.set(Query, DeferredBeginQuery);
     }
     const query = new DeferredBeginQuery(deferred, config, values);
-    // NOTE: the simple protocol: one multi-statement query, the deferred statements first
-    // (`prepare()`, which writes them otherwise, is not called).
-    if (!query.requiresPreparation())
-      query.text = `${deferred.join(';\n')};\n${query.text ?? ''}`;
+    // NOTE: without parameters anywhere, the simple protocol: one multi-statement query, the
+    // deferred statements first (`prepare()`, which writes them otherwise, is not called).
+    if (!query.requiresPreparation()) {
+      if (deferred.some((statement) => statement.values?.length))
+        query.queryMode = 'extended';
+      else
+        query.text = `${deferred.map((d) => d.text).join(';\n')};\n${query.text ?? ''}`;
+    }
     return this.run(query, deferred.length);
   }
 
@@ -260,13 +326,13 @@ export class DeferredBegin {
    * deferred statements go first, as a query of their own, and the submittable is sent once they
    * succeeded; if they fail, it fails with their error and is never sent.
    */
-  private sendAfter(deferred: string[], args: unknown[]): unknown {
+  private sendAfter(deferred: LeadingStatement[], args: unknown[]): unknown {
     const query = args[0] as PgQuery;
     const callback = args.find((arg, i) => i > 0 && typeof arg === 'function');
     if (callback && !query.callback)
       query.callback = callback as PgQuery['callback'];
     this.send([
-      deferred.join(';\n'),
+      deferred.map((d) => d.text).join(';\n'),
       (error: Error | null) => {
         if (!error) this.send(args);
         else if (this.client.connection)

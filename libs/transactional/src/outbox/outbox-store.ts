@@ -1,5 +1,6 @@
 import { TransactionalError } from '../errors/transactional.error';
 import type { EntityManager } from 'typeorm';
+import type { LeadingStatement } from '../transaction-driver';
 import type { SqlDialect } from '../dialect/sql-dialect';
 
 /** Identifies one outbox row. */
@@ -51,6 +52,15 @@ export interface OutboxStats {
   lastError: OutboxRowError | null;
 }
 
+/** An outbox row's column values as the INSERT sends them: queue, id, job name, data, options. */
+export type PreparedOutboxRow = readonly [
+  string,
+  string,
+  string,
+  string,
+  string,
+];
+
 /** The SQL of the outbox table for one dialect. Every method takes the manager to run on. */
 export interface OutboxStore {
   /**
@@ -58,6 +68,13 @@ export interface OutboxStore {
    * are unique to one add (see `OutboxRowKey.id`), so no row waits for another transaction's.
    */
   insert(manager: EntityManager, rows: OutboxRow[]): Promise<void>;
+  /**
+   * The column values of `rows`, checked: throws what the table would refuse. Optional, with
+   * `insertStatement`: a store that has both can have its rows sent with the COMMIT.
+   */
+  prepare?(rows: OutboxRow[]): PreparedOutboxRow[];
+  /** One INSERT of prepared rows, as `insert` runs it (see `prepare`). */
+  insertStatement?(rows: readonly PreparedOutboxRow[]): LeadingStatement;
   /** Makes pending rows eligible for the relay `graceMs` from now (before COMMIT). */
   postpone(manager: EntityManager, keys: OutboxRowKey[]): Promise<void>;
   /** Marks rows dispatched (after the fast path enqueued them). */

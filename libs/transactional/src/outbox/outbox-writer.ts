@@ -1,7 +1,13 @@
 import { performance } from 'perf_hooks';
 import { Deadline, DeadlineQueue } from '../deadline-queue';
 import type { TransactionContext } from '../transaction-context';
-import type { OutboxRow, OutboxRowKey, OutboxStore } from './outbox-store';
+import type { HookFrame } from '../transaction-context';
+import type {
+  OutboxRow,
+  OutboxRowKey,
+  OutboxStore,
+  PreparedOutboxRow,
+} from './outbox-store';
 import type { ResolvedOutboxOptions } from './outbox.options';
 
 /**
@@ -10,10 +16,18 @@ import type { ResolvedOutboxOptions } from './outbox.options';
  */
 const MARK_MARGIN_MS = 50;
 
+/**
+ * Most rows held back for the COMMIT in one transaction; more are written as they come (five
+ * parameters each, far below Postgres' 65,535 per statement).
+ */
+const MAX_HELD_ROWS = 1000;
+
 /** What one transaction wrote to the outbox of one connection. */
 interface TransactionWrites {
   /** Rows written (some may have been rolled back with a savepoint since). */
   readonly keys: OutboxRowKey[];
+  /** Rows of the transaction's root scope held back to go with the COMMIT. */
+  readonly held: PreparedOutboxRow[];
   /** When the first INSERT was sent (`performance.now()`). */
   firstWriteAt: number;
   /** When the before-commit UPDATE was sent, if it ran. */
@@ -25,7 +39,13 @@ interface TransactionWrites {
  * the relay until the fast path is done with them. A row is eligible `graceMs` after its INSERT;
  * when the transaction has been open for more than half of that, one UPDATE right before COMMIT
  * (a before-commit step, registered once per transaction) counts the grace period from the
- * commit instead. The fast path gets the time that is left (`fastPathBudgetMs`). Internal.
+ * commit instead. The fast path gets the time that is left (`fastPathBudgetMs`).
+ *
+ * Rows added in the transaction's root scope (no savepoint of theirs to roll back) are held back
+ * where the connection can send a statement with its COMMIT (Postgres): checked at once, written
+ * by one INSERT in front of the COMMIT, in the same round trip, and eligible `graceMs` from then.
+ * If that INSERT fails the commit fails and everything rolls back, as when an INSERT fails
+ * earlier. Internal.
  */
 export class OutboxWriter {
   /** Deadlines of fast paths that get the whole `fastPathTimeoutMs` (nearly all of them). */
@@ -38,13 +58,20 @@ export class OutboxWriter {
     this.fastPathDeadlines = new DeadlineQueue(options.fastPathTimeoutMs);
   }
 
-  /** Inserts `rows` in `tx` (see `OutboxStore.insert`). */
-  write(tx: TransactionContext, rows: OutboxRow[]): Promise<void> {
+  /**
+   * Inserts `rows` in `tx` (see `OutboxStore.insert`) for a scope bound to `frame`, or holds them
+   * for the COMMIT (see the class comment): then `undefined`, nothing to wait for.
+   */
+  write(
+    tx: TransactionContext,
+    rows: OutboxRow[],
+    frame: HookFrame,
+  ): Promise<void> | undefined {
     // NOTE: kept on the transaction itself (one writer per connection, one connection per
     // transaction): a WeakMap entry per transaction costs the garbage collector more.
     let writes = tx.outboxWrites as TransactionWrites | undefined;
     if (!writes) {
-      writes = { keys: [], firstWriteAt: performance.now() };
+      writes = { keys: [], held: [], firstWriteAt: performance.now() };
       tx.outboxWrites = writes;
       const registered = writes;
       tx.beforeCommit.push({
@@ -54,9 +81,28 @@ export class OutboxWriter {
       });
     }
     const written = writes;
-    return this.store.insert(tx.manager, rows).then(() => {
+    const { store } = this;
+    if (
+      frame === tx.root &&
+      tx.handle.commitsWithStatement &&
+      store.prepare &&
+      store.insertStatement &&
+      written.held.length + rows.length <= MAX_HELD_ROWS
+    ) {
+      written.held.push(...store.prepare(rows));
+      tx.leadingCommit ??= () => this.leadingCommit(written);
+      return undefined;
+    }
+    return store.insert(tx.manager, rows).then(() => {
       for (const { queue, id } of rows) written.keys.push({ queue, id });
     });
+  }
+
+  /** The INSERT of the held rows, sent with the COMMIT: their grace period starts now. */
+  private leadingCommit(writes: TransactionWrites) {
+    if (writes.held.length === 0) return undefined;
+    if (writes.keys.length === 0) writes.firstWriteAt = performance.now();
+    return this.store.insertStatement!(writes.held);
   }
 
   /**

@@ -1,7 +1,9 @@
 import type { EntityManager } from 'typeorm';
+import type { LeadingStatement } from '../transaction-driver';
 import type {
   ClaimedOutboxRow,
   OutboxRow,
+  PreparedOutboxRow,
   OutboxRowKey,
   OutboxStats,
   OutboxStore,
@@ -30,23 +32,34 @@ export class PostgresOutboxStore implements OutboxStore {
    * are unique to one add (see `OutboxRowKey.id`), so no row waits for another transaction's.
    */
   async insert(manager: EntityManager, rows: OutboxRow[]): Promise<void> {
-    const values: unknown[] = [this.options.relay.graceMs];
+    const { text, values } = this.insertStatement(this.prepare(rows));
+    await manager.query(text, values as unknown[]);
+  }
+
+  /** The column values of `rows`; throws what the table would refuse (see `storableJson`). */
+  prepare(rows: OutboxRow[]): PreparedOutboxRow[] {
+    return rows.map((row) => [
+      row.queue,
+      row.id,
+      row.jobName,
+      storableJson(row.data ?? null, row.queue, 'data', 'postgres'),
+      storableJson(row.opts, row.queue, 'options', 'postgres'),
+    ]);
+  }
+
+  /** One INSERT of prepared rows (see `insert`). */
+  insertStatement(rows: readonly PreparedOutboxRow[]): LeadingStatement {
+    const values: (string | number)[] = [this.options.relay.graceMs];
     const tuples = rows.map((row) => {
-      values.push(
-        row.queue,
-        row.id,
-        row.jobName,
-        storableJson(row.data ?? null, row.queue, 'data', 'postgres'),
-        storableJson(row.opts, row.queue, 'options', 'postgres'),
-      );
+      values.push(...row);
       const p = values.length - 4;
       return `($${p}, $${p + 1}, $${p + 2}, $${p + 3}::jsonb, $${p + 4}::jsonb, clock_timestamp() + ${MS('$1')})`;
     });
-    await manager.query(
-      `INSERT INTO ${this.table} (queue, id, job_name, data, opts, available_at)
+    return {
+      text: `INSERT INTO ${this.table} (queue, id, job_name, data, opts, available_at)
        VALUES ${tuples.join(', ')}`,
       values,
-    );
+    };
   }
 
   /** Makes pending rows eligible for the relay `graceMs` from now (before COMMIT). */
