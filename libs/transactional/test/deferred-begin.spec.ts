@@ -323,18 +323,13 @@ describeOnPostgres('deferred BEGIN (Postgres)', () => {
     );
   });
 
-  it('gives the pooled client back passing every statement straight on', async () => {
+  it('gives the pooled client back as it was', async () => {
     let client: PgClient | undefined;
     await probe.host.withTransaction(async () => {
       client = probe.client();
+      expect(Object.prototype.hasOwnProperty.call(client, 'query')).toBe(true);
     });
-    // Outside the transaction a BEGIN is sent, not deferred (pool of one: nobody else uses it).
-    await client!.query('BEGIN');
-    const status = (
-      client as unknown as { getTransactionStatus(): string }
-    ).getTransactionStatus();
-    await client!.query('ROLLBACK');
-    expect(status).toBe('T');
+    expect(Object.prototype.hasOwnProperty.call(client, 'query')).toBe(false);
   });
 });
 

@@ -163,45 +163,6 @@ export function canDeferBegin(client: unknown): client is DeferrableClient {
   );
 }
 
-/** Where a client's `query` wrapper finds the transaction it serves now. */
-const SLOT = Symbol('nestjs-transactional-jobs.deferredBegin');
-
-/** The wrapper's state on one client: installed once, for the client's lifetime. */
-interface Slot {
-  /** The transaction open on the client, if it defers statements. */
-  active?: DeferredBegin;
-  /** Sends as the client would without the wrapper. */
-  send(args: unknown[]): unknown;
-}
-
-/**
- * The slot of `client`, installing its `query` wrapper the first time. The wrapper stays (a
- * pooled client keeps its shape: adding and deleting a property per transaction would churn V8's
- * hidden classes) and passes every call straight on while no transaction is active.
- */
-function slotOf(client: DeferrableClient): Slot {
-  const existing = (client as unknown as Record<symbol, Slot | undefined>)[
-    SLOT
-  ];
-  if (existing) return existing;
-  const own = Object.prototype.hasOwnProperty.call(client, 'query')
-    ? client.query
-    : undefined;
-  // NOTE: the prototype's method is looked up per call, so instrumentation that patches it
-  // later (OpenTelemetry's pg instrumentation) still sees every query.
-  const original = function (this: unknown, ...args: unknown[]): unknown {
-    const query = own ?? Object.getPrototypeOf(client).query;
-    return query.apply(client, args);
-  };
-  const slot: Slot = { send: (args) => original(...args) };
-  Object.defineProperty(client, SLOT, { value: slot });
-  client.query = function (...args: unknown[]) {
-    const active = slot.active;
-    return active ? active.query(args) : original(...args);
-  };
-  return slot;
-}
-
 /**
  * Defers the `BEGIN` of the transaction about to open on `client` (see the module comment):
  * until `restore()`, `client.query` records the transaction's opening statements and sends them
@@ -214,11 +175,13 @@ export class DeferredBegin {
   private done = false;
   /** The statement to send in front of COMMIT, if any (see `sendWithCommit`). */
   private beforeCommit?: LeadingStatement;
-  private readonly slot: Slot;
+  private readonly original: (...args: unknown[]) => unknown;
+  private readonly hadOwnQuery: boolean;
 
   constructor(private readonly client: DeferrableClient) {
-    this.slot = slotOf(client);
-    this.slot.active = this;
+    this.original = client.query;
+    this.hadOwnQuery = Object.prototype.hasOwnProperty.call(client, 'query');
+    client.query = (...args: unknown[]) => this.query(args);
   }
 
   /**
@@ -229,18 +192,18 @@ export class DeferredBegin {
     this.beforeCommit = statement;
   }
 
-  /** Stops deferring: `client.query` passes every call straight on again. */
+  /** Puts `client.query` back. */
   restore(): void {
     this.beforeCommit = undefined;
-    if (this.slot.active === this) this.slot.active = undefined;
+    if (this.hadOwnQuery) this.client.query = this.original;
+    else delete (this.client as { query?: unknown }).query;
   }
 
   private send(args: unknown[]): unknown {
-    return this.slot.send(args);
+    return this.original.apply(this.client, args);
   }
 
-  /** A call of `client.query` while this transaction is active. Internal. */
-  query(args: unknown[]): unknown {
+  private query(args: unknown[]): unknown {
     if (this.done && !this.beforeCommit) return this.send(args);
     const [config, values, callback] = args;
     const text =
