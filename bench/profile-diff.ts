@@ -4,9 +4,10 @@
  * request, counted from the first sample inside a benchmarked route handler (start-up
  * excluded), idle excluded.
  *
- *   npx ts-node bench/profile-diff.ts <base.cpuprofile> <other.cpuprofile> <requests> [--by-function]
+ *   npx ts-node bench/profile-diff.ts <base.cpuprofile> <other.cpuprofile> <requests> [<other requests>] [--by-function]
  *
- * `requests` is the number of requests each server handled (warm-up + rounds).
+ * `requests` is the number of requests each server handled (warm-up + rounds), or the base's
+ * when the other's is given too (the "rows = jobs" count of each mode).
  */
 import { readFileSync } from 'fs';
 
@@ -88,19 +89,20 @@ function total(times: Map<string, number>, skip: string[] = []): number {
 function main() {
   const args = process.argv.slice(2);
   const byFunction = args.includes('--by-function');
-  const [baseFile, otherFile, requestsArg] = args.filter(
+  const [baseFile, otherFile, requestsArg, otherRequestsArg] = args.filter(
     (arg) => !arg.startsWith('--'),
   );
   const requests = Number(requestsArg);
+  const otherRequests = Number(otherRequestsArg ?? requestsArg);
   if (!baseFile || !otherFile || !(requests > 0)) {
     console.error(
-      'usage: profile-diff.ts <base.cpuprofile> <other.cpuprofile> <requests> [--by-function]',
+      'usage: profile-diff.ts <base.cpuprofile> <other.cpuprofile> <requests> [<other requests>] [--by-function]',
     );
     process.exitCode = 2;
     return;
   }
   const base = selfTimes(baseFile, requests, byFunction);
-  const other = selfTimes(otherFile, requests, byFunction);
+  const other = selfTimes(otherFile, otherRequests, byFunction);
   console.log(
     `CPU us/request: base ${total(base).toFixed(0)}, other ${total(other).toFixed(0)}; ` +
       `without socket-write syscalls: base ${total(base, SYSCALLS).toFixed(0)}, ` +
