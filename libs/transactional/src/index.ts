@@ -41,6 +41,7 @@ export type {
 export type {
   BeginContext,
   CommitOutcome,
+  LeadingStatement,
   TransactionDriver,
   TransactionHandle,
 } from './transaction-driver';
