@@ -511,6 +511,31 @@ describeOnPostgres('outbox rows with the COMMIT (Postgres)', () => {
     expect(await probe.outboxRow(dropped)).toBeUndefined();
   });
 
+  it('holds at most 1,000 rows: an add past that is written at once, the held ones still go with COMMIT', async () => {
+    const label = uniqueName('many');
+    let held: string[] = [];
+    let large: string[] = [];
+    let visible = -1;
+    await probe.host.withTransaction(async () => {
+      held = await probe.durable.addBulk(
+        Array.from({ length: 1000 }, () => ({ data: { label } })),
+      );
+      large = await probe.durable.addBulk([{ data: { label } }]);
+      const [{ n }] = await probe.host.manager.query(
+        `SELECT count(*)::int AS n FROM ${OUTBOX} WHERE id = ANY($1)`,
+        [[...held, ...large]],
+      );
+      visible = n;
+    });
+    // The 1,001st row did not fit: written by its add(); the first 1,000 only with COMMIT.
+    expect(visible).toBe(1);
+    const [{ n }] = await probe.dataSource.query(
+      `SELECT count(*)::int AS n FROM ${OUTBOX} WHERE id = ANY($1)`,
+      [[...held, ...large]],
+    );
+    expect(n).toBe(1001);
+  });
+
   it('turns the outbox INSERT refused by an aborted transaction into UnexpectedRollbackError', async () => {
     const label = uniqueName('aborted');
     let id = '';
