@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { randomUUID } from 'crypto';
 import type { JobOptions, Queue } from 'bull';
+import { CoalescingAdapter } from './adapters/coalescing-adapter';
 import { DivertingAdapter } from './adapters/diverting-adapter';
 import { createQueueAdapter } from './adapters/queue-adapter.factory';
 import type { QueueAdapter } from './adapters/queue-adapter';
@@ -192,9 +193,13 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
         this.options.adapter,
         this.name,
       );
-      this.queueAdapter = this.resolveDiverter
+      const diverted = this.resolveDiverter
         ? new DivertingAdapter(adapter, this.resolveDiverter(), this.name)
         : adapter;
+      this.queueAdapter =
+        this.options.coalesceEnqueues === false
+          ? diverted
+          : new CoalescingAdapter(diverted);
     }
     return this.queueAdapter;
   }

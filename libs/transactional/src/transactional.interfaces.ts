@@ -130,6 +130,15 @@ export interface TransactionAwareQueueOptions {
    * queue).
    */
   diverter?: InjectionToken;
+  /**
+   * Jobs handed to the queue during one turn of the event loop (the after-commit flushes of
+   * transactions that commit together, adds outside a transaction) go to Redis in one call: one
+   * diverter call and one `addBulk()` instead of one round trip per transaction, at the cost of
+   * waiting for the rest of the turn (`setImmediate`). Each transaction's flush still succeeds
+   * or fails on its own: when the combined call fails, each caller's jobs are handed over again
+   * alone. Repeatable jobs are never combined. Default: `true`.
+   */
+  coalesceEnqueues?: boolean;
 }
 
 /** A job about to be handed to its queue, as a {@link JobDiverter} sees it. */
@@ -152,7 +161,9 @@ export interface OutgoingJob {
  * reliably as the queue would: it resolves once they are stored. When it rejects, the library
  * treats the batch as one Redis refused: non-durable jobs are counted as failed, durable ones
  * are left to the outbox relay, which shows them to the diverter again. It must therefore be
- * idempotent: a job (same `opts.jobId`) may be shown more than once.
+ * idempotent: a job (same `opts.jobId`) may be shown more than once. One call may hold the jobs
+ * of several transactions (see `TransactionAwareQueueOptions.coalesceEnqueues`); when it fails,
+ * each transaction's jobs are shown to it again on their own.
  */
 export interface JobDiverter {
   /**

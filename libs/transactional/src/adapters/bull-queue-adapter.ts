@@ -1,10 +1,11 @@
-import type { JobOptions, Queue } from 'bull';
+import type { Job, JobOptions, Queue } from 'bull';
 import { identifyJob } from '../bull-job-ids';
 import { removeBullJobHusks } from '../bull-job-husks';
-import type {
-  AdapterJob,
-  QueueAdapter,
-  RedisClientLike,
+import {
+  PartialEnqueueError,
+  type AdapterJob,
+  type QueueAdapter,
+  type RedisClientLike,
 } from './queue-adapter';
 
 /** Bull's name for jobs added without a name. */
@@ -32,9 +33,9 @@ export class BullQueueAdapter implements QueueAdapter {
         ? Promise.all(
             jobs.map((job) => this.queue.add(job.name, job.data, job.opts)),
           )
-        : this.queue.addBulk(
-            jobs.map(({ name, data, opts }) => ({ name, data, opts })),
-          );
+        : this.queue
+            .addBulk(jobs.map(({ name, data, opts }) => ({ name, data, opts })))
+            .then((added) => refuseUnadded(added, jobs));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -48,4 +49,25 @@ export class BullQueueAdapter implements QueueAdapter {
   removeHusks(jobIds: string[]) {
     return removeBullJobHusks(this.queue, jobIds);
   }
+}
+
+/**
+ * Bull's `addBulk` reads only the job ids of its MULTI's replies, so a job whose script Redis
+ * refused comes back without an id rather than as an error: such a batch is failed here, with
+ * the jobs Redis did take named as such (see `PartialEnqueueError`).
+ */
+function refuseUnadded(added: Job[], given: AdapterJob[]): Job[] {
+  const lost = added.filter((job) => job.id === undefined || job.id === null);
+  if (lost.length > 0) {
+    throw new PartialEnqueueError(
+      `Redis refused ${lost.length} of ${added.length} job(s) of queue ` +
+        `"${added[0].queue.name}" (job ids ${lost.map((job) => String(job.opts.jobId)).join(', ')})`,
+      new Set(
+        given.filter(
+          (_, i) => added[i].id === undefined || added[i].id === null,
+        ),
+      ),
+    );
+  }
+  return added;
 }

@@ -1,29 +1,23 @@
 import { TransactionalError } from '../errors/transactional.error';
 import type { JobDiverter } from '../transactional.interfaces';
-import type { AdapterJob, QueueAdapter } from './queue-adapter';
+import {
+  WrappingAdapter,
+  type AdapterJob,
+  type QueueAdapter,
+} from './queue-adapter';
 
 /**
  * A `QueueAdapter` that shows the jobs to a `JobDiverter` before they reach the queue, and
  * hands the queue only those the diverter gives back. Repeatable jobs go to the queue as they
  * are. Internal.
  */
-export class DivertingAdapter implements QueueAdapter {
+export class DivertingAdapter extends WrappingAdapter {
   constructor(
-    private readonly inner: QueueAdapter,
+    inner: QueueAdapter,
     private readonly diverter: JobDiverter,
     private readonly queueName: string,
-  ) {}
-
-  get kind() {
-    return this.inner.kind;
-  }
-
-  get defaultJobName() {
-    return this.inner.defaultJobName;
-  }
-
-  identify(name: string, data: unknown, opts: Record<string, any>) {
-    return this.inner.identify(name, data, opts);
+  ) {
+    super(inner);
   }
 
   async enqueue(jobs: AdapterJob[], bulk?: boolean): Promise<unknown> {
@@ -42,13 +36,5 @@ export class DivertingAdapter implements QueueAdapter {
     const rest = jobs.filter((job) => job.repeat || kept.has(job));
     if (rest.length === 0) return [];
     return this.inner.enqueue(rest, bulk);
-  }
-
-  client() {
-    return this.inner.client();
-  }
-
-  removeHusks(jobIds: string[]) {
-    return this.inner.removeHusks(jobIds);
   }
 }

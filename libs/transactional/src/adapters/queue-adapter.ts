@@ -50,3 +50,47 @@ export interface QueueAdapter {
     jobIds: string[],
   ): Promise<{ removed: string[]; locked: string[] }>;
 }
+
+/**
+ * An `enqueue()` that failed for some of its jobs only: the queue took the others. Internal.
+ */
+export class PartialEnqueueError extends Error {
+  constructor(
+    message: string,
+    /** The jobs (the objects given to `enqueue()`) the queue did not take. */
+    readonly failed: ReadonlySet<AdapterJob>,
+  ) {
+    super(message);
+    this.name = 'PartialEnqueueError';
+  }
+}
+
+/**
+ * Base of the adapters that wrap another one and change only how jobs are handed over: the rest
+ * is the inner adapter's. Internal.
+ */
+export abstract class WrappingAdapter implements QueueAdapter {
+  constructor(protected readonly inner: QueueAdapter) {}
+
+  get kind() {
+    return this.inner.kind;
+  }
+
+  get defaultJobName() {
+    return this.inner.defaultJobName;
+  }
+
+  identify(name: string, data: unknown, opts: Record<string, any>) {
+    return this.inner.identify(name, data, opts);
+  }
+
+  abstract enqueue(jobs: AdapterJob[], bulk?: boolean): Promise<unknown>;
+
+  client() {
+    return this.inner.client();
+  }
+
+  removeHusks(jobIds: string[]) {
+    return this.inner.removeHusks(jobIds);
+  }
+}

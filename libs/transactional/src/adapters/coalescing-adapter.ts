@@ -1,0 +1,89 @@
+import {
+  PartialEnqueueError,
+  type AdapterJob,
+  WrappingAdapter,
+} from './queue-adapter';
+
+/** One caller's jobs waiting for the next flush. */
+interface Waiting {
+  jobs: AdapterJob[];
+  bulk: boolean | undefined;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * A `QueueAdapter` that hands the queue, in one call, the jobs every caller gave it during one
+ * turn of the event loop: the after-commit flushes of transactions that commit together (their
+ * COMMIT answers read in the same turn) become one diverter call and one `addBulk()`, that is
+ * one Redis round trip instead of one per transaction. The call is made from `setImmediate`,
+ * so a flush waits at most for the rest of the turn it started in.
+ *
+ * Each caller still gets its own outcome. When the combined call fails for named jobs
+ * (`PartialEnqueueError`), the callers of those jobs get the error and the others are done.
+ * When it fails as a whole (a job the queue library cannot serialise, Redis gone), each
+ * caller's jobs are handed over again on their own and each caller gets the answer to its own
+ * call: a job the queue refuses fails only its own transaction's flush. Handing a job over
+ * twice is safe because every job it sees has an id (a repeatable job, which has none, is never
+ * combined): the queue ignores an id it holds, and the diverter must be idempotent (see
+ * `JobDiverter`). A caller alone in its turn is handed over as it asked (`add()` for one job).
+ * Internal.
+ */
+export class CoalescingAdapter extends WrappingAdapter {
+  private waiting: Waiting[] = [];
+  private scheduled = false;
+
+  enqueue(jobs: AdapterJob[], bulk?: boolean): Promise<unknown> {
+    if (jobs.length === 0 || jobs.some((job) => job.repeat)) {
+      return this.inner.enqueue(jobs, bulk);
+    }
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ jobs, bulk, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    const waiting = this.waiting;
+    this.waiting = [];
+    this.scheduled = false;
+    if (waiting.length === 1) {
+      const [one] = waiting;
+      this.handOver(one.jobs, one.bulk).then(one.resolve, one.reject);
+      return;
+    }
+    this.handOver(
+      waiting.flatMap((w) => w.jobs),
+      true,
+    ).then(
+      () => {
+        for (const w of waiting) w.resolve(undefined);
+      },
+      (error: unknown) => {
+        if (error instanceof PartialEnqueueError) {
+          // NOTE: the queue said which jobs it refused: the others' callers are done.
+          for (const w of waiting) {
+            if (w.jobs.some((job) => error.failed.has(job))) w.reject(error);
+            else w.resolve(undefined);
+          }
+          return;
+        }
+        // NOTE: one by one, so that a job the queue refuses fails its own caller only.
+        for (const w of waiting)
+          this.handOver(w.jobs, w.bulk).then(w.resolve, w.reject);
+      },
+    );
+  }
+
+  /** `inner.enqueue`, with a synchronous throw turned into a rejection. */
+  private handOver(jobs: AdapterJob[], bulk?: boolean): Promise<unknown> {
+    try {
+      return Promise.resolve(this.inner.enqueue(jobs, bulk));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+}

@@ -1,0 +1,188 @@
+import { INestApplication } from '@nestjs/common';
+import type Redis from 'ioredis';
+import {
+  getTransactionAwareQueueToken,
+  TransactionAwareQueue,
+  TransactionHost,
+} from '../src';
+import { uniqueName } from './support/env';
+import {
+  bullQueue,
+  closeLibApp,
+  createLibApp,
+  findJob,
+} from './support/lib-app';
+import { Order } from './support/order.entity';
+import { itBullOnly } from './support/queue-kind';
+
+const COALESCED = uniqueName('coalesced');
+const SEPARATE = uniqueName('separate');
+const QUEUES = [COALESCED, SEPARATE];
+
+type Payload = { n: number | bigint };
+
+describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () => {
+  let app: INestApplication;
+  const aware = (name: string) =>
+    app.get<TransactionAwareQueue<Payload>>(
+      getTransactionAwareQueueToken(name),
+    );
+  const host = () => app.get(TransactionHost);
+  /** Counts the socket writes of the queue's Redis client while `work` runs. */
+  async function writesDuring<T>(
+    name: string,
+    work: () => Promise<T>,
+  ): Promise<{ writes: number; result: T }> {
+    const client = bullQueue(app, name).client as unknown as Redis;
+    const stream = client.stream;
+    const write = stream.write;
+    let writes = 0;
+    stream.write = function (this: typeof stream, ...args: any[]) {
+      writes++;
+      return (write as (...a: any[]) => boolean).apply(this, args);
+    } as typeof stream.write;
+    try {
+      const result = await work();
+      return { writes, result };
+    } finally {
+      stream.write = write;
+    }
+  }
+  const inQueue = async (name: string, ids: string[]) =>
+    Promise.all(
+      ids.map(async (id) => (await findJob(bullQueue(app, name), id)) !== null),
+    );
+  /** A transaction that writes an order row and adds one job per n. */
+  const commit = (name: string, ns: number[]) =>
+    host().withTransaction(async () => {
+      const ids: string[] = [];
+      for (const n of ns) {
+        await host().manager.insert(Order, { label: `coalesce-${n}` });
+        ids.push(await aware(name).add({ n }));
+      }
+      return ids;
+    });
+
+  beforeAll(async () => {
+    app = await createLibApp({
+      queues: [
+        { name: COALESCED },
+        { name: SEPARATE, coalesceEnqueues: false },
+      ],
+      listen: false,
+    });
+    // NOTE: the first add loads the queue library's scripts into Redis (writes of their own).
+    for (const name of QUEUES) {
+      await aware(name).add({ n: -1 });
+      await aware(name).addBulk([{ data: { n: -2 } }, { data: { n: -3 } }]);
+    }
+  });
+
+  afterAll(() => closeLibApp(app, QUEUES));
+
+  it('should send the adds of one turn in one write, where each add alone is a write of its own', async () => {
+    const ns = [1, 2, 3, 4, 5, 6];
+
+    const together = await writesDuring(COALESCED, () =>
+      Promise.all(ns.map((n) => aware(COALESCED).add({ n }))),
+    );
+    const apart = await writesDuring(SEPARATE, () =>
+      Promise.all(ns.map((n) => aware(SEPARATE).add({ n }))),
+    );
+
+    expect(together.writes).toBe(1);
+    expect(apart.writes).toBe(ns.length);
+    expect(await inQueue(COALESCED, together.result)).toEqual(
+      ns.map(() => true),
+    );
+    expect(await inQueue(SEPARATE, apart.result)).toEqual(ns.map(() => true));
+  });
+
+  it('should enqueue every job of transactions committing concurrently, whichever turns they share', async () => {
+    const failedBefore = aware(COALESCED).stats.failed;
+
+    const ids = (
+      await Promise.all(
+        Array.from({ length: 12 }, (_, k) => commit(COALESCED, [k, k + 100])),
+      )
+    ).flat();
+
+    expect(new Set(ids).size).toBe(24);
+    expect(await inQueue(COALESCED, ids)).toEqual(ids.map(() => true));
+    expect(aware(COALESCED).stats.failed).toBe(failedBefore);
+  });
+
+  it('should fail only the caller whose job the queue refuses, and enqueue the others of its turn', async () => {
+    // NOTE: a BigInt passes add() in a plain queue and makes the queue library's JSON throw.
+    const outcomes = await Promise.allSettled([
+      aware(COALESCED).add({ n: 1 }, { jobId: uniqueName('good-1') }),
+      aware(COALESCED).add({ n: 10n }, { jobId: uniqueName('poison') }),
+      aware(COALESCED).add({ n: 2 }, { jobId: uniqueName('good-2') }),
+    ]);
+
+    expect(outcomes.map((o) => o.status)).toEqual([
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+    ]);
+    expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(
+      /BigInt/,
+    );
+    const good = [outcomes[0], outcomes[2]].map(
+      (o) => (o as PromiseFulfilledResult<string>).value,
+    );
+    expect(await inQueue(COALESCED, good)).toEqual([true, true]);
+  });
+
+  it('should let the other transactions of the turn enqueue when one transaction holds a job the queue refuses', async () => {
+    const failedBefore = aware(COALESCED).stats.failed;
+
+    const [first, poisoned, last] = await Promise.all([
+      commit(COALESCED, [7]),
+      host().withTransaction(async () => {
+        await host().manager.insert(Order, { label: 'coalesce-poison' });
+        return [await aware(COALESCED).add({ n: 11n })];
+      }),
+      commit(COALESCED, [8]),
+    ]);
+
+    expect(await inQueue(COALESCED, [...first, ...last])).toEqual([true, true]);
+    expect(await inQueue(COALESCED, poisoned)).toEqual([false]);
+    expect(aware(COALESCED).stats.failed).toBe(failedBefore + 1);
+  });
+
+  itBullOnly("Bull's addBulk drops the errors of its MULTI's replies")(
+    'should fail the caller of a job whose script Redis refuses inside a combined add, and only it',
+    async () => {
+      const queue = bullQueue(app, COALESCED);
+      const client = queue.client as unknown as Redis;
+      const delayedKey = (
+        queue as unknown as { toKey(k: string): string }
+      ).toKey('delayed');
+      // NOTE: a delayed job's script adds it to this key; as a string, Redis refuses that.
+      await client.set(delayedKey, 'not a sorted set');
+      try {
+        const outcomes = await Promise.allSettled([
+          aware(COALESCED).add({ n: 1 }),
+          aware(COALESCED).add({ n: 2 }, { delay: 60_000 }),
+          aware(COALESCED).add({ n: 3 }),
+        ]);
+
+        expect(outcomes.map((o) => o.status)).toEqual([
+          'fulfilled',
+          'rejected',
+          'fulfilled',
+        ]);
+        expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(
+          /Redis refused 1 of 3 job\(s\)/,
+        );
+        const [first, third] = [outcomes[0], outcomes[2]].map(
+          (o) => (o as PromiseFulfilledResult<string>).value,
+        );
+        expect(await inQueue(COALESCED, [first, third])).toEqual([true, true]);
+      } finally {
+        await client.del(delayedKey);
+      }
+    },
+  );
+});
