@@ -21,8 +21,22 @@ const REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? 3000);
  * Unix socket instead of loopback TCP.
  */
 const PG_SOCKET = process.env.BENCH_API_PG_SOCKET;
+/** Requests in flight (`BENCH_API_CONCURRENCY`, 32). */
+const CONCURRENCY = Number(process.env.BENCH_API_CONCURRENCY ?? 32);
+/**
+ * API processes (`BENCH_API_PROCESSES`, 1), requests taking turns between them; only the first
+ * is profiled.
+ */
+const PROCESSES = Number(process.env.BENCH_API_PROCESSES ?? 1);
 /** Endpoints subscribed to the delays (`BENCH_API_ENDPOINTS`): deliveries per request. */
 const ENDPOINTS = Number(process.env.BENCH_API_ENDPOINTS ?? 1);
+/**
+ * Extra service environment, as JSON (`BENCH_API_ENV='{"LOG_LEVEL":"warn"}'`): to measure what
+ * one part of the request costs by turning it off.
+ */
+const EXTRA_ENV: Record<string, string> = JSON.parse(
+  process.env.BENCH_API_ENV ?? '{}',
+);
 /** Where the `.cpuprofile` is kept (`BENCH_API_PROFILE_DIR`); a temporary folder otherwise. */
 const KEEP_DIR = process.env.BENCH_API_PROFILE_DIR;
 
@@ -39,15 +53,30 @@ async function main() {
       PROCESS_ROLE: 'api',
       ...(PG_SOCKET ? { DATABASE_URL: socketUrl.toString() } : {}),
       SERVICE_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${dir}`,
+      ...EXTRA_ENV,
     });
     await s.tenant(api.url, ENDPOINTS);
+    const others = [];
+    for (let k = 1; k < PROCESSES; k++)
+      others.push(
+        await s.start(`api${k}`, {
+          PROCESS_ROLE: 'api',
+          ...(PG_SOCKET ? { DATABASE_URL: socketUrl.toString() } : {}),
+          ...EXTRA_ENV,
+        }),
+      );
+    if (others.length > 0) s.useApis([api, ...others].map((x) => x.url));
     // Warm-up, then the measured run.
-    await drive({ send: (i) => s.delay(i), total: 300, concurrency: 32 });
+    await drive({
+      send: (i) => s.delay(i),
+      total: 300,
+      concurrency: CONCURRENCY,
+    });
     await s.cpu.begin();
     const run = await drive({
       send: (i) => s.delay(i),
       total: REQUESTS,
-      concurrency: 32,
+      concurrency: CONCURRENCY,
     });
     const cpu = await s.cpu.end();
     const n = Math.max(1, run.sent.length);
@@ -55,7 +84,10 @@ async function main() {
       JSON.stringify({
         build: build.commit,
         endpoints: ENDPOINTS,
+        concurrency: CONCURRENCY,
+        processes: PROCESSES,
         postgres: PG_SOCKET ? `socket ${PG_SOCKET}` : 'tcp',
+        env: EXTRA_ENV,
         requests: run.sent.length,
         errors: run.errors,
         perSec: +((1000 * run.sent.length) / run.elapsedMs).toFixed(1),

@@ -31,6 +31,8 @@ export const DEFAULT_ENV: Record<string, string> = {
 export class Scenario {
   services: ServiceProcess[] = [];
   client!: ApiClient;
+  /** Clients `delay()` takes turns with (`useApis`); none: `client`. */
+  private spread: ApiClient[] = [];
   tripIds: string[] = [];
   endpoints: string[] = [];
   cpu!: CpuMeter;
@@ -115,9 +117,23 @@ export class Scenario {
     this.client = new ApiClient(url, token);
   }
 
+  /**
+   * Spreads `delay()` over several API processes (request i goes to `urls[i % n]`), as a load
+   * balancer in front of them would.
+   */
+  useApis(urls: string[]) {
+    const token = (this.client as unknown as { token: string }).token;
+    for (const c of this.spread) c.close();
+    this.spread = urls.map((url) => new ApiClient(url, token));
+  }
+
   /** POST a delay: one `trip.delayed` event, delivered to every endpoint. */
   async delay(i: number): Promise<Sent | undefined> {
-    const res = await this.client.post(
+    const client =
+      this.spread.length > 0
+        ? this.spread[i % this.spread.length]
+        : this.client;
+    const res = await client.post(
       `/v1/trips/${this.tripIds[i % this.tripIds.length]}/delays`,
       { minutes: 1, reason: `bench ${i}` },
     );
@@ -177,6 +193,7 @@ export class Scenario {
       await s.kill('SIGTERM', 20_000).catch(() => undefined);
     for (const s of this.services) await s.stop().catch(() => undefined);
     this.client?.close();
+    for (const c of this.spread) c.close();
     await this.admin?.end().catch(() => undefined);
     await this.redis.stop().catch(() => undefined);
     await this.db.drop().catch(() => undefined);
