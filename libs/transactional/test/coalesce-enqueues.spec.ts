@@ -1,4 +1,6 @@
 import { INestApplication } from '@nestjs/common';
+import fc from 'fast-check';
+import { DataSource } from 'typeorm';
 import type Redis from 'ioredis';
 import {
   getTransactionAwareQueueToken,
@@ -12,12 +14,45 @@ import {
   createLibApp,
   findJob,
 } from './support/lib-app';
+import { dbQuery } from './support/db';
 import { Order } from './support/order.entity';
+import { createOutboxTable } from './support/outbox-table';
 import { itBullOnly } from './support/queue-kind';
 
 const COALESCED = uniqueName('coalesced');
 const SEPARATE = uniqueName('separate');
-const QUEUES = [COALESCED, SEPARATE];
+const DURABLE = uniqueName('coalesced-durable');
+const QUEUES = [COALESCED, SEPARATE, DURABLE];
+const TABLE = 'tx_spec_outbox_coalesce';
+const RUNS = Number(process.env.COALESCE_RUNS ?? 40);
+
+/** One job of a generated transaction: plain or durable; a poisoned (plain) one fails in Bull. */
+interface GenJob {
+  durable: boolean;
+  poison: boolean;
+}
+/** A generated transaction: its jobs, and whether it rolls back at the end. */
+interface GenTx {
+  jobs: GenJob[];
+  rollback: boolean;
+}
+const genJob = fc
+  .record({ durable: fc.boolean(), poison: fc.integer({ min: 0, max: 9 }) })
+  .map(({ durable, poison }) => ({
+    durable,
+    poison: !durable && poison === 0,
+  }));
+/** For each job, the number of the flush it goes out in: runs of adds to one queue. */
+function flushRuns(jobs: GenJob[]): number[] {
+  let run = 0;
+  return jobs.map((job, j) =>
+    j > 0 && job.durable !== jobs[j - 1].durable ? ++run : run,
+  );
+}
+const genTx = fc.record<GenTx>({
+  jobs: fc.array(genJob, { minLength: 1, maxLength: 3 }),
+  rollback: fc.integer({ min: 0, max: 5 }).map((n) => n === 0),
+});
 
 type Payload = { n: number | bigint };
 
@@ -64,11 +99,20 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
     });
 
   beforeAll(async () => {
+    await createOutboxTable(TABLE);
     app = await createLibApp({
       queues: [
         { name: COALESCED },
         { name: SEPARATE, coalesceEnqueues: false },
+        { name: DURABLE, durable: true },
       ],
+      options: {
+        outbox: {
+          tableName: TABLE,
+          markBatchDelayMs: 5,
+          relay: { enabled: false },
+        },
+      },
       listen: false,
     });
     // NOTE: the first add loads the queue library's scripts into Redis (writes of their own).
@@ -185,4 +229,78 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
       }
     },
   );
+
+  it('should enqueue, whatever transactions commit together, exactly the jobs of those that committed, except the flushes the queue refused', async () => {
+    const property = fc.asyncProperty(
+      fc.array(genTx, { minLength: 1, maxLength: 10 }),
+      async (txs) => {
+        const failedBefore = aware(COALESCED).stats.failed;
+        const added: string[][] = txs.map(() => []);
+        const outcomes = await Promise.allSettled(
+          txs.map((tx, t) =>
+            host().withTransaction(async () => {
+              await host().manager.insert(Order, {
+                label: `coalesce-model-${t}`,
+              });
+              for (const job of tx.jobs) {
+                const queue = aware(job.durable ? DURABLE : COALESCED);
+                added[t].push(await queue.add({ n: job.poison ? 1n : t }));
+              }
+              if (tx.rollback) throw new Error('rolled back on purpose');
+            }),
+          ),
+        );
+
+        let refused = 0;
+        for (const [t, tx] of txs.entries()) {
+          expect(outcomes[t].status).toBe(
+            tx.rollback ? 'rejected' : 'fulfilled',
+          );
+          // NOTE: a run of adds to one queue is one flush (the batch is extended while it is the
+          // transaction's last after-commit step): a poisoned job fails its whole run.
+          const runOf = flushRuns(tx.jobs);
+          const failedRuns = new Set(
+            tx.jobs.flatMap((job, j) => (job.poison ? [runOf[j]] : [])),
+          );
+          const expected = tx.jobs.map(
+            (_, j) => !tx.rollback && !failedRuns.has(runOf[j]),
+          );
+          if (!tx.rollback)
+            refused += runOf.filter((run) => failedRuns.has(run)).length;
+          const found = await Promise.all(
+            tx.jobs.map(async (job, j) =>
+              job.durable
+                ? (await findJob(bullQueue(app, DURABLE), added[t][j])) !== null
+                : (await findJob(bullQueue(app, COALESCED), added[t][j])) !==
+                  null,
+            ),
+          );
+          expect({ t, found }).toEqual({ t, found: expected });
+        }
+        expect(aware(COALESCED).stats.failed - failedBefore).toBe(refused);
+        // The fast path marked every committed durable row (none is left to the relay).
+        const durableIds = txs.flatMap((tx, t) =>
+          tx.rollback
+            ? []
+            : tx.jobs.flatMap((job, j) => (job.durable ? [added[t][j]] : [])),
+        );
+        const deadline = Date.now() + 5_000;
+        let pending: unknown[] = [];
+        do {
+          pending = await dbQuery(
+            app.get(DataSource),
+            `SELECT id FROM ${TABLE} WHERE dispatched_at IS NULL AND id = ANY($1::text[])`,
+            [durableIds],
+          );
+          if (pending.length > 0) await new Promise((r) => setTimeout(r, 20));
+        } while (pending.length > 0 && Date.now() < deadline);
+        expect(pending).toEqual([]);
+      },
+    );
+    await fc.assert(property, {
+      numRuns: RUNS,
+      seed: process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : undefined,
+      endOnFailure: true,
+    });
+  });
 });
