@@ -41,7 +41,12 @@ const SETTINGS = {
     process.env.BENCH_FIXED_RATE === 'auto'
       ? ('auto' as const)
       : intEnv('BENCH_FIXED_RATE', 0, 0),
-  modes: (process.env.BENCH_MODES ?? MODES.map((m) => m.key).join(','))
+  modes: (
+    process.env.BENCH_MODES ??
+    MODES.filter((m) => !m.onRequest)
+      .map((m) => m.key)
+      .join(',')
+  )
     .split(',')
     .map((k) => k.trim())
     .filter(Boolean),

@@ -16,6 +16,8 @@ export interface Mode {
   inserts: boolean;
   enqueues: boolean;
   label: string;
+  /** Not in the default set: run only when `BENCH_MODES` names it (an A/B of one option). */
+  onRequest?: true;
 }
 
 export const MODES: readonly Mode[] = [
@@ -102,6 +104,23 @@ export const MODES: readonly Mode[] = [
     enqueues: true,
     label:
       'ours, durable queue: outbox row in the transaction, fast-path enqueue after COMMIT',
+  },
+  {
+    key: 'o1n',
+    family: 'ours',
+    inserts: true,
+    enqueues: true,
+    label:
+      'o1 with coalesceEnqueues: false (each transaction its own Redis call after COMMIT)',
+    onRequest: true,
+  },
+  {
+    key: 'o2n',
+    family: 'ours',
+    inserts: true,
+    enqueues: true,
+    label: 'o2 with coalesceEnqueues: false',
+    onRequest: true,
   },
 ];
 

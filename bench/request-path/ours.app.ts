@@ -21,13 +21,17 @@ import { BenchRow, JobData, PAYLOAD, insertedId } from './bench-row.entity';
 /** Commit-to-enqueued times (ms) of `POST /probe`, while the orchestrator has the probe on. */
 export const probe = { on: false, ms: [] as number[] };
 
-/** Module imports of ours: o2 makes its queue durable, with an outbox table of its own. */
+/**
+ * Module imports of ours: o2 (and o2n) makes its queue durable, with an outbox table of its own;
+ * o1n and o2n hand each transaction's jobs to Redis on their own (`coalesceEnqueues: false`).
+ */
 export function oursImports(
   mode: string,
   queueName: string,
   outboxTable: string,
 ) {
-  const durable = mode === 'o2';
+  const durable = mode === 'o2' || mode === 'o2n';
+  const coalesceEnqueues = mode !== 'o1n' && mode !== 'o2n';
   // NOTE: bench:instructions runs the server under valgrind, about 20 times slower, and scales
   // the marking delay with it so that one UPDATE marks as many rows as at native speed.
   const markDelay = process.env.BENCH_OUTBOX_MARK_DELAY_MS;
@@ -37,7 +41,11 @@ export function oursImports(
   };
   return [
     TransactionalModule.forRoot(durable ? { outbox } : {}),
-    TransactionalModule.registerQueue({ name: queueName, durable }),
+    TransactionalModule.registerQueue({
+      name: queueName,
+      durable,
+      coalesceEnqueues,
+    }),
   ];
 }
 

@@ -315,7 +315,7 @@ export async function checkMode(
   }
   if (mode.inserts && rowIds.size === 0)
     check.problems.push('no rows inserted');
-  if (mode.key === 'o2') {
+  if (mode.key === 'o2' || mode.key === 'o2n') {
     const { rows: outbox } = await client.query(
       // NOTE: each marking UPDATE is a transaction of its own, so the rows it marked share an xmin.
       `SELECT count(*)::int AS rows, count(*) FILTER (WHERE dispatched_at IS NULL)::int AS pending,
