@@ -9,7 +9,7 @@
 import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { buildCurrent } from './e2e/builds';
+import { buildCurrent, buildRef } from './e2e/builds';
 import { drive } from './e2e/client';
 import { selfByPackage, topSelf } from './e2e/profile';
 import { VerifyingReceiver } from './e2e/receiver';
@@ -37,11 +37,16 @@ const ENDPOINTS = Number(process.env.BENCH_API_ENDPOINTS ?? 1);
 const EXTRA_ENV: Record<string, string> = JSON.parse(
   process.env.BENCH_API_ENV ?? '{}',
 );
+/**
+ * A git ref to measure instead of the working tree (`BENCH_API_BUILD=HEAD~1`): alternate runs
+ * of two builds to compare them on the same machine state.
+ */
+const BUILD_REF = process.env.BENCH_API_BUILD;
 /** Where the `.cpuprofile` is kept (`BENCH_API_PROFILE_DIR`); a temporary folder otherwise. */
 const KEEP_DIR = process.env.BENCH_API_PROFILE_DIR;
 
 async function main() {
-  const build = buildCurrent();
+  const build = BUILD_REF ? buildRef('ref', BUILD_REF) : buildCurrent();
   const receiver = await VerifyingReceiver.start();
   const dir = KEEP_DIR ?? mkdtempSync(join(tmpdir(), 'bench-api-prof-'));
   const s = await Scenario.create(receiver, build.dir);
