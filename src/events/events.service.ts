@@ -12,7 +12,11 @@ import {
   Transactional,
 } from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
-import { preparedQuery, preparedStatement } from '../database/prepared-query';
+import {
+  PreparedStatement,
+  preparedQuery,
+  preparedStatement,
+} from '../database/prepared-query';
 import { requireDateTime } from '../http/date-time';
 import { RetrySchedule } from '../webhooks-http/retry-schedule';
 import {
@@ -35,31 +39,66 @@ import { currentJobContext } from '../observability/job-context';
 /** Largest event payload accepted, as serialised JSON. */
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
 
+/** Where {@link publishCtes} takes each value of the event: SQL expressions (parameters, columns). */
+export interface PublishedEventSql {
+  account: string;
+  type: string;
+  /** The payload's JSON text (or a `json` value). */
+  payload: string;
+  trip: string;
+  /** Milliseconds until the first attempt (the statement's last parameter). */
+  delayMs: string;
+  /** Tables the values come from, if any: one event per row. */
+  from?: string;
+}
+
 /**
- * Stores an event ($1 account, $2 type, $3 payload text, $4 trip) and one pending delivery
- * per enabled endpoint of the account subscribed to the type, due in $5 ms, in one statement:
- * a row per delivery (one row with null delivery columns when there is none). NOTE: a json
- * (not jsonb) column keeps the text as sent: key order, spacing, numbers.
+ * The common table expressions `event` and `delivery` that store an event and one pending
+ * delivery per enabled endpoint of the account subscribed to its type, due in `delayMs`, for a
+ * statement that ends with `SELECT ..., ${PUBLISHED_COLUMNS} FROM ..., ${PUBLISHED_FROM}`: a row
+ * per delivery (one row with null delivery columns when there is none). NOTE: a json (not jsonb)
+ * column keeps the text as sent: key order, spacing, numbers.
  */
-export const PUBLISH_SQL = `WITH event AS (
-    INSERT INTO events (account_id, type, payload, trip_id) VALUES ($1, $2, $3::json, $4)
+export function publishCtes(e: PublishedEventSql): string {
+  return `event AS (
+    INSERT INTO events (account_id, type, payload, trip_id)
+    SELECT ${e.account}, ${e.type}, (${e.payload})::json, ${e.trip}${e.from ? `\n      FROM ${e.from}` : ''}
     RETURNING id, created_at),
   delivery AS (
     INSERT INTO deliveries (account_id, event_id, endpoint_id, status, next_attempt_at)
-    SELECT $1, event.id, e.id, 'pending', now() + make_interval(secs => $5::float8 / 1000)
+    SELECT ${e.account}, event.id, e.id, 'pending', now() + make_interval(secs => ${e.delayMs}::float8 / 1000)
       FROM event, endpoints e
-     WHERE e.account_id = $1 AND NOT e.disabled
-       AND (e.event_types IS NULL OR $2 = ANY (e.event_types))
-    RETURNING id, endpoint_id)
-  SELECT event.id, event.created_at, delivery.id AS delivery_id, delivery.endpoint_id
-    FROM event LEFT JOIN delivery ON true`;
+     WHERE e.account_id = ${e.account} AND NOT e.disabled
+       AND (e.event_types IS NULL OR ${e.type} = ANY (e.event_types))
+    RETURNING id, endpoint_id)`;
+}
+
+/** The columns of {@link publishCtes} a publishing statement selects ({@link PublishedRow}). */
+export const PUBLISHED_COLUMNS = `event.id AS event_id, event.created_at AS event_created_at,
+         delivery.id AS delivery_id, delivery.endpoint_id`;
+
+/** What a publishing statement selects {@link PUBLISHED_COLUMNS} from, last. */
+export const PUBLISHED_FROM = 'event LEFT JOIN delivery ON true';
+
+/**
+ * Stores an event ($1 account, $2 type, $3 payload text, $4 trip) and its deliveries, due in $5
+ * ms, in one statement (see {@link publishCtes}).
+ */
+export const PUBLISH_SQL = `WITH ${publishCtes({
+  account: '$1',
+  type: '$2',
+  payload: '$3',
+  trip: '$4',
+  delayMs: '$5',
+})}
+  SELECT ${PUBLISHED_COLUMNS} FROM ${PUBLISHED_FROM}`;
 
 const PUBLISH = preparedStatement('publish', PUBLISH_SQL);
 
-/** A row of {@link PUBLISH_SQL}. */
-interface PublishedRow {
-  id: string;
-  created_at: Date;
+/** A row of a publishing statement: its event, and one of its deliveries (or none). */
+export interface PublishedRow {
+  event_id: string;
+  event_created_at: Date;
   delivery_id: string | null;
   endpoint_id: string | null;
 }
@@ -98,16 +137,47 @@ export class EventsService {
         `payload is ${size} bytes of JSON; the limit is ${MAX_PAYLOAD_BYTES} bytes`,
       );
     }
-    // The first entry of the retry schedule is the wait before the first attempt.
-    const delay = this.schedule.initialDelay();
-    const rows = await preparedQuery<PublishedRow>(this.tx.manager, PUBLISH, [
+    const { rows, deliveries } = await this.run<PublishedRow>(PUBLISH, [
       accountId,
       type,
       payloadText,
       tripId,
+    ]);
+    return {
+      id: rows[0].event_id,
+      type,
+      payloadText,
+      createdAt: rows[0].event_created_at,
+      deliveries,
+    };
+  }
+
+  /**
+   * Runs `statement`, which stores an event with {@link publishCtes} (among other things) and
+   * selects {@link PUBLISHED_COLUMNS}, with `params` and then the wait before the first attempt
+   * (its last parameter), and schedules the deliveries it stored: the jobs reach Redis only
+   * after the commit. Resolves with its rows (none when it stored no event) and the number of
+   * deliveries. The caller checks the payload's size ({@link MAX_PAYLOAD_BYTES}).
+   */
+  @Transactional({ propagation: Propagation.Mandatory })
+  async publishWith<R extends PublishedRow>(
+    statement: PreparedStatement,
+    params: unknown[],
+  ): Promise<{ rows: R[]; deliveries: number }> {
+    return this.run<R>(statement, params);
+  }
+
+  /** {@link publishWith}, in the transaction the caller made sure of. */
+  private async run<R extends PublishedRow>(
+    statement: PreparedStatement,
+    params: unknown[],
+  ): Promise<{ rows: R[]; deliveries: number }> {
+    // The first entry of the retry schedule is the wait before the first attempt.
+    const delay = this.schedule.initialDelay();
+    const rows = await preparedQuery<R>(this.tx.manager, statement, [
+      ...params,
       delay,
     ]);
-    const row = rows[0];
     const deliveries = rows
       .filter((r) => r.delivery_id !== null)
       .map((r) => ({ id: r.delivery_id!, endpoint_id: r.endpoint_id! }));
@@ -126,13 +196,7 @@ export class EventsService {
         })),
       );
     }
-    return {
-      id: row.id,
-      type,
-      payloadText,
-      createdAt: row.created_at,
-      deliveries: deliveries.length,
-    };
+    return { rows, deliveries: deliveries.length };
   }
 
   /** The account's events, newest first, one page at a time, optionally filtered. */

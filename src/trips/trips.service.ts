@@ -7,9 +7,14 @@ import { QueryFailedError } from 'typeorm';
 import { TransactionHost } from 'nestjs-transactional-jobs';
 import {
   EventsService,
+  PUBLISHED_COLUMNS,
+  PUBLISHED_FROM,
+  PublishedRow,
   present as presentEvent,
+  publishCtes,
 } from '../events/events.service';
-import { preparedQuery, preparedStatement } from '../database/prepared-query';
+import { preparedStatement } from '../database/prepared-query';
+import { isoTimestampSql } from '../database/sql-json';
 import { requireDateTime } from '../http/date-time';
 import { CreateTripDto } from './dto/create-trip.dto';
 import { ReportDelayDto } from './dto/report-delay.dto';
@@ -24,8 +29,14 @@ function isUniqueViolation(error: unknown): boolean {
 
 /**
  * Delays a trip of an account unless it has arrived ($1 trip, $2 account, $3 minutes, $4
- * reason): the trip's new row and the delay's id and time; no row when the trip does not exist
- * in the account or has arrived. `updated_at` is the transaction's time, as TypeORM sets it.
+ * reason) and stores its `trip.delayed` event and deliveries ($5 ms to the first attempt, see
+ * {@link publishCtes}), in one statement: a row per delivery with the trip's new row, the
+ * delay's id and time and the event's payload text; no row (and nothing changed) when the trip
+ * does not exist in the account or has arrived. `updated_at` is the transaction's time, as
+ * TypeORM sets it. The payload is built here as `JSON.stringify` writes the response's `trip`
+ * and `delay` (same keys in the same order, dates by {@link isoTimestampSql}); at most a few kB
+ * (the text fields' lengths are capped), far below the
+ * events' limit (`MAX_PAYLOAD_BYTES`).
  */
 export const REPORT_DELAY_SQL = `WITH trip AS (
     UPDATE trips SET status = 'delayed',
@@ -37,9 +48,30 @@ export const REPORT_DELAY_SQL = `WITH trip AS (
                expected_arrival, status, delay_minutes_total, created_at, updated_at),
   delay AS (
     INSERT INTO trip_delays (trip_id, minutes, reason)
-    SELECT id, $3, $4 FROM trip RETURNING id, created_at)
-  SELECT trip.*, delay.id AS delay_id, delay.created_at AS delay_created_at
-    FROM trip, delay`;
+    SELECT id, $3, $4 FROM trip RETURNING id, created_at),
+  payload AS (
+    SELECT row_to_json(p) AS json FROM (
+      SELECT (SELECT row_to_json(t) FROM (
+                SELECT trip.id, trip.reference, trip.origin, trip.destination, trip.status,
+                       ${isoTimestampSql('trip.planned_arrival')} AS "plannedArrival",
+                       ${isoTimestampSql('trip.expected_arrival')} AS "expectedArrival",
+                       trip.delay_minutes_total AS "delayMinutesTotal",
+                       ${isoTimestampSql('trip.created_at')} AS "createdAt",
+                       ${isoTimestampSql('trip.updated_at')} AS "updatedAt") t) AS trip,
+             (SELECT row_to_json(d) FROM (
+                SELECT delay.id, $3::int AS minutes, $4::text AS reason) d) AS delay
+        FROM trip, delay) p),
+  ${publishCtes({
+    account: '$2',
+    type: "'trip.delayed'",
+    payload: 'payload.json',
+    trip: 'trip.id',
+    delayMs: '$5',
+    from: 'trip, payload',
+  })}
+  SELECT trip.*, delay.id AS delay_id, delay.created_at AS delay_created_at,
+         payload.json::text AS payload_text, ${PUBLISHED_COLUMNS}
+    FROM trip, delay, payload, ${PUBLISHED_FROM}`;
 
 const REPORT_DELAY = preparedStatement('report_delay', REPORT_DELAY_SQL);
 
@@ -73,6 +105,14 @@ function fromRow(row: TripRow): Trip {
     updatedAt: row.updated_at,
   };
 }
+
+/** A row of {@link REPORT_DELAY_SQL}. */
+type ReportedDelayRow = TripRow &
+  PublishedRow & {
+    delay_id: string;
+    delay_created_at: Date;
+    payload_text: string;
+  };
 
 /** Trips and their state changes; each change stores its event in the same transaction. */
 @Injectable()
@@ -131,14 +171,20 @@ export class TripsService {
 
   /**
    * The motivating case: the trip row, a delay row, the event and its deliveries change
-   * together; the delivery jobs are enqueued only once all of it is committed. The trip is
-   * updated (its row locked) and the delay inserted in one statement; a trip that did not
-   * change is then looked up to tell 404 from 409.
+   * together; the delivery jobs are enqueued only once all of it is committed. All four are
+   * written by one statement (one round trip to Postgres); a trip that did not change is then
+   * looked up to tell 404 from 409.
    */
   async reportDelay(accountId: string, id: string, dto: ReportDelayDto) {
-    const [row] = await preparedQuery<
-      TripRow & { delay_id: string; delay_created_at: Date }
-    >(this.tx.manager, REPORT_DELAY, [id, accountId, dto.minutes, dto.reason]);
+    const {
+      rows: [row],
+      deliveries,
+    } = await this.events.publishWith<ReportedDelayRow>(REPORT_DELAY, [
+      id,
+      accountId,
+      dto.minutes,
+      dto.reason,
+    ]);
     if (!row) {
       await this.find(accountId, id);
       throw new ConflictException(
@@ -153,20 +199,13 @@ export class TripsService {
       id: row.delay_id,
       createdAt: row.delay_created_at,
     };
-    const event = await this.events.publish(
-      accountId,
-      'trip.delayed',
-      {
-        trip,
-        delay: { id: delay.id, minutes: delay.minutes, reason: delay.reason },
-      },
-      row.id,
-    );
-    return {
-      trip,
-      delay,
-      event: { ...presentEvent(event), deliveries: event.deliveries },
-    };
+    const event = presentEvent({
+      id: row.event_id,
+      type: 'trip.delayed',
+      payloadText: row.payload_text,
+      createdAt: row.event_created_at,
+    });
+    return { trip, delay, event: { ...event, deliveries } };
   }
 
   async arrive(accountId: string, id: string) {

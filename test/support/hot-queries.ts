@@ -174,10 +174,10 @@ export function hotQueries(ids: HotIds): {
       prepared: true,
     },
     {
-      name: 'delay a trip: the trip and its delay, in one statement',
+      name: 'delay a trip: the trip, its delay, the event and its deliveries, in one statement',
       sql: REPORT_DELAY_SQL,
-      params: [ids.trip, ids.account, 5, 'traffic'],
-      indexes: ['trips_pkey'],
+      params: [ids.trip, ids.account, 5, 'traffic', 0],
+      indexes: ['endpoints_account_created_id', 'trips_pkey'],
       prepared: true,
     },
     {
