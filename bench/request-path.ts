@@ -218,6 +218,7 @@ async function main() {
     for (const [key, p] of [
       ['o1', set.probe],
       ['b2', set.baselineProbe],
+      ['o1c', set.coalescedProbe],
     ] as const) {
       if (!p) continue;
       const line =

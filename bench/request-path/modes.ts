@@ -106,20 +106,20 @@ export const MODES: readonly Mode[] = [
       'ours, durable queue: outbox row in the transaction, fast-path enqueue after COMMIT',
   },
   {
-    key: 'o1n',
+    key: 'o1c',
     family: 'ours',
     inserts: true,
     enqueues: true,
     label:
-      'o1 with coalesceEnqueues: false (each transaction its own Redis call after COMMIT)',
+      'o1 with coalesceEnqueues: true (flushes that come while a Redis call is in flight share one)',
     onRequest: true,
   },
   {
-    key: 'o2n',
+    key: 'o2c',
     family: 'ours',
     inserts: true,
     enqueues: true,
-    label: 'o2 with coalesceEnqueues: false',
+    label: 'o2 with coalesceEnqueues: true',
     onRequest: true,
   },
 ];

@@ -22,16 +22,16 @@ import { BenchRow, JobData, PAYLOAD, insertedId } from './bench-row.entity';
 export const probe = { on: false, ms: [] as number[] };
 
 /**
- * Module imports of ours: o2 (and o2n) makes its queue durable, with an outbox table of its own;
- * o1n and o2n hand each transaction's jobs to Redis on their own (`coalesceEnqueues: false`).
+ * Module imports of ours: o2 (and o2c) makes its queue durable, with an outbox table of its own;
+ * o1c and o2c combine the flushes that come while a Redis call is in flight (`coalesceEnqueues`).
  */
 export function oursImports(
   mode: string,
   queueName: string,
   outboxTable: string,
 ) {
-  const durable = mode === 'o2' || mode === 'o2n';
-  const coalesceEnqueues = mode !== 'o1n' && mode !== 'o2n';
+  const durable = mode === 'o2' || mode === 'o2c';
+  const coalesceEnqueues = mode === 'o1c' || mode === 'o2c';
   // NOTE: bench:instructions runs the server under valgrind, about 20 times slower, and scales
   // the marking delay with it so that one UPDATE marks as many rows as at native speed.
   const markDelay = process.env.BENCH_OUTBOX_MARK_DELAY_MS;

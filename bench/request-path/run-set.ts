@@ -99,6 +99,8 @@ export interface SetResult {
   probe?: ProbeResult;
   /** b2 probed the same way at the same rate: the hand-written code's after-COMMIT-to-enqueued. */
   baselineProbe?: ProbeResult;
+  /** o1c (o1 with `coalesceEnqueues`), when it ran, probed at the same rate. */
+  coalescedProbe?: ProbeResult;
   problems: string[];
 }
 
@@ -315,7 +317,7 @@ export async function checkMode(
   }
   if (mode.inserts && rowIds.size === 0)
     check.problems.push('no rows inserted');
-  if (mode.key === 'o2' || mode.key === 'o2n') {
+  if (mode.key === 'o2' || mode.key === 'o2c') {
     const { rows: outbox } = await client.query(
       // NOTE: each marking UPDATE is a transaction of its own, so the rows it marked share an xmin.
       `SELECT count(*)::int AS rows, count(*) FILTER (WHERE dispatched_at IS NULL)::int AS pending,
@@ -398,6 +400,7 @@ export async function runSet(
   >();
   let probe: ProbeResult | undefined;
   let baselineProbe: ProbeResult | undefined;
+  let coalescedProbe: ProbeResult | undefined;
   let fixedRateRps: number | undefined;
   let node = '';
   let failed = true;
@@ -479,9 +482,14 @@ export async function runSet(
       if (b2) {
         baselineProbe = await probeServer(b2, peakRps, offeredRps, options);
       }
+      const o1c = servers.get('o1c');
+      if (o1c) {
+        coalescedProbe = await probeServer(o1c, peakRps, offeredRps, options);
+      }
       for (const [key, p] of [
         ['o1', probe],
         ['b2', baselineProbe],
+        ['o1c', coalescedProbe],
       ] as const) {
         if (!p) continue;
         log(
@@ -550,6 +558,7 @@ export async function runSet(
     modes: results,
     probe,
     baselineProbe,
+    coalescedProbe,
     problems,
   };
 }

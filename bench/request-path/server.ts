@@ -67,7 +67,7 @@ async function main() {
     }
     case 'ours': {
       const ours = await import('./ours.app');
-      if (mode.key === 'o2' || mode.key === 'o2n') {
+      if (mode.key === 'o2' || mode.key === 'o2c') {
         const dataSource = await new DataSource({
           type: 'postgres',
           url: databaseUrl(),

@@ -197,9 +197,9 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
         ? new DivertingAdapter(adapter, this.resolveDiverter(), this.name)
         : adapter;
       this.queueAdapter =
-        this.options.coalesceEnqueues === false
-          ? diverted
-          : new CoalescingAdapter(diverted);
+        this.options.coalesceEnqueues === true
+          ? new CoalescingAdapter(diverted)
+          : diverted;
     }
     return this.queueAdapter;
   }

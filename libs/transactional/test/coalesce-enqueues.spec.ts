@@ -56,7 +56,7 @@ const genTx = fc.record<GenTx>({
 
 type Payload = { n: number | bigint };
 
-describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () => {
+describe('coalesceEnqueues: jobs handed over while a call is in flight go together', () => {
   let app: INestApplication;
   const aware = (name: string) =>
     app.get<TransactionAwareQueue<Payload>>(
@@ -66,7 +66,7 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
   /** Counts the socket writes of the queue's Redis client while `work` runs. */
   async function writesDuring<T>(
     name: string,
-    work: () => Promise<T>,
+    work: (writesSoFar: () => number) => Promise<T>,
   ): Promise<{ writes: number; result: T }> {
     const client = bullQueue(app, name).client as unknown as Redis;
     const stream = client.stream;
@@ -77,7 +77,7 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
       return (write as (...a: any[]) => boolean).apply(this, args);
     } as typeof stream.write;
     try {
-      const result = await work();
+      const result = await work(() => writes);
       return { writes, result };
     } finally {
       stream.write = write;
@@ -102,9 +102,10 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
     await createOutboxTable(TABLE);
     app = await createLibApp({
       queues: [
-        { name: COALESCED },
-        { name: SEPARATE, coalesceEnqueues: false },
-        { name: DURABLE, durable: true },
+        { name: COALESCED, coalesceEnqueues: true },
+        // NOTE: the default.
+        { name: SEPARATE },
+        { name: DURABLE, durable: true, coalesceEnqueues: true },
       ],
       options: {
         outbox: {
@@ -124,7 +125,7 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
 
   afterAll(() => closeLibApp(app, QUEUES));
 
-  it('should send the adds of one turn in one write, where each add alone is a write of its own', async () => {
+  it('should send the first add at once and the adds made meanwhile in one write, where each add alone is a write of its own', async () => {
     const ns = [1, 2, 3, 4, 5, 6];
 
     const together = await writesDuring(COALESCED, () =>
@@ -134,12 +135,50 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
       Promise.all(ns.map((n) => aware(SEPARATE).add({ n }))),
     );
 
-    expect(together.writes).toBe(1);
+    expect(together.writes).toBe(2);
     expect(apart.writes).toBe(ns.length);
     expect(await inQueue(COALESCED, together.result)).toEqual(
       ns.map(() => true),
     );
     expect(await inQueue(SEPARATE, apart.result)).toEqual(ns.map(() => true));
+  });
+
+  it('should hand an add over at once when no call is in flight, not at the end of the turn', async () => {
+    const { result } = await writesDuring(COALESCED, async (writesSoFar) => {
+      // NOTE: scheduled before the add: it runs at the end of this turn, before anything the
+      // add schedules for then.
+      const endOfTurn = new Promise<number>((resolve) =>
+        setImmediate(() => resolve(writesSoFar())),
+      );
+      const added = aware(COALESCED).add({ n: 42 });
+      return { atEndOfTurn: await endOfTurn, id: await added };
+    });
+
+    expect(result.atEndOfTurn).toBe(1);
+    expect(await inQueue(COALESCED, [result.id])).toEqual([true]);
+  });
+
+  it('should not hold an add made while a call is in flight until that call is answered', async () => {
+    const client = bullQueue(app, COALESCED).client as unknown as Redis;
+    const admin = client.duplicate();
+    try {
+      const { result } = await writesDuring(COALESCED, async (writesSoFar) => {
+        // NOTE: Redis holds every write command for 300 ms: the first add stays unanswered.
+        await admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
+        const first = aware(COALESCED).add({ n: 50 });
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        const second = aware(COALESCED).add({ n: 51 });
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const whilePaused = writesSoFar();
+        return { whilePaused, ids: await Promise.all([first, second]) };
+      });
+
+      expect(result.whilePaused).toBe(2);
+      expect(await inQueue(COALESCED, result.ids)).toEqual([true, true]);
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE');
+      await admin.quit();
+    }
   });
 
   it('should enqueue every job of transactions committing concurrently, whichever turns they share', async () => {
@@ -158,7 +197,9 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
 
   it('should fail only the caller whose job the queue refuses, and enqueue the others of its turn', async () => {
     // NOTE: a BigInt passes add() in a plain queue and makes the queue library's JSON throw.
+    // NOTE: the first add goes at once; the three after it are handed over together.
     const outcomes = await Promise.allSettled([
+      aware(COALESCED).add({ n: 0 }, { jobId: uniqueName('lead') }),
       aware(COALESCED).add({ n: 1 }, { jobId: uniqueName('good-1') }),
       aware(COALESCED).add({ n: 10n }, { jobId: uniqueName('poison') }),
       aware(COALESCED).add({ n: 2 }, { jobId: uniqueName('good-2') }),
@@ -166,13 +207,14 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
 
     expect(outcomes.map((o) => o.status)).toEqual([
       'fulfilled',
+      'fulfilled',
       'rejected',
       'fulfilled',
     ]);
-    expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(
+    expect(String((outcomes[2] as PromiseRejectedResult).reason)).toMatch(
       /BigInt/,
     );
-    const good = [outcomes[0], outcomes[2]].map(
+    const good = [outcomes[1], outcomes[3]].map(
       (o) => (o as PromiseFulfilledResult<string>).value,
     );
     expect(await inQueue(COALESCED, good)).toEqual([true, true]);
@@ -181,7 +223,8 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
   it('should let the other transactions of the turn enqueue when one transaction holds a job the queue refuses', async () => {
     const failedBefore = aware(COALESCED).stats.failed;
 
-    const [first, poisoned, last] = await Promise.all([
+    const [, first, poisoned, last] = await Promise.all([
+      commit(COALESCED, [6]),
       commit(COALESCED, [7]),
       host().withTransaction(async () => {
         await host().manager.insert(Order, { label: 'coalesce-poison' });
@@ -206,7 +249,9 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
       // NOTE: a delayed job's script adds it to this key; as a string, Redis refuses that.
       await client.set(delayedKey, 'not a sorted set');
       try {
+        // NOTE: the first add goes at once; the three after it are handed over together.
         const outcomes = await Promise.allSettled([
+          aware(COALESCED).add({ n: 0 }),
           aware(COALESCED).add({ n: 1 }),
           aware(COALESCED).add({ n: 2 }, { delay: 60_000 }),
           aware(COALESCED).add({ n: 3 }),
@@ -214,13 +259,14 @@ describe('coalesceEnqueues: jobs handed over in one turn of the event loop', () 
 
         expect(outcomes.map((o) => o.status)).toEqual([
           'fulfilled',
+          'fulfilled',
           'rejected',
           'fulfilled',
         ]);
-        expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(
+        expect(String((outcomes[2] as PromiseRejectedResult).reason)).toMatch(
           /Redis refused 1 of 3 job\(s\)/,
         );
-        const [first, third] = [outcomes[0], outcomes[2]].map(
+        const [first, third] = [outcomes[1], outcomes[3]].map(
           (o) => (o as PromiseFulfilledResult<string>).value,
         );
         expect(await inQueue(COALESCED, [first, third])).toEqual([true, true]);

@@ -13,11 +13,13 @@ interface Waiting {
 }
 
 /**
- * A `QueueAdapter` that hands the queue, in one call, the jobs every caller gave it during one
- * turn of the event loop: the after-commit flushes of transactions that commit together (their
- * COMMIT answers read in the same turn) become one diverter call and one `addBulk()`, that is
- * one Redis round trip instead of one per transaction. The call is made from `setImmediate`,
- * so a flush waits at most for the rest of the turn it started in.
+ * A `QueueAdapter` that combines, under load, the jobs several callers hand over into one call
+ * to the queue. A caller that finds the queue idle (no call of this adapter in flight, none
+ * waiting) is handed over at once, as it asked (`add()` for one job): an idle queue adds no
+ * wait. Callers that come while a call is in flight wait for the end of the current turn of the
+ * event loop (`setImmediate`) and go together, as one diverter call and one `addBulk()`: the
+ * after-commit flushes of transactions that commit together make one Redis round trip instead
+ * of one each. A caller waits at most for the rest of the turn it came in.
  *
  * Each caller still gets its own outcome. When the combined call fails for named jobs
  * (`PartialEnqueueError`), the callers of those jobs get the error and the others are done.
@@ -26,16 +28,20 @@ interface Waiting {
  * call: a job the queue refuses fails only its own transaction's flush. Handing a job over
  * twice is safe because every job it sees has an id (a repeatable job, which has none, is never
  * combined): the queue ignores an id it holds, and the diverter must be idempotent (see
- * `JobDiverter`). A caller alone in its turn is handed over as it asked (`add()` for one job).
- * Internal.
+ * `JobDiverter`). A caller alone in its turn is handed over as it asked. Internal.
  */
 export class CoalescingAdapter extends WrappingAdapter {
   private waiting: Waiting[] = [];
   private scheduled = false;
+  /** Calls handed over and not answered yet. */
+  private inFlight = 0;
 
   enqueue(jobs: AdapterJob[], bulk?: boolean): Promise<unknown> {
     if (jobs.length === 0 || jobs.some((job) => job.repeat)) {
       return this.inner.enqueue(jobs, bulk);
+    }
+    if (this.inFlight === 0 && !this.scheduled) {
+      return this.handOver(jobs, bulk);
     }
     return new Promise((resolve, reject) => {
       this.waiting.push({ jobs, bulk, resolve, reject });
@@ -78,12 +84,23 @@ export class CoalescingAdapter extends WrappingAdapter {
     );
   }
 
-  /** `inner.enqueue`, with a synchronous throw turned into a rejection. */
+  /**
+   * `inner.enqueue`, with a synchronous throw turned into a rejection, counted in flight until
+   * it is answered.
+   */
   private handOver(jobs: AdapterJob[], bulk?: boolean): Promise<unknown> {
+    let call: Promise<unknown>;
     try {
-      return Promise.resolve(this.inner.enqueue(jobs, bulk));
+      call = Promise.resolve(this.inner.enqueue(jobs, bulk));
     } catch (error) {
       return Promise.reject(error);
     }
+    this.inFlight++;
+    call.then(this.answered, this.answered);
+    return call;
   }
+
+  private readonly answered = (): void => {
+    this.inFlight--;
+  };
 }
