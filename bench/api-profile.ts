@@ -2,11 +2,12 @@
  * `npm run bench:api-profile`: where the API's CPU goes on the delay request
  * (`POST /v1/trips/:id/delays`, `BENCH_API_ENDPOINTS` (1) endpoints, 32 requests in flight). Runs the compiled service
  * (`PROCESS_ROLE=api`, `--cpu-prof`) on a fresh database and redis-server, sends
- * `BENCH_API_REQUESTS` (3000) delays, and prints requests/s, CPU per request, and the profile's
+ * `BENCH_API_REQUESTS` (3000) delays, and prints requests/s, CPU per request (service, Postgres,
+ * Redis, and this process as the load generator), the machine's idle share, and the profile's
  * self time grouped by package (node_modules) or source file, then the top functions.
  * `BENCH_API_PROFILE_DIR=<dir>` keeps the profile (open it in Chrome DevTools).
  */
-import { mkdtempSync, rmSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { buildCurrent, buildRef } from './e2e/builds';
@@ -78,12 +79,16 @@ async function main() {
       concurrency: CONCURRENCY,
     });
     await s.cpu.begin();
+    const genBefore = process.cpuUsage();
+    const machineBefore = machineTicks();
     const run = await drive({
       send: (i) => s.delay(i),
       total: REQUESTS,
       concurrency: CONCURRENCY,
     });
     const cpu = await s.cpu.end();
+    const gen = process.cpuUsage(genBefore);
+    const machine = machineTicks(machineBefore);
     const n = Math.max(1, run.sent.length);
     console.log(
       JSON.stringify({
@@ -100,7 +105,9 @@ async function main() {
           service: +(cpu.service / n).toFixed(3),
           postgres: +(cpu.postgres / n).toFixed(3),
           redis: +(cpu.redis / n).toFixed(3),
+          loadGenerator: +((gen.user + gen.system) / 1000 / n).toFixed(3),
         },
+        machineIdlePct: +((100 * machine.idle) / machine.total).toFixed(1),
       }),
     );
     await api.kill('SIGTERM', 20_000);
@@ -111,6 +118,25 @@ async function main() {
     await receiver.close();
     if (!KEEP_DIR) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The machine's CPU ticks from /proc/stat (all cores), idle and total, since `since` when given:
+ * how much of the cores the run left unused.
+ */
+function machineTicks(since?: { idle: number; total: number }) {
+  const fields = readFileSync('/proc/stat', 'utf8')
+    .split('\n')[0]
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const idle = fields[3] + fields[4];
+  const total = fields.reduce((a, b) => a + b, 0);
+  return {
+    idle: idle - (since?.idle ?? 0),
+    total: total - (since?.total ?? 0),
+  };
 }
 
 main().catch((error) => {
