@@ -18,7 +18,7 @@ import { JsonBodyGuard } from './http/json-body.guard';
 import { PgDataExceptionFilter } from './http/pg-data-exception.filter';
 import { AccountThrottlerGuard } from './rate-limit/account-throttler.guard';
 import { RateLimitModule } from './rate-limit/rate-limit.module';
-import { RawJsonInterceptor } from './http/raw-json';
+import { RawJsonReplies } from './http/raw-json';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
 import { QueueDashboardModule } from './observability/dashboard/queue-dashboard.module';
 import { ObservabilityModule } from './observability/observability.module';
@@ -84,8 +84,9 @@ export class AppModule {
         { provide: APP_GUARD, useExisting: AccountThrottlerGuard },
         JsonBodyGuard,
         { provide: APP_GUARD, useExisting: JsonBodyGuard },
-        // NOTE: global interceptors nest in this order: RawJson writes what idempotency replays.
-        { provide: APP_INTERCEPTOR, useClass: RawJsonInterceptor },
+        // NOTE: RawJson results (idempotent replays among them) are written by the HTTP
+        // adapter's reply, not by an interceptor: see http/raw-json.ts.
+        RawJsonReplies,
         { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
         // NOTE: values Postgres refuses (SQLSTATE class 22) are the request's fault: 400, not 500.
         { provide: APP_FILTER, useClass: PgDataExceptionFilter },

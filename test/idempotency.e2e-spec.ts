@@ -82,6 +82,14 @@ describe('when a POST carries an Idempotency-Key', () => {
       expect(first.headers['idempotent-replayed']).toBeUndefined();
       expect(second.status).toBe(first.status);
       expect(second.body).toEqual(first.body);
+      // The replay is the stored text, sent as it was answered (RawJson, http/raw-json.ts).
+      expect(second.text).toBe(first.text);
+      expect(second.headers['content-type']).toBe(
+        first.headers['content-type'],
+      );
+      expect(second.headers['content-type']).toBe(
+        'application/json; charset=utf-8',
+      );
       expect(second.headers['idempotent-replayed']).toBe('true');
       expect(await tripsWith(a, body.reference)).toBe(1);
       expect(await eventsOfTrip(a, first.body.id, 'trip.created')).toBe(1);

@@ -1,16 +1,11 @@
-import {
-  CallHandler,
-  ExecutionContext,
-  Injectable,
-  NestInterceptor,
-} from '@nestjs/common';
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { AbstractHttpAdapter, HttpAdapterHost } from '@nestjs/core';
 import type { Response } from 'express';
-import { Observable, map } from 'rxjs';
 
 /**
  * A response body that is already JSON text and must reach the client byte for byte (an
  * event payload as it was accepted, a replayed idempotent response). Handlers return it;
- * {@link RawJsonInterceptor} writes it out without serialising it again.
+ * {@link sendRawJsonAsText} writes it out without serialising it again.
  */
 export class RawJson {
   constructor(readonly text: string) {}
@@ -34,19 +29,40 @@ export class RawJson {
   }
 }
 
-/** Sends `RawJson` results as `application/json` text; anything else passes through. */
+/** Marks an adapter whose `reply` already sends `RawJson` as text. */
+const RAW_JSON_REPLIES = Symbol('rawJsonReplies');
+
+/**
+ * Makes `adapter` send `RawJson` results as `application/json` text, byte for byte; any other
+ * result goes to the adapter as before. Idempotent.
+ *
+ * NOTE: done where Nest writes every handler's result (`HttpAdapter.reply`), not by a global
+ * interceptor: an interceptor on a route puts each of its requests through Nest's rxjs
+ * pipeline, and the service's two global interceptors cost about 10% of the API's CPU on the
+ * delay request (bench/README.md, "The API path without the RawJson interceptor").
+ */
+export function sendRawJsonAsText(adapter: AbstractHttpAdapter | undefined) {
+  if (!adapter) return;
+  const marked = adapter as AbstractHttpAdapter & { [RAW_JSON_REPLIES]?: true };
+  if (marked[RAW_JSON_REPLIES]) return;
+  marked[RAW_JSON_REPLIES] = true;
+  const reply = adapter.reply.bind(adapter) as AbstractHttpAdapter['reply'];
+  adapter.reply = (response: Response, body: unknown, statusCode?: number) => {
+    if (!(body instanceof RawJson)) return reply(response, body, statusCode);
+    response.setHeader('content-type', 'application/json; charset=utf-8');
+    return reply(response, body.text, statusCode);
+  };
+}
+
+/**
+ * Installs {@link sendRawJsonAsText} on the application's HTTP adapter (none in an application
+ * context without HTTP) when the module starts, before any request is answered.
+ */
 @Injectable()
-export class RawJsonInterceptor implements NestInterceptor {
-  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    return next.handle().pipe(
-      map((body: unknown) => {
-        if (!(body instanceof RawJson)) return body;
-        context
-          .switchToHttp()
-          .getResponse<Response>()
-          .setHeader('content-type', 'application/json; charset=utf-8');
-        return body.text;
-      }),
-    );
+export class RawJsonReplies implements OnModuleInit {
+  constructor(private readonly adapterHost: HttpAdapterHost) {}
+
+  onModuleInit() {
+    sendRawJsonAsText(this.adapterHost.httpAdapter);
   }
 }
