@@ -54,6 +54,7 @@ export { UnknownConnectionError } from './errors/unknown-connection.error';
 export { UnexpectedRollbackError } from './errors/unexpected-rollback.error';
 export { TransactionAbortedError } from './errors/transaction-aborted.error';
 export { TransactionClosedError } from './errors/transaction-closed.error';
+export { TransactionControlError } from './errors/transaction-control.error';
 export { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
 export { QueueUnavailableError } from './errors/queue-unavailable.error';
 export { TransactionalOutbox } from './outbox/transactional-outbox';

@@ -6,8 +6,10 @@ import {
   LeadingStatement,
 } from './dialect/pg-deferred-begin';
 import { dialectOf, quoteIdentifier, SqlDialect } from './dialect/sql-dialect';
+import { transactionControlIn } from './dialect/transaction-control';
 import { DeadlineQueue } from './deadline-queue';
 import { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
+import { TransactionControlError } from './errors/transaction-control.error';
 import type {
   BeginContext,
   CommitOutcome,
@@ -45,8 +47,13 @@ function inFailedTransaction(error: unknown): boolean {
 }
 
 class QueryRunnerHandle implements TransactionHandle {
-  /** The query runner's own `query`, for statements that must not wait (savepoints). */
+  /**
+   * The query runner's own `query` (through the MySQL guard), for the runner's statements:
+   * savepoints, which must not wait, and which the check of `checkedQuery` would refuse.
+   */
   private readonly rawQuery: QueryRunner['query'];
+  /** `rawQuery` behind the refusal of transaction control sent by hand: the application's. */
+  private readonly checkedQuery: QueryRunner['query'];
   private readonly dialect: SqlDialect;
   /** MySQL/MariaDB only: tells when the database has ended the transaction on its own. */
   private readonly guard?: MysqlTransactionGuard;
@@ -55,31 +62,76 @@ class QueryRunnerHandle implements TransactionHandle {
 
   constructor(
     private readonly queryRunner: QueryRunner,
-    connectionName: string,
+    private readonly connectionName: string,
     /** Postgres: the BEGIN that goes out with the first statement (see DeferredBegin). */
     private readonly deferredBegin?: DeferredBegin,
   ) {
     this.dialect = dialectOf(queryRunner.connection);
     const query = queryRunner.query;
-    if (this.dialect !== 'mysql') {
-      this.rawQuery = query;
-      return;
-    }
-    const guard = new MysqlTransactionGuard(queryRunner, connectionName);
-    this.guard = guard;
     const ending = () => this.ending;
-    this.rawQuery = function (...args: Parameters<QueryRunner['query']>) {
+    if (this.dialect === 'mysql') {
+      const guard = new MysqlTransactionGuard(queryRunner, connectionName);
+      this.guard = guard;
+      this.rawQuery = function (...args: Parameters<QueryRunner['query']>) {
+        const [sql] = args;
+        const internal = ending() && (sql === 'COMMIT' || sql === 'ROLLBACK');
+        return guard.run(() => query.apply(queryRunner, args), sql, internal);
+      } as QueryRunner['query'];
+    } else {
+      this.rawQuery = query;
+    }
+    const rawQuery = this.rawQuery;
+    const { dialect } = this;
+    // NOTE: the runner's own COMMIT and ROLLBACK go through TypeORM's commitTransaction() and
+    // rollbackTransaction(), which call queryRunner.query.
+    this.checkedQuery = function (
+      this: QueryRunner,
+      ...args: Parameters<QueryRunner['query']>
+    ) {
       const [sql] = args;
-      const internal = ending() && (sql === 'COMMIT' || sql === 'ROLLBACK');
-      return guard.run(() => query.apply(queryRunner, args), sql, internal);
+      const control = transactionControlIn(sql, dialect);
+      if (control && !(ending() && (sql === 'COMMIT' || sql === 'ROLLBACK')))
+        return Promise.reject(
+          new TransactionControlError(control, connectionName),
+        );
+      return rawQuery.apply(queryRunner, args);
     } as QueryRunner['query'];
-    queryRunner.query = this.rawQuery;
+    queryRunner.query = this.checkedQuery;
+    this.guardLifecycle();
+  }
+
+  /**
+   * Refuses TypeORM's transaction methods on this query runner, except the runner's own calls:
+   * inside a scope, `startTransaction()` would open a savepoint the runner cannot see, and the
+   * others would end the transaction. (`release()` is left alone: TypeORM's
+   * `DataSource.destroy()` releases every query runner in use, and a transaction still open at
+   * shutdown must fail rather than commit after its queues have closed.)
+   */
+  private guardLifecycle() {
+    const { queryRunner, connectionName } = this;
+    const refuse = (what: string) =>
+      Promise.reject(
+        new TransactionControlError(`queryRunner.${what}()`, connectionName),
+      );
+    const ending = () => this.ending;
+    const { commitTransaction, rollbackTransaction } = queryRunner;
+    queryRunner.startTransaction = () => refuse('startTransaction');
+    queryRunner.commitTransaction = function (this: QueryRunner) {
+      return ending()
+        ? commitTransaction.call(queryRunner)
+        : refuse('commitTransaction');
+    };
+    queryRunner.rollbackTransaction = function (this: QueryRunner) {
+      return ending()
+        ? rollbackTransaction.call(queryRunner)
+        : refuse('rollbackTransaction');
+    };
   }
 
   setStatementGate(turn: () => Promise<void> | undefined): void {
     const { queryRunner } = this;
     // NOTE: TypeORM's query(query, parameters, useStructuredResult), passed on as is.
-    const rawQuery = this.rawQuery as (
+    const rawQuery = this.checkedQuery as (
       this: QueryRunner,
       query: string,
       parameters?: unknown[],
@@ -142,6 +194,7 @@ class QueryRunnerHandle implements TransactionHandle {
 
   async commit(leading?: LeadingStatement): Promise<CommitOutcome> {
     if (this.guard) return this.commitMysql(this.guard);
+    this.ending = true;
     if (leading) this.deferredBegin?.sendWithCommit(leading);
     const pg = this.pg;
     if (!pg) {
