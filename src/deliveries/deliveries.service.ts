@@ -1,3 +1,4 @@
+import { randomUUID } from 'crypto';
 import {
   BadRequestException,
   Injectable,
@@ -50,7 +51,9 @@ export class DeliveriesService {
         trigger: 'manual',
         context: currentJobContext(),
       },
-      { ...DELIVERY_JOB_OPTIONS, jobId: `${id}:manual:${Date.now()}` },
+      // NOTE: unique per call, not per millisecond: Bull ignores an add whose id is taken, and
+      // every call answered `queued: true` must make its own attempt.
+      { ...DELIVERY_JOB_OPTIONS, jobId: `${id}:manual:${randomUUID()}` },
     );
     return { deliveryId: id, status: delivery.status, queued: true, jobId };
   }

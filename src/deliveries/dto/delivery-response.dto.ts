@@ -162,7 +162,7 @@ export class DeliveryRetryResponseDto {
   queued: true;
 
   @ApiProperty({
-    example: '6f1c…:manual:1764680000000',
+    example: '6f1c…:manual:0b7e2c4d-5a1f-4f3e-9c2a-8d6b1e0f7a93',
     description: 'Id of the queued job.',
   })
   jobId: string;
