@@ -1,6 +1,6 @@
 import { BullModule } from '@nestjs/bull';
 import { DynamicModule, Module } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { EventLoopPressure } from './load-shedding/event-loop-pressure';
 import { LoadShedGuard } from './load-shedding/load-shed.guard';
 import { TypeOrmModule } from '@nestjs/typeorm';
@@ -19,7 +19,7 @@ import { PgDataExceptionFilter } from './http/pg-data-exception.filter';
 import { AccountThrottlerGuard } from './rate-limit/account-throttler.guard';
 import { RateLimitModule } from './rate-limit/rate-limit.module';
 import { RawJsonReplies } from './http/raw-json';
-import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor';
+import { IdempotencyModule } from './idempotency/idempotency.module';
 import { QueueDashboardModule } from './observability/dashboard/queue-dashboard.module';
 import { ObservabilityModule } from './observability/observability.module';
 import type { ObservabilityConfig } from './observability/observability-config';
@@ -59,6 +59,7 @@ export class AppModule {
           },
         }),
         SecretsModule,
+        IdempotencyModule,
         WebhooksHttpModule,
         AccountsModule,
         EndpointsModule,
@@ -84,10 +85,10 @@ export class AppModule {
         { provide: APP_GUARD, useExisting: AccountThrottlerGuard },
         JsonBodyGuard,
         { provide: APP_GUARD, useExisting: JsonBodyGuard },
-        // NOTE: RawJson results (idempotent replays among them) are written by the HTTP
-        // adapter's reply, not by an interceptor: see http/raw-json.ts.
+        // NOTE: no global interceptor (each would put every request through Nest's rxjs
+        // pipeline): RawJson results (idempotent replays among them) are written by the HTTP
+        // adapter's reply (http/raw-json.ts), and POST handlers are @Idempotent().
         RawJsonReplies,
-        { provide: APP_INTERCEPTOR, useClass: IdempotencyInterceptor },
         // NOTE: values Postgres refuses (SQLSTATE class 22) are the request's fault: 400, not 500.
         { provide: APP_FILTER, useClass: PgDataExceptionFilter },
       ],

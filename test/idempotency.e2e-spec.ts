@@ -1,5 +1,9 @@
+import { RequestMethod } from '@nestjs/common';
+import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants';
+import { ModulesContainer } from '@nestjs/core';
 import { randomUUID } from 'crypto';
 import request from 'supertest';
+import { IDEMPOTENT_METADATA } from '../src/idempotency/idempotent.decorator';
 import {
   QueueWatch,
   Tenant,
@@ -63,6 +67,31 @@ describe('when a POST carries an Idempotency-Key', () => {
         .send(tripBody())
         .expect(201)
     ).body;
+
+  it('should cover every POST route of every controller (@Idempotent)', () => {
+    const posts: { route: string; idempotent: boolean }[] = [];
+    for (const module of svc.app.get(ModulesContainer).values()) {
+      for (const wrapper of module.controllers.values()) {
+        const proto = (wrapper.metatype as { prototype?: object })?.prototype;
+        if (!proto) continue;
+        for (const name of Object.getOwnPropertyNames(proto)) {
+          const handler = (proto as Record<string, unknown>)[name];
+          if (typeof handler !== 'function') continue;
+          if (
+            Reflect.getMetadata(METHOD_METADATA, handler) !== RequestMethod.POST
+          )
+            continue;
+          posts.push({
+            route: `${wrapper.name}.${name} ${Reflect.getMetadata(PATH_METADATA, handler)}`,
+            idempotent:
+              Reflect.getMetadata(IDEMPOTENT_METADATA, handler) === true,
+          });
+        }
+      }
+    }
+    expect(posts.length).toBeGreaterThanOrEqual(10);
+    expect(posts.filter((p) => !p.idempotent)).toEqual([]);
+  });
 
   describe('when the same key and body come again', () => {
     it('should replay the created trip and create nothing new', async () => {

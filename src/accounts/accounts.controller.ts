@@ -7,6 +7,7 @@ import { generateApiKey, hashApiKey } from '../auth/api-key';
 import { AdminRoute } from '../auth/auth.decorators';
 import { Account } from './account.entity';
 import { CreateAccountDto } from './dto/create-account.dto';
+import { Idempotent } from '../idempotency/idempotent.decorator';
 
 /** Account creation (admin token); the API key is returned once and stored hashed. */
 @ApiTags('accounts')
@@ -16,6 +17,7 @@ export class AccountsController {
   constructor(private readonly tx: TransactionHost) {}
 
   @Post()
+  @Idempotent()
   @ApiCreatedResponse({
     type: CreatedAccountDto,
     description: 'The account, with its API key (shown this once).',

@@ -22,6 +22,7 @@ import {
   RecoverResponseDto,
 } from './dto/delivery-response.dto';
 import { RecoverDto } from './dto/recover.dto';
+import { Idempotent } from '../idempotency/idempotent.decorator';
 
 /** The delivery log, manual resend of one delivery, and recovery of an endpoint's failures. */
 @ApiTags('deliveries')
@@ -62,6 +63,7 @@ export class DeliveriesController {
   }
 
   @Post('deliveries/:id/retry')
+  @Idempotent()
   @ApiAcceptedResponse({
     type: DeliveryRetryResponseDto,
     description: 'A new attempt is queued.',
@@ -73,6 +75,7 @@ export class DeliveriesController {
   }
 
   @Post('endpoints/:id/recover')
+  @Idempotent()
   @ApiAcceptedResponse({
     type: RecoverResponseDto,
     description:

@@ -28,6 +28,7 @@ import {
   EndpointWithSecretResponseDto,
 } from './dto/endpoint-response.dto';
 import { EndpointsService } from './endpoints.service';
+import { Idempotent } from '../idempotency/idempotent.decorator';
 
 /** Webhook endpoints of the caller's account. */
 @ApiTags('endpoints')
@@ -37,6 +38,7 @@ export class EndpointsController {
   constructor(private readonly endpoints: EndpointsService) {}
 
   @Post()
+  @Idempotent()
   @ApiCreatedResponse({
     type: EndpointWithSecretResponseDto,
     description: 'The endpoint, with its signing secret.',
@@ -98,6 +100,7 @@ export class EndpointsController {
   }
 
   @Post(':id/rotate-secret')
+  @Idempotent()
   @ApiCreatedResponse({
     type: EndpointSecretResponseDto,
     description: 'The new secret; the old one signs too for 24 h.',
@@ -110,6 +113,7 @@ export class EndpointsController {
   }
 
   @Post(':id/enable')
+  @Idempotent()
   @ApiOkResponse({
     type: EndpointResponseDto,
     description: 'The endpoint, enabled again.',

@@ -23,6 +23,7 @@ import { ListEventsQueryDto } from './dto/list-events.dto';
 import { readEventInput } from './event-input';
 import { EventsService } from './events.service';
 import { eventJson } from './stored-event';
+import { Idempotent } from '../idempotency/idempotent.decorator';
 
 /** Generic events for producers that are not trips, and the delivery log of any event. */
 @ApiTags('events')
@@ -35,6 +36,7 @@ export class EventsController {
   ) {}
 
   @Post()
+  @Idempotent()
   @ShedUnderLoad()
   @ApiBody({ type: CreateEventDto })
   @ApiCreatedResponse({

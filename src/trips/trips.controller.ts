@@ -12,6 +12,7 @@ import {
   TripResponseDto,
 } from './dto/trip-response.dto';
 import { TripsService } from './trips.service';
+import { Idempotent } from '../idempotency/idempotent.decorator';
 
 /** Trips of the caller's account. */
 @ApiTags('trips')
@@ -21,6 +22,7 @@ export class TripsController {
   constructor(private readonly trips: TripsService) {}
 
   @Post()
+  @Idempotent()
   @ShedUnderLoad()
   @ApiCreatedResponse({ type: TripResponseDto, description: 'The trip.' })
   @ApiErrors(400, 409)
@@ -37,6 +39,7 @@ export class TripsController {
   }
 
   @Post(':id/delays')
+  @Idempotent()
   @ShedUnderLoad()
   @ApiCreatedResponse({
     type: TripDelayedResponseDto,
@@ -54,6 +57,7 @@ export class TripsController {
   }
 
   @Post(':id/arrival')
+  @Idempotent()
   @ShedUnderLoad()
   @ApiOkResponse({
     type: TripResponseDto,
