@@ -1,5 +1,7 @@
 import { randomUUID } from 'crypto';
+import { dirname } from 'path';
 import type { JobOptions, Queue } from 'bull';
+import { TransactionalError } from './errors/transactional.error';
 
 /** What `TransactionAwareQueue.add()` resolves with for a job, and what it hands to Bull. */
 export interface JobIdentity {
@@ -61,6 +63,7 @@ export function identifyJob(
     jobId && groupKey ? `${jobId}:${String(valueAt(data, groupKey))}` : jobId;
   const withId = jobId === undefined ? opts : { ...opts, jobId };
   if (repeat) {
+    assertBullSchedule(queue.name, name, repeat);
     return {
       id: repeatKey(name, repeat, bullId || repeat.jobId),
       opts: withId,
@@ -94,4 +97,54 @@ function valueAt(object: unknown, path: string): unknown {
     value = (value as Record<string, unknown>)[key];
   }
   return value;
+}
+
+/** cron-parser's `parseExpression`, as Bull loads it (Bull's own dependency); `null` if absent. */
+let parseCron:
+  | ((cron: string, options: Record<string, unknown>) => { next(): unknown })
+  | null
+  | undefined;
+
+function bullCronParser() {
+  if (parseCron !== undefined) return parseCron;
+  try {
+    const bull = dirname(require.resolve('bull/package.json'));
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    parseCron = require(require.resolve('cron-parser', { paths: [bull] }))
+      .parseExpression as typeof parseCron;
+  } catch {
+    parseCron = null;
+  }
+  return parseCron;
+}
+
+/**
+ * Throws a `TransactionalError` inside the transaction for a schedule Bull refuses when it adds
+ * the repeatable job (after the commit, where the schedule would be lost): `cron` and `every`
+ * together, or a `cron` its parser (Bull's cron-parser, with the job's `tz` and `startDate`)
+ * cannot read.
+ */
+function assertBullSchedule(
+  queueName: string,
+  name: string,
+  repeat: RepeatOptions,
+): void {
+  const refuse = (why: string) => {
+    throw new TransactionalError(
+      `Queue "${queueName}": the schedule of repeatable job "${name}" ${why}; Bull would ` +
+        `refuse it after the commit. Fix opts.repeat; the job was not added.`,
+    );
+  };
+  const { cron, every } = repeat as { cron?: string; every?: number };
+  if (cron && every) refuse('has both cron and every');
+  if (!cron) return;
+  const parse = bullCronParser();
+  if (!parse) return;
+  try {
+    parse(cron, { ...repeat, currentDate: new Date() });
+  } catch (error) {
+    refuse(
+      `has a cron Bull cannot read (${error instanceof Error ? error.message : String(error)})`,
+    );
+  }
 }

@@ -4,7 +4,7 @@ import type { JobOptions, Queue } from 'bull';
 import { CoalescingAdapter } from './adapters/coalescing-adapter';
 import { DivertingAdapter } from './adapters/diverting-adapter';
 import { createQueueAdapter } from './adapters/queue-adapter.factory';
-import type { QueueAdapter } from './adapters/queue-adapter';
+import { PartialEnqueueError, QueueAdapter } from './adapters/queue-adapter';
 import { NoTransactionError } from './errors/no-transaction.error';
 import { TransactionalError } from './errors/transactional.error';
 import type { OutboxRowKey } from './outbox/outbox-store';
@@ -269,6 +269,9 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     let opts: JobOptions & Record<string, any> = {};
     if (given) ({ durable, ...opts } = given);
     const name = job.name ?? this.adapter.defaultJobName;
+    const isDurable = durable ?? this.durable;
+    // NOTE: a durable job's data is checked when its outbox row is prepared.
+    if (!isDurable) assertSerialisable(this.name, name, job.data);
     const identity = this.adapter.identify(name, job.data, opts);
     return {
       name,
@@ -276,7 +279,7 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
       opts: identity.opts,
       id: identity.id,
       repeat: identity.repeat,
-      durable: durable ?? this.durable,
+      durable: isDurable,
       // NOTE: a job id the caller chose (or the queue's defaultJobOptions) may be added by
       // several transactions, so it is not the row's key: a unique key would make a transaction
       // wait for any open transaction that wrote the same id (forever, for a REQUIRES_NEW inside
@@ -331,11 +334,10 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
       return undefined;
     }
     return written.then(() => {
-      transactionStorage.open(
-        this.connectionName,
-        `TransactionAwareQueue("${this.name}").add()`,
-      );
-      this.defer(scope, jobs);
+      // NOTE: the rows were written in the transaction while the scope was open: if the scope
+      // ended meanwhile (an add() it did not await), they follow the transaction's outcome and
+      // the relay enqueues them if it committed; only the fast path is skipped.
+      if (!scope.frame.closed) this.defer(scope, jobs);
     });
   }
 
@@ -467,12 +469,18 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
       this.stats.failed += jobs.length;
       return Promise.reject(error);
     }
+    // NOTE: a job the queue refuses fails alone (PartialEnqueueError); the others are taken.
     return enqueuing.then(
       () => {
         this.stats.enqueued += jobs.length;
       },
       (error: unknown) => {
-        this.stats.failed += jobs.length;
+        const failed =
+          error instanceof PartialEnqueueError
+            ? error.failed.size
+            : jobs.length;
+        this.stats.failed += failed;
+        this.stats.enqueued += jobs.length - failed;
         throw error;
       },
     );
@@ -525,6 +533,20 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
           if (!pending) return;
           pending = false;
           deadline.cancel();
+          const refused =
+            error instanceof PartialEnqueueError
+              ? jobs.filter((job) => error.failed.has(job))
+              : [];
+          if (refused.length > 0) {
+            // NOTE: the jobs the queue took are marked; the relay retries only the others.
+            outbox.marker.mark(
+              jobs
+                .filter((job) => !refused.includes(job))
+                .map((job) => this.rowKey(job)),
+            );
+            reject(this.leaveToRelay(refused, error));
+            return;
+          }
           reject(this.leaveToRelay(jobs, error));
         },
       );
@@ -562,6 +584,23 @@ function leftToRelay(error: unknown): Error {
   );
   wrapped.name = cause.name;
   return wrapped;
+}
+
+/**
+ * Throws a `TransactionalError` inside the transaction for data the queue library cannot write
+ * (`JSON.stringify` throws: a `BigInt`, a cycle): after the commit the job would be lost, and
+ * every job of its batch with it.
+ */
+function assertSerialisable(queue: string, name: string, data: unknown) {
+  try {
+    JSON.stringify(data);
+  } catch (error) {
+    throw new TransactionalError(
+      `Queue "${queue}": the data of job "${name}" cannot be written as JSON ` +
+        `(${error instanceof Error ? error.message : String(error)}); the queue would refuse it ` +
+        `after the commit. Pass plain JSON data (no BigInt, no cycles); the job was not added.`,
+    );
+  }
 }
 
 function ids(jobs: PreparedJob<unknown>[]): string {

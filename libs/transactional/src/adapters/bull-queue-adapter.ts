@@ -2,6 +2,7 @@ import type { Job, JobOptions, Queue } from 'bull';
 import { identifyJob } from '../bull-job-ids';
 import { removeBullJobHusks } from '../bull-job-husks';
 import {
+  isolateRefusals,
   PartialEnqueueError,
   type AdapterJob,
   type QueueAdapter,
@@ -23,6 +24,16 @@ export class BullQueueAdapter implements QueueAdapter {
   }
 
   enqueue(jobs: AdapterJob[], bulk = false): Promise<unknown> {
+    if (jobs.length < 2) return this.handOver(jobs, bulk);
+    // NOTE: a job Bull refuses (its data fails to serialise) fails alone, not its whole batch.
+    return isolateRefusals(
+      jobs,
+      (some) => this.handOver(some, bulk),
+      this.client(),
+    );
+  }
+
+  private handOver(jobs: AdapterJob[], bulk: boolean): Promise<unknown> {
     try {
       if (!bulk && jobs.length === 1) {
         const [job] = jobs;

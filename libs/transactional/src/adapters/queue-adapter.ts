@@ -94,3 +94,48 @@ export abstract class WrappingAdapter implements QueueAdapter {
     return this.inner.removeHusks(jobIds);
   }
 }
+
+/**
+ * `call(jobs)` (a queue library's hand-over of several jobs), with one bad job kept from taking
+ * the others with it: when the call fails as a whole (BullMQ validates every job of an `addBulk`
+ * before its MULTI, and both libraries serialise every job's data first: one job they refuse
+ * fails them all) while the Redis `client` is connected, each job is handed over again on its
+ * own. Resolves if all of them are then taken; otherwise rejects with a `PartialEnqueueError`
+ * naming the jobs refused (with the error of the first). Handing a job over twice is safe: every
+ * job of a multi-job call has an id (or is a repeatable job, whose schedule key is its id), and
+ * the queue ignores an id it holds. The base adapters use it, under any diverter. Internal.
+ */
+export async function isolateRefusals(
+  jobs: AdapterJob[],
+  call: (jobs: AdapterJob[]) => Promise<unknown>,
+  client: RedisClientLike | undefined,
+): Promise<unknown> {
+  try {
+    return await call(jobs);
+  } catch (error) {
+    if (
+      jobs.length < 2 ||
+      error instanceof PartialEnqueueError ||
+      (client !== undefined && client.status !== 'ready')
+    )
+      throw error;
+  }
+  const outcomes = await Promise.all(
+    jobs.map((job) =>
+      Promise.resolve()
+        .then(() => call([job]))
+        .then(
+          () => undefined,
+          (error: unknown) => ({ job, error }),
+        ),
+    ),
+  );
+  const refused = outcomes.filter((outcome) => outcome !== undefined);
+  if (refused.length === 0) return undefined;
+  const first = refused[0].error;
+  throw new PartialEnqueueError(
+    `${first instanceof Error ? first.message : String(first)} (${refused.length} of ` +
+      `${jobs.length} job(s) refused; the others were taken)`,
+    new Set(refused.map((outcome) => outcome.job)),
+  );
+}

@@ -1,7 +1,11 @@
 import { Logger } from '@nestjs/common';
 import { performance } from 'perf_hooks';
 import type { EntityManager } from 'typeorm';
-import type { QueueAdapter } from '../adapters/queue-adapter';
+import {
+  AdapterJob,
+  PartialEnqueueError,
+  QueueAdapter,
+} from '../adapters/queue-adapter';
 import type { QueueRegistry } from '../queue-registry';
 import { assertRedisReady } from '../redis-readiness';
 import { errorText } from '../transaction-runner';
@@ -30,6 +34,13 @@ const LEASE_MARGIN_MS = 1_000;
 
 /** How many polls pass between two deletions of expired dispatched rows. */
 const CLEANUP_EVERY = 60;
+
+/** What `dispatch` did with one queue's claimed rows. */
+interface Dispatched {
+  sent: ClaimedOutboxRow[];
+  held: ClaimedOutboxRow[];
+  failed: { rows: ClaimedOutboxRow[]; error: unknown }[];
+}
 
 /**
  * Re-dispatches outbox rows the fast path did not mark within the grace period (the process
@@ -157,7 +168,7 @@ export class OutboxRelay {
     let dispatched = 0;
     let failure: unknown;
     for (const [queue, group] of groups) {
-      let outcome: { sent: ClaimedOutboxRow[]; held: ClaimedOutboxRow[] };
+      let outcome: Dispatched;
       try {
         outcome = await this.dispatch(queue, group, deadline);
       } catch (error) {
@@ -167,6 +178,11 @@ export class OutboxRelay {
       }
       await this.store.markRelayed(manager, outcome.sent);
       await this.store.release(manager, outcome.held);
+      // NOTE: only the rows the queue refused back off: a poison row never holds the others.
+      for (const { rows: refused, error } of outcome.failed) {
+        failure ??= error;
+        await this.store.noteFailure(manager, refused, errorText(error));
+      }
       dispatched += outcome.sent.length;
     }
     this.stats.relayed += dispatched;
@@ -181,52 +197,97 @@ export class OutboxRelay {
 
   /**
    * Hands one queue's claimed rows to Bull (or BullMQ, through the queue's adapter), each Redis
-   * call bounded; resolves with the rows sent and those held back (a job husk still locked by a
-   * worker).
+   * call bounded; resolves with the rows sent, those held back (a job husk still locked by a
+   * worker) and those the queue refused (a job it cannot take: see `isolateRefusals`), unless
+   * the whole hand-over failed (Redis gone or too slow): then it rejects.
    */
   private async dispatch(
     queue: TransactionAwareQueue<any>,
     rows: ClaimedOutboxRow[],
     deadline: number,
-  ) {
+  ): Promise<Dispatched> {
     const adapter = queue.adapter;
     assertRedisReady(adapter.client(), queue.name);
-    const fixed = rows.filter((row) => !row.opts.repeat);
+    const failed: { rows: ClaimedOutboxRow[]; error: unknown }[] = [];
+    // NOTE: a row whose job the queue would refuse (written by an earlier version, or by hand)
+    // fails alone, here or when it is handed over, and never holds the others back.
+    const idOf = new Map<ClaimedOutboxRow, string>();
+    const usable: ClaimedOutboxRow[] = [];
+    for (const row of rows) {
+      try {
+        if (!row.opts.repeat) idOf.set(row, bullJobId(adapter, row));
+        usable.push(row);
+      } catch (error) {
+        failed.push({ rows: [row], error });
+      }
+    }
     // A husk would swallow the re-add while the row is marked: the job would be lost.
     const { removed, locked } = await this.bounded(
-      () =>
-        adapter.removeHusks([
-          ...new Set(fixed.map((row) => bullJobId(adapter, row))),
-        ]),
+      () => adapter.removeHusks([...new Set(idOf.values())]),
       deadline,
       'checking for job husks',
     );
     if (removed.length > 0)
       this.logger.warn(`removed empty job hashes ${removed.join(', ')}`);
-    const held = fixed.filter((row) =>
-      locked.includes(bullJobId(adapter, row)),
-    );
-    const sent = rows.filter((row) => !held.includes(row));
-    const jobs = sent.map((row) => ({
-      name: row.jobName,
-      data: row.data,
-      // NOTE: rows written before jobId was stored in opts carry it as their id.
-      opts: row.opts.repeat ? row.opts : { jobId: row.id, ...row.opts },
-      repeat: Boolean(row.opts.repeat),
-    }));
+    const held = usable.filter((row) => {
+      const id = idOf.get(row);
+      return id !== undefined && locked.includes(id);
+    });
+    const rowOf = new Map<AdapterJob, ClaimedOutboxRow>();
+    for (const row of usable) {
+      if (held.includes(row)) continue;
+      rowOf.set(
+        {
+          name: row.jobName,
+          data: row.data,
+          // NOTE: rows written before jobId was stored in opts carry it as their id.
+          opts: row.opts.repeat ? row.opts : { jobId: row.id, ...row.opts },
+          repeat: Boolean(row.opts.repeat),
+        },
+        row,
+      );
+    }
+    const jobs = [...rowOf.keys()];
     const single = jobs.filter((job) => job.repeat);
     const bulk = jobs.filter((job) => !job.repeat);
-    await this.bounded(
+    const refusedOf = (part: AdapterJob[]) => (error: unknown) => ({
+      jobs:
+        error instanceof PartialEnqueueError
+          ? part.filter((job) => error.failed.has(job))
+          : part,
+      error,
+    });
+    const outcomes = await this.bounded(
       () =>
         Promise.all([
-          bulk.length > 0 ? adapter.enqueue(bulk, true) : undefined,
+          bulk.length > 0
+            ? Promise.resolve()
+                .then(() => adapter.enqueue(bulk, true))
+                .then(() => undefined, refusedOf(bulk))
+            : undefined,
           // NOTE: Bull's addBulk ignores `repeat`.
-          ...single.map((job) => adapter.enqueue([job])),
+          ...single.map((job) =>
+            Promise.resolve()
+              .then(() => adapter.enqueue([job]))
+              .then(() => undefined, refusedOf([job])),
+          ),
         ]),
       deadline,
       'taking the jobs',
     );
-    return { sent, held };
+    const refusedJobs = new Set<AdapterJob>();
+    for (const outcome of outcomes) {
+      if (!outcome) continue;
+      for (const job of outcome.jobs) refusedJobs.add(job);
+      failed.push({
+        rows: outcome.jobs.map((job) => rowOf.get(job)!),
+        error: outcome.error,
+      });
+    }
+    const sent = jobs
+      .filter((job) => !refusedJobs.has(job))
+      .map((job) => rowOf.get(job)!);
+    return { sent, held, failed };
   }
 
   /** Starts `work` unless the lease has run out, and waits at most `redisTimeoutMs` for it. */

@@ -35,3 +35,32 @@ export function makeOutboxRowsEligible(
     `UPDATE ${tableName} SET available_at = clock_timestamp() WHERE dispatched_at IS NULL`,
   );
 }
+
+/**
+ * Writes an outbox row directly, as an earlier version (or a hand-made fix) could have: for
+ * rows that `add()` now refuses inside the transaction, to check what the relay does with them.
+ */
+export function insertOutboxRow(
+  on: Queryable,
+  tableName: string,
+  row: {
+    queue: string;
+    id: string;
+    jobName: string;
+    data: unknown;
+    opts: unknown;
+  },
+): Promise<unknown> {
+  return dbQuery(
+    on,
+    `INSERT INTO ${tableName} (queue, id, job_name, data, opts, available_at)
+     VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, clock_timestamp())`,
+    [
+      row.queue,
+      row.id,
+      row.jobName,
+      JSON.stringify(row.data),
+      JSON.stringify(row.opts),
+    ],
+  );
+}
