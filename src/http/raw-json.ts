@@ -39,7 +39,8 @@ const RAW_JSON_REPLIES = Symbol('rawJsonReplies');
  * NOTE: done where Nest writes every handler's result (`HttpAdapter.reply`), not by a global
  * interceptor: an interceptor on a route puts each of its requests through Nest's rxjs
  * pipeline, and the service's two global interceptors cost about 10% of the API's CPU on the
- * delay request (bench/README.md, "The API path without the RawJson interceptor").
+ * delay request (bench/README.md, "The API path: what the two global interceptors cost, and
+ * both gone").
  */
 export function sendRawJsonAsText(adapter: AbstractHttpAdapter | undefined) {
   if (!adapter) return;
