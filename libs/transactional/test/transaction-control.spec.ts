@@ -251,9 +251,17 @@ it('should run statements that only mention the words (strings, comments, identi
   await waitFor(() => inRedis(plainBull, id), `job ${id}`, 5000);
 });
 
-it('should not check statements outside scopes', async () => {
-  await expect(ds.query('BEGIN')).resolves.toBeDefined();
-  await expect(ds.query('ROLLBACK')).resolves.toBeDefined();
+it('should not check statements outside scopes (a query runner of your own)', async () => {
+  const runner = ds.createQueryRunner();
+  try {
+    await expect(runner.query('BEGIN')).resolves.toBeDefined();
+    await expect(runner.query('SAVEPOINT own')).resolves.toBeDefined();
+    await expect(runner.query('ROLLBACK')).resolves.toBeDefined();
+    await runner.startTransaction();
+    await expect(runner.commitTransaction()).resolves.toBeUndefined();
+  } finally {
+    await runner.release();
+  }
 });
 
 it("should leave NESTED scopes (the library's own savepoints) working", async () => {
