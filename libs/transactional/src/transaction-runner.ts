@@ -464,6 +464,7 @@ export class TransactionRunner {
     }
     return new Promise<void>((resolve) => {
       let pending = true;
+      let abandoned = false;
       const end = (error?: { cause: unknown }) => {
         if (!pending) return;
         pending = false;
@@ -474,17 +475,20 @@ export class TransactionRunner {
       const deadline = this.hookDeadlines.start(() => {
         if (!pending) return;
         this.detached(phase, where);
+        // NOTE: the step goes on in the background: `drain` (shutdown) waits for it, so that the
+        // queues are not closed under an enqueue still running.
+        abandoned = true;
+        this.active++;
         end({ cause: new Error(`timed out after ${this.hookTimeoutMs} ms`) });
       });
+      const finished = (error?: { cause: unknown }) => {
+        deadline.cancel();
+        if (abandoned) this.settle();
+        end(error);
+      };
       result.then(
-        () => {
-          deadline.cancel();
-          end();
-        },
-        (error: unknown) => {
-          deadline.cancel();
-          end({ cause: error });
-        },
+        () => finished(),
+        (error: unknown) => finished({ cause: error }),
       );
     });
   }
@@ -506,19 +510,27 @@ export class TransactionRunner {
     );
   }
 
-  /** Settles as `work` does, or rejects once `hookTimeoutMs` have passed. */
+  /**
+   * Settles as `work` does, or rejects once `hookTimeoutMs` have passed; `work` then goes on in
+   * the background, counted in progress until it settles (`drain` waits for it on shutdown).
+   */
   private bounded(work: PromiseLike<unknown>): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const deadline = this.hookDeadlines.start(() =>
-        reject(new Error(`timed out after ${this.hookTimeoutMs} ms`)),
-      );
+      let abandoned = false;
+      const deadline = this.hookDeadlines.start(() => {
+        abandoned = true;
+        this.active++;
+        reject(new Error(`timed out after ${this.hookTimeoutMs} ms`));
+      });
       work.then(
         (value) => {
           deadline.cancel();
+          if (abandoned) this.settle();
           resolve(value);
         },
         (error: unknown) => {
           deadline.cancel();
+          if (abandoned) this.settle();
           reject(error);
         },
       );

@@ -70,7 +70,9 @@ export class TransactionalLifecycle
   async beforeApplicationShutdown() {
     const left = await this.runner.drain(SHUTDOWN_DRAIN_MS);
     if (left > 0)
-      this.logger.warn(`${left} transaction(s) still running at shutdown`);
+      this.logger.warn(
+        `${left} transaction(s) or after-commit step(s) still running at shutdown`,
+      );
     await this.outbox?.stop();
   }
 

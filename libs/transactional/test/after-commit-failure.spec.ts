@@ -277,7 +277,7 @@ describe('when after-commit work fails', () => {
       ]);
     });
 
-    it('should time out a lone hook that never settles as a step and as a phase, once, and not wait for it on drain', async () => {
+    it('should time out a lone hook that never settles as a step and as a phase, once, and keep it counted for drain (bounded by its timeout)', async () => {
       const before = runner.stats.hookFailures;
       const detached = runner.stats.hookPhasesDetached;
 
@@ -299,8 +299,10 @@ describe('when after-commit work fails', () => {
           .map((line) => line.message)
           .filter((message) => message.includes('still running')),
       ).toHaveLength(1);
-      // The timed-out step is no longer counted as work in progress.
-      expect(await runner.drain(100)).toBe(0);
+      // The timed-out step goes on in the background, so it is still work in progress: a shutdown
+      // waits for it (at most its drain timeout) rather than closing the queues under it. This
+      // spec's hung hooks never settle, so drain gives up after 100 ms with them still counted.
+      expect(await runner.drain(100)).toBeGreaterThanOrEqual(1);
       await expectNoProcessFailures();
     });
   });
