@@ -3,33 +3,17 @@
  * plain jobs, nested propagation around them, and scopes left running across the commit.
  * Postgres only (DEFERRABLE constraints, SERIALIZABLE write skew detected at COMMIT).
  */
-import { INestApplication } from '@nestjs/common';
-import type { Queue } from 'bull';
-import { DataSource } from 'typeorm';
-import {
-  Propagation,
-  TransactionAwareQueue,
-  TransactionHost,
-  getTransactionAwareQueueToken,
-} from '../src';
+import { Propagation } from '../src';
+import { useAdversarialApp } from './support/adversarial-app';
 import { onMariaDb, uniqueName } from './support/env';
-import {
-  bullQueue,
-  closeLibApp,
-  createLibApp,
-  inRedis,
-  waitFor,
-} from './support/lib-app';
-import { createOutboxTable } from './support/outbox-table';
+import { inRedis, waitFor } from './support/lib-app';
 import { Order } from './support/order.entity';
-import { watchProcessFailures } from './support/process-failures';
 
 const PLAIN = uniqueName('adv-plain');
 const DURABLE = uniqueName('adv-durable');
 const TABLE = 'tx_adv_commit_outbox';
 const UNIQ = 'tx_adv_deferred_uniq';
 const SKEW = 'tx_adv_skew';
-const failures = watchProcessFailures();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const NESTED = { propagation: Propagation.Nested };
 const REQUIRES_NEW = { propagation: Propagation.RequiresNew };
@@ -37,60 +21,36 @@ const REQUIRES_NEW = { propagation: Propagation.RequiresNew };
 const d = onMariaDb ? describe.skip : describe;
 
 d('adversarial: failures at COMMIT', () => {
-  let app: INestApplication;
-  let host: TransactionHost;
-  let plain: TransactionAwareQueue<any>;
-  let durable: TransactionAwareQueue<any>;
-  let plainBull: Queue;
-  let durableBull: Queue;
-  let ds: DataSource;
+  const app = useAdversarialApp({
+    plain: PLAIN,
+    durable: DURABLE,
+    outboxTable: TABLE,
+    outbox: {
+      fastPathTimeoutMs: 300,
+      markBatchDelayMs: 1,
+      relay: { enabled: true, graceMs: 0, pollIntervalMs: 10 },
+    },
+    beforeClose: async ({ ds }) => {
+      await ds.query(`DROP TABLE IF EXISTS ${UNIQ}`).catch(() => undefined);
+      await ds.query(`DROP TABLE IF EXISTS ${SKEW}`).catch(() => undefined);
+    },
+  });
 
   beforeAll(async () => {
-    await createOutboxTable(TABLE);
-    app = await createLibApp({
-      queues: [{ name: PLAIN }, { name: DURABLE, durable: true }],
-      options: {
-        outbox: {
-          tableName: TABLE,
-          fastPathTimeoutMs: 300,
-          markBatchDelayMs: 1,
-          relay: { enabled: true, graceMs: 0, pollIntervalMs: 10 },
-        },
-      },
-      listen: false,
-      poolSize: 20,
-    });
-    host = app.get(TransactionHost);
-    plain = app.get(getTransactionAwareQueueToken(PLAIN));
-    durable = app.get(getTransactionAwareQueueToken(DURABLE));
-    plainBull = bullQueue(app, PLAIN);
-    durableBull = bullQueue(app, DURABLE);
-    ds = app.get(DataSource);
-    await ds.query(`DROP TABLE IF EXISTS ${UNIQ}`);
-    await ds.query(
+    await app.ds.query(`DROP TABLE IF EXISTS ${UNIQ}`);
+    await app.ds.query(
       `CREATE TABLE ${UNIQ} (k text, CONSTRAINT ${UNIQ}_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED)`,
     );
-    await ds.query(`DROP TABLE IF EXISTS ${SKEW}`);
-    await ds.query(`CREATE TABLE ${SKEW} (grp text, v int)`);
+    await app.ds.query(`DROP TABLE IF EXISTS ${SKEW}`);
+    await app.ds.query(`CREATE TABLE ${SKEW} (grp text, v int)`);
   });
 
-  afterAll(async () => {
-    await ds?.query(`DROP TABLE IF EXISTS ${UNIQ}`).catch(() => undefined);
-    await ds?.query(`DROP TABLE IF EXISTS ${SKEW}`).catch(() => undefined);
-    await closeLibApp(app, [PLAIN, DURABLE]);
-    failures.dispose();
-  });
-
-  afterEach(() => {
-    expect(failures.unhandledRejections).toEqual([]);
-    expect(failures.uncaughtExceptions).toEqual([]);
-  });
-
-  const rows = (label: string) => ds.getRepository(Order).countBy({ label });
+  const rows = (label: string) =>
+    app.ds.getRepository(Order).countBy({ label });
   const outboxRows = async (jobId: string) =>
     Number(
       (
-        await ds.query(
+        await app.ds.query(
           `SELECT count(*)::int AS n FROM ${TABLE} WHERE opts->>'jobId' = $1 OR id = $1`,
           [jobId],
         )
@@ -99,41 +59,43 @@ d('adversarial: failures at COMMIT', () => {
 
   it('deferred unique violation at COMMIT: durable (held) and plain jobs are not enqueued, no outbox row, relay never sends', async () => {
     const key = uniqueName('k');
-    await ds.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
+    await app.ds.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
     const label = uniqueName('dc');
     let dId = '';
     let pId = '';
     await expect(
-      host.withTransaction(async () => {
-        await host.getRepository(Order).insert({ label });
-        dId = await durable.add({ label });
-        pId = await plain.add({ label });
-        await host.manager.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
+      app.host.withTransaction(async () => {
+        await app.host.getRepository(Order).insert({ label });
+        dId = await app.durable.add({ label });
+        pId = await app.plain.add({ label });
+        await app.host.manager.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
       }),
     ).rejects.toThrow(/duplicate key|unique/i);
     await sleep(300); // relay polls with graceMs 0
     expect(await rows(label)).toBe(0);
     expect(await outboxRows(dId)).toBe(0);
-    expect(await inRedis(durableBull, dId)).toBe(false);
-    expect(await inRedis(plainBull, pId)).toBe(false);
+    expect(await inRedis(app.durableBull, dId)).toBe(false);
+    expect(await inRedis(app.plainBull, pId)).toBe(false);
   });
 
   it('deferred violation in a REQUIRES_NEW inside a committing outer: only the inner work and jobs vanish', async () => {
     const key = uniqueName('k');
-    await ds.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
+    await app.ds.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
     const outer = uniqueName('outer');
     const inner = uniqueName('inner');
     const ids: Record<string, string> = {};
-    await host.withTransaction(async () => {
-      await host.getRepository(Order).insert({ label: outer });
-      ids.outerD = await durable.add({ outer });
-      ids.outerP = await plain.add({ outer });
-      const err = await host
+    await app.host.withTransaction(async () => {
+      await app.host.getRepository(Order).insert({ label: outer });
+      ids.outerD = await app.durable.add({ outer });
+      ids.outerP = await app.plain.add({ outer });
+      const err = await app.host
         .withTransaction(async () => {
-          await host.getRepository(Order).insert({ label: inner });
-          ids.innerD = await durable.add({ inner });
-          ids.innerP = await plain.add({ inner });
-          await host.manager.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
+          await app.host.getRepository(Order).insert({ label: inner });
+          ids.innerD = await app.durable.add({ inner });
+          ids.innerP = await app.plain.add({ inner });
+          await app.host.manager.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [
+            key,
+          ]);
         }, REQUIRES_NEW)
         .then(
           () => undefined,
@@ -143,39 +105,39 @@ d('adversarial: failures at COMMIT', () => {
     });
     await waitFor(
       async () =>
-        (await inRedis(durableBull, ids.outerD)) &&
-        (await inRedis(plainBull, ids.outerP)),
+        (await inRedis(app.durableBull, ids.outerD)) &&
+        (await inRedis(app.plainBull, ids.outerP)),
       'outer jobs',
       5000,
     );
     await sleep(300);
     expect(await rows(outer)).toBe(1);
     expect(await rows(inner)).toBe(0);
-    expect(await inRedis(durableBull, ids.innerD)).toBe(false);
-    expect(await inRedis(plainBull, ids.innerP)).toBe(false);
+    expect(await inRedis(app.durableBull, ids.innerD)).toBe(false);
+    expect(await inRedis(app.plainBull, ids.innerP)).toBe(false);
     expect(await outboxRows(ids.innerD)).toBe(0);
   });
 
   it('deferred violation at COMMIT after a released NESTED scope (durable rows written in the savepoint): nothing kept', async () => {
     const key = uniqueName('k');
-    await ds.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
+    await app.ds.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
     const label = uniqueName('nest');
     const ids: string[] = [];
     await expect(
-      host.withTransaction(async () => {
-        await host.withTransaction(async () => {
-          await host.getRepository(Order).insert({ label });
-          ids.push(await durable.add({ label }));
-          ids.push(await plain.add({ label }));
+      app.host.withTransaction(async () => {
+        await app.host.withTransaction(async () => {
+          await app.host.getRepository(Order).insert({ label });
+          ids.push(await app.durable.add({ label }));
+          ids.push(await app.plain.add({ label }));
         }, NESTED);
-        await host.manager.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
+        await app.host.manager.query(`INSERT INTO ${UNIQ} VALUES ($1)`, [key]);
       }),
     ).rejects.toThrow(/duplicate key|unique/i);
     await sleep(300);
     expect(await rows(label)).toBe(0);
     expect(await outboxRows(ids[0])).toBe(0);
-    expect(await inRedis(durableBull, ids[0])).toBe(false);
-    expect(await inRedis(plainBull, ids[1])).toBe(false);
+    expect(await inRedis(app.durableBull, ids[0])).toBe(false);
+    expect(await inRedis(app.plainBull, ids[1])).toBe(false);
   });
 
   it('SERIALIZABLE write skew detected at COMMIT: exactly the committed transaction has its jobs', async () => {
@@ -186,21 +148,21 @@ d('adversarial: failures at COMMIT', () => {
     let reads = 0;
     const barrier = new Promise<void>((r) => (bothRead = r));
     const run = (i: number) =>
-      host.withTransaction(
+      app.host.withTransaction(
         async () => {
-          const [{ n }] = await host.manager.query(
+          const [{ n }] = await app.host.manager.query(
             `SELECT count(*)::int AS n FROM ${SKEW} WHERE grp = $1`,
             [grp],
           );
           if (++reads === 2) bothRead();
           await barrier;
-          await host.manager.query(`INSERT INTO ${SKEW} VALUES ($1, $2)`, [
+          await app.host.manager.query(`INSERT INTO ${SKEW} VALUES ($1, $2)`, [
             grp,
             n,
           ]);
-          await host.getRepository(Order).insert({ label: labels[i] });
-          jobIds[i].push(await plain.add({ i }));
-          jobIds[i].push(await durable.add({ i }));
+          await app.host.getRepository(Order).insert({ label: labels[i] });
+          jobIds[i].push(await app.plain.add({ i }));
+          jobIds[i].push(await app.durable.add({ i }));
         },
         { isolationLevel: 'SERIALIZABLE' },
       );
@@ -210,8 +172,8 @@ d('adversarial: failures at COMMIT', () => {
     await sleep(400);
     for (const i of [0, 1]) {
       expect(await rows(labels[i])).toBe(ok[i] ? 1 : 0);
-      expect(await inRedis(plainBull, jobIds[i][0])).toBe(ok[i]);
-      expect(await inRedis(durableBull, jobIds[i][1])).toBe(ok[i]);
+      expect(await inRedis(app.plainBull, jobIds[i][0])).toBe(ok[i]);
+      expect(await inRedis(app.durableBull, jobIds[i][1])).toBe(ok[i]);
     }
   });
 
@@ -220,15 +182,15 @@ d('adversarial: failures at COMMIT', () => {
     const after = uniqueName('after');
     const ids: Record<string, string> = {};
     let nested!: Promise<unknown>;
-    await host.withTransaction(async () => {
-      nested = host
+    await app.host.withTransaction(async () => {
+      nested = app.host
         .withTransaction(async () => {
-          await host.getRepository(Order).insert({ label: before });
-          ids.beforeP = await plain.add({ before });
-          ids.beforeD = await durable.add({ before });
+          await app.host.getRepository(Order).insert({ label: before });
+          ids.beforeP = await app.plain.add({ before });
+          ids.beforeD = await app.durable.add({ before });
           await sleep(150); // the outer scope returns and commits meanwhile
-          await host.getRepository(Order).insert({ label: after });
-          ids.afterP = await plain.add({ after });
+          await app.host.getRepository(Order).insert({ label: after });
+          ids.afterP = await app.plain.add({ after });
         }, NESTED)
         .catch((e: unknown) => e);
       await sleep(50); // the savepoint is open and has written
@@ -236,11 +198,12 @@ d('adversarial: failures at COMMIT', () => {
     const err = await nested;
     await sleep(400);
     const beforeRow = await rows(before);
-    expect(await inRedis(plainBull, ids.beforeP)).toBe(beforeRow === 1);
-    expect(await inRedis(durableBull, ids.beforeD)).toBe(beforeRow === 1);
+    expect(await inRedis(app.plainBull, ids.beforeP)).toBe(beforeRow === 1);
+    expect(await inRedis(app.durableBull, ids.beforeD)).toBe(beforeRow === 1);
     const afterRow = await rows(after);
     expect(afterRow).toBe(0);
-    if (ids.afterP) expect(await inRedis(plainBull, ids.afterP)).toBe(false);
+    if (ids.afterP)
+      expect(await inRedis(app.plainBull, ids.afterP)).toBe(false);
     expect(err).toBeInstanceOf(Error);
   });
 
@@ -248,12 +211,12 @@ d('adversarial: failures at COMMIT', () => {
     const label = uniqueName('nt');
     const ids: Record<string, string> = {};
     let nested!: Promise<unknown>;
-    await host.withTransaction(async () => {
-      nested = host
+    await app.host.withTransaction(async () => {
+      nested = app.host
         .withTransaction(async () => {
-          await host.getRepository(Order).insert({ label });
-          ids.p = await plain.add({ label });
-          ids.d = await durable.add({ label });
+          await app.host.getRepository(Order).insert({ label });
+          ids.p = await app.plain.add({ label });
+          ids.d = await app.durable.add({ label });
           await sleep(150);
           throw new Error('late failure');
         }, NESTED)
@@ -263,8 +226,8 @@ d('adversarial: failures at COMMIT', () => {
     await nested;
     await sleep(400);
     const row = await rows(label);
-    expect(await inRedis(plainBull, ids.p)).toBe(row === 1);
-    expect(await inRedis(durableBull, ids.d)).toBe(row === 1);
+    expect(await inRedis(app.plainBull, ids.p)).toBe(row === 1);
+    expect(await inRedis(app.durableBull, ids.d)).toBe(row === 1);
   });
 
   it('a connection taken by the next transaction is not touched by a late savepoint rollback', async () => {
@@ -272,10 +235,10 @@ d('adversarial: failures at COMMIT', () => {
     // uses a savepoint of the same generated name: its work must survive.
     const label = uniqueName('victim');
     let nested!: Promise<unknown>;
-    await host.withTransaction(async () => {
-      nested = host
+    await app.host.withTransaction(async () => {
+      nested = app.host
         .withTransaction(async () => {
-          await host.manager.query('SELECT 1');
+          await app.host.manager.query('SELECT 1');
           await sleep(150);
           throw new Error('late failure');
         }, NESTED)
@@ -285,13 +248,13 @@ d('adversarial: failures at COMMIT', () => {
     let victimId = '';
     await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        host.withTransaction(async () => {
-          await host.withTransaction(async () => {
-            await host.manager.query('SELECT 1');
+        app.host.withTransaction(async () => {
+          await app.host.withTransaction(async () => {
+            await app.host.manager.query('SELECT 1');
           }, NESTED);
           if (i === 0) {
-            await host.getRepository(Order).insert({ label });
-            victimId = await plain.add({ label });
+            await app.host.getRepository(Order).insert({ label });
+            victimId = await app.plain.add({ label });
           }
           await sleep(250);
         }),
@@ -300,6 +263,6 @@ d('adversarial: failures at COMMIT', () => {
     await nested;
     await sleep(200);
     expect(await rows(label)).toBe(1);
-    expect(await inRedis(plainBull, victimId)).toBe(true);
+    expect(await inRedis(app.plainBull, victimId)).toBe(true);
   });
 });

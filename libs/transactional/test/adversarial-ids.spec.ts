@@ -3,87 +3,35 @@
  * adds left in flight when their NESTED scope ends (transaction control sent by hand: see
  * transaction-control.spec.ts).
  */
-import { INestApplication } from '@nestjs/common';
-import type { Queue } from 'bull';
-import { DataSource } from 'typeorm';
-import {
-  Propagation,
-  TransactionAwareQueue,
-  TransactionHost,
-  getTransactionAwareQueueToken,
-} from '../src';
+import { Propagation } from '../src';
+import { useAdversarialApp } from './support/adversarial-app';
 import { uniqueName } from './support/env';
-import {
-  bullQueue,
-  closeLibApp,
-  createLibApp,
-  findJob,
-  inRedis,
-  waitFor,
-} from './support/lib-app';
-import { createOutboxTable } from './support/outbox-table';
+import { findJob, inRedis, waitFor } from './support/lib-app';
 import { Order } from './support/order.entity';
-import { watchProcessFailures } from './support/process-failures';
 
 const PLAIN = uniqueName('adv-ids-plain');
 const DURABLE = uniqueName('adv-ids-durable');
 const TABLE = 'tx_adv_ids_outbox';
-const failures = watchProcessFailures();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const NESTED = { propagation: Propagation.Nested };
 const REQUIRES_NEW = { propagation: Propagation.RequiresNew };
 
-let app: INestApplication;
-let host: TransactionHost;
-let plain: TransactionAwareQueue<any>;
-let durable: TransactionAwareQueue<any>;
-let plainBull: Queue;
-let durableBull: Queue;
-let ds: DataSource;
-
-beforeAll(async () => {
-  await createOutboxTable(TABLE);
-  app = await createLibApp({
-    queues: [{ name: PLAIN }, { name: DURABLE, durable: true }],
-    options: {
-      outbox: {
-        tableName: TABLE,
-        fastPathTimeoutMs: 300,
-        markBatchDelayMs: 1,
-        relay: { enabled: true, graceMs: 200, pollIntervalMs: 20 },
-      },
-    },
-    listen: false,
-    poolSize: 20,
-  });
-  host = app.get(TransactionHost);
-  plain = app.get(getTransactionAwareQueueToken(PLAIN));
-  durable = app.get(getTransactionAwareQueueToken(DURABLE));
-  plainBull = bullQueue(app, PLAIN);
-  durableBull = bullQueue(app, DURABLE);
-  ds = app.get(DataSource);
+const app = useAdversarialApp({
+  plain: PLAIN,
+  durable: DURABLE,
+  outboxTable: TABLE,
 });
 
-afterAll(async () => {
-  await closeLibApp(app, [PLAIN, DURABLE]);
-  failures.dispose();
-});
-
-afterEach(() => {
-  expect(failures.unhandledRejections).toEqual([]);
-  expect(failures.uncaughtExceptions).toEqual([]);
-});
-
-const rows = (label: string) => ds.getRepository(Order).countBy({ label });
+const rows = (label: string) => app.ds.getRepository(Order).countBy({ label });
 
 describe.each([
-  ['plain', () => plain, () => plainBull],
-  ['durable', () => durable, () => durableBull],
+  ['plain', () => app.plain, () => app.plainBull],
+  ['durable', () => app.durable, () => app.durableBull],
 ] as const)('%s: one custom jobId in several frames', (_kind, q, bull) => {
   it('first added in a NESTED scope that rolls back, then in the root: the root data is enqueued', async () => {
     const jobId = uniqueName('j');
-    await host.withTransaction(async () => {
-      await host
+    await app.host.withTransaction(async () => {
+      await app.host
         .withTransaction(async () => {
           await q().add({ from: 'nested' }, { jobId });
           throw new Error('undo');
@@ -101,12 +49,12 @@ describe.each([
     let committed!: () => void;
     const afterCommit = new Promise<void>((r) => (committed = r));
     await Promise.all([
-      host
+      app.host
         .withTransaction(async () => {
           await q().add({ from: 'committed' }, { jobId });
         })
         .then(() => committed()),
-      host
+      app.host
         .withTransaction(async () => {
           await q().add({ from: 'rolled-back' }, { jobId });
           await afterCommit;
@@ -121,8 +69,8 @@ describe.each([
 
   it('added first by a rolled-back REQUIRES_NEW, then by its committing caller: the caller data is enqueued', async () => {
     const jobId = uniqueName('j');
-    await host.withTransaction(async () => {
-      await host
+    await app.host.withTransaction(async () => {
+      await app.host
         .withTransaction(async () => {
           await q().add({ from: 'inner' }, { jobId });
           throw new Error('undo');
@@ -138,8 +86,8 @@ describe.each([
   it('addBulk in a NESTED scope with a duplicate id that rolls back, same ids re-added in a released one', async () => {
     const a = uniqueName('a');
     const b = uniqueName('b');
-    await host.withTransaction(async () => {
-      await host
+    await app.host.withTransaction(async () => {
+      await app.host
         .withTransaction(async () => {
           await q().addBulk([
             { data: { v: 'x1' }, opts: { jobId: a } },
@@ -149,7 +97,7 @@ describe.each([
           throw new Error('undo');
         }, NESTED)
         .catch(() => undefined);
-      await host.withTransaction(async () => {
+      await app.host.withTransaction(async () => {
         await q().addBulk([
           { data: { v: 'y1' }, opts: { jobId: b } },
           { data: { v: 'y2' }, opts: { jobId: a } },
@@ -172,10 +120,10 @@ it('durable add() not awaited in a NESTED scope that returns at once: the commit
   let pending!: Promise<unknown>;
   let id: string | undefined;
   const jobId = uniqueName('na-j');
-  await host.withTransaction(async () => {
-    await host.withTransaction(async () => {
-      await host.getRepository(Order).insert({ label });
-      pending = durable.add({ label }, { jobId }).then(
+  await app.host.withTransaction(async () => {
+    await app.host.withTransaction(async () => {
+      await app.host.getRepository(Order).insert({ label });
+      pending = app.durable.add({ label }, { jobId }).then(
         (v) => (id = v),
         (e: unknown) => e,
       );
@@ -183,7 +131,11 @@ it('durable add() not awaited in a NESTED scope that returns at once: the commit
   });
   await pending;
   expect(await rows(label)).toBe(1);
-  await waitFor(async () => inRedis(durableBull, jobId), 'relayed job', 5000);
+  await waitFor(
+    async () => inRedis(app.durableBull, jobId),
+    'relayed job',
+    5000,
+  );
   void id;
 });
 
@@ -191,11 +143,13 @@ it('durable add() not awaited in a NESTED scope that then throws: no job, ever',
   const label = uniqueName('nt');
   let pending!: Promise<unknown>;
   const jobId = uniqueName('nt-j');
-  await host.withTransaction(async () => {
-    await host
+  await app.host.withTransaction(async () => {
+    await app.host
       .withTransaction(async () => {
-        await host.getRepository(Order).insert({ label });
-        pending = durable.add({ label }, { jobId }).catch((e: unknown) => e);
+        await app.host.getRepository(Order).insert({ label });
+        pending = app.durable
+          .add({ label }, { jobId })
+          .catch((e: unknown) => e);
         throw new Error('undo');
       }, NESTED)
       .catch(() => undefined);
@@ -203,5 +157,5 @@ it('durable add() not awaited in a NESTED scope that then throws: no job, ever',
   await pending;
   await sleep(600);
   expect(await rows(label)).toBe(0);
-  expect(await inRedis(durableBull, jobId)).toBe(false);
+  expect(await inRedis(app.durableBull, jobId)).toBe(false);
 });

@@ -5,25 +5,12 @@
  * BullMQ's own `Job.validateOptions`), and the relay hands the other rows over (a row written
  * by hand stands for one an earlier version accepted).
  */
-import { INestApplication } from '@nestjs/common';
-import { DataSource } from 'typeorm';
-import {
-  getTransactionAwareQueueToken,
-  TransactionalError,
-  TransactionalOutbox,
-  TransactionAwareQueue,
-  TransactionHost,
-} from '../src';
+import { TransactionalError, TransactionalOutbox } from '../src';
+import { RELAY_BY_HAND, useAdversarialApp } from './support/adversarial-app';
 import { uniqueName } from './support/env';
 import { dbQuery } from './support/db';
+import { inRedis } from './support/lib-app';
 import {
-  bullQueue,
-  closeLibApp,
-  createLibApp,
-  inRedis,
-} from './support/lib-app';
-import {
-  createOutboxTable,
   insertOutboxRow,
   makeOutboxRowsEligible,
 } from './support/outbox-table';
@@ -37,32 +24,13 @@ const TABLE = 'tx_spec_outbox_adv2_opts';
 describeBullMQOnly(
   'adversarial2: BullMQ job options BullMQ refuses only at enqueue time',
   () => {
-    let app: INestApplication;
-    const host = () => app.get(TransactionHost);
-    const aware = (name: string) =>
-      app.get<TransactionAwareQueue<any>>(getTransactionAwareQueueToken(name));
-
-    beforeAll(async () => {
-      await createOutboxTable(TABLE);
-      app = await createLibApp({
-        queues: [{ name: PLAIN }, { name: DURABLE, durable: true }],
-        options: {
-          outbox: {
-            tableName: TABLE,
-            // every durable job goes through the relay (README: "with 0 every durable job is relayed")
-            relay: {
-              enabled: false,
-              graceMs: 0,
-              pollIntervalMs: 50,
-              maxBackoffMs: 100,
-            },
-          },
-        },
-        listen: false,
-      });
+    const app = useAdversarialApp({
+      plain: PLAIN,
+      durable: DURABLE,
+      outboxTable: TABLE,
+      outbox: RELAY_BY_HAND,
+      watchFailures: false,
     });
-
-    afterAll(() => closeLibApp(app, [PLAIN, DURABLE]));
 
     it.each([
       ['a float priority', { priority: 1.5 }, /Priority should not be float/],
@@ -87,25 +55,23 @@ describeBullMQOnly(
       async (_what, opts, message) => {
         const label = uniqueName('opts');
         let refused: unknown;
-        await host().withTransaction(async () => {
-          await host().getRepository(Order).save({ label });
-          refused = await aware(PLAIN)
+        await app.host.withTransaction(async () => {
+          await app.host.getRepository(Order).save({ label });
+          refused = await app.plain
             .add('job', { label }, opts as any)
             .catch((e: unknown) => e);
         });
         expect(refused).toBeInstanceOf(TransactionalError);
         expect(String((refused as Error).message)).toMatch(message);
-        expect(
-          await app.get(DataSource).getRepository(Order).countBy({ label }),
-        ).toBe(1);
+        expect(await app.ds.getRepository(Order).countBy({ label })).toBe(1);
       },
     );
 
     it('should refuse an addBulk with one invalid job inside the transaction, deferring none of its jobs', async () => {
       const ids = [uniqueName('good-a'), uniqueName('good-c')];
       let refused: unknown;
-      await host().withTransaction(async () => {
-        refused = await aware(PLAIN)
+      await app.host.withTransaction(async () => {
+        refused = await app.plain
           .addBulk([
             { name: 'good', data: { n: 1 }, opts: { jobId: ids[0] } },
             { name: 'bad', data: { n: 2 }, opts: { priority: 3_000_000 } },
@@ -115,7 +81,7 @@ describeBullMQOnly(
       });
       expect(refused).toBeInstanceOf(TransactionalError);
       await new Promise((r) => setTimeout(r, 200));
-      const queue = bullQueue(app, PLAIN);
+      const queue = app.plainBull;
       expect([
         await inRedis(queue, ids[0]),
         await inRedis(queue, ids[1]),
@@ -123,33 +89,33 @@ describeBullMQOnly(
     });
 
     it('durable: one invalid row (written by hand) must not keep a committed job of another transaction from the relay', async () => {
-      const good = await host().withTransaction(() =>
-        aware(DURABLE).add('good', { n: 1 }),
+      const good = await app.host.withTransaction(() =>
+        app.durable.add('good', { n: 1 }),
       );
       const poison = uniqueName('poison');
-      await insertOutboxRow(app.get(DataSource), TABLE, {
+      await insertOutboxRow(app.ds, TABLE, {
         queue: DURABLE,
         id: poison,
         jobName: 'poison',
         data: { n: 2 },
         opts: { jobId: poison, sizeLimit: 1 },
       });
-      const outbox = app.get(TransactionalOutbox);
+      const outbox = app.nest.get(TransactionalOutbox);
       for (let i = 0; i < 3; i++) {
-        await makeOutboxRowsEligible(app.get(DataSource), TABLE);
+        await makeOutboxRowsEligible(app.ds, TABLE);
         await outbox.relayOnce().catch(() => undefined);
       }
       const rows = await dbQuery(
-        app.get(DataSource),
+        app.ds,
         `SELECT id, relay_attempts, last_error, dispatched_at FROM ${TABLE} WHERE queue = $1`,
         [DURABLE],
       );
       const row = (id: string) => rows.find((r: any) => r.id === id);
       expect({
-        inRedis: await inRedis(bullQueue(app, DURABLE), good),
+        inRedis: await inRedis(app.durableBull, good),
         goodAttempts: Number(row(good).relay_attempts),
         goodDispatched: row(good).dispatched_at !== null,
-        poisonInRedis: await inRedis(bullQueue(app, DURABLE), poison),
+        poisonInRedis: await inRedis(app.durableBull, poison),
         poisonDispatched: row(poison).dispatched_at !== null,
       }).toEqual({
         inRedis: true,

@@ -11,79 +11,28 @@
  * identifiers, dollar quotes, several statements in one text) is checked against a model with
  * fast-check: `TX_CONTROL_RUNS` cases per dialect (default 500).
  */
-import { INestApplication } from '@nestjs/common';
-import type { Queue } from 'bull';
 import fc from 'fast-check';
-import { DataSource } from 'typeorm';
-import {
-  Propagation,
-  TransactionAwareQueue,
-  TransactionControlError,
-  TransactionHost,
-  getTransactionAwareQueueToken,
-} from '../src';
+import { Propagation, TransactionControlError } from '../src';
 import { transactionControlIn } from '../src/dialect/transaction-control';
 import type { SqlDialect } from '../src/dialect/sql-dialect';
+import { useAdversarialApp } from './support/adversarial-app';
 import { onMariaDb, uniqueName } from './support/env';
-import {
-  bullQueue,
-  closeLibApp,
-  createLibApp,
-  inRedis,
-  waitFor,
-} from './support/lib-app';
-import { createOutboxTable } from './support/outbox-table';
+import { inRedis, waitFor } from './support/lib-app';
 import { Order } from './support/order.entity';
-import { watchProcessFailures } from './support/process-failures';
 
 const RUNS = Number(process.env.TX_CONTROL_RUNS ?? 500);
 const PLAIN = uniqueName('txctl-plain');
 const DURABLE = uniqueName('txctl-durable');
 const TABLE = 'tx_control_outbox';
-const failures = watchProcessFailures();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let app: INestApplication;
-let host: TransactionHost;
-let plain: TransactionAwareQueue<any>;
-let durable: TransactionAwareQueue<any>;
-let plainBull: Queue;
-let durableBull: Queue;
-let ds: DataSource;
-
-beforeAll(async () => {
-  await createOutboxTable(TABLE);
-  app = await createLibApp({
-    queues: [{ name: PLAIN }, { name: DURABLE, durable: true }],
-    options: {
-      outbox: {
-        tableName: TABLE,
-        fastPathTimeoutMs: 300,
-        markBatchDelayMs: 1,
-        relay: { enabled: true, graceMs: 200, pollIntervalMs: 20 },
-      },
-    },
-    listen: false,
-  });
-  host = app.get(TransactionHost);
-  plain = app.get(getTransactionAwareQueueToken(PLAIN));
-  durable = app.get(getTransactionAwareQueueToken(DURABLE));
-  plainBull = bullQueue(app, PLAIN);
-  durableBull = bullQueue(app, DURABLE);
-  ds = app.get(DataSource);
+const app = useAdversarialApp({
+  plain: PLAIN,
+  durable: DURABLE,
+  outboxTable: TABLE,
 });
 
-afterAll(async () => {
-  await closeLibApp(app, [PLAIN, DURABLE]);
-  failures.dispose();
-});
-
-afterEach(() => {
-  expect(failures.unhandledRejections).toEqual([]);
-  expect(failures.uncaughtExceptions).toEqual([]);
-});
-
-const rows = (label: string) => ds.getRepository(Order).countBy({ label });
+const rows = (label: string) => app.ds.getRepository(Order).countBy({ label });
 
 /** What a scope's promise settled with: 'committed', or the error's class name. */
 const outcomeOf = (p: Promise<unknown>) =>
@@ -110,8 +59,8 @@ const HAND_SENT: string[] = [
 ];
 
 describe.each([
-  ['plain', () => plain, () => plainBull],
-  ['durable', () => durable, () => durableBull],
+  ['plain', () => app.plain, () => app.plainBull],
+  ['durable', () => app.durable, () => app.durableBull],
 ])('with a %s queue', (_kind, queue, bull) => {
   describe.each(HAND_SENT)('when %j is sent by hand in a scope', (sql) => {
     it('should refuse it and leave the transaction open: a scope that returns commits its rows and jobs', async () => {
@@ -119,11 +68,11 @@ describe.each([
       let id = '';
       let refused: unknown;
       const outcome = await outcomeOf(
-        host.withTransaction(async () => {
-          await host.getRepository(Order).insert({ label });
+        app.host.withTransaction(async () => {
+          await app.host.getRepository(Order).insert({ label });
           id = await queue().add({ label });
-          refused = await host.manager.query(sql).catch((e: unknown) => e);
-          await host.getRepository(Order).insert({ label });
+          refused = await app.host.manager.query(sql).catch((e: unknown) => e);
+          await app.host.getRepository(Order).insert({ label });
         }),
       );
       expect(refused).toBeInstanceOf(TransactionControlError);
@@ -136,10 +85,10 @@ describe.each([
       const label = uniqueName('hand-rollback');
       let id = '';
       const outcome = await outcomeOf(
-        host.withTransaction(async () => {
-          await host.getRepository(Order).insert({ label });
+        app.host.withTransaction(async () => {
+          await app.host.getRepository(Order).insert({ label });
           id = await queue().add({ label });
-          await host.manager.query(sql).catch(() => undefined);
+          await app.host.manager.query(sql).catch(() => undefined);
           throw new Error('undo');
         }),
       );
@@ -155,11 +104,11 @@ describe.each([
     const label = uniqueName('qr-start');
     let id = '';
     const outcome = await outcomeOf(
-      host.withTransaction(async () => {
-        const qr = host.manager.queryRunner!;
+      app.host.withTransaction(async () => {
+        const qr = app.host.manager.queryRunner!;
         id = await queue().add({ label });
         await qr.startTransaction();
-        await host.getRepository(Order).insert({ label });
+        await app.host.getRepository(Order).insert({ label });
         await qr.rollbackTransaction();
       }),
     );
@@ -176,12 +125,12 @@ describe.each([
       let id = '';
       let refused: unknown;
       const outcome = await outcomeOf(
-        host.withTransaction(async () => {
-          await host.getRepository(Order).insert({ label });
+        app.host.withTransaction(async () => {
+          await app.host.getRepository(Order).insert({ label });
           id = await queue().add({ label });
-          const qr = host.manager.queryRunner!;
+          const qr = app.host.manager.queryRunner!;
           refused = await qr[method]().catch((e: unknown) => e);
-          await host.getRepository(Order).insert({ label });
+          await app.host.getRepository(Order).insert({ label });
         }),
       );
       expect(refused).toBeInstanceOf(TransactionControlError);
@@ -196,20 +145,20 @@ it('should still run manager.transaction(fn) as a NESTED scope whose rollback dr
   const label = uniqueName('nested-manager');
   let inner = '';
   let outer = '';
-  await host.withTransaction(async () => {
-    await host.getRepository(Order).insert({ label });
-    outer = await plain.add({ label });
-    await host.manager
+  await app.host.withTransaction(async () => {
+    await app.host.getRepository(Order).insert({ label });
+    outer = await app.plain.add({ label });
+    await app.host.manager
       .transaction(async (m) => {
         await m.getRepository(Order).insert({ label });
-        inner = await plain.add({ label });
+        inner = await app.plain.add({ label });
         throw new Error('undo the inner part');
       })
       .catch(() => undefined);
   });
   expect(await rows(label)).toBe(1);
-  await waitFor(() => inRedis(plainBull, outer), `job ${outer}`, 5000);
-  expect(await inRedis(plainBull, inner)).toBe(false);
+  await waitFor(() => inRedis(app.plainBull, outer), `job ${outer}`, 5000);
+  expect(await inRedis(app.plainBull, inner)).toBe(false);
 });
 
 it('should run statements that only mention the words (strings, comments, identifiers, expressions)', async () => {
@@ -242,17 +191,17 @@ it('should run statements that only mention the words (strings, comments, identi
            BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; SELECT 2; END`,
         'DROP FUNCTION tx_control_probe()',
       ];
-  const id = await host.withTransaction(async () => {
-    for (const sql of statements) await host.manager.query(sql);
-    await host.getRepository(Order).insert({ label });
-    return plain.add({ label });
+  const id = await app.host.withTransaction(async () => {
+    for (const sql of statements) await app.host.manager.query(sql);
+    await app.host.getRepository(Order).insert({ label });
+    return app.plain.add({ label });
   });
   expect(await rows(label)).toBe(1);
-  await waitFor(() => inRedis(plainBull, id), `job ${id}`, 5000);
+  await waitFor(() => inRedis(app.plainBull, id), `job ${id}`, 5000);
 });
 
 it('should not check statements outside scopes (a query runner of your own)', async () => {
-  const runner = ds.createQueryRunner();
+  const runner = app.ds.createQueryRunner();
   try {
     await expect(runner.query('BEGIN')).resolves.toBeDefined();
     await expect(runner.query('SAVEPOINT own')).resolves.toBeDefined();
@@ -266,22 +215,22 @@ it('should not check statements outside scopes (a query runner of your own)', as
 
 it("should leave NESTED scopes (the library's own savepoints) working", async () => {
   const label = uniqueName('nested');
-  const kept = await host.withTransaction(async () => {
-    await host
+  const kept = await app.host.withTransaction(async () => {
+    await app.host
       .withTransaction(
         async () => {
-          await host.getRepository(Order).insert({ label });
-          await plain.add({ label });
+          await app.host.getRepository(Order).insert({ label });
+          await app.plain.add({ label });
           throw new Error('undo');
         },
         { propagation: Propagation.Nested },
       )
       .catch(() => undefined);
-    await host.getRepository(Order).insert({ label });
-    return plain.add({ label });
+    await app.host.getRepository(Order).insert({ label });
+    return app.plain.add({ label });
   });
   expect(await rows(label)).toBe(1);
-  await waitFor(() => inRedis(plainBull, kept), `job ${kept}`, 5000);
+  await waitFor(() => inRedis(app.plainBull, kept), `job ${kept}`, 5000);
 });
 
 describe('recognising transaction control in SQL text (model-based)', () => {
