@@ -119,26 +119,19 @@ export class DeliveryOutcomeService {
     }
     if (status === 410) {
       await this.disable(claim.endpointId, 'endpoint answered 410 Gone');
-      await this.finish(
-        claim,
-        claim.trigger === 'manual' ? claim.previousStatus : 'failed',
-        status,
-        error,
-      );
+      if (claim.trigger === 'manual') {
+        await this.finishManual(claim, status, error);
+        return 'unchanged';
+      }
+      await this.finish(claim, 'failed', status, error);
       return 'failed';
     }
     await this.noteFailure(claim.endpointId);
     if (claim.trigger === 'manual') {
-      await this.finish(
-        claim,
-        claim.previousStatus,
-        status,
-        error,
-        claim.previousNextAttemptAt,
-      );
+      await this.finishManual(claim, status, error);
       return 'unchanged';
     }
-    const delay = this.schedule.nextDelay(claim.attemptNumber, {
+    const delay = this.schedule.nextDelay(await this.scheduledAttempts(claim), {
       retryAfterMs:
         result.kind === 'response'
           ? parseRetryAfter(result.headers['retry-after'])
@@ -186,14 +179,12 @@ export class DeliveryOutcomeService {
        WHERE id = $1`,
       [claim.attemptId, message],
     );
-    const manual = claim.trigger === 'manual';
-    await this.finish(
-      claim,
-      manual ? claim.previousStatus : 'failed',
-      null,
-      message,
-    );
-    return manual ? 'unchanged' : 'failed';
+    if (claim.trigger === 'manual') {
+      await this.finishManual(claim, null, message);
+      return 'unchanged';
+    }
+    await this.finish(claim, 'failed', null, message);
+    return 'failed';
   }
 
   /**
@@ -216,20 +207,58 @@ export class DeliveryOutcomeService {
     return delivery.length > 0;
   }
 
+  /**
+   * The scheduled attempts of the claim's delivery, this one included: the retry schedule
+   * counts those alone (a manual attempt is one more, on top of the schedule), as the attempt
+   * limit at claim time does. Not `attemptNumber`, which counts manual attempts too.
+   */
+  private async scheduledAttempts(claim: ClaimedDelivery): Promise<number> {
+    const [row]: { n: number }[] = await this.tx.manager.query(
+      `SELECT count(*)::int AS n FROM delivery_attempts
+        WHERE delivery_id = $1 AND trigger = 'scheduled'`,
+      [claim.id],
+    );
+    return row.n;
+  }
+
+  /**
+   * A manual attempt that did not succeed is one attempt more, outside the schedule: the
+   * delivery goes back to the status it had when it was claimed, and its next scheduled attempt
+   * (`next_attempt_at`, which the claim left alone) is kept as it is: a pending delivery without
+   * one would never be sent again, nor failed.
+   */
+  private finishManual(
+    claim: ClaimedDelivery,
+    statusCode: number | null,
+    error: string | null,
+  ) {
+    return this.finish(claim, claim.previousStatus, statusCode, error, 'keep');
+  }
+
   private async finish(
     claim: ClaimedDelivery,
     status: string,
     statusCode: number | null,
     error: string | null,
-    nextAttemptAt: Date | null = null,
+    nextAttemptAt: Date | null | 'keep' = null,
   ) {
     const final = status === 'succeeded' || status === 'failed';
+    const keep = nextAttemptAt === 'keep';
     await this.tx.manager.query(
       `UPDATE deliveries SET status = $2, last_status_code = $3, last_error = $4,
-         next_attempt_at = $5, locked_until = NULL, updated_at = now(),
+         next_attempt_at = CASE WHEN $7 THEN next_attempt_at ELSE $5 END,
+         locked_until = NULL, updated_at = now(),
          completed_at = CASE WHEN $6 THEN now() ELSE completed_at END
        WHERE id = $1`,
-      [claim.id, status, statusCode, error, nextAttemptAt, final],
+      [
+        claim.id,
+        status,
+        statusCode,
+        error,
+        keep ? null : nextAttemptAt,
+        final,
+        keep,
+      ],
     );
   }
 
