@@ -12,7 +12,6 @@ import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { activeSecrets, openSecrets } from '../endpoints/endpoint-secrets';
 import type { EndpointSecret } from '../endpoints/endpoint.entity';
 import { SecretBox } from '../secrets/secret-box';
-import { Endpoint } from '../endpoints/endpoint.entity';
 import { StoredEvent, toStoredEvent } from '../events/stored-event';
 import { RawJson } from '../http/raw-json';
 import {
@@ -62,7 +61,16 @@ const TURN_JOBS = 16;
 
 /** A job's claim: an attempt to send, or what became of the job without one. */
 type Claimed =
-  | { claim: ClaimedDelivery | PreparedClaim }
+  | {
+      claim: ClaimedDelivery | PreparedClaim;
+      /**
+       * Whether the endpoint the claim read must be read again before the request is built:
+       * a claim taken ahead waits for the send in progress (up to a whole timeout), and a
+       * change the API answers meanwhile (PATCH, DELETE, rotate-secret, a 410) must hold for
+       * the request.
+       */
+      readAgain?: boolean;
+    }
   | { done: HandleResult };
 
 /** The next parked job of a slot, taken (and being claimed) while the slot sends. */
@@ -237,7 +245,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
         else {
           if (this.processing && parked > 0 && served % TURN_JOBS !== 0)
             ahead = this.takeAhead(endpointId, member);
-          outcome = await this.attempt(c.claim);
+          outcome = await this.attempt(c.claim, c.readAgain);
         }
         first ??= { outcome };
       } catch (error) {
@@ -281,7 +289,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
   ): Promise<Ahead | undefined> {
     let taken: TakenJob | undefined;
     try {
-      taken = await this.slots.takeNext(endpointId, member);
+      taken = await this.slots.takeNext(endpointId, member, this.aheadLeaseMs);
     } catch (error) {
       // NOTE: the slot's release, after the send, takes the next parked job instead.
       this.logger.warn(
@@ -294,7 +302,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       endpointId,
       this.aheadClaims,
       this.aheadLeaseMs,
-    );
+    ).then((c): Claimed => ('claim' in c ? { ...c, readAgain: true } : c));
     // NOTE: awaited once the send in progress is over; a rejection is handled there.
     claimed.catch(() => undefined);
     return { ...taken, claimed };
@@ -414,10 +422,13 @@ export class DeliveryWorker implements OnApplicationBootstrap {
    */
   private async attempt(
     claim: ClaimedDelivery | PreparedClaim,
+    readAgain = false,
   ): Promise<HandleResult> {
     let result: SendResult;
     try {
-      const target = await this.target(claim);
+      const target = await this.target(claim, readAgain);
+      // NOTE: the endpoint was deleted since the claim; so was the delivery (by cascade).
+      if (!target) return 'skipped';
       if (target.disabled) return await this.outcomes.recordDisabled(claim);
       result = await this.observability.sendAttempt(
         { deliveryId: claim.id, attemptNumber: claim.attemptNumber },
@@ -537,11 +548,22 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     return activeSecrets(cached.secrets).map((s) => s.secret);
   }
 
-  private async target(claim: ClaimedDelivery | PreparedClaim) {
+  /**
+   * The request of an attempt, or `undefined` when its endpoint no longer exists. A batch claim
+   * read the event and endpoint already; `readAgain`: read the endpoint once more.
+   */
+  private async target(
+    claim: ClaimedDelivery | PreparedClaim,
+    readAgain: boolean,
+  ) {
     const [event, endpoint] =
       'event' in claim
-        ? [claim.event, claim.endpoint]
+        ? [
+            claim.event,
+            readAgain ? await this.readEndpoint(claim) : claim.endpoint,
+          ]
         : await this.readTarget(claim);
+    if (!endpoint) return undefined;
     const body = webhookBody(event);
     // NOTE: webhook-id is the event id (stable across attempts); the timestamp is fresh.
     const headers = buildHeaders(
@@ -556,10 +578,21 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     };
   }
 
+  /** The claim's endpoint as it is now; `null` when it has been deleted. */
+  private async readEndpoint(
+    claim: ClaimedDelivery,
+  ): Promise<EndpointTarget | null> {
+    const [row]: EndpointTarget[] = await this.tx.manager.query(
+      'SELECT id, url, disabled, secrets FROM endpoints WHERE id = $1',
+      [claim.endpointId],
+    );
+    return row ?? null;
+  }
+
   /** The event and endpoint of a claim made alone (manual, recover). */
   private async readTarget(
     claim: ClaimedDelivery,
-  ): Promise<[StoredEvent, EndpointTarget]> {
+  ): Promise<[StoredEvent, EndpointTarget | null]> {
     const m = this.tx.manager;
     return Promise.all([
       m
@@ -571,10 +604,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
           if (!row) throw new Error(`event ${claim.eventId} not found`);
           return toStoredEvent(row);
         }),
-      m.findOneOrFail(Endpoint, {
-        where: { id: claim.endpointId },
-        select: { id: true, url: true, disabled: true, secrets: true },
-      }),
+      this.readEndpoint(claim),
     ]);
   }
 }

@@ -269,17 +269,22 @@ export class EndpointSlots {
 
   /**
    * The endpoint's next parked job, for the slot `member` holds to serve after the one it is
-   * sending (its lease renewed), and how many are left parked. Undefined when none is parked or the slot is not held (its
-   * lease ended); the slot is left as it is: `releaseOrNext` frees it after the send.
+   * sending, and how many are left parked. The slot's lease is renewed for `leaseMs`, which
+   * must cover the rest of the send in progress and the whole of the next one (the worker's
+   * lease of a claim taken ahead): a shorter one could end during the next send and let
+   * another worker take the slot, one request more than the limit. Undefined when none is
+   * parked or the slot is not held (its lease ended); the slot is left as it is:
+   * `releaseOrNext` frees it after the send.
    */
   async takeNext(
     endpointId: string,
     member: string,
+    leaseMs: number,
   ): Promise<TakenJob | undefined> {
     const reply = (await this.scripts.endpointSlotsTakeNext(
       ...this.keys(endpointId),
       member,
-      Date.now() + this.leaseMs,
+      Date.now() + leaseMs,
       endpointId,
     )) as [string?, string?, number?];
     if (reply.length !== 3) return undefined;
