@@ -7,6 +7,7 @@ import type { TransactionScope } from '../transaction-context';
 import { transactionStorage } from '../transaction-storage';
 import { DEFAULT_CONNECTION_NAME } from '../transactional.constants';
 import type { NoTransactionPolicy } from '../transactional.interfaces';
+import { assertFlowAccepted } from './bullmq-flow-validation';
 import { identifyBullMQJob } from './bullmq-job-ids';
 import { bullmqRedisClient } from './bullmq-queue-adapter';
 import type { TransactionAwareFlowProducerOptions } from './bullmq.interfaces';
@@ -114,6 +115,8 @@ export class TransactionAwareFlowProducer {
 
   private prepare(flow: FlowJob, opts?: FlowOpts): PreparedFlow {
     const [prepared, ids] = this.prepareNode(flow);
+    // NOTE: checked at add(), in the transaction: BullMQ refuses a flow as a whole.
+    assertFlowAccepted(this.name, this.flowProducer, prepared as FlowJob, opts);
     return { flow: prepared as FlowJob, opts, ids };
   }
 
