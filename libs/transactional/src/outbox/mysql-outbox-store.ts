@@ -6,7 +6,7 @@ import type {
   OutboxStats,
   OutboxStore,
 } from './outbox-store';
-import { storableJson } from './outbox-store';
+import { storableJson, storedData } from './outbox-store';
 import { qualifiedTable, ResolvedOutboxOptions } from './outbox.options';
 
 /** Now on the server's clock in UTC (µs), whatever the session's time zone. */
@@ -25,6 +25,15 @@ function keyList(keys: OutboxRowKey[]): [string, string[]] {
 /** A JSON column as mysql2 hands it over: parsed (MySQL's JSON type) or text (MariaDB's). */
 function json(value: unknown): unknown {
   return typeof value === 'string' ? JSON.parse(value) : value;
+}
+
+/**
+ * A JSON column selected as text (`CAST(... AS CHAR)`), parsed. Not {@link json}: a column mysql2
+ * parsed already is ambiguous when its value is a string (`"text"` arrives as `text`, which is
+ * no JSON), and some servers hand a JSON column over parsed, others as text.
+ */
+function jsonText(value: unknown): unknown {
+  return JSON.parse(String(value));
 }
 
 /**
@@ -48,7 +57,7 @@ export class MysqlOutboxStore implements OutboxStore {
         row.queue,
         row.id,
         row.jobName,
-        storableJson(row.data ?? null, row.queue, 'data', 'mysql'),
+        storableJson(storedData(row.data), row.queue, 'data', 'mysql'),
         storableJson(row.opts, row.queue, 'options', 'mysql'),
         this.options.relay.graceMs,
       );
@@ -90,7 +99,8 @@ export class MysqlOutboxStore implements OutboxStore {
     if (queues.length === 0) return Promise.resolve([]);
     return manager.transaction('READ COMMITTED', async (m) => {
       const rows: Record<string, unknown>[] = await m.query(
-        `SELECT queue, id, job_name, data, opts, CAST(created_at AS CHAR) AS created
+        `SELECT queue, id, job_name, CAST(data AS CHAR) AS data, CAST(opts AS CHAR) AS opts,
+                CAST(created_at AS CHAR) AS created
          FROM ${this.table}
          WHERE dispatched_at IS NULL AND queue IN (?) AND available_at <= ${NOW}
          ORDER BY available_at, created_at LIMIT ? FOR UPDATE SKIP LOCKED`,
@@ -111,8 +121,8 @@ export class MysqlOutboxStore implements OutboxStore {
         queue: r.queue as string,
         id: r.id as string,
         jobName: r.job_name as string,
-        data: json(r.data),
-        opts: json(r.opts) as Record<string, unknown>,
+        data: jsonText(r.data),
+        opts: jsonText(r.opts) as Record<string, unknown>,
         lease,
       }));
     });

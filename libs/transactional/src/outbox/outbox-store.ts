@@ -108,6 +108,15 @@ export interface OutboxStore {
   stats(manager: EntityManager): Promise<OutboxStats>;
 }
 
+/**
+ * A job's data as the outbox stores it: `undefined` (which JSON cannot hold) as `{}`, what Bull
+ * (`data || {}`) and BullMQ (`{}` for `undefined`) put in Redis for it, so that a relayed job
+ * has the data a plain `add()` gives it.
+ */
+export function storedData(data: unknown): unknown {
+  return data === undefined ? {} : data;
+}
+
 /** `\u0000` in JSON text, not preceded by an escaped backslash (`\\u0000` is no NUL). */
 const NUL_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\u0000/;
 /**

@@ -8,7 +8,7 @@ import type {
   OutboxStats,
   OutboxStore,
 } from './outbox-store';
-import { storableJson } from './outbox-store';
+import { storableJson, storedData } from './outbox-store';
 import { qualifiedTable, ResolvedOutboxOptions } from './outbox.options';
 
 /** `(queue, id)` pairs as two parallel text arrays, for `unnest($1::text[], $2::text[])`. */
@@ -42,7 +42,7 @@ export class PostgresOutboxStore implements OutboxStore {
       row.queue,
       row.id,
       row.jobName,
-      storableJson(row.data ?? null, row.queue, 'data', 'postgres'),
+      storableJson(storedData(row.data), row.queue, 'data', 'postgres'),
       storableJson(row.opts, row.queue, 'options', 'postgres'),
     ]);
   }
