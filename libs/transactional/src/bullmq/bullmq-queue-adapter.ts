@@ -118,8 +118,14 @@ function validateAsBullMQ(
   const JobClass =
     'Job' in queue ? (queue as { Job?: BullMQJobClass }).Job : undefined;
   if (typeof JobClass !== 'function') return;
+  let job;
   try {
-    const job = new JobClass(queue, name, data, opts, opts.jobId);
+    job = new JobClass(queue, name, data, opts, opts.jobId);
+  } catch {
+    // NOTE: a stand-in queue lacking what this BullMQ's Job reads: nothing to check it with.
+    return;
+  }
+  try {
     job.validateOptions(job.asJSON());
   } catch (error) {
     throw new TransactionalError(

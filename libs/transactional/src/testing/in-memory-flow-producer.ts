@@ -2,6 +2,7 @@ import type { FlowProducer } from 'bullmq';
 import type { JobRecorder } from './job-recorder';
 import type { CapturedJob } from './testing.interfaces';
 import { unavailable } from './unavailable';
+import { withBullMQFlowRules } from './bullmq-rules';
 
 interface FlowNode {
   name: string;
@@ -47,7 +48,7 @@ export function inMemoryFlowProducer(
   recorder: JobRecorder,
 ): FlowProducer {
   return unavailable<FlowProducer>(
-    new InMemoryFlowProducer(name, recorder),
+    withBullMQFlowRules(new InMemoryFlowProducer(name, recorder)),
     (property) =>
       `FlowProducer "${name}".${property} is not available in TransactionalTestingModule: ` +
       `its in-memory flow producer only takes add() and addBulk(). Read the jobs with ` +

@@ -4,6 +4,7 @@ import type { BulkJob } from '../transactional.interfaces';
 import type { JobRecorder } from './job-recorder';
 import type { CapturedJob } from './testing.interfaces';
 import { unavailable } from './unavailable';
+import { withBullMQJobRules } from './bullmq-rules';
 
 /** Bull's name for jobs added without a name. */
 export const DEFAULT_JOB_NAME = '__default__';
@@ -61,15 +62,18 @@ class InMemoryQueue<T> {
 }
 
 /**
- * An in-memory stand-in for the Bull queue `name`; anything but `name`, `add` and `addBulk`
+ * An in-memory stand-in for the Bull queue `name` (or BullMQ's, with `adapter: 'bullmq'`: then
+ * with BullMQ's job rules, see `withBullMQJobRules`); anything but `name`, `add` and `addBulk`
  * throws a `TransactionalError` that says so. Internal to the kit.
  */
 export function inMemoryQueue<T>(
   name: string,
   recorder: JobRecorder,
+  adapter: 'bull' | 'bullmq' = 'bull',
 ): Queue<T> {
+  const queue = new InMemoryQueue<T>(name, recorder);
   return unavailable<Queue<T>>(
-    new InMemoryQueue<T>(name, recorder),
+    adapter === 'bullmq' ? withBullMQJobRules(queue, name) : queue,
     (property) =>
       `Queue "${name}".${property} is not available in TransactionalTestingModule: its ` +
       `in-memory Bull queue only takes add() and addBulk(). Read the jobs with ` +

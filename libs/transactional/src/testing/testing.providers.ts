@@ -103,7 +103,11 @@ export function testingProviders(
       useFactory: (state: TestingState, runner: TransactionRunner) =>
         new RecordingTransactionAwareQueue(
           { ...queue, adapter: queue.adapter ?? options.adapter },
-          inMemoryQueue(queue.name, state.recorder),
+          inMemoryQueue(
+            queue.name,
+            state.recorder,
+            queue.adapter ?? options.adapter,
+          ),
           new TransactionHost(
             runner,
             queue.connectionName ?? DEFAULT_CONNECTION_NAME,
