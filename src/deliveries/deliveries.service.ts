@@ -77,9 +77,12 @@ export class DeliveriesService {
     const rows: { id: string; attempt_count: number }[] =
       await this.tx.manager.query(
         `SELECT id, attempt_count FROM deliveries
-       WHERE account_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3
+       WHERE account_id = $1 AND endpoint_id = $2 AND status = 'failed'
+         AND created_at >= $3::timestamptz
        ORDER BY created_at LIMIT $4`,
-        [accountId, endpointId, from, RECOVER_MAX_DELIVERIES],
+        // NOTE: the text as sent: a fraction finer than the millisecond counts, as it does in
+        // the events list (a Date would round it down and take in an earlier delivery).
+        [accountId, endpointId, since, RECOVER_MAX_DELIVERIES],
       );
     // NOTE: idempotent per delivery: the job re-sends it only if it is still failed with
     // this attempt count (see claimDelivery), and the job id is the same for every recover
