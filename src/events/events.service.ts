@@ -50,6 +50,12 @@ export interface PublishedEventSql {
   delayMs: string;
   /** Tables the values come from, if any: one event per row. */
   from?: string;
+  /**
+   * The event's time (and its deliveries'): by default the clock when the statement writes it,
+   * not the transaction's start (`now()`), which a transaction that waited for a lock would
+   * carry into the past, behind events committed before it.
+   */
+  createdAt?: string;
 }
 
 /**
@@ -58,18 +64,26 @@ export interface PublishedEventSql {
  * statement that ends with `SELECT ..., ${PUBLISHED_COLUMNS} FROM ..., ${PUBLISHED_FROM}`: a row
  * per delivery (one row with null delivery columns when there is none). NOTE: a json (not jsonb)
  * column keeps the text as sent: key order, spacing, numbers.
+ *
+ * The endpoints are locked (key share, the lock the foreign key check takes anyway) as they are
+ * read: an endpoint whose DELETE is in flight is waited for and then left out. Read without the
+ * lock, it was still in the statement's snapshot, and the delivery's foreign key check, waiting
+ * for the delete, failed (a 500 for a request that had done nothing wrong).
  */
 export function publishCtes(e: PublishedEventSql): string {
   return `event AS (
-    INSERT INTO events (account_id, type, payload, trip_id)
-    SELECT ${e.account}, ${e.type}, (${e.payload})::json, ${e.trip}${e.from ? `\n      FROM ${e.from}` : ''}
+    INSERT INTO events (account_id, type, payload, trip_id, created_at)
+    SELECT ${e.account}, ${e.type}, (${e.payload})::json, ${e.trip}, ${e.createdAt ?? 'clock_timestamp()'}${e.from ? `\n      FROM ${e.from}` : ''}
     RETURNING id, created_at),
   delivery AS (
-    INSERT INTO deliveries (account_id, event_id, endpoint_id, status, next_attempt_at)
-    SELECT ${e.account}, event.id, e.id, 'pending', now() + make_interval(secs => ${e.delayMs}::float8 / 1000)
+    INSERT INTO deliveries (account_id, event_id, endpoint_id, status, next_attempt_at, created_at, updated_at)
+    SELECT ${e.account}, event.id, e.id, 'pending',
+           event.created_at + make_interval(secs => ${e.delayMs}::float8 / 1000),
+           event.created_at, event.created_at
       FROM event, endpoints e
      WHERE e.account_id = ${e.account} AND NOT e.disabled
        AND (e.event_types IS NULL OR ${e.type} = ANY (e.event_types))
+       FOR KEY SHARE OF e
     RETURNING id, endpoint_id)`;
 }
 

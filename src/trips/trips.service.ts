@@ -32,23 +32,29 @@ function isUniqueViolation(error: unknown): boolean {
  * reason) and stores its `trip.delayed` event and deliveries ($5 ms to the first attempt, see
  * {@link publishCtes}), in one statement: a row per delivery with the trip's new row, the
  * delay's id and time and the event's payload text; no row (and nothing changed) when the trip
- * does not exist in the account or has arrived. `updated_at` is the transaction's time, as
- * TypeORM sets it. The payload is built here as `JSON.stringify` writes the response's `trip`
+ * does not exist in the account or has arrived. `updated_at`, the delay's and the event's time
+ * are the clock once the trip's row is locked (`locked`, before the UPDATE computes the new row:
+ * an UPDATE computes it before it waits for the lock), not the transaction's start, which a delay
+ * that waited for another one's lock would carry into the past: a trip's changes and its events
+ * are in the order they committed. The payload is built here as `JSON.stringify` writes the response's `trip`
  * and `delay` (same keys in the same order, dates by {@link isoTimestampSql}); at most a few kB
  * (the text fields' lengths are capped), far below the
  * events' limit (`MAX_PAYLOAD_BYTES`).
  */
-export const REPORT_DELAY_SQL = `WITH trip AS (
-    UPDATE trips SET status = 'delayed',
-           delay_minutes_total = delay_minutes_total + $3,
-           expected_arrival = expected_arrival + make_interval(mins => $3),
-           updated_at = now()
-     WHERE id = $1 AND account_id = $2 AND status <> 'arrived'
-     RETURNING id, account_id, reference, origin, destination, planned_arrival,
-               expected_arrival, status, delay_minutes_total, created_at, updated_at),
+export const REPORT_DELAY_SQL = `WITH locked AS MATERIALIZED (
+    SELECT id FROM trips WHERE id = $1 AND account_id = $2 FOR UPDATE),
+  trip AS (
+    UPDATE trips t SET status = 'delayed',
+           delay_minutes_total = t.delay_minutes_total + $3,
+           expected_arrival = t.expected_arrival + make_interval(mins => $3),
+           updated_at = clock_timestamp()
+      FROM locked
+     WHERE t.id = locked.id AND t.status <> 'arrived'
+     RETURNING t.id, t.account_id, t.reference, t.origin, t.destination, t.planned_arrival,
+               t.expected_arrival, t.status, t.delay_minutes_total, t.created_at, t.updated_at),
   delay AS (
-    INSERT INTO trip_delays (trip_id, minutes, reason)
-    SELECT id, $3, $4 FROM trip RETURNING id, created_at),
+    INSERT INTO trip_delays (trip_id, minutes, reason, created_at)
+    SELECT id, $3, $4, updated_at FROM trip RETURNING id, created_at),
   payload AS (
     SELECT row_to_json(p) AS json FROM (
       SELECT (SELECT row_to_json(t) FROM (
@@ -68,6 +74,7 @@ export const REPORT_DELAY_SQL = `WITH trip AS (
     trip: 'trip.id',
     delayMs: '$5',
     from: 'trip, payload',
+    createdAt: 'trip.updated_at',
   })}
   SELECT trip.*, delay.id AS delay_id, delay.created_at AS delay_created_at,
          payload.json::text AS payload_text, ${PUBLISHED_COLUMNS}
@@ -212,8 +219,13 @@ export class TripsService {
     const trip = await this.find(accountId, id, true);
     if (trip.status === 'arrived')
       throw new ConflictException(`Trip ${id} has already arrived`);
-    trip.status = 'arrived';
-    const saved = await this.tx.getRepository(Trip).save(trip);
+    // NOTE: the time once the row is locked, not the transaction's start (see REPORT_DELAY_SQL).
+    const [[row]]: [TripRow[], number] = await this.tx.manager.query(
+      `UPDATE trips SET status = 'arrived', updated_at = clock_timestamp()
+        WHERE id = $1 RETURNING *`,
+      [trip.id],
+    );
+    const saved = fromRow(row);
     await this.events.publish(
       accountId,
       'trip.arrived',
