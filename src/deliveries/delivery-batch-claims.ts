@@ -30,6 +30,9 @@ export type BatchClaimResult =
   | { kind: 'claimed'; claim: PreparedClaim; interrupted: number }
   | { kind: 'fallback' };
 
+/** An endpoint as a request is built from it ($1 id): read again for a claim taken ahead. */
+export const ENDPOINT_TARGET_SQL = `SELECT id, url, disabled, secrets FROM endpoints WHERE id = $1`;
+
 /** Locks the endpoints of a batch, in id order (the order a delete of several would take). */
 export const BATCH_LOCK_ENDPOINTS_SQL = `SELECT id, url, disabled, secrets FROM endpoints
   WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE`;

@@ -45,6 +45,10 @@ export type AttemptOutcome =
  * Records the result of one attempt: the attempt row, the delivery's new state, the endpoint's
  * health, and the next attempt's job, all in one transaction (the job is enqueued after it).
  */
+/** The scheduled attempts of a delivery ($1), the one being recorded included. */
+export const SCHEDULED_ATTEMPTS_SQL = `SELECT count(*)::int AS n FROM delivery_attempts
+  WHERE delivery_id = $1 AND trigger = 'scheduled'`;
+
 @Injectable()
 export class DeliveryOutcomeService {
   private readonly schedule: RetrySchedule;
@@ -214,8 +218,7 @@ export class DeliveryOutcomeService {
    */
   private async scheduledAttempts(claim: ClaimedDelivery): Promise<number> {
     const [row]: { n: number }[] = await this.tx.manager.query(
-      `SELECT count(*)::int AS n FROM delivery_attempts
-        WHERE delivery_id = $1 AND trigger = 'scheduled'`,
+      SCHEDULED_ATTEMPTS_SQL,
       [claim.id],
     );
     return row.n;

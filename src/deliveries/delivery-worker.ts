@@ -1,4 +1,5 @@
 import { HotStatements } from '../database/hot-statements';
+import { preparedStatement } from '../database/prepared-query';
 import { InjectQueue } from '@nestjs/bull';
 import {
   Inject,
@@ -25,6 +26,7 @@ import { Batcher } from './batcher';
 import {
   BatchClaimRequest,
   BatchClaimResult,
+  ENDPOINT_TARGET_SQL,
   EndpointTarget,
   PreparedClaim,
 } from './delivery-batch-claims';
@@ -80,6 +82,11 @@ interface Ahead extends TakenJob {
 
 /** How long a manual job waits before trying again when the delivery is being sent. */
 const DELIVERY_BUSY_DELAY_MS = 250;
+
+const ENDPOINT_TARGET = preparedStatement(
+  'endpoint_target',
+  ENDPOINT_TARGET_SQL,
+);
 
 /**
  * The exact bytes sent (and signed) for an event: the same on every attempt, with the
@@ -578,14 +585,16 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     };
   }
 
-  /** The claim's endpoint as it is now; `null` when it has been deleted. */
+  /**
+   * The claim's endpoint as it is now; `null` when it has been deleted. A prepared statement on
+   * the hot statements' connections: it runs once per delivery an endpoint's slot serves.
+   */
   private async readEndpoint(
     claim: ClaimedDelivery,
   ): Promise<EndpointTarget | null> {
-    const [row]: EndpointTarget[] = await this.tx.manager.query(
-      'SELECT id, url, disabled, secrets FROM endpoints WHERE id = $1',
-      [claim.endpointId],
-    );
+    const [row] = await this.statements.run<EndpointTarget>(ENDPOINT_TARGET, [
+      claim.endpointId,
+    ]);
     return row ?? null;
   }
 

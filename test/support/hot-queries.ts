@@ -5,12 +5,14 @@ import {
   BATCH_INTERRUPT_SQL,
   BATCH_LOCK_DELIVERIES_SQL,
   BATCH_LOCK_ENDPOINTS_SQL,
+  ENDPOINT_TARGET_SQL,
 } from '../../src/deliveries/delivery-batch-claims';
 import {
   CLEAR_FAILING_SQL,
   RECORD_SUCCESSES_SQL,
 } from '../../src/deliveries/delivery-batch-outcomes';
 import { OLDEST_DUE_SQL } from '../../src/deliveries/delivery-backlog';
+import { SCHEDULED_ATTEMPTS_SQL } from '../../src/deliveries/delivery-outcome.service';
 import { CLAIM_SQL } from '../../src/deliveries/delivery-claims';
 import { CLAIM_DUE_SQL } from '../../src/deliveries/delivery-due-claims';
 import { PUBLISH_SQL } from '../../src/events/events.service';
@@ -97,6 +99,19 @@ export function hotQueries(ids: HotIds): {
       sql: BATCH_EVENTS_SQL,
       params: [ids.events],
       indexes: ['events_pkey'],
+    },
+    {
+      name: 'worker: the endpoint of a claim taken ahead, read again',
+      sql: ENDPOINT_TARGET_SQL,
+      params: [ids.endpoints[0]],
+      indexes: ['endpoints_pkey'],
+      prepared: true,
+    },
+    {
+      name: 'outcome: the scheduled attempts of a delivery',
+      sql: SCHEDULED_ATTEMPTS_SQL,
+      params: [ids.deliveries[0]],
+      indexes: ['delivery_attempts_delivery'],
     },
     {
       name: 'claim (alone): lock the delivery',
