@@ -7,20 +7,17 @@ import request from 'supertest';
 import { Tenant, createTenant, tripBody } from './support/api';
 import { E2eApp, startE2eApp } from './support/harness';
 import { Receiver, startReceiver } from './support/receiver';
+import { failOnProcessCrashes } from './support/process-crashes';
 
 jest.setTimeout(90_000);
 
-const crashes: unknown[] = [];
-const onCrash = (error: unknown) => crashes.push(error);
-
 describe('adversarial3 state: publishing while the endpoint is deleted', () => {
+  failOnProcessCrashes();
   let svc: E2eApp;
   let tenant: Tenant;
   let receiver: Receiver;
 
   beforeAll(async () => {
-    process.on('unhandledRejection', onCrash);
-    process.on('uncaughtException', onCrash);
     svc = await startE2eApp();
     receiver = await startReceiver();
     tenant = await createTenant(svc, 'adv3-state-endpoint-race');
@@ -29,12 +26,6 @@ describe('adversarial3 state: publishing while the endpoint is deleted', () => {
   afterAll(async () => {
     await svc?.close();
     await receiver?.close();
-    process.off('unhandledRejection', onCrash);
-    process.off('uncaughtException', onCrash);
-  });
-
-  afterEach(() => {
-    expect(crashes).toEqual([]);
   });
 
   const api = () => request(svc.url);

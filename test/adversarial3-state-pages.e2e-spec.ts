@@ -12,31 +12,22 @@ import {
   eventually,
   startE2eApp,
 } from './support/harness';
+import { failOnProcessCrashes } from './support/process-crashes';
 
 jest.setTimeout(90_000);
 
-const crashes: unknown[] = [];
-const onCrash = (error: unknown) => crashes.push(error);
-
 describe('adversarial3 state: idempotency races and cursors under inserts', () => {
+  failOnProcessCrashes();
   let svc: E2eApp;
   let tenant: Tenant;
 
   beforeAll(async () => {
-    process.on('unhandledRejection', onCrash);
-    process.on('uncaughtException', onCrash);
     svc = await startE2eApp();
     tenant = await createTenant(svc, 'adv3-state-pages');
   });
 
   afterAll(async () => {
     await svc?.close();
-    process.off('unhandledRejection', onCrash);
-    process.off('uncaughtException', onCrash);
-  });
-
-  afterEach(() => {
-    expect(crashes).toEqual([]);
   });
 
   const api = () => request(svc.url);

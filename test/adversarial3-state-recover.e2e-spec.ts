@@ -7,14 +7,12 @@ import { Tenant, createTenant, fingerprint, watchQueue } from './support/api';
 import { deliveryApi, holdsFor } from './support/delivery-api';
 import { E2eApp, startE2eApp } from './support/harness';
 import { Receiver, startReceiver } from './support/receiver';
+import { failOnProcessCrashes } from './support/process-crashes';
 
 /** The path a supertest response was requested with (`req` is missing from its types). */
 const pathOf = (res: unknown) => (res as { req: { path: string } }).req.path;
 
 jest.setTimeout(90_000);
-
-const crashes: unknown[] = [];
-const onCrash = (error: unknown) => crashes.push(error);
 
 /** The exact (microsecond) creation time of a delivery, as the list cursors spell it. */
 async function createdAtUs(svc: E2eApp, deliveryId: string): Promise<string> {
@@ -36,6 +34,7 @@ function plusUs(at: string, us: number): string {
 }
 
 describe('adversarial3 state: recover and foreign ids', () => {
+  failOnProcessCrashes();
   let svc: E2eApp;
   let a: Tenant;
   let b: Tenant;
@@ -43,8 +42,6 @@ describe('adversarial3 state: recover and foreign ids', () => {
   let ok: Receiver;
 
   beforeAll(async () => {
-    process.on('unhandledRejection', onCrash);
-    process.on('uncaughtException', onCrash);
     svc = await startE2eApp();
     failing = await startReceiver((_n, _r, res) => {
       res.statusCode = 500;
@@ -59,12 +56,6 @@ describe('adversarial3 state: recover and foreign ids', () => {
     await svc?.close();
     await failing?.close();
     await ok?.close();
-    process.off('unhandledRejection', onCrash);
-    process.off('uncaughtException', onCrash);
-  });
-
-  afterEach(() => {
-    expect(crashes).toEqual([]);
   });
 
   /** An endpoint of A to the always-failing receiver, with one failed delivery. */

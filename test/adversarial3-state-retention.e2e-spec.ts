@@ -7,20 +7,17 @@ import { Tenant, createTenant } from './support/api';
 import { deliveryApi, holdsFor } from './support/delivery-api';
 import { E2eApp, startE2eApp } from './support/harness';
 import { Receiver, startReceiver } from './support/receiver';
+import { failOnProcessCrashes } from './support/process-crashes';
 
 jest.setTimeout(90_000);
 
-const crashes: unknown[] = [];
-const onCrash = (error: unknown) => crashes.push(error);
-
 describe('adversarial3 state: retention against deliveries in progress', () => {
+  failOnProcessCrashes();
   let svc: E2eApp;
   let tenant: Tenant;
   let failing: Receiver;
 
   beforeAll(async () => {
-    process.on('unhandledRejection', onCrash);
-    process.on('uncaughtException', onCrash);
     // The second attempt comes 2 s after the first: the delivery stays pending in between.
     svc = await startE2eApp({ retryScheduleMs: [0, 2000] });
     failing = await startReceiver((_n, _r, res) => {
@@ -33,12 +30,6 @@ describe('adversarial3 state: retention against deliveries in progress', () => {
   afterAll(async () => {
     await svc?.close();
     await failing?.close();
-    process.off('unhandledRejection', onCrash);
-    process.off('uncaughtException', onCrash);
-  });
-
-  afterEach(() => {
-    expect(crashes).toEqual([]);
   });
 
   const age = (eventId: string) =>

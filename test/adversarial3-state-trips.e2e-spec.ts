@@ -9,23 +9,20 @@ import request, { Response } from 'supertest';
 import { Tenant, createTenant, tripBody } from './support/api';
 import { E2eApp, eventually, startE2eApp } from './support/harness';
 import { Receiver, startReceiver } from './support/receiver';
+import { failOnProcessCrashes } from './support/process-crashes';
 
 /** The path a supertest response was requested with (`req` is missing from its types). */
 const pathOf = (res: unknown) => (res as { req: { path: string } }).req.path;
 
 jest.setTimeout(90_000);
 
-const crashes: unknown[] = [];
-const onCrash = (error: unknown) => crashes.push(error);
-
 describe('adversarial3 state: a trip under concurrent delays and arrivals', () => {
+  failOnProcessCrashes();
   let svc: E2eApp;
   let tenant: Tenant;
   let receiver: Receiver;
 
   beforeAll(async () => {
-    process.on('unhandledRejection', onCrash);
-    process.on('uncaughtException', onCrash);
     svc = await startE2eApp();
     receiver = await startReceiver();
     tenant = await createTenant(svc, 'adv3-state-trips');
@@ -39,12 +36,6 @@ describe('adversarial3 state: a trip under concurrent delays and arrivals', () =
   afterAll(async () => {
     await svc?.close();
     await receiver?.close();
-    process.off('unhandledRejection', onCrash);
-    process.off('uncaughtException', onCrash);
-  });
-
-  afterEach(() => {
-    expect(crashes).toEqual([]);
   });
 
   const api = () => request(svc.url);

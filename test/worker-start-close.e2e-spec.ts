@@ -1,6 +1,10 @@
 import type { Redis } from 'ioredis';
 import { OwnRedis, startOwnRedis } from './faults/support/own-redis';
 import { startE2eApp } from './support/harness';
+import {
+  nextMacrotask,
+  watchProcessFailures,
+} from '../libs/transactional/test/support/process-failures';
 
 // A worker's Bull queue starts processing after the app is up; an app closed before that
 // start-up is over must not leave Bull's rejected start-up promise unhandled (it failed a CI
@@ -18,9 +22,8 @@ describe('when a worker is closed before its queue has started', () => {
   });
 
   it('should close without an unhandled rejection from the queue it never started on', async () => {
-    const rejections: unknown[] = [];
-    const onRejection = (reason: unknown) => rejections.push(reason);
-    process.on('unhandledRejection', onRejection);
+    // NOTE: the real process's listeners: a spec's own `process` never sees these events.
+    const watch = watchProcessFailures();
     try {
       for (let round = 0; round < 3; round++) {
         redis.pause();
@@ -40,9 +43,10 @@ describe('when a worker is closed before its queue has started', () => {
           client.disconnect();
       }
       await new Promise((resolve) => setTimeout(resolve, 500));
+      await nextMacrotask();
     } finally {
-      process.off('unhandledRejection', onRejection);
+      watch.dispose();
     }
-    expect(rejections).toEqual([]);
+    expect(watch.unhandledRejections).toEqual([]);
   }, 60_000);
 });
