@@ -33,6 +33,10 @@ import {
   findJob,
 } from './support/lib-app';
 import { dbQuery, deadlockVictim } from './support/db';
+import {
+  ProcessFailures,
+  watchProcessFailures,
+} from './support/process-failures';
 
 const QUEUE = uniqueName('model');
 const TABLE = 'tx_spec_model_outbox';
@@ -278,8 +282,8 @@ class CaseRun {
 describe('model: a job exists if and only if its transaction committed', () => {
   let app: INestApplication;
   let model: ModelRunner;
-  const unhandled: unknown[] = [];
-  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  // NOTE: on the real process: a spec's own `process` never sees these events.
+  let failures: ProcessFailures | undefined;
 
   beforeAll(async () => {
     const dataSource = new DataSource(testDataSourceOptions());
@@ -305,11 +309,11 @@ describe('model: a job exists if and only if its transaction committed', () => {
       },
     });
     model = app.get(ModelRunner);
-    process.on('unhandledRejection', onUnhandled);
+    failures = watchProcessFailures();
   });
 
   afterAll(async () => {
-    process.off('unhandledRejection', onUnhandled);
+    failures?.dispose();
     await closeLibApp(app, [QUEUE]);
   });
 
@@ -391,6 +395,7 @@ describe('model: a job exists if and only if its transaction committed', () => {
           );
         }
       }
+      const unhandled = failures?.unhandledRejections ?? [];
       if (unhandled.length > 0) {
         throw new Error(`unhandled rejection: ${String(unhandled[0])}`);
       }
