@@ -481,12 +481,17 @@ export class TransactionRunner {
         this.active++;
         end({ cause: new Error(`timed out after ${this.hookTimeoutMs} ms`) });
       });
+      let settled = false;
       const finished = (error?: { cause: unknown }) => {
+        // NOTE: once: a hook's own thenable may call back twice, or call back and throw.
+        if (settled) return;
+        settled = true;
         deadline.cancel();
         if (abandoned) this.settle();
         end(error);
       };
-      result.then(
+      follow(
+        result,
         () => finished(),
         (error: unknown) => finished({ cause: error }),
       );
@@ -522,16 +527,22 @@ export class TransactionRunner {
         this.active++;
         reject(new Error(`timed out after ${this.hookTimeoutMs} ms`));
       });
-      work.then(
+      let settled = false;
+      const finished = () => {
+        // NOTE: once: a hook's own thenable may call back twice, or call back and throw.
+        if (settled) return false;
+        settled = true;
+        deadline.cancel();
+        if (abandoned) this.settle();
+        return true;
+      };
+      follow(
+        work,
         (value) => {
-          deadline.cancel();
-          if (abandoned) this.settle();
-          resolve(value);
+          if (finished()) resolve(value);
         },
         (error: unknown) => {
-          deadline.cancel();
-          if (abandoned) this.settle();
-          reject(error);
+          if (finished()) reject(error);
         },
       );
     });
@@ -570,6 +581,23 @@ function runSteps(
 }
 
 /** Whether `value` is a promise (or another thenable). */
+/**
+ * `thenable.then(onFulfilled, onRejected)`, with a `then` that throws (a hook's own thenable)
+ * taken as a rejection: the step fails, is logged and counted, and its deadline is cancelled,
+ * rather than the throw reaching the caller of a committed transaction.
+ */
+function follow<T>(
+  thenable: PromiseLike<T>,
+  onFulfilled: (value: T) => void,
+  onRejected: (error: unknown) => void,
+): void {
+  try {
+    thenable.then(onFulfilled, onRejected);
+  } catch (error) {
+    onRejected(error);
+  }
+}
+
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (
     typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
