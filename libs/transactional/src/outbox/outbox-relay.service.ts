@@ -43,6 +43,19 @@ interface Dispatched {
 }
 
 /**
+ * A hand-over to Redis the relay stopped waiting for (too slow): its jobs may still reach Redis.
+ * `late` settles with what it did once it answers.
+ */
+class HandOverAbandoned extends Error {
+  constructor(
+    message: string,
+    readonly late: Promise<Dispatched>,
+  ) {
+    super(message);
+  }
+}
+
+/**
  * Re-dispatches outbox rows the fast path did not mark within the grace period (the process
  * died, or Redis was down, between commit and enqueue). No transaction stays open across a
  * Redis call: one short statement claims eligible rows for `leaseMs` (`FOR UPDATE SKIP LOCKED`
@@ -58,6 +71,8 @@ export class OutboxRelay {
   private running?: Promise<void>;
   private stopped = true;
   private failures = 0;
+  /** Abandoned hand-overs whose rows are settled once Redis answers (see `settleLate`). */
+  private readonly late = new Set<Promise<void>>();
   private polls = 0;
   /** Counters since start-up. */
   readonly stats: OutboxRelayStats = {
@@ -86,11 +101,20 @@ export class OutboxRelay {
     this.schedule(this.options.relay.pollIntervalMs);
   }
 
-  /** Stops polling; resolves when the poll in progress (if any) is over. */
+  /**
+   * Stops polling; resolves when the poll in progress (if any) is over, and the rows of hand-overs
+   * it stopped waiting for are settled (at most `redisTimeoutMs` more).
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.running;
+    if (this.late.size > 0) {
+      await withTimeout(
+        Promise.all([...this.late]),
+        this.options.relay.redisTimeoutMs,
+      ).catch(() => undefined);
+    }
   }
 
   private schedule(delayMs: number) {
@@ -173,17 +197,18 @@ export class OutboxRelay {
         outcome = await this.dispatch(queue, group, deadline);
       } catch (error) {
         failure ??= error;
+        if (error instanceof HandOverAbandoned) {
+          // NOTE: its jobs may still reach Redis: the rows keep their lease (no other relay
+          // takes them meanwhile) and are settled once Redis answers. A backoff here made them
+          // eligible again at once, and a job that did land, ran and was removed ran again.
+          this.settleLate(manager, error.late);
+          continue;
+        }
         await this.store.noteFailure(manager, group, errorText(error));
         continue;
       }
-      await this.store.markRelayed(manager, outcome.sent);
-      await this.store.release(manager, outcome.held);
-      // NOTE: only the rows the queue refused back off: a poison row never holds the others.
-      for (const { rows: refused, error } of outcome.failed) {
-        failure ??= error;
-        await this.store.noteFailure(manager, refused, errorText(error));
-      }
-      dispatched += outcome.sent.length;
+      failure ??= outcome.failed[0]?.error;
+      dispatched += await this.settle(manager, outcome);
     }
     this.stats.relayed += dispatched;
     if (dispatched > 0) {
@@ -193,6 +218,49 @@ export class OutboxRelay {
     }
     if (failure !== undefined && dispatched === 0) throw failure;
     return dispatched;
+  }
+
+  /**
+   * Marks the rows sent, releases those held back and records the failure of those the queue
+   * refused (only they back off: a poison row never holds the others); resolves with how many
+   * were sent. Each statement changes a row only while this relay's lease on it holds.
+   */
+  private async settle(
+    manager: EntityManager,
+    outcome: Dispatched,
+  ): Promise<number> {
+    await this.store.markRelayed(manager, outcome.sent);
+    await this.store.release(manager, outcome.held);
+    for (const { rows: refused, error } of outcome.failed) {
+      await this.store.noteFailure(manager, refused, errorText(error));
+    }
+    return outcome.sent.length;
+  }
+
+  /**
+   * Settles the rows of a hand-over the relay stopped waiting for, once Redis answers: marked if
+   * their jobs landed, their failure recorded if not. A lease that ran out meanwhile (the call
+   * took longer than it) leaves them to the relay that claims them next.
+   */
+  private settleLate(manager: EntityManager, late: Promise<Dispatched>) {
+    const settled: Promise<void> = late
+      .then(async (outcome) => {
+        const sent = await this.settle(manager, outcome);
+        this.stats.relayed += sent;
+        if (sent > 0) {
+          this.logger.log(
+            `relayed ${sent} job(s) whose hand-over Redis answered late`,
+          );
+        }
+      })
+      .catch((error: unknown) => {
+        this.logger.warn(
+          `could not settle the outbox rows of a late hand-over: ${errorText(error)}; ` +
+            `they are the relay's again when their lease ends`,
+        );
+      })
+      .finally(() => this.late.delete(settled));
+    this.late.add(settled);
   }
 
   /**
@@ -257,37 +325,46 @@ export class OutboxRelay {
           : part,
       error,
     });
-    const outcomes = await this.bounded(
-      () =>
-        Promise.all([
-          bulk.length > 0
-            ? Promise.resolve()
-                .then(() => adapter.enqueue(bulk, true))
-                .then(() => undefined, refusedOf(bulk))
-            : undefined,
-          // NOTE: Bull's addBulk ignores `repeat`.
-          ...single.map((job) =>
-            Promise.resolve()
-              .then(() => adapter.enqueue([job]))
-              .then(() => undefined, refusedOf([job])),
-          ),
-        ]),
-      deadline,
-      'taking the jobs',
-    );
-    const refusedJobs = new Set<AdapterJob>();
-    for (const outcome of outcomes) {
-      if (!outcome) continue;
-      for (const job of outcome.jobs) refusedJobs.add(job);
-      failed.push({
-        rows: outcome.jobs.map((job) => rowOf.get(job)!),
-        error: outcome.error,
+    // NOTE: never rejects: each call's failure is an outcome.
+    const handOver = () =>
+      Promise.all([
+        bulk.length > 0
+          ? Promise.resolve()
+              .then(() => adapter.enqueue(bulk, true))
+              .then(() => undefined, refusedOf(bulk))
+          : undefined,
+        // NOTE: Bull's addBulk ignores `repeat`.
+        ...single.map((job) =>
+          Promise.resolve()
+            .then(() => adapter.enqueue([job]))
+            .then(() => undefined, refusedOf([job])),
+        ),
+      ]).then((outcomes): Dispatched => {
+        const refusedJobs = new Set<AdapterJob>();
+        for (const outcome of outcomes) {
+          if (!outcome) continue;
+          for (const job of outcome.jobs) refusedJobs.add(job);
+          failed.push({
+            rows: outcome.jobs.map((job) => rowOf.get(job)!),
+            error: outcome.error,
+          });
+        }
+        const sent = jobs
+          .filter((job) => !refusedJobs.has(job))
+          .map((job) => rowOf.get(job)!);
+        return { sent, held, failed };
       });
+    let started: Promise<Dispatched> | undefined;
+    try {
+      return await this.bounded(
+        () => (started = handOver()),
+        deadline,
+        'taking the jobs',
+      );
+    } catch (error) {
+      if (started) throw new HandOverAbandoned(errorText(error), started);
+      throw error;
     }
-    const sent = jobs
-      .filter((job) => !refusedJobs.has(job))
-      .map((job) => rowOf.get(job)!);
-    return { sent, held, failed };
   }
 
   /** Starts `work` unless the lease has run out, and waits at most `redisTimeoutMs` for it. */
