@@ -15,11 +15,17 @@ const NOW = 'UTC_TIMESTAMP(6)';
 const PLUS_MS = (ms: string) =>
   `${NOW} + INTERVAL ROUND((${ms}) * 1000) MICROSECOND`;
 
-/** `(queue, id) IN ((?, ?), ...)` for `keys`, with its parameters. */
+/**
+ * `(queue = ? AND id = ?) OR ...` for `keys`, with its parameters. NOTE: not `(queue, id) IN
+ * ((?, ?), ...)`, which MariaDB may run as a scan of the table: at REPEATABLE READ an UPDATE then
+ * locks every row it reads, other transactions' rows with them, and the applications'
+ * transactions that write durable jobs deadlocked. Equalities on the primary key lock only the
+ * rows named.
+ */
 function keyList(keys: OutboxRowKey[]): [string, string[]] {
   const params: string[] = [];
   for (const key of keys) params.push(key.queue, key.id);
-  return [`(queue, id) IN (${keys.map(() => '(?, ?)').join(', ')})`, params];
+  return [`(${keys.map(() => '(queue = ? AND id = ?)').join(' OR ')})`, params];
 }
 
 /** A JSON column as mysql2 hands it over: parsed (MySQL's JSON type) or text (MariaDB's). */
@@ -178,12 +184,22 @@ export class MysqlOutboxStore implements OutboxStore {
     }
   }
 
+  /**
+   * Deletes dispatched rows past the retention period, at most `limit`. NOTE: in a READ
+   * COMMITTED transaction, as `claim`: at the server's default REPEATABLE READ, InnoDB's range
+   * DELETE takes next-key locks, among them the gap where every new pending row is inserted,
+   * and the applications' transactions that write durable jobs deadlocked against it.
+   */
   async deleteExpired(manager: EntityManager, limit = 10_000): Promise<number> {
-    const result: { affectedRows?: number } = await manager.query(
-      `DELETE FROM ${this.table}
-       WHERE dispatched_at IS NOT NULL AND dispatched_at < ${NOW} - INTERVAL ROUND(? * 1000) MICROSECOND
-       LIMIT ?`,
-      [this.options.relay.retentionMs, limit],
+    const result: { affectedRows?: number } = await manager.transaction(
+      'READ COMMITTED',
+      (m) =>
+        m.query(
+          `DELETE FROM ${this.table}
+           WHERE dispatched_at IS NOT NULL AND dispatched_at < ${NOW} - INTERVAL ROUND(? * 1000) MICROSECOND
+           LIMIT ?`,
+          [this.options.relay.retentionMs, limit],
+        ),
     );
     return Number(result.affectedRows ?? 0);
   }
