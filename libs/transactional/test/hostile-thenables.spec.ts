@@ -28,7 +28,8 @@ afterAll(async () => {
   await closeLibApp(app, ['hostile-thenables']);
 });
 
-type Hostile = () => PromiseLike<unknown>;
+/** A hook's return value: thenable in shape only (its `then` breaks the Promises/A+ rules). */
+type Hostile = () => { then(...args: never[]): unknown };
 
 const HOSTILE: [string, Hostile, number][] = [
   [
@@ -43,10 +44,10 @@ const HOSTILE: [string, Hostile, number][] = [
   [
     'then() fulfils twice',
     () => ({
-      then(onFulfilled?: (value: unknown) => unknown) {
+      then(onFulfilled?: ((value: unknown) => unknown) | null) {
         onFulfilled?.(1);
         onFulfilled?.(2);
-        return this as PromiseLike<unknown>;
+        return this;
       },
     }),
     0,
@@ -54,7 +55,7 @@ const HOSTILE: [string, Hostile, number][] = [
   [
     'then() fulfils, then throws',
     () => ({
-      then(onFulfilled?: (value: unknown) => unknown) {
+      then(onFulfilled?: ((value: unknown) => unknown) | null) {
         onFulfilled?.(1);
         throw new Error('after fulfilling');
       },
@@ -64,10 +65,10 @@ const HOSTILE: [string, Hostile, number][] = [
   [
     'then() rejects twice',
     () => ({
-      then(_f?: unknown, onRejected?: (error: unknown) => unknown) {
+      then(_f?: unknown, onRejected?: ((error: unknown) => unknown) | null) {
         onRejected?.(new Error('one'));
         onRejected?.(new Error('two'));
-        return this as PromiseLike<unknown>;
+        return this;
       },
     }),
     1,
