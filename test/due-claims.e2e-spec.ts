@@ -151,10 +151,7 @@ function comparable(result: BatchClaimResult) {
     kind: result.kind,
     interrupted: result.interrupted,
     attemptIdSet: typeof attemptId === 'string',
-    claim: {
-      ...claim,
-      previousNextAttemptAt: claim.previousNextAttemptAt?.getTime() ?? null,
-    },
+    claim,
     event: { id: event.id, type: event.type, payloadText: event.payloadText },
     endpoint: {
       id: endpoint.id,

@@ -98,7 +98,6 @@ describe('recording a batch of 2xx outcomes (one statement)', () => {
               attemptId: attemptId(i),
               trigger: 'scheduled',
               previousStatus: 'pending',
-              previousNextAttemptAt: null,
             },
             result: {
               kind: 'response',

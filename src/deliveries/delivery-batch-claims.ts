@@ -39,7 +39,7 @@ export const BATCH_LOCK_ENDPOINTS_SQL = `SELECT id, url, disabled, secrets FROM 
 
 /** Locks the deliveries of a batch (by primary key only) and reads what a claim decides on. */
 export const BATCH_LOCK_DELIVERIES_SQL = `SELECT d.id, d.account_id, d.event_id, d.endpoint_id, d.status,
-         d.attempt_count, d.next_attempt_at,
+         d.attempt_count,
          (d.locked_until IS NULL OR d.locked_until < now()) AS lease_free,
          (d.next_attempt_at <= now() + interval '1 second') IS TRUE AS due,
          (SELECT count(*)::int FROM delivery_attempts a
@@ -73,7 +73,6 @@ interface LockedRow {
   endpoint_id: string;
   status: DeliveryStatus;
   attempt_count: number;
-  next_attempt_at: Date | null;
   lease_free: boolean;
   due: boolean;
   scheduled_attempts: number;
@@ -179,7 +178,6 @@ export async function claimBatch(
           attemptId: attempt.id,
           trigger: 'scheduled',
           previousStatus: row.status === 'sending' ? 'pending' : row.status,
-          previousNextAttemptAt: row.next_attempt_at,
           event,
           endpoint: endpointById.get(row.endpoint_id)!,
         },

@@ -12,7 +12,6 @@ export interface ClaimedDelivery {
   attemptId: string;
   trigger: AttemptTrigger;
   previousStatus: DeliveryStatus;
-  previousNextAttemptAt: Date | null;
 }
 
 /**
@@ -32,7 +31,6 @@ interface LockedRow {
   endpoint_id: string;
   status: DeliveryStatus;
   attempt_count: number;
-  next_attempt_at: Date | null;
   lease_free: boolean;
   due: boolean;
   scheduled_attempts: number;
@@ -40,7 +38,6 @@ interface LockedRow {
 
 /** Locks a delivery ($1) and reads what a claim decides on, scheduled attempts included. */
 export const CLAIM_SQL = `SELECT d.id, d.account_id, d.event_id, d.endpoint_id, d.status, d.attempt_count,
-            d.next_attempt_at,
             (d.locked_until IS NULL OR d.locked_until < now()) AS lease_free,
             (d.next_attempt_at <= now() + interval '1 second') IS TRUE AS due,
             (SELECT count(*)::int FROM delivery_attempts a
@@ -140,7 +137,6 @@ export async function claimDelivery(
       attemptId: attempt.id,
       trigger,
       previousStatus: row.status === 'sending' ? 'pending' : row.status,
-      previousNextAttemptAt: row.next_attempt_at,
     },
   };
 }

@@ -49,7 +49,7 @@ export const CLAIM_DUE_SQL = `WITH ep AS MATERIALIZED (
     INSERT INTO delivery_attempts (delivery_id, number, trigger, status, started_at)
     SELECT id, attempt_count, 'scheduled', 'in_progress', now() FROM claimed
     RETURNING id, delivery_id, number)
-  SELECT l.id, l.account_id, l.event_id, l.endpoint_id, l.next_attempt_at,
+  SELECT l.id, l.account_id, l.event_id, l.endpoint_id,
          a.id AS attempt_id, a.number, e.type, e.payload::text AS payload_text, e.created_at,
          ep.url, ep.disabled, ep.secrets
     FROM due l
@@ -64,7 +64,6 @@ interface DueRow {
   account_id: string;
   event_id: string;
   endpoint_id: string;
-  next_attempt_at: Date | null;
   attempt_id: string;
   number: number;
   type: string;
@@ -106,7 +105,6 @@ export async function claimDue(
           attemptId: row.attempt_id,
           trigger: 'scheduled',
           previousStatus: 'pending',
-          previousNextAttemptAt: row.next_attempt_at,
           event: toStoredEvent({
             id: row.event_id,
             type: row.type,
