@@ -19,18 +19,18 @@ import {
   PUBLIC_ROUTE,
 } from './auth.decorators';
 
-function bearer(request: AuthenticatedRequest): string {
+function bearer(request: AuthenticatedRequest, what = 'api key'): string {
   assertSingleHeader(request, 'Authorization');
   const header = request.headers.authorization;
   if (!header) {
     throw new UnauthorizedException(
-      'Missing Authorization header: send "Authorization: Bearer <api key>"',
+      `Missing Authorization header: send "Authorization: Bearer <${what}>"`,
     );
   }
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!match) {
     throw new UnauthorizedException(
-      'Malformed Authorization header: expected "Authorization: Bearer <api key>"',
+      `Malformed Authorization header: expected "Authorization: Bearer <${what}>"`,
     );
   }
   return match[1];
@@ -74,8 +74,12 @@ export class ApiKeyGuard implements CanActivate {
     if (this.reflector.get<boolean>(PUBLIC_ROUTE, context.getHandler()))
       return true;
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
-    const token = bearer(request);
-    if (this.reflector.get<boolean>(ADMIN_ROUTE, context.getHandler())) {
+    const adminRoute = this.reflector.get<boolean>(
+      ADMIN_ROUTE,
+      context.getHandler(),
+    );
+    const token = bearer(request, adminRoute ? 'ADMIN_TOKEN' : 'api key');
+    if (adminRoute) {
       if (!this.config.adminToken) {
         throw new ForbiddenException(
           'Admin routes (account creation, metrics) are disabled: the server has no ' +

@@ -34,6 +34,7 @@ import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { DELIVERY_QUEUE } from '../deliveries/delivery-queue';
 import { DeliveryStats } from '../deliveries/delivery-stats';
 import { JsonBodyGuard } from '../http/json-body.guard';
+import { assertSingleHeader } from '../http/single-header';
 import { HealthCheckResponseDto } from './dto/health-check-response.dto';
 import { HealthSummaryResponseDto } from './dto/health-summary-response.dto';
 import { redactHealth } from './health-details';
@@ -115,6 +116,7 @@ export class HealthController {
   })
   @ApiBearerAuth(ADMIN_TOKEN_SCHEME)
   async ready(@Req() request: Request): Promise<HealthCheckResult> {
+    assertSingleHeader(request, 'Authorization');
     const admin = hasAdminToken(request, this.config.adminToken);
     const timeout = this.config.healthCheckTimeoutMs;
     try {
@@ -148,6 +150,7 @@ export class HealthController {
   })
   @PublicRoute()
   async check(@Req() request: Request) {
+    assertSingleHeader(request, 'Authorization');
     const timeout = this.config.healthCheckTimeoutMs;
     const [database, redis] = await Promise.all([
       probe(

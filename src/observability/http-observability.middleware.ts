@@ -15,15 +15,24 @@ type Label = 'method' | 'route' | 'status_code';
 const UNMATCHED = 'unmatched';
 
 /**
+ * Paths routers are mounted on (the queue dashboard). `req.baseUrl` is the part of the URL the
+ * mount matched *as the caller spelled it* (Express matches case-insensitively): only these
+ * spellings may reach a label.
+ */
+const MOUNTS = ['/admin/queues'];
+
+/**
  * The route template a request matched (`/v1/trips/:id/delays`), or `unmatched`. Express keeps
  * the matched route on the request; a router mounted on a fixed path (the dashboard) adds it.
  * A catch-all (`{/*splat}`, Nest's not-found route) counts as unmatched.
  */
 export function routeTemplate(req: Request): string {
   const path = (req.route as { path?: unknown } | undefined)?.path;
-  return typeof path === 'string' && !path.includes('*')
-    ? `${req.baseUrl}${path}`
-    : UNMATCHED;
+  if (typeof path !== 'string' || path.includes('*')) return UNMATCHED;
+  if (!req.baseUrl) return path;
+  const base = req.baseUrl.toLowerCase();
+  const mount = MOUNTS.find((m) => m === base);
+  return mount ? `${mount}${path}` : UNMATCHED;
 }
 
 /**

@@ -21,6 +21,19 @@ export class DashboardAuthMiddleware implements NestMiddleware {
       });
       return;
     }
+    const copies = req.rawHeaders.filter(
+      (_, i) =>
+        i % 2 === 0 && req.rawHeaders[i].toLowerCase() === 'authorization',
+    ).length;
+    if (copies > 1) {
+      // Node keeps the first copy: which one was meant cannot be told (README, Requests).
+      res.status(400).json({
+        statusCode: 400,
+        error: 'Bad Request',
+        message: `Send one Authorization header; this request has ${copies}`,
+      });
+      return;
+    }
     if (!carriesAdminToken(req.headers.authorization, this.config.adminToken)) {
       res
         .status(401)
@@ -33,6 +46,35 @@ export class DashboardAuthMiddleware implements NestMiddleware {
         });
       return;
     }
+    this.answerInTime(req, res);
     next();
+  }
+
+  /**
+   * Bull Board's API waits on Redis with no limit: while Redis is paused or unreachable a page
+   * would spin forever (each request holding a socket). Past three health-check timeouts the
+   * request is answered 503, and Bull Board's late answer is dropped.
+   */
+  private answerInTime(req: Request, res: Response): void {
+    if (!req.originalUrl.split('?')[0].includes('/api/')) return;
+    const ms = 3 * this.config.healthCheckTimeoutMs;
+    const timer = setTimeout(() => {
+      if (res.headersSent) return;
+      res
+        .status(503)
+        .setHeader('Retry-After', '5')
+        .json({
+          statusCode: 503,
+          error: 'Service Unavailable',
+          message: `The queue dashboard got no answer from Redis within ${ms} ms: see GET /health/ready`,
+        });
+      const late = () => res;
+      res.status = late;
+      res.json = late;
+      res.send = late;
+      res.end = late as unknown as Response['end'];
+      res.setHeader = late as unknown as Response['setHeader'];
+    }, ms);
+    res.once('close', () => clearTimeout(timer));
   }
 }

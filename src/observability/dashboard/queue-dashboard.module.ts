@@ -5,6 +5,22 @@ import { Module } from '@nestjs/common';
 import { DELIVERY_QUEUE } from '../../deliveries/delivery-queue';
 import { DashboardAuthMiddleware } from './dashboard-auth.middleware';
 
+/**
+ * Bull keeps a job in the hash `<prefix>:<queue>:<job id>`, next to its own keys (`id` is a
+ * string, `wait` a list, ...): a job id naming one of them makes HGETALL fail with WRONGTYPE,
+ * which Bull Board answers 500 with Redis' message. No job has such an id: 404.
+ */
+class DeliveryQueueAdapter extends BullAdapter {
+  override async getJob(id: string) {
+    try {
+      return await super.getJob(id);
+    } catch (error) {
+      if (String(error).includes('WRONGTYPE')) return undefined;
+      throw error;
+    }
+  }
+}
+
 /** Path of the queue dashboard. */
 export const DASHBOARD_ROUTE = '/admin/queues';
 
@@ -23,7 +39,7 @@ export const DASHBOARD_ROUTE = '/admin/queues';
     }),
     BullBoardModule.forFeature({
       name: DELIVERY_QUEUE,
-      adapter: BullAdapter,
+      adapter: DeliveryQueueAdapter,
       options: { readOnlyMode: true },
     }),
   ],

@@ -1,5 +1,5 @@
 import { getQueueToken } from '@nestjs/bull';
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type { Queue } from 'bull';
 import {
@@ -13,7 +13,9 @@ import { DataSource } from 'typeorm';
 import {
   OutboxRelayStats,
   TransactionalMetrics,
+  withTimeout,
 } from 'nestjs-transactional-jobs';
+import { APP_CONFIG, AppConfig } from '../../config/app-config';
 import { OLDEST_DUE_SQL } from '../../deliveries/delivery-backlog';
 import { DELIVERY_QUEUE } from '../../deliveries/delivery-queue';
 
@@ -48,8 +50,14 @@ export class AppMetrics {
     transactional: TransactionalMetrics,
     dataSource: DataSource,
     moduleRef: ModuleRef,
+    @Inject(APP_CONFIG) config: AppConfig,
   ) {
     const registers = [this.registry];
+    // NOTE: every gauge read from Postgres or Redis gives up after the health checks' timeout: a
+    // paused or unreachable dependency (or a locked table) must not hang the whole scrape, whose
+    // process and counter metrics are what an operator needs during that outage.
+    const bounded = <T>(work: PromiseLike<T>) =>
+      withTimeout(work, config.healthCheckTimeoutMs);
     collectDefaultMetrics({ register: this.registry });
     this.httpRequests = new Histogram({
       name: 'http_request_duration_seconds',
@@ -173,10 +181,12 @@ export class AppMetrics {
       registers,
       async collect() {
         // NOTE: one query feeds the three outbox gauges.
-        const stats = await transactional.outbox().catch((error: unknown) => {
-          logger.warn(`metrics: outbox stats unavailable: ${String(error)}`);
-          return null;
-        });
+        const stats = await bounded(transactional.outbox()).catch(
+          (error: unknown) => {
+            logger.warn(`metrics: outbox stats unavailable: ${String(error)}`);
+            return null;
+          },
+        );
         if (!stats) return;
         this.set(stats.failing);
         pending.set(stats.pending);
@@ -188,14 +198,14 @@ export class AppMetrics {
       help: 'Endpoints disabled (410 Gone, or failing for ENDPOINT_DISABLE_AFTER_MS)',
       registers,
       async collect() {
-        const rows: { n: string }[] | null = await dataSource
-          .query('SELECT count(*) AS n FROM endpoints WHERE disabled')
-          .catch((error: unknown) => {
-            logger.warn(
-              `metrics: endpoint count unavailable: ${String(error)}`,
-            );
-            return null;
-          });
+        const rows: { n: string }[] | null = await bounded(
+          dataSource.query(
+            'SELECT count(*) AS n FROM endpoints WHERE disabled',
+          ),
+        ).catch((error: unknown) => {
+          logger.warn(`metrics: endpoint count unavailable: ${String(error)}`);
+          return null;
+        });
         if (rows) this.set(Number(rows[0].n));
       },
     });
@@ -206,14 +216,14 @@ export class AppMetrics {
         'workers are behind; GET /health/ready compares it with HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS',
       registers,
       async collect() {
-        const rows: { age_ms: number }[] | null = await dataSource
-          .query(OLDEST_DUE_SQL)
-          .catch((error: unknown) => {
-            logger.warn(
-              `metrics: delivery backlog unavailable: ${String(error)}`,
-            );
-            return null;
-          });
+        const rows: { age_ms: number }[] | null = await bounded(
+          dataSource.query(OLDEST_DUE_SQL),
+        ).catch((error: unknown) => {
+          logger.warn(
+            `metrics: delivery backlog unavailable: ${String(error)}`,
+          );
+          return null;
+        });
         if (rows)
           this.set(rows.length === 0 ? 0 : Math.max(0, rows[0].age_ms) / 1000);
       },
@@ -228,10 +238,12 @@ export class AppMetrics {
         const queue = moduleRef.get<Queue>(getQueueToken(DELIVERY_QUEUE), {
           strict: false,
         });
-        const counts = (await queue.getJobCounts().catch((error: unknown) => {
-          logger.warn(`metrics: queue counts unavailable: ${String(error)}`);
-          return null;
-        })) as Counters | null;
+        const counts = (await bounded(queue.getJobCounts()).catch(
+          (error: unknown) => {
+            logger.warn(`metrics: queue counts unavailable: ${String(error)}`);
+            return null;
+          },
+        )) as Counters | null;
         if (!counts) return;
         for (const state of QUEUE_STATES) {
           this.set({ state }, counts[state] ?? 0);
