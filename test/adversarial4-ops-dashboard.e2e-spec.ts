@@ -61,11 +61,17 @@ function raw(
         res.setEncoding('utf8');
         res.on('data', (chunk) => (text += chunk));
         res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }),
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: text,
+          }),
         );
       },
     );
-    req.setTimeout(10_000, () => req.destroy(new Error(`${method} ${path} timed out`)));
+    req.setTimeout(10_000, () =>
+      req.destroy(new Error(`${method} ${path} timed out`)),
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -84,13 +90,21 @@ describe('when an attacker or a careless operator goes at the queue dashboard', 
 
   /** Everything the dashboard could change: counts, pause flag, each job's data and options. */
   async function queueState() {
-    const jobs = await svc.queue.getJobs(['waiting', 'delayed', 'active', 'paused', 'failed']);
+    const jobs = await svc.queue.getJobs([
+      'waiting',
+      'delayed',
+      'active',
+      'paused',
+      'failed',
+    ]);
     return {
       paused: await svc.queue.isPaused(),
       counts: await svc.queue.getJobCounts(),
       jobs: jobs
         .filter(Boolean)
-        .map((job) => JSON.stringify([job.id, job.data, job.opts.delay, job.opts.priority]))
+        .map((job) =>
+          JSON.stringify([job.id, job.data, job.opts.delay, job.opts.priority]),
+        )
         .sort(),
     };
   }
@@ -133,27 +147,59 @@ describe('when an attacker or a careless operator goes at the queue dashboard', 
   const mutating = (): [string, string, string?][] => [
     ['PUT', `${BASE}/api/queues/pause`],
     ['PUT', `${BASE}/api/queues/resume`],
-    ['POST', `${BASE}/api/queues/${QUEUE}/add`, JSON.stringify({ name: 'x', data: { deliveryId: 'forged' } })],
+    [
+      'POST',
+      `${BASE}/api/queues/${QUEUE}/add`,
+      JSON.stringify({ name: 'x', data: { deliveryId: 'forged' } }),
+    ],
     ['PUT', `${BASE}/api/queues/${QUEUE}/retry/failed`],
     ['PUT', `${BASE}/api/queues/${QUEUE}/promote`],
     ['PUT', `${BASE}/api/queues/${QUEUE}/clean/waiting`],
     ['PUT', `${BASE}/api/queues/${QUEUE}/clean/delayed`],
     ['PUT', `${BASE}/api/queues/${QUEUE}/pause`],
     ['PUT', `${BASE}/api/queues/${QUEUE}/resume`],
-    ['PUT', `${BASE}/api/queues/${QUEUE}/concurrency`, JSON.stringify({ concurrency: 1 })],
-    ['PUT', `${BASE}/api/queues/${QUEUE}/rate-limit`, JSON.stringify({ max: 1, duration: 1000 })],
+    [
+      'PUT',
+      `${BASE}/api/queues/${QUEUE}/concurrency`,
+      JSON.stringify({ concurrency: 1 }),
+    ],
+    [
+      'PUT',
+      `${BASE}/api/queues/${QUEUE}/rate-limit`,
+      JSON.stringify({ max: 1, duration: 1000 }),
+    ],
     ['PUT', `${BASE}/api/queues/${QUEUE}/rate-limit/release`],
     ['PUT', `${BASE}/api/queues/${QUEUE}/empty`],
-    ['PUT', `${BASE}/api/queues/${QUEUE}/obliterate`, JSON.stringify({ force: true })],
+    [
+      'PUT',
+      `${BASE}/api/queues/${QUEUE}/obliterate`,
+      JSON.stringify({ force: true }),
+    ],
     ['PUT', `${BASE}/api/queues/${QUEUE}/job-schedulers/x/remove`],
-    ['PATCH', `${BASE}/api/queues/${QUEUE}/job-schedulers/x`, JSON.stringify({ every: 1000 })],
+    [
+      'PATCH',
+      `${BASE}/api/queues/${QUEUE}/job-schedulers/x`,
+      JSON.stringify({ every: 1000 }),
+    ],
     ['PUT', `${BASE}/api/queues/${QUEUE}/job-schedulers/x/run`],
     ['PUT', `${BASE}/api/queues/${QUEUE}/${jobId}/retry`],
     ['PUT', `${BASE}/api/queues/${QUEUE}/${jobId}/clean`],
     ['PUT', `${BASE}/api/queues/${QUEUE}/${jobId}/promote`],
-    ['PATCH', `${BASE}/api/queues/${QUEUE}/${jobId}/update-data`, JSON.stringify({ jobData: { deliveryId: 'forged' } })],
-    ['PATCH', `${BASE}/api/queues/${QUEUE}/${jobId}/delay`, JSON.stringify({ runAt: Date.now() + 86_400_000 })],
-    ['PATCH', `${BASE}/api/queues/${QUEUE}/${jobId}/priority`, JSON.stringify({ priority: 5 })],
+    [
+      'PATCH',
+      `${BASE}/api/queues/${QUEUE}/${jobId}/update-data`,
+      JSON.stringify({ jobData: { deliveryId: 'forged' } }),
+    ],
+    [
+      'PATCH',
+      `${BASE}/api/queues/${QUEUE}/${jobId}/delay`,
+      JSON.stringify({ runAt: Date.now() + 86_400_000 }),
+    ],
+    [
+      'PATCH',
+      `${BASE}/api/queues/${QUEUE}/${jobId}/priority`,
+      JSON.stringify({ priority: 5 }),
+    ],
     ['PUT', `${BASE}/api/queues/${QUEUE}/${jobId}/remove-unprocessed-children`],
   ];
 
@@ -175,7 +221,10 @@ describe('when an attacker or a careless operator goes at the queue dashboard', 
     for (const [method, path, body] of mutating()) {
       for (const headers of intruders) {
         const res = await raw(svc.url, method, path, headers, body);
-        if (res.status !== 401) seen.push(`${method} ${path} ${JSON.stringify(headers)} -> ${res.status}`);
+        if (res.status !== 401)
+          seen.push(
+            `${method} ${path} ${JSON.stringify(headers)} -> ${res.status}`,
+          );
         else expect(JSON.parse(res.body).message).toMatch(/admin token/);
       }
     }
@@ -189,9 +238,14 @@ describe('when an attacker or a careless operator goes at the queue dashboard', 
     for (const [method, path, body] of mutating()) {
       const res = await raw(svc.url, method, path, pairs(ADMIN), body);
       // The two "all queues" routes skip read-only queues and answer an empty 200.
-      const allQueues = path.endsWith('/api/queues/pause') || path.endsWith('/api/queues/resume');
+      const allQueues =
+        path.endsWith('/api/queues/pause') ||
+        path.endsWith('/api/queues/resume');
       const ok = allQueues ? res.status === 200 : res.status === 405;
-      if (!ok) seen.push(`${method} ${path} -> ${res.status} ${res.body.slice(0, 120)}`);
+      if (!ok)
+        seen.push(
+          `${method} ${path} -> ${res.status} ${res.body.slice(0, 120)}`,
+        );
     }
     expect(seen).toEqual([]);
     expect(await queueState()).toEqual(before);
@@ -246,11 +300,32 @@ describe('when an attacker or a careless operator goes at the queue dashboard', 
     // counter, `wait` a list, ...): a job id is looked up with HGETALL on whatever is there.
     const before = await queueState();
     const seen: string[] = [];
-    for (const id of ['id', 'wait', 'active', 'priority', 'stalled-check', 'limiter', 'paused', 'completed', 'failed', 'repeat']) {
-      const res = await raw(svc.url, 'GET', `${BASE}/api/queues/${QUEUE}/${id}`, pairs(ADMIN));
+    for (const id of [
+      'id',
+      'wait',
+      'active',
+      'priority',
+      'stalled-check',
+      'limiter',
+      'paused',
+      'completed',
+      'failed',
+      'repeat',
+    ]) {
+      const res = await raw(
+        svc.url,
+        'GET',
+        `${BASE}/api/queues/${QUEUE}/${id}`,
+        pairs(ADMIN),
+      );
       if (res.status >= 500 || /WRONGTYPE|ERR /.test(res.body))
         seen.push(`${id} -> ${res.status} ${res.body.slice(0, 140)}`);
-      const logs = await raw(svc.url, 'GET', `${BASE}/api/queues/${QUEUE}/${id}/logs`, pairs(ADMIN));
+      const logs = await raw(
+        svc.url,
+        'GET',
+        `${BASE}/api/queues/${QUEUE}/${id}/logs`,
+        pairs(ADMIN),
+      );
       if (logs.status >= 500 || /WRONGTYPE|ERR /.test(logs.body))
         seen.push(`${id}/logs -> ${logs.status} ${logs.body.slice(0, 140)}`);
     }
@@ -267,15 +342,32 @@ describe('when an attacker or a careless operator goes at the queue dashboard', 
         .set(ADMIN)
         .expect(200);
       texts.push(res.text);
-      for (const job of res.body.queues.find((q: any) => q.name === QUEUE).jobs) {
+      for (const job of res.body.queues.find((q: any) => q.name === QUEUE)
+        .jobs) {
         // What a delivery job may carry (src/deliveries/delivery-queue.ts).
         for (const key of Object.keys(job.data))
-          expect(['deliveryId', 'endpointId', 'trigger', 'onlyIfFailedAt', 'busySince', 'context']).toContain(key);
+          expect([
+            'deliveryId',
+            'endpointId',
+            'trigger',
+            'onlyIfFailedAt',
+            'busySince',
+            'context',
+          ]).toContain(key);
       }
     }
-    const one = await request(svc.url).get(`${BASE}/api/queues/${QUEUE}/${jobId}`).set(ADMIN).expect(200);
+    const one = await request(svc.url)
+      .get(`${BASE}/api/queues/${QUEUE}/${jobId}`)
+      .set(ADMIN)
+      .expect(200);
     texts.push(one.text);
-    texts.push((await request(svc.url).get(`${BASE}/api/queues/${QUEUE}/${jobId}/logs`).set(ADMIN)).text);
+    texts.push(
+      (
+        await request(svc.url)
+          .get(`${BASE}/api/queues/${QUEUE}/${jobId}/logs`)
+          .set(ADMIN)
+      ).text,
+    );
     const all = texts.join('\n');
     expect(all).toContain(jobId.split(':')[0]);
     for (const secret of secrets) expect(all).not.toContain(secret);
@@ -289,8 +381,14 @@ describe('when an attacker or a careless operator goes at the queue dashboard', 
       [`Bearer ${ADMIN_TOKEN}`, 'Bearer nope'],
       ['Bearer nope', `Bearer ${ADMIN_TOKEN}`],
     ]) {
-      const res = await raw(svc.url, 'GET', `${BASE}/api/queues`, order.map((v) => ['authorization', v] as [string, string]));
-      if (res.status !== 400) seen.push(`${order.join(' + ')} -> ${res.status}`);
+      const res = await raw(
+        svc.url,
+        'GET',
+        `${BASE}/api/queues`,
+        order.map((v) => ['authorization', v] as [string, string]),
+      );
+      if (res.status !== 400)
+        seen.push(`${order.join(' + ')} -> ${res.status}`);
     }
     expect(seen).toEqual([]);
   });
@@ -298,11 +396,24 @@ describe('when an attacker or a careless operator goes at the queue dashboard', 
   it('should keep the dashboard shut (403, actionable) on a server without ADMIN_TOKEN, whatever is sent', async () => {
     const open = await startE2eApp({ role: 'api', adminToken: undefined });
     try {
-      for (const headers of [{}, ADMIN, basic('ops:'), basic(':'), { authorization: 'Bearer ' }]) {
-        const res = await request(open.url).get(`${BASE}/api/queues`).set(headers);
+      for (const headers of [
+        {},
+        ADMIN,
+        basic('ops:'),
+        basic(':'),
+        { authorization: 'Bearer ' },
+      ]) {
+        const res = await request(open.url)
+          .get(`${BASE}/api/queues`)
+          .set(headers);
         expect(res.status).toBe(403);
         expect(res.body.message).toMatch(/ADMIN_TOKEN/);
-        const put = await raw(open.url, 'PUT', `${BASE}/api/queues/${QUEUE}/empty`, pairs(headers));
+        const put = await raw(
+          open.url,
+          'PUT',
+          `${BASE}/api/queues/${QUEUE}/empty`,
+          pairs(headers),
+        );
         expect(put.status).toBe(403);
       }
     } finally {

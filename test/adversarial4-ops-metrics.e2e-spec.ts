@@ -29,7 +29,8 @@ const basic = (userPass: string) => ({
 function seriesOf(text: string, name: string): Set<string> {
   const out = new Set<string>();
   for (const line of text.split('\n')) {
-    if (line.startsWith(`${name}{`)) out.add(line.slice(name.length, line.lastIndexOf('}') + 1));
+    if (line.startsWith(`${name}{`))
+      out.add(line.slice(name.length, line.lastIndexOf('}') + 1));
   }
   return out;
 }
@@ -49,7 +50,11 @@ function raw(
         port: url.port,
         method,
         path,
-        headers: ['host', url.host, ...headers.flat()] as unknown as http.OutgoingHttpHeaders,
+        headers: [
+          'host',
+          url.host,
+          ...headers.flat(),
+        ] as unknown as http.OutgoingHttpHeaders,
       },
       (res) => {
         let body = '';
@@ -58,7 +63,9 @@ function raw(
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
       },
     );
-    req.setTimeout(10_000, () => req.destroy(new Error(`${method} ${path} timed out`)));
+    req.setTimeout(10_000, () =>
+      req.destroy(new Error(`${method} ${path} timed out`)),
+    );
     req.on('error', reject);
     req.end();
   });
@@ -83,7 +90,8 @@ describe('when attackers feed the metrics and probe the health checks', () => {
   const tenants: Tenant[] = [];
   /** What must never show in metrics or logs. */
   const secrets: Record<string, string> = {};
-  const scrape = async () => (await request(svc.url).get('/metrics').set(ADMIN).expect(200)).text;
+  const scrape = async () =>
+    (await request(svc.url).get('/metrics').set(ADMIN).expect(200)).text;
 
   beforeAll(async () => {
     svc = await startE2eApp({}, observability);
@@ -104,7 +112,9 @@ describe('when attackers feed the metrics and probe the health checks', () => {
       const endpoint = await request(svc.url)
         .post('/v1/endpoints')
         .set(tenant.auth)
-        .send({ url: `${receiver.url.replace('/hook', '')}/hook?${pathToken}=1&token=${queryToken}` })
+        .send({
+          url: `${receiver.url.replace('/hook', '')}/hook?${pathToken}=1&token=${queryToken}`,
+        })
         .expect(201);
       const reference = `REF-${randomBytes(5).toString('hex')}`;
       const trip = await request(svc.url)
@@ -134,7 +144,9 @@ describe('when attackers feed the metrics and probe the health checks', () => {
     }
     // Every delivery of both tenants succeeded on its second attempt.
     await eventually(
-      () => receiver.received.filter((r) => r.body.includes('trip.delayed')).length >= 4,
+      () =>
+        receiver.received.filter((r) => r.body.includes('trip.delayed'))
+          .length >= 4,
       'two attempts per tenant',
       20_000,
     );
@@ -146,9 +158,28 @@ describe('when attackers feed the metrics and probe the health checks', () => {
   });
 
   it('should keep the number of request series bounded whatever paths, methods and headers anonymous callers send', async () => {
-    const before = seriesOf(await scrape(), 'http_request_duration_seconds_count');
+    const before = seriesOf(
+      await scrape(),
+      'http_request_duration_seconds_count',
+    );
     const markers: string[] = [];
-    const methods = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD', 'PROPFIND', 'MKCOL', 'PURGE', 'SEARCH', 'REPORT', 'LOCK', 'UNLOCK', 'QUERY'];
+    const methods = [
+      'GET',
+      'POST',
+      'PUT',
+      'PATCH',
+      'DELETE',
+      'OPTIONS',
+      'HEAD',
+      'PROPFIND',
+      'MKCOL',
+      'PURGE',
+      'SEARCH',
+      'REPORT',
+      'LOCK',
+      'UNLOCK',
+      'QUERY',
+    ];
     const paths = (m: string) => [
       `/${m}`,
       `/v1/${m}/${randomUUID()}`,
@@ -175,7 +206,10 @@ describe('when attackers feed the metrics and probe the health checks', () => {
         }
       }
     }
-    const after = seriesOf(await scrape(), 'http_request_duration_seconds_count');
+    const after = seriesOf(
+      await scrape(),
+      'http_request_duration_seconds_count',
+    );
     const added = [...after].filter((s) => !before.has(s));
     const joined = added.join('\n');
     for (const marker of markers) expect(joined).not.toContain(marker);
@@ -185,10 +219,17 @@ describe('when attackers feed the metrics and probe the health checks', () => {
   });
 
   it("should label the dashboard's routes with their template whatever the case of the path the admin typed", async () => {
-    for (const prefix of ['/admin/queues', '/ADMIN/QUEUES', '/Admin/Queues', '/aDmIn/qUeUeS']) {
+    for (const prefix of [
+      '/admin/queues',
+      '/ADMIN/QUEUES',
+      '/Admin/Queues',
+      '/aDmIn/qUeUeS',
+    ]) {
       await request(svc.url).get(`${prefix}/api/queues`).set(ADMIN).expect(200);
     }
-    const routes = [...seriesOf(await scrape(), 'http_request_duration_seconds_count')]
+    const routes = [
+      ...seriesOf(await scrape(), 'http_request_duration_seconds_count'),
+    ]
       .map((s) => /route="([^"]*)"/.exec(s)?.[1] ?? '')
       .filter((route) => /queues/i.test(route));
     // README: `route` is the template; no label holds anything a caller chose.
@@ -199,7 +240,10 @@ describe('when attackers feed the metrics and probe the health checks', () => {
   it("should put no tenant's key, secret, URL, ids or data anywhere in the metrics text", async () => {
     const text = await scrape();
     for (const [what, value] of Object.entries(secrets)) {
-      expect({ what, found: text.includes(value) }).toEqual({ what, found: false });
+      expect({ what, found: text.includes(value) }).toEqual({
+        what,
+        found: false,
+      });
     }
     expect(text).not.toContain(ADMIN_TOKEN);
     expect(text).not.toMatch(/whsec_|127\.0\.0\.1|token=/);
@@ -210,9 +254,13 @@ describe('when attackers feed the metrics and probe the health checks', () => {
     const all = lines.join('\n');
     for (const [what, value] of Object.entries(secrets)) {
       if (/Id$/.test(what) || /reference|reason/.test(what)) continue; // ids are meant to be logged
-      expect({ what, found: all.includes(value) }).toEqual({ what, found: false });
+      expect({ what, found: all.includes(value) }).toEqual({
+        what,
+        found: false,
+      });
     }
-    for (const value of [ADMIN_TOKEN, E2E_ENCRYPTION_KEYS.split(':')[1]]) expect(all).not.toContain(value);
+    for (const value of [ADMIN_TOKEN, E2E_ENCRYPTION_KEYS.split(':')[1]])
+      expect(all).not.toContain(value);
   });
 
   it('should show a non-admin caller only up/down on every health route, whatever credentials it sends', async () => {
@@ -224,13 +272,26 @@ describe('when attackers feed the metrics and probe the health checks', () => {
       { authorization: `Bearer ${ADMIN_TOKEN} extra` },
     ];
     for (const headers of callers) {
-      const summary = await request(svc.url).get('/health').set(headers).expect(200);
-      expect(summary.body).toEqual({ status: 'ok', database: 'up', redis: 'up' });
-      const ready = await request(svc.url).get('/health/ready').set(headers).expect(200);
+      const summary = await request(svc.url)
+        .get('/health')
+        .set(headers)
+        .expect(200);
+      expect(summary.body).toEqual({
+        status: 'ok',
+        database: 'up',
+        redis: 'up',
+      });
+      const ready = await request(svc.url)
+        .get('/health/ready')
+        .set(headers)
+        .expect(200);
       for (const part of ['info', 'details'])
         for (const value of Object.values(ready.body[part]))
           expect(value).toEqual({ status: 'up' });
-      const live = await request(svc.url).get('/health/live').set(headers).expect(200);
+      const live = await request(svc.url)
+        .get('/health/live')
+        .set(headers)
+        .expect(200);
       expect(JSON.stringify(live.body)).not.toMatch(/pending|committed|count/);
     }
   });
@@ -243,25 +304,34 @@ describe('when attackers feed the metrics and probe the health checks', () => {
         ['authorization', `Bearer ${ADMIN_TOKEN}`],
         ['authorization', 'Bearer someone-else'],
       ]);
-      if (res.status !== 400) seen.push(`${path} -> ${res.status} ${res.body.slice(0, 90)}`);
+      if (res.status !== 400)
+        seen.push(`${path} -> ${res.status} ${res.body.slice(0, 90)}`);
     }
     expect(seen).toEqual([]);
   });
 
   it('should tell a scraper sending the admin token the wrong way what to send (the admin token, not an API key)', async () => {
     // The dashboard takes the admin token as a Basic password; /metrics takes only Bearer.
-    const res = await request(svc.url).get('/metrics').set(basic(`prometheus:${ADMIN_TOKEN}`)).expect(401);
+    const res = await request(svc.url)
+      .get('/metrics')
+      .set(basic(`prometheus:${ADMIN_TOKEN}`))
+      .expect(401);
     expect(res.body.message).toMatch(/admin token|ADMIN_TOKEN/i);
     expect(res.body.message).not.toMatch(/api key/i);
   });
 
   it('should serve concurrent scrapes, each one complete', async () => {
     const texts = await Promise.all(
-      Array.from({ length: 12 }, () => request(svc.url).get('/metrics').set(ADMIN).timeout(10_000)),
+      Array.from({ length: 12 }, () =>
+        request(svc.url).get('/metrics').set(ADMIN).timeout(10_000),
+      ),
     );
     for (const res of texts) expect(res.status).toBe(200);
     const polls = texts
-      .map((r) => /^transactional_outbox_relay_polls_total (\d+)/m.exec(r.text)?.[1])
+      .map(
+        (r) =>
+          /^transactional_outbox_relay_polls_total (\d+)/m.exec(r.text)?.[1],
+      )
       .map(Number);
     expect(polls.every((n) => Number.isFinite(n))).toBe(true);
   });

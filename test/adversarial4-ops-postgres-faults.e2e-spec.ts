@@ -1,7 +1,13 @@
 import { Client } from 'pg';
 import request from 'supertest';
 import { createTenant, Tenant } from './support/api';
-import { ADMIN_TOKEN, E2eApp, e2eDatabaseUrl, eventually, startE2eApp } from './support/harness';
+import {
+  ADMIN_TOKEN,
+  E2eApp,
+  e2eDatabaseUrl,
+  eventually,
+  startE2eApp,
+} from './support/harness';
 import { failOnProcessCrashes } from './support/process-crashes';
 
 /**
@@ -12,13 +18,24 @@ import { failOnProcessCrashes } from './support/process-crashes';
 
 const ADMIN = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
-async function probe(url: string, path: string, ms: number, headers: Record<string, string> = {}) {
+async function probe(
+  url: string,
+  path: string,
+  ms: number,
+  headers: Record<string, string> = {},
+) {
   const started = Date.now();
   try {
     const res = await request(url).get(path).set(headers).timeout(ms);
-    return { status: res.status as number | string, ms: Date.now() - started, text: res.text };
+    return {
+      status: res.status as number | string,
+      ms: Date.now() - started,
+      text: res.text,
+    };
   } catch (error) {
-    const status = (error as { timeout?: number }).timeout ? 'timeout' : String(error);
+    const status = (error as { timeout?: number }).timeout
+      ? 'timeout'
+      : String(error);
     return { status, ms: Date.now() - started, text: '' };
   }
 }
@@ -41,11 +58,15 @@ describe("when the app's Postgres connections are terminated or a table it reads
   beforeAll(async () => {
     admin = new Client({ connectionString: e2eDatabaseUrl() });
     await admin.connect();
-    expect((await admin.query('SELECT current_database() AS db')).rows[0].db).toMatch(/^webhooks_test/);
+    expect(
+      (await admin.query('SELECT current_database() AS db')).rows[0].db,
+    ).toMatch(/^webhooks_test/);
     svc = await startE2eApp({ role: 'api', healthCheckTimeoutMs: 1000 });
     tenant = await createTenant(svc, 'pg-ops');
     // Fill the pool a little, so that there are idle connections to kill.
-    await Promise.all(Array.from({ length: 6 }, () => request(svc.url).get('/health/ready')));
+    await Promise.all(
+      Array.from({ length: 6 }, () => request(svc.url).get('/health/ready')),
+    );
   });
 
   afterAll(async () => {
@@ -68,8 +89,12 @@ describe("when the app's Postgres connections are terminated or a table it reads
         const res = await probe(svc.url, path, 4000, headers);
         // /health and /health/ready may say 503 while a dead connection is found out; nothing
         // may answer 500 or hang.
-        const allowed = path.startsWith('/health') && path !== '/health/live' ? [200, 503] : [200];
-        if (!allowed.includes(res.status as number)) seen.push(`${i} ${path} -> ${res.status} ${res.text.slice(0, 100)}`);
+        const allowed =
+          path.startsWith('/health') && path !== '/health/live'
+            ? [200, 503]
+            : [200];
+        if (!allowed.includes(res.status as number))
+          seen.push(`${i} ${path} -> ${res.status} ${res.text.slice(0, 100)}`);
       }
     }
     expect(seen).toEqual([]);
@@ -124,6 +149,35 @@ describe("when the app's Postgres connections are terminated or a table it reads
       await admin.query('ROLLBACK');
     }
     expect(ready.ms).toBeLessThan(3000);
-    expect({ status: metrics.status, fast: metrics.ms < 4000 }).toEqual({ status: 200, fast: true });
+    expect({ status: metrics.status, fast: metrics.ms < 4000 }).toEqual({
+      status: 200,
+      fast: true,
+    });
+  });
+  it('should not pile up connections waiting on the lock when scraped again and again during it', async () => {
+    await admin.query('BEGIN');
+    await admin.query('LOCK TABLE endpoints IN ACCESS EXCLUSIVE MODE');
+    let waiting: number;
+    let statuses: (number | string)[];
+    try {
+      statuses = [];
+      for (let i = 0; i < 4; i++) {
+        statuses.push((await probe(svc.url, '/metrics', 4000, ADMIN)).status);
+      }
+      // NOTE: the gauge's query that still waits for the lock (one, not one per scrape).
+      waiting = (
+        await admin.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid()
+              AND wait_event_type = 'Lock' AND query LIKE '%FROM endpoints WHERE disabled%'`,
+        )
+      ).rows[0].n;
+    } finally {
+      await admin.query('ROLLBACK');
+    }
+    expect({ statuses, waiting }).toEqual({
+      statuses: [200, 200, 200, 200],
+      waiting: 1,
+    });
   });
 });

@@ -1,6 +1,11 @@
 import request from 'supertest';
 import { OwnRedis, startOwnRedis } from './faults/support/own-redis';
-import { ADMIN_TOKEN, E2eApp, eventually, startE2eApp } from './support/harness';
+import {
+  ADMIN_TOKEN,
+  E2eApp,
+  eventually,
+  startE2eApp,
+} from './support/harness';
 import { failOnProcessCrashes } from './support/process-crashes';
 
 /**
@@ -13,13 +18,20 @@ import { failOnProcessCrashes } from './support/process-crashes';
 const ADMIN = { authorization: `Bearer ${ADMIN_TOKEN}` };
 
 /** Status and time of one GET, or `timeout` after `ms`. */
-async function probe(url: string, path: string, ms: number, headers: Record<string, string> = {}) {
+async function probe(
+  url: string,
+  path: string,
+  ms: number,
+  headers: Record<string, string> = {},
+) {
   const started = Date.now();
   try {
     const res = await request(url).get(path).set(headers).timeout(ms);
     return { status: res.status, ms: Date.now() - started, text: res.text };
   } catch (error) {
-    const status = (error as { timeout?: number }).timeout ? 'timeout' : String(error);
+    const status = (error as { timeout?: number }).timeout
+      ? 'timeout'
+      : String(error);
     return { status, ms: Date.now() - started, text: '' };
   }
 }
@@ -31,7 +43,11 @@ describe('when the Redis of an API process is paused or killed', () => {
 
   beforeAll(async () => {
     redis = await startOwnRedis();
-    svc = await startE2eApp({ role: 'api', redisUrl: redis.url, healthCheckTimeoutMs: 1000 });
+    svc = await startE2eApp({
+      role: 'api',
+      redisUrl: redis.url,
+      healthCheckTimeoutMs: 1000,
+    });
     await request(svc.url).get('/metrics').set(ADMIN).expect(200);
   });
 
@@ -47,7 +63,8 @@ describe('when the Redis of an API process is paused or killed', () => {
     afterAll(async () => {
       redis.resume();
       await eventually(
-        async () => (await probe(svc.url, '/health/ready', 3000)).status === 200,
+        async () =>
+          (await probe(svc.url, '/health/ready', 3000)).status === 200,
         'ready again after SIGCONT',
         10_000,
       );
@@ -57,23 +74,37 @@ describe('when the Redis of an API process is paused or killed', () => {
       const ready = await probe(svc.url, '/health/ready', 4000);
       expect(ready.status).toBe(503);
       expect(ready.ms).toBeLessThan(3000);
-      expect(JSON.parse(ready.text).error).toEqual({ redis: { status: 'down' } });
+      expect(JSON.parse(ready.text).error).toEqual({
+        redis: { status: 'down' },
+      });
       expect(ready.text).not.toContain(String(redis.port));
       const summary = await probe(svc.url, '/health', 4000, ADMIN);
       expect(summary.status).toBe(200);
       expect(summary.ms).toBeLessThan(3000);
-      expect(JSON.parse(summary.text)).toMatchObject({ status: 'degraded', redis: 'down', deliveryJobs: null });
+      expect(JSON.parse(summary.text)).toMatchObject({
+        status: 'degraded',
+        redis: 'down',
+        deliveryJobs: null,
+      });
       expect((await probe(svc.url, '/health/live', 2000)).status).toBe(200);
     });
 
     it('should still serve /metrics within a few seconds (Prometheus scrapes time out at 10 s)', async () => {
       const metrics = await probe(svc.url, '/metrics', 4000, ADMIN);
-      expect({ status: metrics.status, fast: metrics.ms < 4000 }).toEqual({ status: 200, fast: true });
+      expect({ status: metrics.status, fast: metrics.ms < 4000 }).toEqual({
+        status: 200,
+        fast: true,
+      });
       expect(metrics.text).toContain('process_cpu_seconds_total');
     });
 
     it('should answer the queue dashboard API within a few seconds, with an error rather than a hang', async () => {
-      const board = await probe(svc.url, '/admin/queues/api/queues', 4000, ADMIN);
+      const board = await probe(
+        svc.url,
+        '/admin/queues/api/queues',
+        4000,
+        ADMIN,
+      );
       expect(board.status).not.toBe('timeout');
       expect(board.ms).toBeLessThan(4000);
     });
@@ -84,7 +115,8 @@ describe('when the Redis of an API process is paused or killed', () => {
     afterAll(async () => {
       await redis.restart();
       await eventually(
-        async () => (await probe(svc.url, '/health/ready', 3000)).status === 200,
+        async () =>
+          (await probe(svc.url, '/health/ready', 3000)).status === 200,
         'ready again once Redis is back',
         15_000,
       );
@@ -99,7 +131,10 @@ describe('when the Redis of an API process is paused or killed', () => {
 
     it('should still serve /metrics within a few seconds', async () => {
       const metrics = await probe(svc.url, '/metrics', 4000, ADMIN);
-      expect({ status: metrics.status, fast: metrics.ms < 4000 }).toEqual({ status: 200, fast: true });
+      expect({ status: metrics.status, fast: metrics.ms < 4000 }).toEqual({
+        status: 200,
+        fast: true,
+      });
     });
   });
 });

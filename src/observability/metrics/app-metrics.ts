@@ -55,9 +55,31 @@ export class AppMetrics {
     const registers = [this.registry];
     // NOTE: every gauge read from Postgres or Redis gives up after the health checks' timeout: a
     // paused or unreachable dependency (or a locked table) must not hang the whole scrape, whose
-    // process and counter metrics are what an operator needs during that outage.
-    const bounded = <T>(work: PromiseLike<T>) =>
-      withTimeout(work, config.healthCheckTimeoutMs);
+    // process and counter metrics are what an operator needs during that outage. A read still
+    // running is shared, not started again: scrapes during a lock never pile up connections.
+    const bounded = <T>(read: () => PromiseLike<T>) => {
+      let running: Promise<T> | undefined;
+      return () => {
+        running ??= Promise.resolve(read()).finally(() => {
+          running = undefined;
+        });
+        return withTimeout(running, config.healthCheckTimeoutMs);
+      };
+    };
+    const outboxStats = bounded(() => transactional.outbox());
+    const disabledEndpoints = bounded(
+      (): Promise<{ n: string }[]> =>
+        dataSource.query('SELECT count(*) AS n FROM endpoints WHERE disabled'),
+    );
+    const oldestDue = bounded(
+      (): Promise<{ age_ms: number }[]> => dataSource.query(OLDEST_DUE_SQL),
+    );
+    const queueCounts = bounded(() =>
+      // NOTE: looked up when scraped: the queue belongs to the deliveries module.
+      moduleRef
+        .get<Queue>(getQueueToken(DELIVERY_QUEUE), { strict: false })
+        .getJobCounts(),
+    );
     collectDefaultMetrics({ register: this.registry });
     this.httpRequests = new Histogram({
       name: 'http_request_duration_seconds',
@@ -181,12 +203,10 @@ export class AppMetrics {
       registers,
       async collect() {
         // NOTE: one query feeds the three outbox gauges.
-        const stats = await bounded(transactional.outbox()).catch(
-          (error: unknown) => {
-            logger.warn(`metrics: outbox stats unavailable: ${String(error)}`);
-            return null;
-          },
-        );
+        const stats = await outboxStats().catch((error: unknown) => {
+          logger.warn(`metrics: outbox stats unavailable: ${String(error)}`);
+          return null;
+        });
         if (!stats) return;
         this.set(stats.failing);
         pending.set(stats.pending);
@@ -198,14 +218,14 @@ export class AppMetrics {
       help: 'Endpoints disabled (410 Gone, or failing for ENDPOINT_DISABLE_AFTER_MS)',
       registers,
       async collect() {
-        const rows: { n: string }[] | null = await bounded(
-          dataSource.query(
-            'SELECT count(*) AS n FROM endpoints WHERE disabled',
-          ),
-        ).catch((error: unknown) => {
-          logger.warn(`metrics: endpoint count unavailable: ${String(error)}`);
-          return null;
-        });
+        const rows: { n: string }[] | null = await disabledEndpoints().catch(
+          (error: unknown) => {
+            logger.warn(
+              `metrics: endpoint count unavailable: ${String(error)}`,
+            );
+            return null;
+          },
+        );
         if (rows) this.set(Number(rows[0].n));
       },
     });
@@ -216,14 +236,14 @@ export class AppMetrics {
         'workers are behind; GET /health/ready compares it with HEALTH_DELIVERY_BACKLOG_MAX_AGE_MS',
       registers,
       async collect() {
-        const rows: { age_ms: number }[] | null = await bounded(
-          dataSource.query(OLDEST_DUE_SQL),
-        ).catch((error: unknown) => {
-          logger.warn(
-            `metrics: delivery backlog unavailable: ${String(error)}`,
-          );
-          return null;
-        });
+        const rows: { age_ms: number }[] | null = await oldestDue().catch(
+          (error: unknown) => {
+            logger.warn(
+              `metrics: delivery backlog unavailable: ${String(error)}`,
+            );
+            return null;
+          },
+        );
         if (rows)
           this.set(rows.length === 0 ? 0 : Math.max(0, rows[0].age_ms) / 1000);
       },
@@ -234,16 +254,10 @@ export class AppMetrics {
       labelNames: ['state'],
       registers,
       async collect() {
-        // NOTE: looked up when scraped: the queue belongs to the deliveries module.
-        const queue = moduleRef.get<Queue>(getQueueToken(DELIVERY_QUEUE), {
-          strict: false,
-        });
-        const counts = (await bounded(queue.getJobCounts()).catch(
-          (error: unknown) => {
-            logger.warn(`metrics: queue counts unavailable: ${String(error)}`);
-            return null;
-          },
-        )) as Counters | null;
+        const counts = (await queueCounts().catch((error: unknown) => {
+          logger.warn(`metrics: queue counts unavailable: ${String(error)}`);
+          return null;
+        })) as Counters | null;
         if (!counts) return;
         for (const state of QUEUE_STATES) {
           this.set({ state }, counts[state] ?? 0);
