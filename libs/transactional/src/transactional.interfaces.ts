@@ -78,6 +78,14 @@ export interface TransactionalModuleOptions {
    */
   afterCommitTimeoutMs?: number;
   /**
+   * Longest time the application's shutdown (`app.close()`, Nest's `beforeApplicationShutdown`)
+   * waits for the transactions in progress and their after-commit work before it stops the
+   * outbox relays and closes the queues; what is still running then is logged. Keep it under
+   * the time your platform gives a stopping process (Kubernetes' `terminationGracePeriodSeconds`,
+   * 30 s by default). Default: `10000` ms.
+   */
+  shutdownTimeoutMs?: number;
+  /**
    * The transactional outbox for durable queues (see `TransactionAwareQueueOptions.durable`).
    * Without it, durable queues are refused. Default: none.
    */

@@ -121,6 +121,34 @@ function coreModule(
   };
 }
 
+/** The longest delay Node's timers take (a longer one fires at once). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Refuses, with a message that names the option, a time limit that is not a positive number of
+ * ms (a negative or NaN one would make every wait end at once, or never).
+ */
+function checkModuleOptions(
+  options: TransactionalModuleOptions,
+): TransactionalModuleOptions {
+  for (const name of [
+    'acquireTimeoutMs',
+    'afterCommitTimeoutMs',
+    'shutdownTimeoutMs',
+  ] as const) {
+    const value = options[name];
+    if (
+      value !== undefined &&
+      !(typeof value === 'number' && value > 0 && value <= MAX_TIMER_MS)
+    ) {
+      throw new Error(
+        `TransactionalModule option ${name} must be a positive number of ms (at most ${MAX_TIMER_MS}), got ${String(value)}.`,
+      );
+    }
+  }
+  return options;
+}
+
 /**
  * Sets up transaction scopes in CLS for TypeORM DataSources (`forRoot` / `forRootAsync`, once,
  * in the application module) and makes Bull queues transaction-aware (`registerQueue`, in any
@@ -136,7 +164,7 @@ export class TransactionalModule {
       options.registerClsModule === true,
       {
         provide: TRANSACTIONAL_MODULE_OPTIONS,
-        useValue: options,
+        useValue: checkModuleOptions(options),
       },
     );
   }
@@ -151,7 +179,8 @@ export class TransactionalModule {
       {
         provide: TRANSACTIONAL_MODULE_OPTIONS,
         inject: options.inject ?? [],
-        useFactory: options.useFactory,
+        useFactory: async (...args: any[]) =>
+          checkModuleOptions(await options.useFactory(...args)),
       },
       options.imports,
     );

@@ -28,7 +28,7 @@ import {
 } from './transactional.constants';
 import type { TransactionalModuleOptions } from './transactional.interfaces';
 
-/** Longest a shutdown waits for transactions in progress and their after-commit work. */
+/** Longest a shutdown waits for transactions in progress and their after-commit work, by default. */
 const SHUTDOWN_DRAIN_MS = 10_000;
 
 /**
@@ -68,7 +68,9 @@ export class TransactionalLifecycle
   }
 
   async beforeApplicationShutdown() {
-    const left = await this.runner.drain(SHUTDOWN_DRAIN_MS);
+    const left = await this.runner.drain(
+      this.options.shutdownTimeoutMs ?? SHUTDOWN_DRAIN_MS,
+    );
     if (left > 0)
       this.logger.warn(
         `${left} transaction(s) or after-commit step(s) still running at shutdown`,

@@ -19,7 +19,8 @@ afterAll(() => failures.dispose());
 it('hook calling app.close(): caller resolves within the deadline, close() resolves, earlier job enqueued, no crash', async () => {
   const app: INestApplication = await createLibApp({
     queues: [{ name: Q }],
-    options: { afterCommitTimeoutMs: 1000 },
+    // NOTE: close() in a hook waits for that hook's own step: shutdownTimeoutMs (10 s by default).
+    options: { afterCommitTimeoutMs: 1000, shutdownTimeoutMs: 1000 },
     listen: false,
   });
   const host = app.get(TransactionHost);
