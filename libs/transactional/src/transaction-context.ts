@@ -32,6 +32,11 @@ export class HookFrame {
   readonly afterRollback: TransactionHook[] = [];
   /** Set when the scope that opened this frame has ended: it takes no more work. */
   closed = false;
+  /**
+   * Set when the ROLLBACK TO of this frame's savepoint (or of one below it) is on its way: a
+   * statement of this frame sent now would run after it, outside the savepoint, so it is refused.
+   */
+  rollingBack = false;
 
   constructor(
     /** Name of the savepoint this frame stands for; none for the transaction's root frame. */
@@ -67,6 +72,8 @@ export class TransactionContext {
   private readonly stack: HookFrame[] = [this.root];
   /** After-rollback hooks of rolled-back savepoints; they run when the transaction ends. */
   private readonly savepointRollbackHooks: TransactionHook[] = [];
+  /** Set by `end()`: the transaction is over, no statement of it may be sent any more. */
+  private finished = false;
   /** NESTED scopes waiting to open a savepoint, and statements waiting for their turn. */
   private waiters: {
     parent: HookFrame;
@@ -132,7 +139,7 @@ export class TransactionContext {
     // NOTE: a savepoint frame that has ended refuses statements (they would land in whatever
     // frame is open now); the root frame closes when the outermost scope returns, and the
     // runner's own statements (before-commit steps, COMMIT) still follow.
-    if (frame.closed && frame !== this.root) {
+    if ((frame.closed || frame.rollingBack) && frame !== this.root) {
       return Promise.reject(
         new TransactionClosedError('A statement', this.connectionName),
       );
@@ -182,6 +189,19 @@ export class TransactionContext {
   }
 
   /**
+   * Marks `frame` and the frames opened above it as rolling back, before their ROLLBACK TO
+   * SAVEPOINT is sent: from now on their statements are refused (`turn`) instead of being queued
+   * behind the ROLLBACK TO, where they would run in the enclosing frame and commit with it.
+   */
+  beginSavepointRollback(frame: HookFrame): void {
+    const index = this.stack.lastIndexOf(frame);
+    if (index <= 0) return;
+    for (let i = index; i < this.stack.length; i++) {
+      this.stack[i].rollingBack = true;
+    }
+  }
+
+  /**
    * Ends the savepoint of `frame` (the innermost one): a released frame hands its hooks to its
    * parent; a rolled-back one drops its after-commit work and keeps its after-rollback hooks
    * for the end of the transaction. Then the next waiting sibling may open its savepoint.
@@ -211,6 +231,7 @@ export class TransactionContext {
    * first, then those of every frame still open, root first, each list in registration order).
    */
   end(outcome: 'committed' | 'rolled-back'): readonly TransactionHook[] {
+    this.finished = true;
     if (this.stack.length === 1 && this.savepointRollbackHooks.length === 0) {
       // NOTE: the common case, no savepoint: the root frame's own list (closed to new work).
       const root = this.root;
@@ -248,7 +269,13 @@ export class TransactionContext {
     const waiting = this.waiters;
     this.waiters = [];
     for (const waiter of waiting) {
-      if (waiter.parent.closed || this.ended) {
+      // NOTE: the root frame closes when the outermost scope returns; statements it sent before
+      // (waiting here for a savepoint left running) still go before the COMMIT, as in `turn`.
+      const refused = waiter.opens
+        ? waiter.parent.closed || this.ended
+        : (waiter.parent.closed && waiter.parent !== this.root) ||
+          this.finished;
+      if (refused) {
         waiter.fail(new TransactionClosedError('', this.connectionName));
       } else if (this.top === waiter.parent) {
         // NOTE: in arrival order; once a savepoint opens, the rest wait for it in turn.

@@ -366,6 +366,9 @@ export class TransactionRunner {
     const name = frame.savepoint!;
     const rollback = async () => {
       this.stats.savepointsRolledBack++;
+      // NOTE: before the ROLLBACK TO is sent: a statement of this scope's code still running
+      // would otherwise be queued behind it and land in the enclosing frame.
+      tx.beginSavepointRollback(frame);
       // NOTE: if the savepoint cannot be rolled back the connection is broken; the outer
       // scope's commit will fail, so the original error is the one worth rethrowing.
       await tx.handle

@@ -32,6 +32,12 @@ interface TransactionWrites {
   firstWriteAt: number;
   /** When the before-commit UPDATE was sent, if it ran. */
   postponedAt?: number;
+  /**
+   * INSERTs sent at add() and not settled yet: one may still wait at the statement gate behind a
+   * savepoint that a NESTED scope left running holds. The COMMIT waits for them, so that a
+   * durable add() called while its scope was open is written in the transaction.
+   */
+  readonly pending: Set<Promise<void>>;
 }
 
 /**
@@ -71,7 +77,12 @@ export class OutboxWriter {
     // transaction): a WeakMap entry per transaction costs the garbage collector more.
     let writes = tx.outboxWrites as TransactionWrites | undefined;
     if (!writes) {
-      writes = { keys: [], held: [], firstWriteAt: performance.now() };
+      writes = {
+        keys: [],
+        held: [],
+        firstWriteAt: performance.now(),
+        pending: new Set(),
+      };
       tx.outboxWrites = writes;
       const registered = writes;
       tx.beforeCommit.push({
@@ -93,9 +104,13 @@ export class OutboxWriter {
       tx.leadingCommit ??= () => this.leadingCommit(written);
       return undefined;
     }
-    return store.insert(tx.manager, rows).then(() => {
+    const inserting = store.insert(tx.manager, rows).then(() => {
       for (const { queue, id } of rows) written.keys.push({ queue, id });
     });
+    written.pending.add(inserting);
+    const settled = () => void written.pending.delete(inserting);
+    inserting.then(settled, settled);
+    return inserting;
   }
 
   /** The INSERT of the held rows, sent with the COMMIT: their grace period starts now. */
@@ -139,6 +154,12 @@ export class OutboxWriter {
     tx: TransactionContext,
     writes: TransactionWrites,
   ): Promise<void> | undefined {
+    if (writes.pending.size > 0) {
+      // NOTE: their failure is their add()'s; the COMMIT only waits for them to settle.
+      return Promise.allSettled([...writes.pending]).then(() =>
+        this.postpone(tx, writes),
+      );
+    }
     const elapsed = performance.now() - writes.firstWriteAt;
     if (writes.keys.length === 0 || elapsed < this.options.relay.graceMs / 2)
       return undefined;
