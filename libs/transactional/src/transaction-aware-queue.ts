@@ -316,7 +316,9 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
           `the queue with whenNoTransaction: 'enqueue' if this is intended.`,
       );
     }
-    return this.enqueue(jobs);
+    // NOTE: no transaction of this queue's connection: a transaction of another connection may
+    // be open here, and the plain-queue detector would take this enqueue for a plain add() in it.
+    return transactionStorage.runDetached(() => this.enqueue(jobs));
   }
 
   /** Writes the outbox rows of the durable ones among `jobs`, then defers all of them. */

@@ -162,7 +162,8 @@ export class TransactionAwareFlowProducer {
             `register the flow producer with whenNoTransaction: 'enqueue' if this is intended.`,
         );
       }
-      await this.enqueue(flows);
+      // NOTE: as TransactionAwareQueue: a transaction of another connection may be open here.
+      await transactionStorage.runDetached(() => this.enqueue(flows));
     }
     return flows.map((flow) => flow.ids);
   }
