@@ -71,8 +71,11 @@ export class OutboxRelay {
   private running?: Promise<void>;
   private stopped = true;
   private failures = 0;
-  /** Abandoned hand-overs whose rows are settled once Redis answers (see `settleLate`). */
-  private readonly late = new Set<Promise<void>>();
+  /**
+   * Abandoned hand-overs whose rows are settled once Redis answers (see `settleLate`), each with
+   * the moment (`performance.now()`) its rows' lease ends.
+   */
+  private readonly late = new Map<Promise<void>, number>();
   private polls = 0;
   /** Counters since start-up. */
   readonly stats: OutboxRelayStats = {
@@ -103,16 +106,20 @@ export class OutboxRelay {
 
   /**
    * Stops polling; resolves when the poll in progress (if any) is over, and the rows of hand-overs
-   * it stopped waiting for are settled (at most `redisTimeoutMs` more).
+   * it stopped waiting for are settled, or their lease has ended (until then their jobs may still
+   * land in Redis, and only this relay can mark them: once the application has closed its
+   * DataSource, a late reply could no longer be recorded and the next relay would enqueue the
+   * jobs again, although Redis answered within the lease).
    */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.running;
     if (this.late.size > 0) {
+      const leaseLeft = Math.max(...this.late.values()) - performance.now();
       await withTimeout(
-        Promise.all([...this.late]),
-        this.options.relay.redisTimeoutMs,
+        Promise.all([...this.late.keys()]),
+        Math.max(this.options.relay.redisTimeoutMs, Math.ceil(leaseLeft)),
       ).catch(() => undefined);
     }
   }
@@ -201,7 +208,11 @@ export class OutboxRelay {
           // NOTE: its jobs may still reach Redis: the rows keep their lease (no other relay
           // takes them meanwhile) and are settled once Redis answers. A backoff here made them
           // eligible again at once, and a job that did land, ran and was removed ran again.
-          this.settleLate(manager, error.late);
+          this.settleLate(
+            manager,
+            error.late,
+            deadline + Math.min(LEASE_MARGIN_MS, leaseMs / 5),
+          );
           continue;
         }
         await this.store.noteFailure(manager, group, errorText(error));
@@ -242,7 +253,11 @@ export class OutboxRelay {
    * their jobs landed, their failure recorded if not. A lease that ran out meanwhile (the call
    * took longer than it) leaves them to the relay that claims them next.
    */
-  private settleLate(manager: EntityManager, late: Promise<Dispatched>) {
+  private settleLate(
+    manager: EntityManager,
+    late: Promise<Dispatched>,
+    leaseEnd: number,
+  ) {
     const settled: Promise<void> = late
       .then(async (outcome) => {
         const sent = await this.settle(manager, outcome);
@@ -260,7 +275,7 @@ export class OutboxRelay {
         );
       })
       .finally(() => this.late.delete(settled));
-    this.late.add(settled);
+    this.late.set(settled, leaseEnd);
   }
 
   /**
