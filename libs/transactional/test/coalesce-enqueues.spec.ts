@@ -18,11 +18,17 @@ import { dbQuery } from './support/db';
 import { Order } from './support/order.entity';
 import { createOutboxTable } from './support/outbox-table';
 import { itBullOnly } from './support/queue-kind';
+import {
+  OwnRedis,
+  startOwnRedis,
+} from '../../../test/faults/support/own-redis';
 
 const COALESCED = uniqueName('coalesced');
 const SEPARATE = uniqueName('separate');
 const DURABLE = uniqueName('coalesced-durable');
-const QUEUES = [COALESCED, SEPARATE, DURABLE];
+/** A coalescing queue on a redis-server of this spec's own, which a test pauses. */
+const PAUSABLE = uniqueName('coalesced-pausable');
+const QUEUES = [COALESCED, SEPARATE, DURABLE, PAUSABLE];
 const TABLE = 'tx_spec_outbox_coalesce';
 const RUNS = Number(process.env.COALESCE_RUNS ?? 40);
 
@@ -54,6 +60,7 @@ type Payload = { n: number | bigint };
 
 describe('coalesceEnqueues: jobs handed over while a call is in flight go together', () => {
   let app: INestApplication;
+  let ownRedis: OwnRedis;
   const aware = (name: string) =>
     app.get<TransactionAwareQueue<Payload>>(
       getTransactionAwareQueueToken(name),
@@ -96,9 +103,17 @@ describe('coalesceEnqueues: jobs handed over while a call is in flight go togeth
 
   beforeAll(async () => {
     await createOutboxTable(TABLE);
+    ownRedis = await startOwnRedis();
     app = await createLibApp({
       queues: [
         { name: COALESCED, coalesceEnqueues: true },
+        // NOTE: CLIENT PAUSE stops a whole server: on the shared one it would stall every other
+        // test run using it.
+        {
+          name: PAUSABLE,
+          coalesceEnqueues: true,
+          bull: { url: ownRedis.url },
+        },
         // NOTE: the default.
         { name: SEPARATE },
         { name: DURABLE, durable: true, coalesceEnqueues: true },
@@ -123,7 +138,10 @@ describe('coalesceEnqueues: jobs handed over while a call is in flight go togeth
     }
   });
 
-  afterAll(() => closeLibApp(app, QUEUES));
+  afterAll(async () => {
+    await closeLibApp(app, QUEUES);
+    await ownRedis?.stop();
+  });
 
   it('should send the first add at once and the adds made meanwhile in one write, where each add alone is a write of its own', async () => {
     const ns = [1, 2, 3, 4, 5, 6];
@@ -159,22 +177,22 @@ describe('coalesceEnqueues: jobs handed over while a call is in flight go togeth
   });
 
   it('should not hold an add made while a call is in flight until that call is answered', async () => {
-    const client = bullQueue(app, COALESCED).client as unknown as Redis;
+    const client = bullQueue(app, PAUSABLE).client as unknown as Redis;
     const admin = client.duplicate();
     try {
-      const { result } = await writesDuring(COALESCED, async (writesSoFar) => {
+      const { result } = await writesDuring(PAUSABLE, async (writesSoFar) => {
         // NOTE: Redis holds every write command for 300 ms: the first add stays unanswered.
         await admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
-        const first = aware(COALESCED).add({ n: 50 });
+        const first = aware(PAUSABLE).add({ n: 50 });
         await new Promise((resolve) => setTimeout(resolve, 20));
-        const second = aware(COALESCED).add({ n: 51 });
+        const second = aware(PAUSABLE).add({ n: 51 });
         await new Promise((resolve) => setTimeout(resolve, 50));
         const whilePaused = writesSoFar();
         return { whilePaused, ids: await Promise.all([first, second]) };
       });
 
       expect(result.whilePaused).toBe(2);
-      expect(await inQueue(COALESCED, result.ids)).toEqual([true, true]);
+      expect(await inQueue(PAUSABLE, result.ids)).toEqual([true, true]);
     } finally {
       await admin.call('CLIENT', 'UNPAUSE');
       await admin.quit();
