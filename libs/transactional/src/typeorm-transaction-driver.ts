@@ -10,6 +10,7 @@ import { transactionControlIn } from './dialect/transaction-control';
 import { DeadlineQueue } from './deadline-queue';
 import { ConnectionAcquireTimeoutError } from './errors/connection-acquire-timeout.error';
 import { TransactionControlError } from './errors/transaction-control.error';
+import { TransactionClosedError } from './errors/transaction-closed.error';
 import type {
   BeginContext,
   CommitOutcome,
@@ -89,8 +90,17 @@ class QueryRunnerHandle implements TransactionHandle {
       ...args: Parameters<QueryRunner['query']>
     ) {
       const [sql] = args;
+      if (ending()) {
+        // NOTE: the runner's COMMIT or ROLLBACK is on its way: anything sent now would run after
+        // it, on its own (autocommit), outside the transaction that ended.
+        return sql === 'COMMIT' || sql === 'ROLLBACK'
+          ? rawQuery.apply(queryRunner, args)
+          : Promise.reject(
+              new TransactionClosedError('A statement', connectionName),
+            );
+      }
       const control = transactionControlIn(sql, dialect);
-      if (control && !(ending() && (sql === 'COMMIT' || sql === 'ROLLBACK')))
+      if (control)
         return Promise.reject(
           new TransactionControlError(control, connectionName),
         );
