@@ -4,7 +4,9 @@ import {
   Injectable,
   NestInterceptor,
 } from '@nestjs/common';
-import { Observable, from, lastValueFrom } from 'rxjs';
+import { SSE_METADATA } from '@nestjs/common/constants';
+import { Observable, lastValueFrom } from 'rxjs';
+import { TransactionalError } from './errors/transactional.error';
 import { opensOwnScope } from './propagation';
 import { TransactionRunner } from './transaction-runner';
 import { handlerClaims } from './transaction-storage';
@@ -42,19 +44,44 @@ export class TransactionalInterceptor implements NestInterceptor {
       this.handlers.set(handler, scope);
     }
     if (!scope) return next.handle();
-    const { claim } = scope;
-    return from(
-      this.runner.run(
-        scope.options,
-        () => {
-          if (claim) handlerClaims.claim(handler);
-          // NOTE: Nest binds the handler's async context when handle() is called, so the
-          // handler runs inside the scope entered here.
-          return lastValueFrom(next.handle(), { defaultValue: undefined });
-        },
-        scope.where,
-      ),
-    );
+    const { claim, where, options } = scope;
+    // NOTE: not from(promise): an outer interceptor that unsubscribes (rxjs timeout(), a
+    // cache, a race) has already answered the client, with an error most of the time; the
+    // transaction must then roll back rather than commit behind that answer.
+    return new Observable<unknown>((subscriber) => {
+      let abandoned = false;
+      this.runner
+        .run(
+          options,
+          async () => {
+            if (claim) handlerClaims.claim(handler);
+            // NOTE: Nest binds the handler's async context when handle() is called, so the
+            // handler runs inside the scope entered here.
+            const value = await lastValueFrom(next.handle(), {
+              defaultValue: undefined,
+            });
+            if (abandoned) {
+              throw new TransactionalError(
+                `${where}: the response no longer waits for this transaction (an interceptor ` +
+                  `outside TransactionalInterceptor unsubscribed, e.g. an rxjs timeout()), so ` +
+                  `it was rolled back instead of committed.`,
+              );
+            }
+            return value;
+          },
+          where,
+        )
+        .then(
+          (value) => {
+            subscriber.next(value);
+            subscriber.complete();
+          },
+          (error: unknown) => subscriber.error(error),
+        );
+      return () => {
+        abandoned = true;
+      };
+    });
   }
 
   private scopeOf(
@@ -66,6 +93,16 @@ export class TransactionalInterceptor implements NestInterceptor {
       handler,
     );
     if (!options) return null;
+    if (Reflect.getMetadata(SSE_METADATA, handler)) {
+      // NOTE: an SSE response's status and headers go out before the stream's first event,
+      // so before any commit, and lastValueFrom() would keep only the stream's last event.
+      throw new TransactionalError(
+        `${context.getClass().name}.${(handler as { name: string }).name}: ` +
+          `@Transactional({ useInterceptor: true }) cannot wrap an @Sse() route: its 200 and ` +
+          `headers are sent before the transaction commits. Run each event's work in its own ` +
+          `@Transactional provider method instead.`,
+      );
+    }
     return {
       options,
       where: `${context.getClass().name}.${(handler as { name: string }).name}`,
