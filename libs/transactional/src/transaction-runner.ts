@@ -247,7 +247,10 @@ export class TransactionRunner {
       try {
         result = await transactionStorage.run(connection, scope, fn);
         tx.closeRoot();
-        if (tx.beforeCommit.length > 0) {
+        // NOTE: MySQL: a transaction the database rolled back on its own runs nothing more
+        // (the outbox's grace UPDATE would be refused with TransactionAbortedError); it ends
+        // below with UnexpectedRollbackError.
+        if (tx.beforeCommit.length > 0 && !tx.handle.isAborted?.()) {
           const pending = transactionStorage.run(connection, scope, () =>
             runSteps(tx.beforeCommit, 0),
           );

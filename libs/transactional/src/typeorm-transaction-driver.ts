@@ -262,7 +262,13 @@ class QueryRunnerHandle implements TransactionHandle {
 
   rollback(): Promise<void> {
     this.ending = true;
-    return this.queryRunner.rollbackTransaction();
+    const rolling = this.queryRunner.rollbackTransaction();
+    // NOTE: MySQL: a transaction the database already rolled back (deadlock, lost or killed
+    // connection) has nothing left to roll back; the ROLLBACK failing on a dead connection must
+    // not replace the UnexpectedRollbackError the caller is owed.
+    return this.guard?.lost?.outcome === 'rolled-back'
+      ? rolling.catch(() => undefined)
+      : rolling;
   }
 
   async savepoint(action: keyof typeof SAVEPOINT_SQL, name: string) {

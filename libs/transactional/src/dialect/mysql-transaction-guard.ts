@@ -3,6 +3,9 @@ import { TransactionAbortedError } from '../errors/transaction-aborted.error';
 
 /** `SERVER_STATUS_IN_TRANS` of the MySQL protocol's OK packet: a transaction is open. */
 const IN_TRANS = 0x0001;
+/** Statements that answer with rows and never end a transaction. */
+const ROW_QUERY =
+  /^[\s(]*(?:select|with|show|explain|describe|desc|values|table|do)\b/i;
 
 /** The part of mysql2's connection the guard uses. */
 interface MysqlConnection {
@@ -83,7 +86,22 @@ export class MysqlTransactionGuard {
       if (!this.lost && !internal) await this.recheck(error);
       throw error;
     }
-    const status = serverStatus(value);
+    let status = serverStatus(value);
+    // NOTE: a statement that answers with rows carries no status mysql2 hands over, and some
+    // of them commit implicitly (ANALYZE/CHECK/OPTIMIZE/REPAIR TABLE, a CALL or EXECUTE that
+    // commits): unless it is a plain query, ask the server, as after an error.
+    if (
+      !internal &&
+      !this.lost &&
+      status === undefined &&
+      !ROW_QUERY.test(String(sql))
+    ) {
+      try {
+        status = serverStatus(await this.ping());
+      } catch {
+        status = undefined;
+      }
+    }
     if (
       !internal &&
       !this.lost &&

@@ -19,8 +19,9 @@ const PLUS_MS = (ms: string) =>
  * `(queue = ? AND id = ?) OR ...` for `keys`, with its parameters. NOTE: not `(queue, id) IN
  * ((?, ?), ...)`, which MariaDB may run as a scan of the table: at REPEATABLE READ an UPDATE then
  * locks every row it reads, other transactions' rows with them, and the applications'
- * transactions that write durable jobs deadlocked. Equalities on the primary key lock only the
- * rows named.
+ * transactions that write durable jobs deadlocked. With many keys MariaDB may still read a range
+ * of the primary key for them, so the UPDATEs that use this also run at READ COMMITTED (no gap
+ * locks): at REPEATABLE READ they still deadlocked the applications' outbox INSERTs.
  */
 function keyList(keys: OutboxRowKey[]): [string, string[]] {
   const params: string[] = [];
@@ -90,10 +91,16 @@ export class MysqlOutboxStore implements OutboxStore {
     keys: OutboxRowKey[],
   ): Promise<void> {
     const [where, params] = keyList(keys);
-    await manager.query(
-      `UPDATE ${this.table} SET dispatched_at = ${NOW}
-       WHERE ${where} AND dispatched_at IS NULL`,
-      params,
+    // NOTE: READ COMMITTED, as `claim`: with several keys MariaDB may scan the queue's range
+    // of the primary key, and at REPEATABLE READ the UPDATE then takes next-key locks on every
+    // row it reads (the gaps where the applications' transactions insert their rows, and their
+    // uncommitted rows): those transactions deadlocked against it.
+    await manager.transaction('READ COMMITTED', (m) =>
+      m.query(
+        `UPDATE ${this.table} SET dispatched_at = ${NOW}
+         WHERE ${where} AND dispatched_at IS NULL`,
+        params,
+      ),
     );
   }
 
@@ -176,10 +183,13 @@ export class MysqlOutboxStore implements OutboxStore {
     }
     for (const [lease, group] of byLease) {
       const [where, params] = keyList(group);
-      await manager.query(
-        `UPDATE ${this.table} SET ${assignment}
-         WHERE ${where} AND available_at = ? AND dispatched_at IS NULL`,
-        [...assignmentParams, ...params, lease],
+      // NOTE: READ COMMITTED, as `markDispatched`.
+      await manager.transaction('READ COMMITTED', (m) =>
+        m.query(
+          `UPDATE ${this.table} SET ${assignment}
+           WHERE ${where} AND available_at = ? AND dispatched_at IS NULL`,
+          [...assignmentParams, ...params, lease],
+        ),
       );
     }
   }
