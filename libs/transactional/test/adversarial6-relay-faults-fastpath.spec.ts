@@ -22,6 +22,7 @@ import {
   TransactionAwareQueue,
   TransactionHost,
 } from '../src';
+import { dbQuery } from './support/db';
 import { freePort } from '../../../test/faults/support/ports';
 import { killOnExit } from '../../../test/faults/support/cleanup';
 import { uniqueName } from './support/env';
@@ -342,7 +343,8 @@ async function allDelivered(ids: string[]): Promise<boolean> {
 }
 
 async function pendingOf(tag: string): Promise<number> {
-  const [row] = await host.manager.connection.query(
+  const [row] = await dbQuery(
+    host.manager.connection,
     `SELECT count(*)::int AS n FROM ${TABLE} WHERE dispatched_at IS NULL AND opts->>'jobId' LIKE $1`,
     [`${tag}-%`],
   );
@@ -355,7 +357,8 @@ async function diagnose(ids: string[]): Promise<string> {
     const hash = await redis
       .cli('HGETALL', `bull:${QUEUE}:${id}`)
       .catch((e) => `cli error ${String(e)}`);
-    const [row] = await host.manager.connection.query(
+    const [row] = await dbQuery(
+      host.manager.connection,
       `SELECT dispatched_at, available_at, relay_attempts, last_error FROM ${TABLE} WHERE opts->>'jobId' = $1`,
       [id],
     );
