@@ -377,6 +377,7 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     jobs: PreparedJob<T>[],
   ): PendingBatch<T> {
     this.stats.deferred += jobs.length;
+    this.onDeferred(jobs);
     const { frame } = scope;
     // NOTE: a batch is extended only while it is the frame's last step, so that jobs and
     // other after-commit hooks keep the order in which they were registered.
@@ -406,6 +407,17 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     );
     frame.afterCommit.push(batch);
     return batch;
+  }
+
+  /**
+   * Called with the jobs `add()` / `addBulk()` has just deferred in the caller's scope (after
+   * every check passed), synchronously in that scope. Does nothing; the testing kit's queue
+   * records its deferred jobs here. Internal.
+   */
+  protected onDeferred(
+    jobs: readonly { id: string; name: string; data: T; opts: JobOptions }[],
+  ): void {
+    void jobs;
   }
 
   /**

@@ -1,6 +1,9 @@
+import { Logger } from '@nestjs/common';
 import type { JobOptions, Queue } from 'bull';
 import { identifyJob } from '../bull-job-ids';
-import type { BulkJob } from '../transactional.interfaces';
+import { PlainQueueInTransactionError } from '../errors/plain-queue-in-transaction.error';
+import { transactionStorage } from '../transaction-storage';
+import type { BulkJob, PlainQueuePolicy } from '../transactional.interfaces';
 import type { JobRecorder } from './job-recorder';
 import type { CapturedJob } from './testing.interfaces';
 import { unavailable } from './unavailable';
@@ -16,17 +19,41 @@ export const DEFAULT_JOB_NAME = '__default__';
  */
 class InMemoryQueue<T> {
   private nextId = 0;
-  /** Jobs by id: Bull ignores an add() with the id of a job it holds. */
-  private readonly held = new Map<string, CapturedJob<T>>();
 
   constructor(
     readonly name: string,
     private readonly recorder: JobRecorder,
+    private readonly adapter: 'bull' | 'bullmq' = 'bull',
+    private readonly plainPolicy: PlainQueuePolicy = 'warn',
   ) {}
+
+  /**
+   * The plain-queue detector's rule (`plainQueueInTransaction`): `TransactionAwareQueue`
+   * enqueues with no transaction bound, so only a plain add() in a transaction trips it.
+   */
+  private detectPlainAdd(method: 'add' | 'addBulk'): void {
+    if (this.plainPolicy === 'off' || !transactionStorage.hasAny()) return;
+    const error = new PlainQueueInTransactionError(
+      this.name,
+      method,
+      this.adapter === 'bullmq' ? 'BullMQ queue' : 'Bull queue',
+    );
+    if (this.plainPolicy === 'throw') throw error;
+    new Logger('Transactional').warn(error.message);
+  }
 
   add(data: T, opts?: JobOptions): Promise<CapturedJob<T>>;
   add(name: string, data: T, opts?: JobOptions): Promise<CapturedJob<T>>;
   async add(
+    nameOrData: string | T,
+    dataOrOpts?: T | JobOptions,
+    opts?: JobOptions,
+  ): Promise<CapturedJob<T>> {
+    this.detectPlainAdd('add');
+    return this.put(nameOrData, dataOrOpts, opts);
+  }
+
+  private async put(
     nameOrData: string | T,
     dataOrOpts?: T | JobOptions,
     opts?: JobOptions,
@@ -36,25 +63,64 @@ class InMemoryQueue<T> {
       typeof nameOrData === 'string'
         ? [nameOrData, dataOrOpts as T, opts]
         : [DEFAULT_JOB_NAME, nameOrData, dataOrOpts as JobOptions | undefined];
+    // NOTE: what Bull's and BullMQ's own add() refuse, for a plain add() (`queue.queue.add`):
+    // data JSON cannot write (both serialise it, below), and BullMQ's job rules.
+    if (this.adapter === 'bullmq')
+      this.assertBullMQAccepts(name, data, options);
     // NOTE: a repeatable job is recorded under its schedule key, as add() resolved with it.
     const id = options?.repeat
       ? identifyJob(this as unknown as Queue, name, data, options).id
       : options?.jobId !== undefined
         ? String(options.jobId)
         : `${this.name}:${++this.nextId}`;
-    const existing = this.held.get(id);
-    if (existing && !options?.repeat) return existing;
-    const job: CapturedJob<T> = { id, name, data, opts: { ...options } };
-    this.held.set(id, job);
-    await this.recorder.receive(this.name, job);
-    return job;
+    // NOTE: the job as a worker gets it back from Redis: data through JSON (a Date becomes a
+    // string, functions and undefined go), and Bull's defaults for an empty name or no data.
+    const json = JSON.stringify(data);
+    const stored = (json === undefined ? {} : JSON.parse(json)) as T;
+    const job: CapturedJob<T> =
+      this.adapter === 'bull'
+        ? {
+            id,
+            name: name || DEFAULT_JOB_NAME,
+            data: stored ?? ({} as T),
+            opts: { ...options },
+          }
+        : { id, name, data: stored, opts: { ...options } };
+    return (await this.recorder.offer(
+      this.name,
+      job,
+      Boolean(options?.repeat),
+    )) as CapturedJob<T>;
+  }
+
+  /** Throws what BullMQ's `Queue.add()` throws for this job, with BullMQ's messages. */
+  private assertBullMQAccepts(name: string, data: T, opts?: JobOptions) {
+    const jobId: unknown = opts?.jobId;
+    if (jobId !== undefined) {
+      const id = String(jobId);
+      if (id === '0' || id.startsWith('0:')) {
+        throw new Error("JobId cannot be '0' or start with '0:'");
+      }
+      if (`${parseInt(id, 10)}` === id) {
+        throw new Error('Custom Id cannot be integers');
+      }
+      if (id.includes(':') && id.split(':').length !== 3) {
+        throw new Error('Custom Id cannot contain :');
+      }
+    }
+    const Job = (this as { Job?: any }).Job;
+    if (typeof Job === 'function') {
+      const job = new Job(this, name, data, opts ?? {}, jobId);
+      job.validateOptions(job.asJSON());
+    }
   }
 
   async addBulk(jobs: BulkJob<T>[]): Promise<CapturedJob<T>[]> {
+    this.detectPlainAdd('addBulk');
     const added: CapturedJob<T>[] = [];
     for (const job of jobs) {
       added.push(
-        await this.add(job.name ?? DEFAULT_JOB_NAME, job.data, job.opts),
+        await this.put(job.name ?? DEFAULT_JOB_NAME, job.data, job.opts),
       );
     }
     return added;
@@ -70,8 +136,9 @@ export function inMemoryQueue<T>(
   name: string,
   recorder: JobRecorder,
   adapter: 'bull' | 'bullmq' = 'bull',
+  plainPolicy: PlainQueuePolicy = 'warn',
 ): Queue<T> {
-  const queue = new InMemoryQueue<T>(name, recorder);
+  const queue = new InMemoryQueue<T>(name, recorder, adapter, plainPolicy);
   return unavailable<Queue<T>>(
     adapter === 'bullmq' ? withBullMQJobRules(queue, name) : queue,
     (property) =>

@@ -13,8 +13,16 @@ export const ANY_JOB_NAME = '*';
 export interface RecordedQueue {
   readonly name: string;
   readonly mode: TestingQueueMode;
-  /** Added inside a transaction that has not ended yet, by id. */
-  readonly deferred: Map<string, CapturedJob>;
+  /**
+   * Added inside a transaction that has not ended yet, in order (one entry per add: jobs of
+   * several adds, or transactions, may share a jobId).
+   */
+  readonly deferred: CapturedJob[];
+  /**
+   * Jobs the in-memory queue holds, by id (Bull and BullMQ ignore an add with the id of a job
+   * they hold), whether added to the queue or by a flow.
+   */
+  readonly held: Map<string, CapturedJob>;
   /** Reached the in-memory queue, in order. */
   readonly enqueued: CapturedJob[];
   /** Dropped by a rollback, in order. */
@@ -37,7 +45,8 @@ export class JobRecorder {
       this.queues.set(name, {
         name,
         mode,
-        deferred: new Map(),
+        deferred: [],
+        held: new Map(),
         enqueued: [],
         dropped: [],
         handlers: new Map(),
@@ -59,18 +68,49 @@ export class JobRecorder {
   /** Records jobs added inside a transaction. */
   defer(queueName: string, jobs: CapturedJob[]): void {
     const queue = this.queue(queueName, 'TransactionAwareQueue.add');
-    for (const job of jobs) queue.deferred.set(job.id, job);
+    queue.deferred.push(...jobs);
   }
 
-  /** Moves the jobs with these ids from deferred to dropped (their scope rolled back). */
-  drop(queueName: string, ids: string[]): void {
+  /** Moves these jobs (as `defer` took them) from deferred to dropped (their scope rolled back). */
+  drop(queueName: string, jobs: CapturedJob[]): void {
     const queue = this.queue(queueName, 'rollback');
-    for (const id of ids) {
-      const job = queue.deferred.get(id);
-      if (!job) continue;
-      queue.deferred.delete(id);
+    for (const job of jobs) {
+      const at = queue.deferred.indexOf(job);
+      if (at < 0) continue;
+      queue.deferred.splice(at, 1);
       queue.dropped.push(job);
     }
+  }
+
+  /**
+   * The queue took (or, holding a job with its id, ignored) the job `id` after a commit: the
+   * first deferred job with that id no longer waits.
+   */
+  settle(queueName: string, id: string): void {
+    const queue = this.queue(queueName, 'Queue.add');
+    const at = queue.deferred.findIndex((job) => job.id === id);
+    if (at >= 0) queue.deferred.splice(at, 1);
+  }
+
+  /**
+   * Hands `job` to the in-memory queue `queueName`: ignored (and settled) when the queue holds a
+   * job with its id, as Bull and BullMQ do (a repeatable job is always taken); else recorded
+   * and, in `'run'` mode, processed. Resolves with the job the queue holds.
+   */
+  async offer(
+    queueName: string,
+    job: CapturedJob,
+    repeat = false,
+  ): Promise<CapturedJob> {
+    const queue = this.queue(queueName, 'Queue.add');
+    const existing = queue.held.get(job.id);
+    if (existing && !repeat) {
+      this.settle(queueName, job.id);
+      return existing;
+    }
+    queue.held.set(job.id, job);
+    await this.receive(queueName, job);
+    return job;
   }
 
   /**
@@ -79,7 +119,7 @@ export class JobRecorder {
    */
   async receive(queueName: string, job: CapturedJob): Promise<void> {
     const queue = this.queue(queueName, 'Queue.add');
-    queue.deferred.delete(job.id);
+    this.settle(queueName, job.id);
     queue.enqueued.push(job);
     if (queue.mode !== 'run') return;
     const handler =
@@ -101,7 +141,7 @@ export class JobRecorder {
   clear(): void {
     this.failures.length = 0;
     for (const queue of this.queues.values()) {
-      queue.deferred.clear();
+      queue.deferred.length = 0;
       queue.enqueued.length = 0;
       queue.dropped.length = 0;
     }

@@ -3,6 +3,7 @@ import { TransactionAwareQueue } from '../transaction-aware-queue';
 import type { TransactionHost } from '../transaction-host';
 import type {
   BulkJob,
+  TransactionAwareJobOptions,
   TransactionAwareQueueOptions,
 } from '../transactional.interfaces';
 import type { JobRecorder } from './job-recorder';
@@ -24,56 +25,70 @@ export class RecordingTransactionAwareQueue<
     private readonly recorder: JobRecorder,
   ) {
     // NOTE: the in-memory queue cannot be told apart by its shape: Bull unless said otherwise.
-    super({ ...options, adapter: options.adapter ?? 'bull' }, () => inMemory);
+    // The kit has no outbox: a durable queue's jobs (and `opts.durable` ones) are deferred,
+    // enqueued at the commit and dropped on rollback as plain ones, which is what a test sees
+    // of them in production.
+    super(
+      { ...options, durable: false, adapter: options.adapter ?? 'bull' },
+      () => inMemory,
+    );
   }
 
-  override add(data: T, opts?: JobOptions): Promise<string>;
-  override add(name: string, data: T, opts?: JobOptions): Promise<string>;
-  override async add(
+  override add(data: T, opts?: TransactionAwareJobOptions): Promise<string>;
+  override add(
+    name: string,
+    data: T,
+    opts?: TransactionAwareJobOptions,
+  ): Promise<string>;
+  override add(
     nameOrData: string | T,
-    dataOrOpts?: T | JobOptions,
-    opts?: JobOptions,
+    dataOrOpts?: T | TransactionAwareJobOptions,
+    opts?: TransactionAwareJobOptions,
   ): Promise<string> {
     // NOTE: the parent class's rule: a string first argument is the job name.
-    if (typeof nameOrData === 'string') {
-      const [job] = this.record([
-        { name: nameOrData, data: dataOrOpts as T, opts },
-      ]);
-      return super.add(job.name, job.data, job.opts);
-    }
-    const [job] = this.record([
-      { data: nameOrData, opts: dataOrOpts as JobOptions | undefined },
-    ]);
-    return super.add(job.data, job.opts);
+    return typeof nameOrData === 'string'
+      ? super.add(nameOrData, dataOrOpts as T, withoutDurable(opts))
+      : super.add(
+          nameOrData,
+          withoutDurable(dataOrOpts as TransactionAwareJobOptions | undefined),
+        );
   }
 
-  override async addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
-    return super.addBulk(this.record(jobs));
+  override addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
+    return super.addBulk(
+      jobs.map((job) => ({ ...job, opts: withoutDurable(job.opts) })),
+    );
   }
 
   /**
-   * Gives each job its id now (as the parent would, with the same rule: none for a repeatable
-   * job, which is recorded under its schedule key) so that the deferral is recorded
-   * synchronously, in the caller's scope, even when `add()` is not awaited.
+   * Records the jobs the parent class has just deferred (every check passed: a job `add()`
+   * refuses is never recorded), synchronously in the caller's scope, also when `add()` is not
+   * awaited; an after-rollback hook on the same scope moves them to dropped.
    */
-  private record(jobs: BulkJob<T>[]): CapturedJob<T>[] {
-    const captured = jobs.map((job) => {
-      const name = job.name ?? this.adapter.defaultJobName;
-      const { id, opts } = this.adapter.identify(
-        name,
-        job.data,
-        job.opts ?? {},
-      );
-      return { id, name, data: job.data, opts };
-    });
-    if (this.host.isActive) {
-      const ids = captured.map((job) => job.id);
-      this.recorder.defer(this.name, captured);
-      this.host.afterRollback(
-        () => this.recorder.drop(this.name, ids),
-        `testing kit: drop job(s) ${ids.join(', ')} of queue "${this.name}"`,
-      );
-    }
-    return captured;
+  protected override onDeferred(
+    jobs: readonly { id: string; name: string; data: T; opts: JobOptions }[],
+  ): void {
+    const captured: CapturedJob<T>[] = jobs.map((job) => ({
+      id: job.id,
+      name: job.name,
+      data: job.data,
+      opts: job.opts,
+    }));
+    const ids = captured.map((job) => job.id);
+    this.recorder.defer(this.name, captured);
+    this.host.afterRollback(
+      () => this.recorder.drop(this.name, captured),
+      `testing kit: drop job(s) ${ids.join(', ')} of queue "${this.name}"`,
+    );
   }
+}
+
+/** `opts` without `durable` (the kit has no outbox), or `undefined`. */
+function withoutDurable(
+  opts: TransactionAwareJobOptions | undefined,
+): TransactionAwareJobOptions | undefined {
+  if (!opts || !('durable' in opts)) return opts;
+  const rest = { ...opts };
+  delete rest.durable;
+  return rest;
 }

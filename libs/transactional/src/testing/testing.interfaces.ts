@@ -1,6 +1,7 @@
 import type { JobOptions } from 'bull';
 import type { EntityManager } from 'typeorm';
 import type {
+  PlainQueuePolicy,
   QueueKind,
   TransactionAwareQueueOptions,
 } from '../transactional.interfaces';
@@ -56,6 +57,13 @@ export interface TransactionalTestingModuleOptions {
    * `ClsService` is provided either way. Default: `false`.
    */
   registerClsModule?: boolean;
+  /**
+   * What a plain `queue.add()` / `addBulk()` (the in-memory queue behind
+   * `TransactionAwareQueue.queue`) does inside a transaction, as in `TransactionalModule.forRoot`:
+   * `'warn'` (logs), `'throw'` (rejects with `PlainQueueInTransactionError`) or `'off'`.
+   * Default: `'warn'`.
+   */
+  plainQueueInTransaction?: PlainQueuePolicy;
   /**
    * Longest time one after-commit step may take (in `'run'` mode this includes the handlers
    * of the jobs it enqueues); see `TransactionalModuleOptions`. Default: `10000` ms.

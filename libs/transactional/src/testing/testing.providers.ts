@@ -107,6 +107,7 @@ export function testingProviders(
             queue.name,
             state.recorder,
             queue.adapter ?? options.adapter,
+            options.plainQueueInTransaction,
           ),
           new TransactionHost(
             runner,

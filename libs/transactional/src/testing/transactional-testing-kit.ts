@@ -37,7 +37,7 @@ export class TransactionalTestingKit {
   /** Jobs added inside a transaction that has neither committed nor rolled back yet. */
   deferred<T = any>(queueName: string): CapturedJob<T>[] {
     const queue = this.queue(queueName, 'deferred');
-    return [...queue.deferred.values()] as CapturedJob<T>[];
+    return [...queue.deferred] as CapturedJob<T>[];
   }
 
   /** Jobs dropped because their transaction, or their NESTED scope, rolled back. */
