@@ -28,6 +28,19 @@ interface PreparedFlow {
   flow: FlowJob;
   opts?: FlowOpts;
   ids: FlowJobIds;
+  /** Nodes with a caller-given id, which BullMQ may already hold (checked after the add). */
+  custom: CustomNode[];
+}
+
+/**
+ * A node of a flow whose id the caller gave, with the parent it must hang from: Redis keys
+ * without the prefix (`queue:id`), the producer's prefix added when they are checked.
+ */
+interface CustomNode {
+  key: string;
+  prefix?: string;
+  name: string;
+  parent?: { key: string; prefix?: string };
 }
 
 /** Counters of one flow producer, for health checks and metrics. */
@@ -114,24 +127,39 @@ export class TransactionAwareFlowProducer {
   }
 
   private prepare(flow: FlowJob, opts?: FlowOpts): PreparedFlow {
-    const [prepared, ids] = this.prepareNode(flow);
+    const custom: CustomNode[] = [];
+    const [prepared, ids] = this.prepareNode(flow, custom);
     // NOTE: checked at add(), in the transaction: BullMQ refuses a flow as a whole.
     assertFlowAccepted(this.name, this.flowProducer, prepared as FlowJob, opts);
-    return { flow: prepared as FlowJob, opts, ids };
+    return { flow: prepared as FlowJob, opts, ids, custom };
   }
 
-  private prepareNode(node: {
-    name: string;
-    queueName: string;
-    data?: unknown;
-    opts?: Record<string, any>;
-    children?: unknown[];
-  }): [typeof node, FlowJobIds] {
+  private prepareNode(
+    node: {
+      name: string;
+      queueName: string;
+      prefix?: string;
+      data?: unknown;
+      opts?: Record<string, any>;
+      children?: unknown[];
+    },
+    custom: CustomNode[],
+    parent?: { key: string; prefix?: string },
+  ): [typeof node, FlowJobIds] {
     const { durable, ...given } = node.opts ?? {};
     if (durable !== undefined) throw durableRefused(this.name);
     const identity = identifyBullMQJob(node.queueName, undefined, given);
+    const key = `${node.queueName}:${identity.id}`;
+    // NOTE: BullMQ ignores a node whose id it holds (a child held under another parent is
+    // not attached; a held parent is not made a flow parent): the flow would half-exist.
+    if (!identity.generated) {
+      custom.push({ key, prefix: node.prefix, name: node.name, parent });
+    }
     const children = node.children?.map((child) =>
-      this.prepareNode(child as typeof node),
+      this.prepareNode(child as typeof node, custom, {
+        key,
+        prefix: node.prefix,
+      }),
     );
     const prepared = {
       ...node,
@@ -186,6 +214,52 @@ export class TransactionAwareFlowProducer {
     } catch (error) {
       this.stats.failed += flows.length;
       throw error;
+    }
+    await this.reportPartialFlows(flows);
+  }
+
+  /**
+   * A node with a custom id BullMQ already held is ignored by BullMQ inside the flow's MULTI
+   * (no error for a child): the flow then exists without it. Reported (logged, counted failed).
+   */
+  private async reportPartialFlows(flows: PreparedFlow[]): Promise<void> {
+    if (!flows.some((flow) => flow.custom.length > 0)) return;
+    type Client = {
+      hmget(key: string, ...fields: string[]): Promise<(string | null)[]>;
+    };
+    let client: Client | undefined;
+    let defaultPrefix: string;
+    try {
+      const holder = this.flowProducer as unknown as {
+        backend?: { client?: Promise<Client> };
+        client?: Promise<Client>;
+        opts?: { prefix?: string };
+      };
+      // NOTE: BullMQ 6: `backend.client`; BullMQ 5: `client`.
+      client = await (holder.backend?.client ?? holder.client);
+      defaultPrefix = holder.opts?.prefix ?? 'bull';
+    } catch {
+      // NOTE: the testing kit's in-memory flow producer: no Redis to read.
+      return;
+    }
+    if (!client) return;
+    for (const flow of flows) {
+      for (const node of flow.custom) {
+        const key = `${node.prefix ?? defaultPrefix}:${node.key}`;
+        const parentKey = node.parent
+          ? `${node.parent.prefix ?? defaultPrefix}:${node.parent.key}`
+          : undefined;
+        const [name, heldParent] = await client.hmget(key, 'name', 'parentKey');
+        if (name !== node.name || (heldParent ?? undefined) !== parentKey) {
+          this.stats.enqueued -= 1;
+          this.stats.failed += 1;
+          throw new TransactionalError(
+            `Flow producer "${this.name}": job ${key} of the flow with root id ` +
+              `${flow.ids.id} was already held by BullMQ (custom jobId), so BullMQ added the ` +
+              `flow without it. Use ids unique to each flow, or no jobId.`,
+          );
+        }
+      }
     }
   }
 
