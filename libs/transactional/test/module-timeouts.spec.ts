@@ -1,6 +1,5 @@
 import { Test } from '@nestjs/testing';
 import { TransactionalModule, TransactionHost } from '../src';
-import { testDataSourceOptions } from './support/env';
 import { createLibApp } from './support/lib-app';
 import { Order } from './support/order.entity';
 
