@@ -29,6 +29,9 @@ jest.setTimeout(60_000);
 
 const failures = watchProcessFailures();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A timer that does not keep the process alive (a race's losing side must not hold jest for 20 s). */
+const unrefSleep = (ms: number) =>
+  new Promise<void>((r) => setTimeout(r, ms).unref());
 const TABLE = 'tx_adv3_outbox_close';
 
 let db: DataSource;
@@ -194,7 +197,10 @@ it('close() during a stream of 60 committing transactions (healthy Redis): every
     running.push(startOne(app, P, D, tag, i, 5 + (i % 7) * 10));
     await new Promise((r) => setImmediate(r));
   }
-  const closeMs = await Promise.race([closing, sleep(20_000).then(() => -1)]);
+  const closeMs = await Promise.race([
+    closing,
+    unrefSleep(20_000).then(() => -1),
+  ]);
   const outcomes = await Promise.all(running);
   expect(closeMs).toBeGreaterThanOrEqual(0);
   expect(closeMs).toBeLessThan(15_000);
@@ -255,7 +261,10 @@ describe('with Redis paused past afterCommitTimeoutMs while the enqueues are in 
         );
         await sleep(1500);
         redis.resume();
-        closeMs = await Promise.race([closing, sleep(20_000).then(() => -1)]);
+        closeMs = await Promise.race([
+          closing,
+          unrefSleep(20_000).then(() => -1),
+        ]);
       } finally {
         redis.resume();
       }

@@ -37,6 +37,9 @@ import { dbQuery } from './support/db';
 const failures = watchProcessFailures();
 afterAll(() => failures.dispose());
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A timer that does not keep the process alive (a race's losing side must not hold jest for 20 s). */
+const unrefSleep = (ms: number) =>
+  new Promise<void>((r) => setTimeout(r, ms).unref());
 
 const PLAIN = uniqueName('rtf-plain');
 const DURABLE = uniqueName('rtf-durable');
@@ -190,11 +193,14 @@ describe('redteam: app.close() while a transaction never returns', () => {
     await sleep(100);
     const t0 = Date.now();
     const closed = app.close().then(() => Date.now() - t0);
-    const closeMs = await Promise.race([closed, sleep(20_000).then(() => -1)]);
+    const closeMs = await Promise.race([
+      closed,
+      unrefSleep(20_000).then(() => -1),
+    ]);
     release();
     const settled = await Promise.race([
       hung,
-      sleep(5000).then(() => 'hang' as const),
+      unrefSleep(5000).then(() => 'hang' as const),
     ]);
     const ds = new DataSource(testDataSourceOptions());
     await ds.initialize();
