@@ -1,4 +1,6 @@
 import type { JobOptions, Queue } from 'bull';
+import type { SqlDialect } from '../dialect/sql-dialect';
+import { storableJson, storedData } from '../outbox/outbox-store';
 import { TransactionAwareQueue } from '../transaction-aware-queue';
 import type { TransactionHost } from '../transaction-host';
 import type {
@@ -23,6 +25,8 @@ export class RecordingTransactionAwareQueue<
     /** Host of the queue's connection. */
     private readonly host: TransactionHost,
     private readonly recorder: JobRecorder,
+    /** Whose outbox column durable jobs are checked against (see `outboxDialect`). */
+    private readonly outboxDialect: SqlDialect = 'postgres',
   ) {
     // NOTE: the in-memory queue cannot be told apart by its shape: Bull unless said otherwise.
     // The kit has no outbox: a durable queue's jobs (and `opts.durable` ones) are deferred,
@@ -32,7 +36,11 @@ export class RecordingTransactionAwareQueue<
       { ...options, durable: false, adapter: options.adapter ?? 'bull' },
       () => inMemory,
     );
+    this.kitDurable = options.durable ?? false;
   }
+
+  /** The queue's own durable mode (the parent class is given `false`). */
+  private readonly kitDurable: boolean;
 
   override add(data: T, opts?: TransactionAwareJobOptions): Promise<string>;
   override add(
@@ -46,17 +54,43 @@ export class RecordingTransactionAwareQueue<
     opts?: TransactionAwareJobOptions,
   ): Promise<string> {
     // NOTE: the parent class's rule: a string first argument is the job name.
-    return typeof nameOrData === 'string'
-      ? super.add(nameOrData, dataOrOpts as T, withoutDurable(opts))
-      : super.add(
-          nameOrData,
-          withoutDurable(dataOrOpts as TransactionAwareJobOptions | undefined),
-        );
+    const named = typeof nameOrData === 'string';
+    const data = (named ? dataOrOpts : nameOrData) as T;
+    const given = (named ? opts : dataOrOpts) as
+      | TransactionAwareJobOptions
+      | undefined;
+    try {
+      this.checkStorable(data, given);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return named
+      ? super.add(nameOrData, data, withoutDurable(given))
+      : super.add(data, withoutDurable(given));
   }
 
-  override addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
+  override async addBulk(jobs: BulkJob<T>[]): Promise<string[]> {
+    for (const job of jobs) this.checkStorable(job.data, job.opts);
     return super.addBulk(
       jobs.map((job) => ({ ...job, opts: withoutDurable(job.opts) })),
+    );
+  }
+
+  /**
+   * Throws, for a durable job, what the outbox would refuse to store (see `storableJson`): the
+   * kit writes no outbox rows, so a test would not see the refusal otherwise.
+   */
+  private checkStorable(
+    data: T,
+    opts: TransactionAwareJobOptions | undefined,
+  ): void {
+    if (!(opts?.durable ?? this.kitDurable)) return;
+    storableJson(storedData(data), this.name, 'data', this.outboxDialect);
+    storableJson(
+      withoutDurable(opts) ?? {},
+      this.name,
+      'options',
+      this.outboxDialect,
     );
   }
 

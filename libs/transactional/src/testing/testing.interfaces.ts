@@ -69,6 +69,14 @@ export interface TransactionalTestingModuleOptions {
    * of the jobs it enqueues); see `TransactionalModuleOptions`. Default: `10000` ms.
    */
   afterCommitTimeoutMs?: number;
+  /**
+   * The database whose outbox column the durable jobs' data and options are checked against, as
+   * the real outbox checks them at `add()` (the kit writes no outbox rows): `'postgres'` refuses
+   * a NUL character (`\u0000`, which jsonb cannot store) and a lone UTF-16 surrogate,
+   * `'mysql'` (MySQL and MariaDB) a lone surrogate only. Such an `add()` rejects with the
+   * `TransactionalError` production gives. Default: `'postgres'`.
+   */
+  outboxDialect?: 'postgres' | 'mysql';
 }
 
 /** A job as it was added: the fields of a Bull `Job` that tests look at. */

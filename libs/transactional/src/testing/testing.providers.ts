@@ -114,6 +114,7 @@ export function testingProviders(
             queue.connectionName ?? DEFAULT_CONNECTION_NAME,
           ),
           state.recorder,
+          options.outboxDialect ?? 'postgres',
         ),
     })),
     ...(options.flowProducers ?? []).map((name) => ({
