@@ -3,6 +3,7 @@ import { randomUUID } from 'crypto';
 import type { JobOptions, Queue } from 'bull';
 import { CoalescingAdapter } from './adapters/coalescing-adapter';
 import { DivertingAdapter } from './adapters/diverting-adapter';
+import { jsonCopy } from './job-data';
 import { createQueueAdapter } from './adapters/queue-adapter.factory';
 import { PartialEnqueueError, QueueAdapter } from './adapters/queue-adapter';
 import { NoTransactionError } from './errors/no-transaction.error';
@@ -270,12 +271,15 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     if (given) ({ durable, ...opts } = given);
     const name = job.name ?? this.adapter.defaultJobName;
     const isDurable = durable ?? this.durable;
-    // NOTE: a durable job's data is checked when its outbox row is prepared.
-    if (!isDurable) assertSerialisable(this.name, name, job.data);
-    const identity = this.adapter.identify(name, job.data, opts);
+    // NOTE: a copy of the data as it is now, as a plain add() writes it to Redis before it
+    // resolves: the caller may change (or reuse) the object before the commit, and the job
+    // must carry what add() was given (and the outbox row, the same data).
+    const data = snapshot(this.name, name, job.data);
+    const identity = this.adapter.identify(name, data, opts);
+    assertSerialisableOptions(this.name, name, identity.opts);
     return {
       name,
-      data: job.data,
+      data,
       opts: identity.opts,
       id: identity.id,
       repeat: identity.repeat,
@@ -601,18 +605,38 @@ function leftToRelay(error: unknown): Error {
 }
 
 /**
- * Throws a `TransactionalError` inside the transaction for data the queue library cannot write
- * (`JSON.stringify` throws: a `BigInt`, a cycle): after the commit the job would be lost, and
- * every job of its batch with it.
+ * The job's data as it is now (see `jsonCopy`); a `TransactionalError`, inside the transaction,
+ * for data the queue library cannot write (`JSON.stringify` throws: a `BigInt`, a cycle): after
+ * the commit the job would be lost, and every job of its batch with it.
  */
-function assertSerialisable(queue: string, name: string, data: unknown) {
+function snapshot<T>(queue: string, name: string, data: T): T {
   try {
-    JSON.stringify(data);
+    return jsonCopy(data);
   } catch (error) {
     throw new TransactionalError(
       `Queue "${queue}": the data of job "${name}" cannot be written as JSON ` +
         `(${error instanceof Error ? error.message : String(error)}); the queue would refuse it ` +
         `after the commit. Pass plain JSON data (no BigInt, no cycles); the job was not added.`,
+    );
+  }
+}
+
+/**
+ * Throws a `TransactionalError` inside the transaction for job options the queue library cannot
+ * write as JSON (a `BigInt` delay, a cycle): after the commit the job would be lost.
+ */
+function assertSerialisableOptions(
+  queue: string,
+  name: string,
+  opts: unknown,
+): void {
+  try {
+    JSON.stringify(opts);
+  } catch (error) {
+    throw new TransactionalError(
+      `Queue "${queue}": the options of job "${name}" cannot be written as JSON ` +
+        `(${error instanceof Error ? error.message : String(error)}); the queue would refuse it ` +
+        `after the commit. Pass plain JSON options (no BigInt, no cycles); the job was not added.`,
     );
   }
 }

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { FlowJob, FlowOpts, FlowProducer } from 'bullmq';
 import { NoTransactionError } from '../errors/no-transaction.error';
 import { TransactionalError } from '../errors/transactional.error';
+import { jsonCopy } from '../job-data';
 import { assertRedisReady, watchRedisReadiness } from '../redis-readiness';
 import type { TransactionScope } from '../transaction-context';
 import { transactionStorage } from '../transaction-storage';
@@ -131,7 +132,7 @@ export class TransactionAwareFlowProducer {
     const [prepared, ids] = this.prepareNode(flow, custom);
     // NOTE: checked at add(), in the transaction: BullMQ refuses a flow as a whole.
     assertFlowAccepted(this.name, this.flowProducer, prepared as FlowJob, opts);
-    return { flow: prepared as FlowJob, opts, ids, custom };
+    return { flow: withDataCopied(prepared as FlowJob), opts, ids, custom };
   }
 
   private prepareNode(
@@ -283,4 +284,16 @@ function durableRefused(name: string): TransactionalError {
 
 function rootIds(flows: PreparedFlow[]): string {
   return flows.map((flow) => flow.ids.id).join(', ');
+}
+
+/**
+ * `node` and its children with their data as it is now (see `jsonCopy`): the flow goes to Redis
+ * after the commit, and the caller may change the objects meanwhile. Checked as JSON already.
+ */
+function withDataCopied(node: FlowJob): FlowJob {
+  return {
+    ...node,
+    ...('data' in node ? { data: jsonCopy(node.data) } : {}),
+    ...(node.children ? { children: node.children.map(withDataCopied) } : {}),
+  };
 }
