@@ -16,6 +16,14 @@ function pairs(keys: OutboxRowKey[]): [string[], string[]] {
   return [keys.map((key) => key.queue), keys.map((key) => key.id)];
 }
 
+/**
+ * Most rows per INSERT: each row takes five parameters (plus one for the grace period), and
+ * Postgres' extended protocol carries at most 65,535 per statement (node-postgres writes the
+ * count as 16 bits: 13,107 rows or more fail with "bind message has N parameter formats but 0
+ * parameters", and abort the transaction).
+ */
+const MAX_ROWS_PER_INSERT = 10_000;
+
 const MS = (param: string) => `make_interval(secs => ${param}::float8 / 1000)`;
 
 /** The SQL of the outbox table. All methods take the manager to run on; each is one statement. */
@@ -32,8 +40,14 @@ export class PostgresOutboxStore implements OutboxStore {
    * are unique to one add (see `OutboxRowKey.id`), so no row waits for another transaction's.
    */
   async insert(manager: EntityManager, rows: OutboxRow[]): Promise<void> {
-    const { text, values } = this.insertStatement(this.prepare(rows));
-    await manager.query(text, values as unknown[]);
+    // NOTE: every row is checked before the first statement is sent.
+    const prepared = this.prepare(rows);
+    for (let i = 0; i < prepared.length; i += MAX_ROWS_PER_INSERT) {
+      const { text, values } = this.insertStatement(
+        prepared.slice(i, i + MAX_ROWS_PER_INSERT),
+      );
+      await manager.query(text, values as unknown[]);
+    }
   }
 
   /** The column values of `rows`; throws what the table would refuse (see `storableJson`). */
