@@ -16,17 +16,31 @@ const PLUS_MS = (ms: string) =>
   `${NOW} + INTERVAL ROUND((${ms}) * 1000) MICROSECOND`;
 
 /**
- * `(queue = ? AND id = ?) OR ...` for `keys`, with its parameters. NOTE: not `(queue, id) IN
- * ((?, ?), ...)`, which MariaDB may run as a scan of the table: at REPEATABLE READ an UPDATE then
- * locks every row it reads, other transactions' rows with them, and the applications'
- * transactions that write durable jobs deadlocked. With many keys MariaDB may still read a range
- * of the primary key for them, so the UPDATEs that use this also run at READ COMMITTED (no gap
- * locks): at REPEATABLE READ they still deadlocked the applications' outbox INSERTs.
+ * `(queue = ? AND id IN (?, ...)) OR ...` for `keys`, one term per queue, with its parameters.
+ * NOTE: not `(queue, id) IN ((?, ?), ...)`, which MariaDB may run as a scan of the table: at
+ * REPEATABLE READ an UPDATE then locks every row it reads, other transactions' rows with them,
+ * and the applications' transactions that write durable jobs deadlocked. Nor one
+ * `(queue = ? AND id = ?)` term per key: past a few hundred terms MariaDB's range optimizer
+ * gives up and compares every row of the table with every term (measured on MariaDB 10.11 with
+ * 28,000 rows: 1,000 keys 1.5 s, 4,000 keys 164 s), which held a transaction's COMMIT (the grace
+ * UPDATE) and the fast path's marking for minutes. An `IN` list on the second column of the
+ * primary key under an equality on the first is a set of point lookups (4,000 keys: 62 ms).
+ * The UPDATEs that use this still run at READ COMMITTED (no gap locks).
  */
 function keyList(keys: OutboxRowKey[]): [string, string[]] {
+  const byQueue = new Map<string, string[]>();
+  for (const key of keys) {
+    const ids = byQueue.get(key.queue);
+    if (ids) ids.push(key.id);
+    else byQueue.set(key.queue, [key.id]);
+  }
   const params: string[] = [];
-  for (const key of keys) params.push(key.queue, key.id);
-  return [`(${keys.map(() => '(queue = ? AND id = ?)').join(' OR ')})`, params];
+  const terms: string[] = [];
+  for (const [queue, ids] of byQueue) {
+    params.push(queue, ...ids);
+    terms.push(`(queue = ? AND id IN (${ids.map(() => '?').join(', ')}))`);
+  }
+  return [`(${terms.join(' OR ')})`, params];
 }
 
 /** A JSON column as mysql2 hands it over: parsed (MySQL's JSON type) or text (MariaDB's). */
