@@ -80,7 +80,12 @@ export class TransactionHost {
     fn: () => unknown,
     description = 'afterCommit hook',
   ): Promise<void> {
-    const hook = toHook(fn, description);
+    let hook: TransactionHook;
+    try {
+      hook = toHook(fn, description, 'afterCommit');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     let scope: TransactionScope | undefined;
     try {
       scope = this.scope('TransactionHost.afterCommit()');
@@ -100,8 +105,9 @@ export class TransactionHost {
    * `TransactionClosedError` in a scope that has ended.
    */
   afterRollback(fn: () => unknown, description = 'afterRollback hook'): void {
+    const hook = toHook(fn, description, 'afterRollback');
     this.scope('TransactionHost.afterRollback()')?.frame.afterRollback.push(
-      toHook(fn, description),
+      hook,
     );
   }
 
@@ -114,6 +120,18 @@ export class TransactionHost {
   }
 }
 
-function toHook(fn: () => unknown, description: string): TransactionHook {
+function toHook(
+  fn: () => unknown,
+  description: string,
+  method: string,
+): TransactionHook {
+  if (typeof fn !== 'function') {
+    // NOTE: `afterCommit(work())` (a promise) ran `work` inside the transaction already, and the
+    // mistake would only show as a log line after the commit.
+    throw new TypeError(
+      `TransactionHost.${method}() takes a function, got ${fn === null ? 'null' : typeof fn}: ` +
+        `pass () => work(), not work().`,
+    );
+  }
   return { run: fn, describe: () => description };
 }
