@@ -158,6 +158,11 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     private readonly outbox?: QueueOutbox,
     /** Returns the queue's `JobDiverter` (`options.diverter`); called once, on first use. */
     private readonly resolveDiverter?: () => JobDiverter,
+    /**
+     * The transaction runner of the queue's application: a transaction another application of
+     * the process opened is not one of this queue's (see `submit`). Any, when not given.
+     */
+    private readonly runner?: object,
   ) {
     this.name = options.name;
     this.durable = options.durable ?? false;
@@ -302,6 +307,7 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     const scope = transactionStorage.open(
       this.connectionName,
       `TransactionAwareQueue("${this.name}").add()`,
+      this.runner,
     );
     if (scope) {
       if (!jobs.some((job) => job.durable)) {

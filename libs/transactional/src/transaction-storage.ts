@@ -73,12 +73,21 @@ export const transactionStorage = {
   },
 
   /**
-   * The scope bound for `connectionName` if it is still open; `undefined` when none is bound.
-   * A scope that has ended throws `TransactionClosedError` naming `what`.
+   * The scope bound for `connectionName` if it is still open; `undefined` when none is bound
+   * (or, given `owner`, when the bound one's transaction belongs to another runner: another
+   * application in the same process). A scope that has ended throws `TransactionClosedError`
+   * naming `what`.
    */
-  open(connectionName: string, what: string): TransactionScope | undefined {
+  open(
+    connectionName: string,
+    what: string,
+    owner?: object,
+  ): TransactionScope | undefined {
     const scope = this.get(connectionName);
-    if (scope) scope.tx.target(scope.frame, what);
+    // NOTE: with `owner`, a transaction another application's runner opened is none of ours.
+    if (!scope || (owner !== undefined && scope.tx.owner !== owner))
+      return undefined;
+    scope.tx.target(scope.frame, what);
     return scope;
   },
 

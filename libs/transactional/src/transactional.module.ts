@@ -199,11 +199,13 @@ export class TransactionalModule {
       inject: [
         QueueResolver,
         QueueRegistry,
+        TransactionRunner,
         { token: TransactionalOutbox, optional: true },
       ],
       useFactory: (
         resolver: QueueResolver,
         registry: QueueRegistry,
+        runner: TransactionRunner,
         outbox?: TransactionalOutbox,
       ) => {
         if (options.durable && !outbox) {
@@ -222,6 +224,7 @@ export class TransactionalModule {
           options.diverter === undefined
             ? undefined
             : () => resolver.diverter(options.name, options.diverter!),
+          runner,
         );
         registry.add(queue);
         return queue;
@@ -245,10 +248,12 @@ export class TransactionalModule {
   ): DynamicModule {
     const providers: Provider[] = producers.map((options) => ({
       provide: getTransactionAwareFlowProducerToken(options.name),
-      inject: [QueueResolver],
-      useFactory: (resolver: QueueResolver) =>
-        new TransactionAwareFlowProducer(options, () =>
-          resolver.flowProducer(options.name),
+      inject: [QueueResolver, TransactionRunner],
+      useFactory: (resolver: QueueResolver, runner: TransactionRunner) =>
+        new TransactionAwareFlowProducer(
+          options,
+          () => resolver.flowProducer(options.name),
+          runner,
         ),
     }));
     return {

@@ -1,7 +1,7 @@
 import { INestApplication, Injectable } from '@nestjs/common';
 import { Transactional, TransactionHost } from '../src';
 import { onMariaDb, testDatabaseUrl } from './support/env';
-import { openDataSource } from './support/db';
+import { ensureDatabase } from './support/db';
 import { createLibApp } from './support/lib-app';
 import { Order } from './support/order.entity';
 import { dbQuery } from './support/db';
@@ -22,23 +22,6 @@ class Writer {
       onMariaDb ? 'SELECT DATABASE() AS db' : 'SELECT current_database() AS db',
     );
     return db;
-  }
-}
-
-async function ensureDatabase(name: string) {
-  const admin = await openDataSource();
-  try {
-    if (onMariaDb) {
-      await admin.query(`CREATE DATABASE IF NOT EXISTS \`${name}\``);
-      return;
-    }
-    const exists = await admin.query(
-      'SELECT 1 FROM pg_database WHERE datname = $1',
-      [name],
-    );
-    if (exists.length === 0) await admin.query(`CREATE DATABASE "${name}"`);
-  } finally {
-    await admin.destroy();
   }
 }
 

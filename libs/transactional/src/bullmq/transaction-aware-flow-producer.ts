@@ -86,6 +86,11 @@ export class TransactionAwareFlowProducer {
     options: TransactionAwareFlowProducerOptions,
     /** Returns the BullMQ flow producer; called once, on first use. */
     private readonly resolveProducer: () => FlowProducer,
+    /**
+     * The transaction runner of the flow producer's application (see `TransactionAwareQueue`):
+     * a transaction another application of the process opened is not one of its own.
+     */
+    private readonly runner?: object,
   ) {
     if ((options as { durable?: unknown }).durable) {
       throw durableRefused(options.name);
@@ -178,7 +183,11 @@ export class TransactionAwareFlowProducer {
 
   private async submit(flows: PreparedFlow[]): Promise<FlowJobIds[]> {
     const what = `TransactionAwareFlowProducer("${this.name}").add()`;
-    const scope = transactionStorage.open(this.connectionName, what);
+    const scope = transactionStorage.open(
+      this.connectionName,
+      what,
+      this.runner,
+    );
     if (scope) {
       this.defer(scope, flows);
     } else if (this.policy === 'throw') {

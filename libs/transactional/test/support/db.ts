@@ -157,6 +157,24 @@ async function innodbTransaction(
   return row;
 }
 
+/** Creates the database `name` on the run's server if it does not exist. */
+export async function ensureDatabase(name: string): Promise<void> {
+  const admin = await openDataSource();
+  try {
+    if (onMariaDb) {
+      await admin.query(`CREATE DATABASE IF NOT EXISTS \`${name}\``);
+      return;
+    }
+    const exists = await admin.query(
+      'SELECT 1 FROM pg_database WHERE datname = $1',
+      [name],
+    );
+    if (exists.length === 0) await admin.query(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.destroy();
+  }
+}
+
 /** A DataSource of its own on the run's database (close it with `destroy()`). */
 export async function openDataSource(): Promise<DataSource> {
   const dataSource = new DataSource(testDataSourceOptions());

@@ -3,9 +3,15 @@ import { createOutboxMigration } from '../../src';
 import { dbQuery, Queryable } from './db';
 import { onMariaDb, testDataSourceOptions } from './env';
 
-/** Drops the outbox table `tableName` (if any) and creates it with `createOutboxMigration`. */
-export async function createOutboxTable(tableName: string): Promise<void> {
-  const dataSource = new DataSource(testDataSourceOptions());
+/**
+ * Drops the outbox table `tableName` (if any) and creates it with `createOutboxMigration`, in the
+ * run's database or in `database`.
+ */
+export async function createOutboxTable(
+  tableName: string,
+  database?: string,
+): Promise<void> {
+  const dataSource = new DataSource(testDataSourceOptions(database));
   await dataSource.initialize();
   try {
     await dataSource.query(
