@@ -6,11 +6,13 @@ import {
   HttpStatus,
   Injectable,
 } from '@nestjs/common';
+import { PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/common/constants';
+import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum';
 import { Reflector } from '@nestjs/core';
 import type { Request } from 'express';
 import { PUBLIC_ROUTE } from '../auth/auth.decorators';
 import { assertSupportedCharset, decodeBody } from './body-charset';
-import { jsonBodyProblem } from './json-value-check';
+import { jsonBodyProblem, rawJsonProblem } from './json-value-check';
 import { hasBody, readBody } from './read-body';
 import { assertSingleHeader } from './single-header';
 
@@ -42,6 +44,33 @@ function unsupportedType(contentType: string | undefined) {
 }
 
 /**
+ * The first query key of a request to a `/v1` route that takes no query (no `@Query()`), if it
+ * has one. The routes with a query refuse unknown keys in their DTO (validation pipe); the others
+ * never read the query, so a key there (`?dryRun=true`, `?__proto__=1`) would be silently ignored
+ * while the request runs. Read from the raw query string: Express's parser drops `__proto__`.
+ */
+function unexpectedQueryKey(
+  context: ExecutionContext,
+  req: Request,
+): string | undefined {
+  const path: unknown = Reflect.getMetadata(PATH_METADATA, context.getClass());
+  if (typeof path !== 'string' || !/^\/?v1(\/|$)/.test(path)) return undefined;
+  const args: Record<string, unknown> =
+    Reflect.getMetadata(
+      ROUTE_ARGS_METADATA,
+      context.getClass(),
+      context.getHandler().name,
+    ) ?? {};
+  const query = String(RouteParamtypes.QUERY);
+  if (Object.keys(args).some((key) => key.split(':')[0] === query)) {
+    return undefined;
+  }
+  const search = req.originalUrl.split('?').slice(1).join('?');
+  for (const [key] of new URLSearchParams(search)) return key;
+  return undefined;
+}
+
+/**
  * Reads and parses JSON request bodies. It is a guard registered after the API key guard, so
  * that a request is authenticated before a byte of its body is read: an unauthenticated
  * caller cannot make the service spend CPU on a body. Public routes take no body and never
@@ -60,6 +89,12 @@ export class JsonBodyGuard implements CanActivate {
       return true;
     }
     const req = context.switchToHttp().getRequest<JsonRequest>();
+    const key = unexpectedQueryKey(context, req);
+    if (key !== undefined) {
+      throw new BadRequestException(
+        `property ${key.slice(0, 100)} should not exist: this route takes no query parameters`,
+      );
+    }
     if (!hasBody(req)) return true;
     assertSingleHeader(req, 'Content-Type');
     assertSingleHeader(req, 'Content-Encoding');
@@ -85,7 +120,8 @@ export class JsonBodyGuard implements CanActivate {
         'Malformed JSON body: the body must be a JSON object',
       );
     }
-    const problem = jsonBodyProblem(body);
+    // NOTE: the text too: a repeated member name hides a value from the parsed body only.
+    const problem = jsonBodyProblem(body) ?? rawJsonProblem(text);
     if (problem) {
       throw new BadRequestException(`Invalid JSON body: ${problem}`);
     }

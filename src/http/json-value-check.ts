@@ -101,3 +101,42 @@ export function jsonBodyProblem(body: unknown): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * What is wrong with the JSON text itself that the parsed value does not show: a member that
+ * `JSON.parse` dropped for a later one with the same name is still in the text, and handlers
+ * that keep the text as sent (event payloads: stored, returned and delivered byte for byte)
+ * keep it. So the nesting limit and the string checks of {@link jsonBodyProblem} are applied to
+ * every value written in the text. One linear pass; only strings with an escape are decoded (a
+ * raw NUL or unpaired surrogate cannot be in valid JSON text that decoded without error).
+ * The text must already be known to be valid JSON.
+ */
+export function rawJsonProblem(text: string): string | undefined {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c) {
+          escaped = true;
+          i++;
+        } else if (d === 0x22) break;
+      }
+      if (escaped) {
+        const problem = badString(
+          JSON.parse(text.slice(start, i + 1)) as string,
+        );
+        if (problem) return `a string or key in the body ${problem}`;
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      // NOTE: the body itself is level 1; jsonBodyProblem allows 64 levels below it.
+      if (++depth > MAX_JSON_DEPTH + 1) {
+        return `the body is nested deeper than ${MAX_JSON_DEPTH} levels`;
+      }
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return undefined;
+}
