@@ -34,6 +34,12 @@ export class CreateEndpointDto {
   @IsArray()
   @ArrayMaxSize(100)
   @IsString({ each: true })
+  // NOTE: the limit of an event's type (CreateEventDto): a longer entry could never match.
+  @MaxLength(200, {
+    each: true,
+    message:
+      'each value in eventTypes must be at most 200 characters, as event types are',
+  })
   @Matches(EVENT_TYPE_PATTERN, {
     each: true,
     message: `each value in eventTypes ${EVENT_TYPE_MESSAGE}`,
