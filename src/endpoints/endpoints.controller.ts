@@ -29,6 +29,7 @@ import {
 } from './dto/endpoint-response.dto';
 import { EndpointsService } from './endpoints.service';
 import { Idempotent } from '../idempotency/idempotent.decorator';
+import { WebhookUrlPipe } from './webhook-url.pipe';
 
 /** Webhook endpoints of the caller's account. */
 @ApiTags('endpoints')
@@ -45,7 +46,11 @@ export class EndpointsController {
   })
   @ApiErrors(400, 422)
   @Transactional()
-  create(@AccountId() accountId: string, @Body() dto: CreateEndpointDto) {
+  create(
+    @AccountId() accountId: string,
+    // NOTE: the host is resolved here, before the transaction opens (webhook-url.pipe.ts).
+    @Body(WebhookUrlPipe) dto: CreateEndpointDto,
+  ) {
     return this.endpoints.create(accountId, dto);
   }
 
@@ -83,7 +88,7 @@ export class EndpointsController {
   update(
     @AccountId() accountId: string,
     @Param('id', UuidParam()) id: string,
-    @Body() dto: UpdateEndpointDto,
+    @Body(WebhookUrlPipe) dto: UpdateEndpointDto,
   ) {
     return this.endpoints.update(accountId, id, dto);
   }

@@ -4,7 +4,6 @@ import {
   Injectable,
   Logger,
   NotFoundException,
-  UnprocessableEntityException,
 } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { TransactionHost } from 'nestjs-transactional-jobs';
@@ -16,11 +15,11 @@ import {
   toPage,
 } from '../http/pagination';
 import { SecretBox } from '../secrets/secret-box';
-import { SSRF_HINT, SsrfPolicy } from '../webhooks-http/ssrf-guard';
-import { validateWebhookUrl } from '../webhooks-http/webhook-url-validator';
+import { SsrfPolicy } from '../webhooks-http/ssrf-guard';
 import { CreateEndpointDto } from './dto/create-endpoint.dto';
 import { UpdateEndpointDto } from './dto/update-endpoint.dto';
 import { Endpoint } from './endpoint.entity';
+import { CHECKED_URLS, checkWebhookUrl } from './webhook-url.pipe';
 import {
   currentSecret,
   initialSecrets,
@@ -47,23 +46,27 @@ export class EndpointsService {
 
   /**
    * Refuses URLs the SSRF policy does not allow (422). The answer never says where a host
-   * points; the log does, with how to allow-list it.
+   * points; the log does, with how to allow-list it. NOTE: the controller's `WebhookUrlPipe`
+   * checks a request's URL before its transaction opens; this is for URLs it did not check.
    */
   async checkUrl(url: string, accountId: string): Promise<string> {
-    const result = await validateWebhookUrl(url, this.policy);
-    if (!result.ok) {
-      if (result.detail) {
-        this.logger.warn(
-          `account ${accountId}: refused a webhook URL: ${result.detail} (${SSRF_HINT})`,
-        );
-      }
-      throw new UnprocessableEntityException(`url: ${result.reason}`);
-    }
-    return result.url.toString();
+    return checkWebhookUrl(
+      url,
+      this.policy,
+      this.logger,
+      `account ${accountId}`,
+    );
+  }
+
+  /** The DTO's URL: as `WebhookUrlPipe` checked it, else checked now. */
+  private async urlOf(dto: { url?: string }, accountId: string) {
+    return CHECKED_URLS.has(dto)
+      ? dto.url!
+      : this.checkUrl(dto.url!, accountId);
   }
 
   async create(accountId: string, dto: CreateEndpointDto) {
-    const url = await this.checkUrl(dto.url, accountId);
+    const url = await this.urlOf(dto, accountId);
     const secrets = initialSecrets();
     // NOTE: the id is chosen here because the sealed secrets are bound to it.
     const id = randomUUID();
@@ -124,8 +127,7 @@ export class EndpointsService {
 
   async update(accountId: string, id: string, dto: UpdateEndpointDto) {
     const endpoint = await this.find(accountId, id, true);
-    if (dto.url !== undefined)
-      endpoint.url = await this.checkUrl(dto.url, accountId);
+    if (dto.url !== undefined) endpoint.url = await this.urlOf(dto, accountId);
     if (dto.description !== undefined)
       endpoint.description = dto.description ?? '';
     if (dto.eventTypes !== undefined) endpoint.eventTypes = dto.eventTypes;
