@@ -7,6 +7,7 @@ import {
   PageQueryDto,
   decodeNumberCursor,
   decodeTimeCursor,
+  encodeCursor,
   positionSql,
   toPage,
 } from '../http/pagination';
@@ -16,6 +17,14 @@ import { ListDeliveriesQueryDto } from './dto/list-deliveries.dto';
 
 /** Attempts shown inline with each delivery of an event; all of them: `.../attempts`. */
 export const INLINE_ATTEMPTS = 50;
+
+/**
+ * Bytes of stored responses one page of an event's deliveries inlines at most: the page stops
+ * before the delivery that would pass it (its first delivery is always there), and its
+ * `nextCursor` goes on from there. Without it a page of 100 deliveries could inline 5,000
+ * responses of 64 KiB (JSON escapes can make each six times longer).
+ */
+export const INLINE_RESPONSE_BUDGET = 8 * 1024 * 1024;
 
 type WithAttempts = Delivery & { attempts: DeliveryAttempt[] };
 
@@ -90,7 +99,35 @@ export class DeliveryLogService {
         accountId,
         eventId,
       });
-    const page = await this.page(qb, query, 'ASC');
+    const positions = new Map<string, string>();
+    const page = await this.page(qb, query, 'ASC', positions);
+    // NOTE: octet_length reads a stored (toasted) text's size without reading the text.
+    const sizes: { delivery_id: string; bytes: string }[] = page.data.length
+      ? await this.tx.manager.query(
+          `SELECT delivery_id, sum(coalesce(octet_length(response_body), 0)) AS bytes
+             FROM (SELECT delivery_id, response_body,
+                          row_number() OVER (PARTITION BY delivery_id ORDER BY number DESC) AS n
+                     FROM delivery_attempts WHERE delivery_id = ANY($1)) ranked
+            WHERE n <= $2 GROUP BY delivery_id`,
+          [page.data.map((d) => d.id), INLINE_ATTEMPTS],
+        )
+      : [];
+    const bytesOf = new Map(sizes.map((r) => [r.delivery_id, Number(r.bytes)]));
+    let total = 0;
+    let kept = 0;
+    for (const delivery of page.data) {
+      total += bytesOf.get(delivery.id) ?? 0;
+      if (kept > 0 && total > INLINE_RESPONSE_BUDGET) break;
+      kept++;
+    }
+    if (kept < page.data.length) {
+      const last = page.data[kept - 1];
+      page.data = page.data.slice(0, kept);
+      page.nextCursor = encodeCursor({
+        at: positions.get(last.id)!,
+        id: last.id,
+      });
+    }
     const ids = page.data.map((d) => d.id);
     const attempts: DeliveryAttempt[] = ids.length
       ? await this.tx
@@ -121,6 +158,8 @@ export class DeliveryLogService {
     qb: SelectQueryBuilder<Delivery>,
     query: PageQueryDto,
     direction: 'ASC' | 'DESC',
+    /** Filled with each row's position (the text its cursor holds), when given. */
+    positionsOut?: Map<string, string>,
   ): Promise<Page<Delivery>> {
     const limit = query.limit ?? DEFAULT_PAGE_SIZE;
     if (query.cursor) {
@@ -136,9 +175,10 @@ export class DeliveryLogService {
       .addOrderBy('d.id', direction)
       .limit(limit + 1)
       .getRawAndEntities();
-    const positions = new Map<string, string>(
-      raw.map((r: { d_id: string; position: string }) => [r.d_id, r.position]),
-    );
+    const positions = positionsOut ?? new Map<string, string>();
+    for (const r of raw as { d_id: string; position: string }[]) {
+      positions.set(r.d_id, r.position);
+    }
     return toPage(
       entities,
       limit,
