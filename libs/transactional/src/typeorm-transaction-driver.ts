@@ -286,6 +286,16 @@ class QueryRunnerHandle implements TransactionHandle {
 
   release(): Promise<void> {
     this.deferredBegin?.restore();
+    if (this.guard?.lost?.outcome === 'ended') {
+      // NOTE: MySQL: a statement that committed implicitly may have left the session in a state
+      // no ROLLBACK undoes (LOCK TABLES keeps its table locks until UNLOCK TABLES or the next
+      // transaction on that connection): the connection leaves the pool instead of going back,
+      // or other sessions would wait on its locks until the pool happened to reuse it.
+      const connection = (
+        this.queryRunner as { databaseConnection?: { destroy?: () => void } }
+      ).databaseConnection;
+      connection?.destroy?.();
+    }
     return this.queryRunner.release();
   }
 }
