@@ -7,83 +7,37 @@
  * TransactionClosedError (then nothing exists and nothing runs); never enqueued silently
  * outside it, never lost after resolving.
  */
-import { INestApplication } from '@nestjs/common';
-import type { Queue } from 'bull';
-import { DataSource } from 'typeorm';
-import {
-  getTransactionAwareQueueToken,
-  Propagation,
-  TransactionAwareQueue,
-  TransactionClosedError,
-  TransactionHost,
-} from '../src';
+import { Propagation, TransactionClosedError } from '../src';
 import { dbQuery } from './support/db';
 import { uniqueName } from './support/env';
-import {
-  bullQueue,
-  closeLibApp,
-  createLibApp,
-  findJob,
-  waitFor,
-} from './support/lib-app';
-import { createOutboxTable } from './support/outbox-table';
-import { watchProcessFailures } from './support/process-failures';
+import { findJob, waitFor } from './support/lib-app';
+import { useAdversarialApp } from './support/adversarial-app';
 
 const PLAIN = uniqueName('a10-conc-plain');
 const DURABLE = uniqueName('a10-conc-durable');
 const TABLE = `a10_conc_outbox_${process.pid}`;
 const GRACE_MS = 300;
 
-let app: INestApplication;
-let host: TransactionHost;
-let dataSource: DataSource;
-let plain: TransactionAwareQueue<any>;
-let durable: TransactionAwareQueue<any>;
-let plainBull: Queue;
-let durableBull: Queue;
-const failures = watchProcessFailures();
-
-beforeAll(async () => {
-  await createOutboxTable(TABLE);
-  app = await createLibApp({
-    queues: [{ name: PLAIN }, { name: DURABLE, durable: true }],
-    options: {
-      outbox: {
-        tableName: TABLE,
-        markBatchDelayMs: 1,
-        relay: { enabled: true, graceMs: GRACE_MS, pollIntervalMs: 50 },
-      },
-    },
-    listen: false,
-  });
-  host = app.get(TransactionHost);
-  dataSource = app.get(DataSource);
-  plain = app.get(getTransactionAwareQueueToken(PLAIN));
-  durable = app.get(getTransactionAwareQueueToken(DURABLE));
-  plainBull = bullQueue(app, PLAIN);
-  durableBull = bullQueue(app, DURABLE);
-});
-
-afterAll(async () => {
-  await closeLibApp(app, [PLAIN, DURABLE]);
-  failures.dispose();
-});
-
-afterEach(() => {
-  expect(failures.unhandledRejections).toEqual([]);
-  expect(failures.uncaughtExceptions).toEqual([]);
+const fx = useAdversarialApp({
+  plain: PLAIN,
+  durable: DURABLE,
+  outboxTable: TABLE,
+  outbox: {
+    markBatchDelayMs: 1,
+    relay: { enabled: true, graceMs: GRACE_MS, pollIntervalMs: 50 },
+  },
 });
 
 const insert = (label: string) =>
   dbQuery(
-    host.manager,
+    fx.host.manager,
     `INSERT INTO tx_spec_orders (id, label) VALUES (gen_random_uuid(), $1)`,
     [label],
   );
 
 async function rowCount(label: string): Promise<number> {
   const rows = await dbQuery(
-    dataSource,
+    fx.ds,
     `SELECT label FROM tx_spec_orders WHERE label = $1`,
     [label],
   );
@@ -122,8 +76,8 @@ describe.each([
   ])(
     '%s add() and afterCommit(): each either taken by the transaction or refused with TransactionClosedError',
     async (_kind, isDurable) => {
-      const queue = isDurable ? durable : plain;
-      const bull = isDurable ? durableBull : plainBull;
+      const queue = isDurable ? fx.durable : fx.plain;
+      const bull = isDurable ? fx.durableBull : fx.plainBull;
       const outcomes: {
         hops: string;
         label: string;
@@ -136,12 +90,12 @@ describe.each([
         const ran = { count: 0 };
         let add!: Promise<Settled<string>>;
         let hook!: Promise<Settled<void>>;
-        await host
+        await fx.host
           .withTransaction(async () => {
             await insert(label);
             add = settle(later(hops, () => queue.add({ label })));
             hook = settle(
-              later(hops, () => host.afterCommit(() => void ran.count++)),
+              later(hops, () => fx.host.afterCommit(() => void ran.count++)),
             );
             if (fails) throw new Error('rollback');
           })
@@ -211,20 +165,20 @@ it('Promise.all of adds and of NESTED scopes, one failing: exactly the failing s
   const tag = uniqueName('a10c-all');
   const ids: Record<string, string[]> = {};
   const keep = (k: string, id: string) => (ids[k] ??= []).push(id);
-  await host.withTransaction(async () => {
+  await fx.host.withTransaction(async () => {
     await insert(`${tag}-root`);
     const branch = (n: number, fail: boolean) =>
-      host
+      fx.host
         .withTransaction(
           async () => {
             await insert(`${tag}-n${n}`);
             const [a, b] = await Promise.all([
-              plain.add({ n }),
-              durable.add({ n }),
+              fx.plain.add({ n }),
+              fx.durable.add({ n }),
             ]);
             keep(`n${n}`, a);
             keep(`n${n}`, b);
-            const [c] = await durable.addBulk([{ data: { n, bulk: true } }]);
+            const [c] = await fx.durable.addBulk([{ data: { n, bulk: true } }]);
             keep(`n${n}`, c);
             if (fail) throw new Error(`n${n} fails`);
           },
@@ -232,9 +186,9 @@ it('Promise.all of adds and of NESTED scopes, one failing: exactly the failing s
         )
         .catch(() => undefined);
     const rootAdds = Promise.all([
-      plain.add({ root: 1 }),
-      durable.add({ root: 2 }),
-      plain.addBulk([{ data: { root: 3 } }, { data: { root: 4 } }]),
+      fx.plain.add({ root: 1 }),
+      fx.durable.add({ root: 2 }),
+      fx.plain.addBulk([{ data: { root: 3 } }, { data: { root: 4 } }]),
     ]).then(([a, b, cd]) => {
       keep('root', a);
       keep('root', b);
@@ -258,8 +212,8 @@ it('Promise.all of adds and of NESTED scopes, one failing: exactly the failing s
       for (const k of ['root', 'n1', 'n3'])
         for (const id of ids[k])
           if (
-            !(await findJob(plainBull, id)) &&
-            !(await findJob(durableBull, id))
+            !(await findJob(fx.plainBull, id)) &&
+            !(await findJob(fx.durableBull, id))
           )
             return false;
       return true;
@@ -269,11 +223,11 @@ it('Promise.all of adds and of NESTED scopes, one failing: exactly the failing s
   );
   await new Promise((r) => setTimeout(r, GRACE_MS + 300));
   for (const id of ids.n2) {
-    expect(await findJob(plainBull, id)).toBeNull();
-    expect(await findJob(durableBull, id)).toBeNull();
+    expect(await findJob(fx.plainBull, id)).toBeNull();
+    expect(await findJob(fx.durableBull, id)).toBeNull();
   }
   const left = await dbQuery(
-    dataSource,
+    fx.ds,
     `SELECT id FROM ${TABLE} WHERE id = ANY($1)`,
     [ids.n2],
   );
@@ -289,16 +243,18 @@ it.each([
     const tag = uniqueName('a10c-unawaited');
     const adds: Promise<Settled<string>>[] = [];
     const durableAdds: Promise<Settled<string>>[] = [];
-    await host.withTransaction(async () => {
-      await host
+    await fx.host.withTransaction(async () => {
+      await fx.host
         .withTransaction(
           async () => {
             await insert(`${tag}-nested`);
             for (let i = 0; i < 3; i++) {
-              adds.push(settle(plain.add({ i })));
-              durableAdds.push(settle(durable.add({ i })));
+              adds.push(settle(fx.plain.add({ i })));
+              durableAdds.push(settle(fx.durable.add({ i })));
               durableAdds.push(
-                settle(durable.addBulk([{ data: { i } }]).then(([id]) => id)),
+                settle(
+                  fx.durable.addBulk([{ data: { i } }]).then(([id]) => id),
+                ),
               );
             }
             if (fails) throw new Error('nested fails');
@@ -311,8 +267,8 @@ it.each([
     expect(await rowCount(`${tag}-nested`)).toBe(fails ? 0 : 1);
     expect(await rowCount(`${tag}-root`)).toBe(1);
     for (const [list, bull] of [
-      [adds, plainBull],
-      [durableAdds, durableBull],
+      [adds, fx.plainBull],
+      [durableAdds, fx.durableBull],
     ] as const) {
       for (const p of list) {
         const r = await p;
