@@ -135,14 +135,15 @@ export class OutboxRelay {
   private async tick() {
     const { pollIntervalMs, maxBackoffMs, batchSize } = this.options.relay;
     try {
-      const count = await this.pollOnce();
+      const { claimed } = await this.pollCounted();
       if (this.failures > 0) {
         this.logger.log(
           `relay for "${this.connectionName}" recovered after ${this.failures} failed poll(s)`,
         );
       }
       this.failures = 0;
-      this.schedule(count >= batchSize ? 0 : pollIntervalMs);
+      // NOTE: a full batch polls again at once, also when the queue refused some of its rows.
+      this.schedule(claimed >= batchSize ? 0 : pollIntervalMs);
     } catch (error) {
       this.failures++;
       if (this.failures === 1) {
@@ -162,6 +163,14 @@ export class OutboxRelay {
    * and none could be dispatched.
    */
   async pollOnce(): Promise<number> {
+    return (await this.pollCounted()).dispatched;
+  }
+
+  /** `pollOnce`, also saying how many rows it claimed. */
+  private async pollCounted(): Promise<{
+    dispatched: number;
+    claimed: number;
+  }> {
     try {
       return await this.poll();
     } catch (error) {
@@ -170,10 +179,10 @@ export class OutboxRelay {
     }
   }
 
-  private async poll(): Promise<number> {
+  private async poll(): Promise<{ dispatched: number; claimed: number }> {
     this.stats.polls++;
     const queues = this.registry.byConnection().get(this.connectionName) ?? [];
-    if (queues.length === 0) return 0;
+    if (queues.length === 0) return { dispatched: 0, claimed: 0 };
     const manager = this.manager();
     if (++this.polls % CLEANUP_EVERY === 0)
       await this.store.deleteExpired(manager);
@@ -187,7 +196,7 @@ export class OutboxRelay {
       [...byName.keys()],
       this.options.relay.batchSize,
     );
-    if (rows.length === 0) return 0;
+    if (rows.length === 0) return { dispatched: 0, claimed: 0 };
     this.stats.batches++;
     const groups = new Map<TransactionAwareQueue<any>, ClaimedOutboxRow[]>();
     for (const row of rows) {
@@ -218,7 +227,8 @@ export class OutboxRelay {
         await this.store.noteFailure(manager, group, errorText(error));
         continue;
       }
-      failure ??= outcome.failed[0]?.error;
+      // NOTE: a row the queue refused backs off on its own (see `settle`). It is no failure of
+      // the poll: the whole relay backed off then, and held every other row meanwhile.
       dispatched += await this.settle(manager, outcome);
     }
     this.stats.relayed += dispatched;
@@ -228,7 +238,7 @@ export class OutboxRelay {
       );
     }
     if (failure !== undefined && dispatched === 0) throw failure;
-    return dispatched;
+    return { dispatched, claimed: rows.length };
   }
 
   /**
@@ -298,6 +308,7 @@ export class OutboxRelay {
     const usable: ClaimedOutboxRow[] = [];
     for (const row of rows) {
       try {
+        if (row.invalid !== undefined) throw new Error(row.invalid);
         if (!row.opts.repeat) idOf.set(row, bullJobId(adapter, row));
         usable.push(row);
       } catch (error) {

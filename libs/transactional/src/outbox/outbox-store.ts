@@ -26,6 +26,11 @@ export interface OutboxRow extends OutboxRowKey {
 /** A row a relay claimed: `lease` is the `available_at` its claim set, as text. */
 export interface ClaimedOutboxRow extends OutboxRow {
   lease: string;
+  /**
+   * Why the row's stored data or options cannot be read (text the database took as JSON that
+   * `JSON.parse` refuses): the relay records it as the row's failure, and the row backs off.
+   */
+  invalid?: string;
 }
 
 /** A pending row whose relay attempts failed, as `OutboxStats.lastError` shows it. */
