@@ -12,6 +12,8 @@ interface Target {
   prototype: Prototype;
   what: What;
   queueName(self: any, args: unknown[]): string;
+  /** Methods besides `add` / `addBulk` that write jobs to Redis at once. */
+  extra?: readonly string[];
 }
 
 const logger = new Logger('Transactional');
@@ -44,6 +46,8 @@ function targets(): Target[] {
       prototype: bullmq.Queue.prototype,
       what: 'BullMQ queue',
       queueName: (self: { name: string }) => self.name,
+      // NOTE: writes a schedule and its first job to Redis at once, without add().
+      extra: ['upsertJobScheduler'],
     });
     found.push({
       prototype: bullmq.FlowProducer.prototype,
@@ -99,8 +103,9 @@ export const plainQueueDetector = {
     for (const target of targets()) {
       const saved = new Map<string, (...args: any[]) => any>();
       originals.set(target.prototype, saved);
-      for (const method of PATCHED) {
+      for (const method of [...PATCHED, ...(target.extra ?? [])]) {
         const original = target.prototype[method];
+        if (typeof original !== 'function') continue;
         saved.set(method, original);
         target.prototype[method] = function (
           this: unknown,
