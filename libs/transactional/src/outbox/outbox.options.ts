@@ -2,7 +2,10 @@ import { quoteIdentifier, SqlDialect } from '../dialect/sql-dialect';
 
 /** Settings of the transactional outbox that durable queues write to. */
 export interface OutboxOptions {
-  /** Table that holds the outbox rows. Default: `'transactional_outbox'`. */
+  /**
+   * Table that holds the outbox rows: a plain identifier of at most 52 characters (its index
+   * names add up to 11). Default: `'transactional_outbox'`.
+   */
   tableName?: string;
   /**
    * Postgres schema of the table (MySQL/MariaDB: its database). Default: the connection's search
@@ -73,11 +76,23 @@ export type ResolvedOutboxOptions = Required<
   relay: Required<OutboxRelayOptions>;
 };
 
+/** Longest outbox table name: `<table>_dispatched`, its longest index name, fits in 63. */
+const MAX_TABLE_NAME_LENGTH = 63 - '_dispatched'.length;
+
 /** Applies the defaults. */
 export function resolveOutboxOptions(
   options: OutboxOptions = {},
 ): ResolvedOutboxOptions {
   const tableName = options.tableName ?? 'transactional_outbox';
+  // NOTE: the migration names the indexes `<table>_pending` and `<table>_dispatched`, and
+  // Postgres cuts identifiers to 63 bytes (two names would then collide), MySQL refuses them.
+  if (tableName.length > MAX_TABLE_NAME_LENGTH) {
+    throw new Error(
+      `The outbox table name "${tableName}" is ${tableName.length} characters long; at most ` +
+        `${MAX_TABLE_NAME_LENGTH} are allowed, so that the names of its indexes ` +
+        `("<table>_dispatched") stay within Postgres' and MySQL's 63-character limit.`,
+    );
+  }
   for (const name of [tableName, options.schema]) {
     if (name !== undefined && !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {
       throw new Error(
