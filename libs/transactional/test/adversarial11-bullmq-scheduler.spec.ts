@@ -79,8 +79,16 @@ describeBullMQOnly('upsertJobScheduler inside a transaction', () => {
             : `other: ${String(error)}`,
       );
     const schedulers = await plain.getJobSchedulers();
-    const counts = await plain.getJobCounts('waiting', 'delayed', 'prioritized');
-    expect({ outcome, schedulers: schedulers.map((s) => s.key), counts }).toEqual({
+    const counts = await plain.getJobCounts(
+      'waiting',
+      'delayed',
+      'prioritized',
+    );
+    expect({
+      outcome,
+      schedulers: schedulers.map((s) => s.key),
+      counts,
+    }).toEqual({
       outcome: 'PlainQueueInTransactionError',
       schedulers: [],
       counts: { waiting: 0, delayed: 0, prioritized: 0 },

@@ -26,7 +26,10 @@ const nameOf = (length: number) =>
   `a11m_${process.pid}_`.padEnd(length, 'x').slice(0, length);
 
 async function migrate(
-  Migration: new () => { up(r: any): Promise<void>; down(r: any): Promise<void> },
+  Migration: new () => {
+    up(r: any): Promise<void>;
+    down(r: any): Promise<void>;
+  },
   direction: 'up' | 'down',
 ) {
   const runner = dataSource.createQueryRunner();
