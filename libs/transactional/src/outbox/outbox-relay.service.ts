@@ -39,7 +39,11 @@ const CLEANUP_EVERY = 60;
 interface Dispatched {
   sent: ClaimedOutboxRow[];
   held: ClaimedOutboxRow[];
-  failed: { rows: ClaimedOutboxRow[]; error: unknown }[];
+  /**
+   * Rows that were not sent, with why. `unreadable`: the row itself cannot become a job (its
+   * stored data or options), found before Redis was asked.
+   */
+  failed: { rows: ClaimedOutboxRow[]; error: unknown; unreadable?: true }[];
 }
 
 /**
@@ -227,8 +231,10 @@ export class OutboxRelay {
         await this.store.noteFailure(manager, group, errorText(error));
         continue;
       }
-      // NOTE: a row the queue refused backs off on its own (see `settle`). It is no failure of
-      // the poll: the whole relay backed off then, and held every other row meanwhile.
+      // NOTE: a row that cannot become a job backs off on its own (see `settle`) and is no
+      // failure of the poll: the whole relay backed off then, holding every good row behind it.
+      // Jobs Redis refused count: with nothing sent, Redis itself may be refusing (memory full).
+      failure ??= outcome.failed.find((f) => !f.unreadable)?.error;
       dispatched += await this.settle(manager, outcome);
     }
     this.stats.relayed += dispatched;
@@ -301,7 +307,7 @@ export class OutboxRelay {
   ): Promise<Dispatched> {
     const adapter = queue.adapter;
     assertRedisReady(adapter.client(), queue.name);
-    const failed: { rows: ClaimedOutboxRow[]; error: unknown }[] = [];
+    const failed: Dispatched['failed'] = [];
     // NOTE: a row whose job the queue would refuse (written by an earlier version, or by hand)
     // fails alone, here or when it is handed over, and never holds the others back.
     const idOf = new Map<ClaimedOutboxRow, string>();
@@ -312,7 +318,7 @@ export class OutboxRelay {
         if (!row.opts.repeat) idOf.set(row, bullJobId(adapter, row));
         usable.push(row);
       } catch (error) {
-        failed.push({ rows: [row], error });
+        failed.push({ rows: [row], error, unreadable: true });
       }
     }
     // A husk would swallow the re-add while the row is marked: the job would be lost.
