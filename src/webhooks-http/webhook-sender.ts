@@ -130,6 +130,8 @@ export class WebhookSender {
     let settled = false;
     let status: number | undefined;
     let req: http.ClientRequest | undefined;
+    /** The response, once its head arrived. */
+    let response: http.IncomingMessage | undefined;
     const finish = (result: SendResult) => {
       if (settled) return;
       settled = true;
@@ -187,8 +189,15 @@ export class WebhookSender {
     } catch (err) {
       return failWith(err);
     }
-    req.on('error', failWith);
+    // NOTE: bytes after a complete response (a Content-Length too short, a 204 with content,
+    // junk after `Connection: close`) fail the parser of the connection, not the exchange: the
+    // answer is complete and its 'end' follows on the next tick.
+    req.on('error', (err) => {
+      if (response?.complete) return;
+      failWith(err);
+    });
     req.on('response', (res) => {
+      response = res;
       const code = (status = res.statusCode ?? 0);
       const { headers } = res;
       readCappedBody(res, this.maxResponseBytes).then(
