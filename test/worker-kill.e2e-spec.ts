@@ -1,86 +1,26 @@
-import { ChildProcess, spawn } from 'child_process';
 import type { ServerResponse } from 'http';
-import { resolve } from 'path';
 import { Webhook } from 'standardwebhooks';
 import { deliveryApi } from './support/delivery-api';
-import {
-  E2E_BULL_PREFIX,
-  E2E_ENCRYPTION_KEYS,
-  E2eApp,
-  e2eDatabaseUrl,
-  e2eRedisUrl,
-  eventually,
-  startE2eApp,
-} from './support/harness';
+import { E2eApp, eventually, startE2eApp } from './support/harness';
 import { Receiver, startReceiver } from './support/receiver';
+import {
+  killWorker,
+  startWorkerProcess,
+  WorkerProcess,
+  workerProcesses,
+} from './support/worker-process';
 
 /** The worker's request timeout; its lease on a delivery is this plus 10 s. */
 const TIMEOUT_MS = 2_000;
 const LEASE_MARGIN_MS = 2_000;
 const LEASE_MS = TIMEOUT_MS + LEASE_MARGIN_MS;
 
-/** A worker running as its own OS process, as in production. */
-interface WorkerProcess {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<unknown>;
-}
-
-const workers: WorkerProcess[] = [];
-
-/** Starts `src/main.ts` as a worker-only process; resolves once it processes jobs. */
-async function startWorker(): Promise<WorkerProcess> {
-  const child = spawn(
-    process.execPath,
-    ['-r', 'ts-node/register/transpile-only', 'src/main.ts'],
-    {
-      cwd: resolve(__dirname, '..'),
-      env: {
-        ...process.env,
-        PROCESS_ROLE: 'worker',
-        DATABASE_URL: e2eDatabaseUrl(),
-        REDIS_URL: e2eRedisUrl(),
-        BULL_PREFIX: E2E_BULL_PREFIX,
-        SECRETS_ENCRYPTION_KEYS: E2E_ENCRYPTION_KEYS,
-        WEBHOOK_ALLOW_SUBNETS: '127.0.0.0/8,::1/128',
-        WEBHOOK_RETRY_SCHEDULE_MS: '0,200,400,600',
-        WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS),
-        DELIVERY_LEASE_MARGIN_MS: String(LEASE_MARGIN_MS),
-        RECONCILE_INTERVAL_MS: '1000',
-        BULL_STALLED_INTERVAL_MS: '1000',
-        NO_COLOR: '1',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise((done) => child.once('exit', done));
-  const worker = { child, output: () => output, exited };
-  workers.push(worker);
-  await eventually(
-    () => {
-      if (child.exitCode !== null)
-        throw new Error(`worker exited early:\n${output}`);
-      return output.includes('worker started');
-    },
-    'the worker process to start',
-    30_000,
-  );
-  return worker;
-}
-
-/** SIGKILLs a worker that is still running and waits for it to be gone. */
-async function kill(worker: WorkerProcess): Promise<void> {
-  if (worker.child.exitCode === null && worker.child.signalCode === null) {
-    worker.child.kill('SIGKILL');
-  }
-  await worker.exited;
-}
-
-// A crashed jest run must not leave workers behind either.
-process.once('exit', () => workers.forEach((w) => w.child.kill('SIGKILL')));
+/** A worker-only process (src/main.ts) with this spec's timeouts. */
+const startWorker = () =>
+  startWorkerProcess({
+    WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS),
+    DELIVERY_LEASE_MARGIN_MS: String(LEASE_MARGIN_MS),
+  });
 
 describe('when a worker is killed while a delivery is in flight', () => {
   let svc: E2eApp;
@@ -101,7 +41,7 @@ describe('when a worker is killed while a delivery is in flight', () => {
   });
 
   afterAll(async () => {
-    await Promise.all(workers.map(kill));
+    await Promise.all(workerProcesses().map(killWorker));
     await receiver?.close();
     await svc?.close();
   });
@@ -120,7 +60,7 @@ describe('when a worker is killed while a delivery is in flight', () => {
     expect(sending).toMatchObject({ status: 'sending', attemptCount: 1 });
     expect(sending.attempts[0]).toMatchObject({ status: 'in_progress' });
 
-    await kill(first);
+    await killWorker(first);
     const killedAt = Date.now();
     await eventually(() => heldClosed, 'the killed worker to drop the request');
     await startWorker();

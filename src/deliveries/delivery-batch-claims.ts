@@ -62,6 +62,21 @@ export const BATCH_CLAIM_SQL = `WITH claimed AS (
   SELECT id, attempt_count, 'scheduled', 'in_progress', now() FROM claimed
   RETURNING id, delivery_id, number`;
 
+/**
+ * Ends the abandoned manual attempts of the deliveries $1: `sending` with the lease expired and
+ * not due (a manual claim leaves `next_attempt_at` as it was: NULL for a final delivery). The
+ * delivery goes back to the status the manual claim found: `pending` with its next scheduled
+ * attempt, else `succeeded` if an attempt succeeded, else `failed`.
+ */
+export const RESTORE_ABANDONED_MANUAL_SQL = `UPDATE deliveries d
+    SET status = CASE
+          WHEN d.next_attempt_at IS NOT NULL THEN 'pending'
+          WHEN EXISTS (SELECT 1 FROM delivery_attempts a
+                        WHERE a.delivery_id = d.id AND a.status = 'succeeded') THEN 'succeeded'
+          ELSE 'failed' END,
+        locked_until = NULL, updated_at = now()
+  WHERE d.id = ANY($1::uuid[]) AND d.status = 'sending'`;
+
 /** The events of a batch. */
 export const BATCH_EVENTS_SQL = `SELECT id, type, payload::text AS payload_text, created_at
   FROM events WHERE id = ANY($1::uuid[])`;
@@ -105,6 +120,7 @@ export async function claimBatch(
   const decided = new Map<string, BatchClaimResult>();
   const toClaim: LockedRow[] = [];
   const toFail: LockedRow[] = [];
+  const toRestore: LockedRow[] = [];
   for (const id of ids) {
     const row = rowById.get(id);
     const request = requests.find((r) => r.deliveryId === id)!;
@@ -114,7 +130,10 @@ export async function claimBatch(
     else if (!endpointById.has(row.endpoint_id))
       decided.set(id, { kind: 'skipped' });
     else if (!row.lease_free) decided.set(id, { kind: 'busy' });
-    else if (
+    else if (row.status === 'sending' && !row.due) {
+      toRestore.push(row);
+      decided.set(id, { kind: 'skipped' });
+    } else if (
       !((row.status === 'pending' || row.status === 'sending') && row.due)
     )
       decided.set(id, { kind: 'skipped' });
@@ -122,7 +141,9 @@ export async function claimBatch(
     else toClaim.push(row);
   }
   const interrupted = new Map<string, number>();
-  const touched = [...toClaim, ...toFail].filter((r) => r.status === 'sending');
+  const touched = [...toClaim, ...toFail, ...toRestore].filter(
+    (r) => r.status === 'sending',
+  );
   if (touched.length > 0) {
     const [marked]: [{ delivery_id: string }[], number] = await manager.query(
       BATCH_INTERRUPT_SQL,
@@ -130,6 +151,11 @@ export async function claimBatch(
     );
     for (const { delivery_id } of marked)
       interrupted.set(delivery_id, (interrupted.get(delivery_id) ?? 0) + 1);
+  }
+  if (toRestore.length > 0) {
+    await manager.query(RESTORE_ABANDONED_MANUAL_SQL, [
+      toRestore.map((r) => r.id),
+    ]);
   }
   for (const row of toFail) {
     await manager.query(

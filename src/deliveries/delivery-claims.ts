@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { RESTORE_ABANDONED_MANUAL_SQL } from './delivery-batch-claims';
 import type { AttemptTrigger } from './delivery-attempt.entity';
 import type { DeliveryStatus } from './delivery.entity';
 
@@ -85,6 +86,18 @@ export async function claimDelivery(
     return { kind: 'skipped' };
   if (!row.lease_free) return { kind: 'busy' };
   const active = row.status === 'pending' || row.status === 'sending';
+  if (trigger === 'scheduled' && row.status === 'sending' && !row.due) {
+    // An abandoned manual attempt (see RESTORE_ABANDONED_MANUAL_SQL).
+    await manager.query(
+      `UPDATE delivery_attempts
+          SET status = 'interrupted', finished_at = now(), error_class = 'interrupted',
+              error_message = 'the outcome of this attempt was never recorded (the worker stopped or could not write it)'
+        WHERE delivery_id = $1 AND status = 'in_progress'`,
+      [deliveryId],
+    );
+    await manager.query(RESTORE_ABANDONED_MANUAL_SQL, [[deliveryId]]);
+    return { kind: 'skipped' };
+  }
   if (trigger === 'scheduled' && !(active && row.due))
     return { kind: 'skipped' };
   // NOTE: TypeORM returns [rows, rowCount] for an UPDATE on Postgres.
