@@ -32,6 +32,8 @@ export interface RecordOptions {
   note?: string;
   /** False: store none of what the receiver sent (the fallback when Postgres refused it). */
   keepResponse?: boolean;
+  /** The URL the request went to: a 410 disables the endpoint only while it still has it. */
+  sentUrl?: string;
 }
 
 /** What happened to a delivery after an attempt. */
@@ -76,7 +78,7 @@ export class DeliveryOutcomeService {
   async record(
     claim: ClaimedDelivery,
     sent: SendResult,
-    { note, keepResponse = true }: RecordOptions = {},
+    { note, keepResponse = true, sentUrl }: RecordOptions = {},
   ): Promise<AttemptOutcome> {
     const m = this.tx.manager;
     if (!(await this.lockRows(claim))) return 'unchanged';
@@ -121,7 +123,7 @@ export class DeliveryOutcomeService {
       await m.query(CLEAR_FAILING_SQL, [[claim.endpointId]]);
       return 'succeeded';
     }
-    if (status === 410) {
+    if (status === 410 && (await this.stillAt(claim.endpointId, sentUrl))) {
       await this.disable(claim.endpointId, 'endpoint answered 410 Gone');
       if (claim.trigger === 'manual') {
         await this.finishManual(claim, status, error);
@@ -263,6 +265,22 @@ export class DeliveryOutcomeService {
         keep,
       ],
     );
+  }
+
+  /**
+   * Whether the endpoint still has the URL a request went to (locked by `lockRows`): a 410 from
+   * a URL it was moved away from says nothing about the endpoint.
+   */
+  private async stillAt(
+    endpointId: string,
+    sentUrl?: string,
+  ): Promise<boolean> {
+    if (sentUrl === undefined) return true;
+    const [row]: { url: string }[] = await this.tx.manager.query(
+      'SELECT url FROM endpoints WHERE id = $1',
+      [endpointId],
+    );
+    return row?.url === sentUrl;
   }
 
   /** Starts the failure run, or disables the endpoint when it has failed for too long. */

@@ -61,6 +61,14 @@ export type HandleResult =
  */
 const TURN_JOBS = 16;
 
+/**
+ * How long a slot holder serves its endpoint's parked jobs before it yields its worker to jobs
+ * waiting in the queue, however few it served: slow endpoints (several of one tenant fill every
+ * worker slot) must not keep every worker for TURN_JOBS slow answers in a row while other
+ * endpoints' jobs wait. Past it, each job served costs one LLEN.
+ */
+const TURN_MS = 1_000;
+
 /** A job's claim: an attempt to send, or what became of the job without one. */
 type Claimed =
   | {
@@ -243,6 +251,9 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     let parked = acquired.parked;
     let first: { outcome: HandleResult } | { error: unknown } | undefined;
     let claimed = this.claimJob(current, endpointId, this.claims, this.leaseMs);
+    const turnStarted = Date.now();
+    const turnOver = async (served: number) =>
+      served % TURN_JOBS === 0 || (await this.othersWaiting(turnStarted));
     for (let served = 1; ; served++) {
       let ahead: Promise<Ahead | undefined> | undefined;
       let outcome: HandleResult | undefined;
@@ -250,7 +261,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
         const c = await claimed;
         if ('done' in c) outcome = c.done;
         else {
-          if (this.processing && parked > 0 && served % TURN_JOBS !== 0)
+          if (this.processing && parked > 0 && !(await turnOver(served)))
             ahead = this.takeAhead(endpointId, member);
           outcome = await this.attempt(c.claim, c.readAgain);
         }
@@ -274,7 +285,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       const mode =
         outcome === undefined || !this.processing
           ? 'free'
-          : served % TURN_JOBS === 0
+          : (await turnOver(served))
             ? 'yield'
             : 'take';
       const taken = await this.release(endpointId, member, mode);
@@ -284,6 +295,16 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     }
     if (!first || 'error' in first) throw first?.error;
     return first.outcome;
+  }
+
+  /** Whether a turn that began at `turnStarted` is over because other jobs wait in the queue. */
+  private async othersWaiting(turnStarted: number): Promise<boolean> {
+    if (Date.now() - turnStarted < TURN_MS) return false;
+    try {
+      return (await this.queue.getWaitingCount()) > 0;
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -432,11 +453,13 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     readAgain = false,
   ): Promise<HandleResult> {
     let result: SendResult;
+    let sentUrl: string | undefined;
     try {
       const target = await this.target(claim, readAgain);
       // NOTE: the endpoint was deleted since the claim; so was the delivery (by cascade).
       if (!target) return 'skipped';
       if (target.disabled) return await this.outcomes.recordDisabled(claim);
+      sentUrl = target.request.url;
       result = await this.observability.sendAttempt(
         { deliveryId: claim.id, attemptNumber: claim.attemptNumber },
         target.request,
@@ -459,7 +482,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
         durationMs: 0,
       };
     }
-    if (!isSuccess(result)) return this.recordSafely(claim, result);
+    if (!isSuccess(result)) return this.recordSafely(claim, result, sentUrl);
     const sent = result;
     const recorded = this.track(
       this.successes.submit({ claim, result: sent }).then(
@@ -486,9 +509,10 @@ export class DeliveryWorker implements OnApplicationBootstrap {
   private async recordSafely(
     claim: ClaimedDelivery,
     result: SendResult,
+    sentUrl?: string,
   ): Promise<AttemptOutcome | 'unrecorded'> {
     try {
-      return await this.outcomes.record(claim, result);
+      return await this.outcomes.record(claim, result, { sentUrl });
     } catch (error) {
       this.stats.recordFailures++;
       this.logger.error(
@@ -501,6 +525,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
         return await this.outcomes.record(claim, result, {
           note,
           keepResponse: false,
+          sentUrl,
         });
       } catch (again) {
         this.stats.unrecorded++;
