@@ -274,6 +274,7 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     let durable: boolean | undefined;
     let opts: JobOptions & Record<string, any> = {};
     if (given) ({ durable, ...opts } = given);
+    copyNestedOptions(opts);
     const name = job.name ?? this.adapter.defaultJobName;
     const isDurable = durable ?? this.durable;
     // NOTE: a copy of the data as it is now, as a plain add() writes it to Redis before it
@@ -624,6 +625,24 @@ function snapshot<T>(queue: string, name: string, data: T): T {
         `(${error instanceof Error ? error.message : String(error)}); the queue would refuse it ` +
         `after the commit. Pass plain JSON data (no BigInt, no cycles); the job was not added.`,
     );
+  }
+}
+
+/**
+ * Replaces, in `opts` (a copy the caller does not hold), each object value (`backoff`, `repeat`,
+ * `parent`, ...) by a copy taken now, as the data is: the job reaches Redis after the commit, and
+ * the caller may change those objects meanwhile. `structuredClone` keeps `Date`s (a schedule's
+ * `startDate`) as they are; a value it cannot copy is left as it is.
+ */
+function copyNestedOptions(opts: Record<string, unknown>): void {
+  for (const key in opts) {
+    const value = opts[key];
+    if (value === null || typeof value !== 'object') continue;
+    try {
+      opts[key] = structuredClone(value);
+    } catch {
+      // NOTE: a value with a function (no option of Bull's or BullMQ's has one) stays shared.
+    }
   }
 }
 

@@ -168,3 +168,17 @@ it('plain queue: job options Bull cannot write (a BigInt delay) are refused at a
   expect(plain.stats.failed - before.failed).toBe(0);
   expect((await findJob(plainBull, keptId))?.data).toEqual({ n: 'kept' });
 });
+
+it('plain queue in a transaction: an object nested in the options (backoff) changed after add() does not change the job', async () => {
+  const backoff = { type: 'fixed', delay: 1000 };
+  const id = await host.withTransaction(async () => {
+    const added = await plain.add({ n: 1 }, { attempts: 3, backoff });
+    backoff.delay = 5;
+    return added;
+  });
+  const job = await findJob(plainBull, id);
+  expect((job?.opts as { backoff?: unknown } | undefined)?.backoff).toEqual({
+    type: 'fixed',
+    delay: 1000,
+  });
+});
