@@ -262,6 +262,8 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
    * argument as Bull's `addBulk`.
    */
   async addBulk(jobs: BulkJob<T, Q>[]): Promise<string[]> {
+    // NOTE: nothing to defer (an empty batch failed after the commit, in the log).
+    if (jobs.length === 0) return [];
     const prepared = jobs.map((job) => this.prepare(job));
     // NOTE: read first: the batch may take `prepared` as its list, and later adds extend it.
     const ids = prepared.map((job) => job.id);
