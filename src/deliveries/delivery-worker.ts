@@ -61,14 +61,6 @@ export type HandleResult =
  */
 const TURN_JOBS = 16;
 
-/**
- * How long a slot holder serves its endpoint's parked jobs before it yields its worker to jobs
- * waiting in the queue, however few it served: slow endpoints (several of one tenant fill every
- * worker slot) must not keep every worker for TURN_JOBS slow answers in a row while other
- * endpoints' jobs wait. Past it, each job served costs one LLEN.
- */
-const TURN_MS = 1_000;
-
 /** A job's claim: an attempt to send, or what became of the job without one. */
 type Claimed =
   | {
@@ -251,9 +243,6 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     let parked = acquired.parked;
     let first: { outcome: HandleResult } | { error: unknown } | undefined;
     let claimed = this.claimJob(current, endpointId, this.claims, this.leaseMs);
-    const turnStarted = Date.now();
-    const turnOver = async (served: number) =>
-      served % TURN_JOBS === 0 || (await this.othersWaiting(turnStarted));
     for (let served = 1; ; served++) {
       let ahead: Promise<Ahead | undefined> | undefined;
       let outcome: HandleResult | undefined;
@@ -261,7 +250,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
         const c = await claimed;
         if ('done' in c) outcome = c.done;
         else {
-          if (this.processing && parked > 0 && !(await turnOver(served)))
+          if (this.processing && parked > 0 && served % TURN_JOBS !== 0)
             ahead = this.takeAhead(endpointId, member);
           outcome = await this.attempt(c.claim, c.readAgain);
         }
@@ -285,7 +274,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       const mode =
         outcome === undefined || !this.processing
           ? 'free'
-          : (await turnOver(served))
+          : served % TURN_JOBS === 0
             ? 'yield'
             : 'take';
       const taken = await this.release(endpointId, member, mode);
@@ -295,16 +284,6 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     }
     if (!first || 'error' in first) throw first?.error;
     return first.outcome;
-  }
-
-  /** Whether a turn that began at `turnStarted` is over because other jobs wait in the queue. */
-  private async othersWaiting(turnStarted: number): Promise<boolean> {
-    if (Date.now() - turnStarted < TURN_MS) return false;
-    try {
-      return (await this.queue.getWaitingCount()) > 0;
-    } catch {
-      return false;
-    }
   }
 
   /**
