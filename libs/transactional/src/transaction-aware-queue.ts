@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { randomUUID } from 'crypto';
+import { performance } from 'perf_hooks';
 import type { JobOptions, Queue } from 'bull';
 import { CoalescingAdapter } from './adapters/coalescing-adapter';
 import { DivertingAdapter } from './adapters/diverting-adapter';
@@ -99,7 +100,8 @@ export interface TransactionAwareQueueStats {
   failed: number;
   /**
    * Durable jobs the fast path gave up on after the commit (failed, refused, too slow, or too
-   * close to the relay's turn): their outbox rows are left to the relay.
+   * close to the relay's turn): their outbox rows are left to the relay, unless the enqueue
+   * still lands before the relay may take them, which marks them dispatched.
    */
   leftToRelay: number;
   /**
@@ -516,7 +518,8 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
   /**
    * The fast path of durable jobs: enqueues them and marks their rows dispatched if Redis takes
    * them within the budget (the outbox's `fastPathTimeoutMs`, and never past the moment the
-   * relay may take the rows); otherwise leaves the rows to the relay.
+   * relay may take the rows); otherwise leaves the rows to the relay. An enqueue that lands
+   * after the budget but while the relay may not take the rows yet is marked all the same.
    */
   private sendDurable(
     jobs: PreparedJob<T>[],
@@ -535,6 +538,12 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
         ),
       );
     }
+    const markBy = performance.now() + outbox.writer.markWindowMs(tx);
+    /** Marks the rows of the jobs Redis took (all, or those a partial failure did not refuse). */
+    const markTaken = (refused?: Set<PreparedJob<T>>) =>
+      outbox.marker.mark(
+        jobs.filter((job) => !refused?.has(job)).map((job) => this.rowKey(job)),
+      );
     return new Promise<void>((resolve, reject) => {
       let pending = true;
       const deadline = outbox.writer.startDeadline(budget, () => {
@@ -547,30 +556,36 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
           ),
         );
       });
+      /** The jobs Redis did not take: those of a partial failure, else all. */
+      const refusedBy = (error: unknown): PreparedJob<T>[] =>
+        error instanceof PartialEnqueueError
+          ? jobs.filter((job) => error.failed.has(job))
+          : jobs;
       this.send(jobs).then(
         () => {
-          // NOTE: an enqueue that ends after the budget is not marked: the relay may own the rows.
-          if (!pending) return;
+          if (!pending) {
+            // NOTE: an enqueue that lands after the caller was answered is still marked while
+            // the relay cannot have taken the rows yet; after that the relay owns them.
+            if (performance.now() <= markBy) markTaken();
+            return;
+          }
           pending = false;
           deadline.cancel();
-          outbox.marker.mark(jobs.map((job) => this.rowKey(job)));
+          markTaken();
           resolve();
         },
         (error: unknown) => {
-          if (!pending) return;
+          const refused = refusedBy(error);
+          if (!pending) {
+            if (refused.length < jobs.length && performance.now() <= markBy)
+              markTaken(new Set(refused));
+            return;
+          }
           pending = false;
           deadline.cancel();
-          const refused =
-            error instanceof PartialEnqueueError
-              ? jobs.filter((job) => error.failed.has(job))
-              : [];
-          if (refused.length > 0) {
+          if (refused.length < jobs.length) {
             // NOTE: the jobs the queue took are marked; the relay retries only the others.
-            outbox.marker.mark(
-              jobs
-                .filter((job) => !refused.includes(job))
-                .map((job) => this.rowKey(job)),
-            );
+            markTaken(new Set(refused));
             reject(this.leaveToRelay(refused, error));
             return;
           }

@@ -33,6 +33,8 @@ const QUEUES = [DURABLE, PLAIN];
 const TABLE = 'tx_spec_outbox_fast_path';
 const AFTER_COMMIT_TIMEOUT_MS = 5_000;
 const FAST_PATH_TIMEOUT_MS = 300;
+/** Rows become eligible for the relay this long after the commit (the relay does not run). */
+const GRACE_MS = 2_000;
 
 type Payload = { n: number };
 
@@ -97,7 +99,7 @@ describe('when Redis is unavailable after a commit', () => {
           tableName: TABLE,
           markBatchDelayMs: 5,
           fastPathTimeoutMs: FAST_PATH_TIMEOUT_MS,
-          relay: { enabled: false },
+          relay: { enabled: false, graceMs: GRACE_MS },
         },
       },
       logger,
@@ -119,15 +121,26 @@ describe('when Redis is unavailable after a commit', () => {
   beforeEach(() => logger.clear());
 
   describe('when Redis is paused (connected, answering nothing)', () => {
-    it('should give a durable job up after fastPathTimeoutMs, leave its row to the relay, and not mark it when the late enqueue lands', async () => {
-      const before = { ...jobs.durable.stats };
+    beforeEach(() => bull(DURABLE).empty());
+
+    /** Runs a durable request while Redis is paused, resuming it after `pauseMs`. */
+    async function requestWhilePaused(pauseMs: number) {
       ownRedis.pause();
-      let result: { id: string; elapsed: number };
+      let resumeTimer: NodeJS.Timeout | undefined;
       try {
-        result = await request(jobs.durable);
-      } finally {
+        const answered = request(jobs.durable);
+        resumeTimer = setTimeout(() => ownRedis.resume(), pauseMs);
+        return await answered;
+      } catch (error) {
+        clearTimeout(resumeTimer);
         ownRedis.resume();
+        throw error;
       }
+    }
+
+    it('should give a durable job up after fastPathTimeoutMs, and mark its row when the late enqueue lands before the relay may take it (no second enqueue)', async () => {
+      const before = { ...jobs.durable.stats };
+      const result = await requestWhilePaused(FAST_PATH_TIMEOUT_MS + 200);
 
       expect(result.elapsed).toBeLessThan(FAST_PATH_TIMEOUT_MS + 700);
       expect(jobs.durable.stats.leftToRelay).toBe(before.leftToRelay + 1);
@@ -136,15 +149,35 @@ describe('when Redis is unavailable after a commit', () => {
           `${result.id}): Error: Redis did not take the job(s) within ` +
           `${FAST_PATH_TIMEOUT_MS} ms; the outbox relay will enqueue the durable job(s)`,
       ]);
-      // The enqueue in flight lands once Redis answers again; the relay owns the row by now.
+      // The enqueue in flight lands once Redis answers again, well inside the grace period.
       await waitFor(
         () => jobs.durable.stats.enqueued === before.enqueued + 1,
         'the late enqueue',
       );
+      await waitFor(
+        async () => (await row(result.id))?.dispatched_at != null,
+        'the late enqueue to mark the row',
+        GRACE_MS,
+      );
+
+      await makeEligible();
+      expect(await outbox.relayOnce()).toBe(0);
+      expect((await bull(DURABLE).getJob(result.id))?.data).toEqual({ n: 1 });
+    });
+
+    it('should not mark the row when the late enqueue lands after the row became eligible: the relay owns it', async () => {
+      const before = { ...jobs.durable.stats };
+      const result = await requestWhilePaused(GRACE_MS + 500);
+
+      expect(jobs.durable.stats.leftToRelay).toBe(before.leftToRelay + 1);
+      await waitFor(
+        () => jobs.durable.stats.enqueued === before.enqueued + 1,
+        'the late enqueue',
+        GRACE_MS + 3_000,
+      );
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect((await row(result.id))?.dispatched_at).toBeNull();
 
-      await makeEligible();
       expect(await outbox.relayOnce()).toBe(1);
       expect((await row(result.id))?.dispatched_at).not.toBeNull();
       expect((await bull(DURABLE).getJob(result.id))?.data).toEqual({ n: 1 });
