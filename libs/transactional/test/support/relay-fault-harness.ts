@@ -151,13 +151,24 @@ export function relayFaultHarness(
     await redis?.dispose();
   });
 
+  /**
+   * Whether the job `id` ran or waits in Redis. NOTE: a redis-cli call that fails is retried,
+   * then throws: read as "not there" it once failed a case on a busy machine with no way to tell.
+   */
   const delivered = async (id: string) => {
     if (runs.has(id)) return true;
-    return (
-      (await redis
-        .cli('HEXISTS', `bull:${name}:${id}`, 'data')
-        .catch(() => '0')) === '1'
-    );
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return (
+          (await redis.cli('HEXISTS', `bull:${name}:${id}`, 'data')) === '1'
+        );
+      } catch (error) {
+        if (runs.has(id)) return true;
+        if (attempt === 3)
+          throw new Error(`redis-cli HEXISTS for job ${id}: ${String(error)}`);
+        await sleep(200);
+      }
+    }
   };
 
   return {
