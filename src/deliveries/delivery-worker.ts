@@ -61,6 +61,18 @@ export type HandleResult =
  */
 const TURN_JOBS = 16;
 
+/**
+ * How long a slot holder serves its endpoint's parked jobs before it yields its worker to the
+ * jobs of other endpoints waiting in the queue, however few it served: slow endpoints (several
+ * of one tenant can hold every worker) must not keep every worker for TURN_JOBS slow answers in a
+ * row while other endpoints' jobs wait. Jobs of its own endpoint in the queue never end a turn
+ * (they would only wait for its slots again). Past it, each job served costs one Redis script.
+ */
+const TURN_MS = 1_000;
+
+/** The next jobs of the queue that the end-of-turn check reads (see `EndpointSlots.othersQueued`). */
+const TURN_LOOKAHEAD = 50;
+
 /** A job's claim: an attempt to send, or what became of the job without one. */
 type Claimed =
   | {
@@ -243,14 +255,18 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     let parked = acquired.parked;
     let first: { outcome: HandleResult } | { error: unknown } | undefined;
     let claimed = this.claimJob(current, endpointId, this.claims, this.leaseMs);
+    const turnStarted = Date.now();
     for (let served = 1; ; served++) {
       let ahead: Promise<Ahead | undefined> | undefined;
       let outcome: HandleResult | undefined;
+      let turnOver = served % TURN_JOBS === 0;
       try {
         const c = await claimed;
         if ('done' in c) outcome = c.done;
         else {
-          if (this.processing && parked > 0 && served % TURN_JOBS !== 0)
+          if (this.processing && parked > 0 && !turnOver)
+            turnOver = await this.othersWait(endpointId, turnStarted);
+          if (this.processing && parked > 0 && !turnOver)
             ahead = this.takeAhead(endpointId, member);
           outcome = await this.attempt(c.claim, c.readAgain);
         }
@@ -274,7 +290,7 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       const mode =
         outcome === undefined || !this.processing
           ? 'free'
-          : served % TURN_JOBS === 0
+          : turnOver || (await this.othersWait(endpointId, turnStarted))
             ? 'yield'
             : 'take';
       const taken = await this.release(endpointId, member, mode);
@@ -284,6 +300,26 @@ export class DeliveryWorker implements OnApplicationBootstrap {
     }
     if (!first || 'error' in first) throw first?.error;
     return first.outcome;
+  }
+
+  /**
+   * Whether a turn of `endpointId`'s slot that began at `turnStarted` is over because it has
+   * lasted TURN_MS and other endpoints' jobs wait in the queue. A failed check is a no: the
+   * turn ends after TURN_JOBS anyway.
+   */
+  private async othersWait(
+    endpointId: string,
+    turnStarted: number,
+  ): Promise<boolean> {
+    if (Date.now() - turnStarted < TURN_MS) return false;
+    try {
+      return await this.slots.othersQueued(endpointId, TURN_LOOKAHEAD);
+    } catch (error) {
+      this.logger.warn(
+        `endpoint ${endpointId}: reading the queue for other endpoints' jobs failed: ${String(error)}`,
+      );
+      return false;
+    }
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import type { DeliveryJob } from './delivery-queue';
+import { DELIVERY_QUEUE, type DeliveryJob } from './delivery-queue';
 
 // KEYS: in-flight zset, parked zset, parked data hash, set of endpoints with parked jobs,
 // park sequence. ARGV: now, lease end, member, limit, key ttl (ms), job id, job json, endpoint.
@@ -107,6 +107,20 @@ end
 if parked then redis.call('SADD', KEYS[4], ARGV[3]) end
 return flags`;
 
+// KEYS: the delivery queue's wait list. ARGV: endpoint, how many of the next jobs to read, the
+// prefix of the queue's job keys. 1 if one of the next jobs the queue hands out (the tail of
+// the list) belongs to another endpoint (or to none it names), else 0.
+const OTHERS_QUEUED = `
+local ids = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[2]), -1)
+for i = #ids, 1, -1 do
+  local data = redis.call('HGET', ARGV[3] .. ids[i], 'data')
+  if data then
+    local ok, job = pcall(cjson.decode, data)
+    if not ok or type(job) ~= 'table' or job.endpointId ~= ARGV[1] then return 1 end
+  end
+end
+return 0`;
+
 /**
  * The scripts, as commands of the Redis client (`defineCommand`): ioredis sends a script's
  * text once per connection and its SHA1 after that (EVALSHA, with EVAL again on NOSCRIPT), so
@@ -118,6 +132,7 @@ const SCRIPTS = {
   endpointSlotsTakeNext: { numberOfKeys: 4, lua: TAKE_NEXT },
   endpointSlotsKick: { numberOfKeys: 4, lua: KICK },
   endpointSlotsParkIfFull: { numberOfKeys: 5, lua: PARK_IF_FULL },
+  endpointSlotsOthersQueued: { numberOfKeys: 1, lua: OTHERS_QUEUED },
 } as const;
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
@@ -292,6 +307,23 @@ export class EndpointSlots {
       job: { jobId: reply[0]!, data: JSON.parse(reply[1]!) as DeliveryJob },
       parked: reply[2]!,
     };
+  }
+
+  /**
+   * Whether one of the next `lookahead` jobs the delivery queue hands out belongs to another
+   * endpoint than `endpointId` (a job that names none counts as another's): then a slot holder
+   * of `endpointId` that has had its turn should yield its worker. Jobs of its own endpoint
+   * waiting there never make it yield: they would only wait for its slots again.
+   */
+  async othersQueued(endpointId: string, lookahead: number): Promise<boolean> {
+    const jobKey = `${this.prefix}:${DELIVERY_QUEUE}:`;
+    const reply = await this.scripts.endpointSlotsOthersQueued(
+      `${jobKey}wait`,
+      endpointId,
+      lookahead,
+      jobKey,
+    );
+    return reply === 1;
   }
 
   /** Endpoints with parked jobs whose slots are all free or expired: one job each, to re-queue. */
