@@ -95,6 +95,7 @@ describe('when Prometheus scrapes the service', () => {
     for (const name of [
       'transactional_transactions_total',
       'transactional_jobs_left_to_relay_total',
+      'transactional_jobs_late_marked_total',
       'transactional_outbox_pending',
       'transactional_outbox_oldest_pending_age_seconds',
       'transactional_outbox_failing',

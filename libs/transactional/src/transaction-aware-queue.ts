@@ -1,6 +1,5 @@
 import { Logger } from '@nestjs/common';
 import { randomUUID } from 'crypto';
-import { performance } from 'perf_hooks';
 import type { JobOptions, Queue } from 'bull';
 import { CoalescingAdapter } from './adapters/coalescing-adapter';
 import { DivertingAdapter } from './adapters/diverting-adapter';
@@ -100,10 +99,16 @@ export interface TransactionAwareQueueStats {
   failed: number;
   /**
    * Durable jobs the fast path gave up on after the commit (failed, refused, too slow, or too
-   * close to the relay's turn): their outbox rows are left to the relay, unless the enqueue
-   * still lands before the relay may take them, which marks them dispatched.
+   * close to the relay's turn): their outbox rows are left to the relay. An enqueue that still
+   * lands later marks them dispatched (counted in `lateMarked` too).
    */
   leftToRelay: number;
+  /**
+   * Durable jobs left to the relay whose enqueue landed after all and marked their rows
+   * dispatched (the relay did not enqueue them again, unless it had taken the rows already).
+   * Often more than a few: `fastPathTimeoutMs` is shorter than Redis takes.
+   */
+  lateMarked: number;
   /**
    * Deferred jobs dropped because their transaction, or the NESTED scope they were added in,
    * rolled back (never sent to Redis).
@@ -143,6 +148,7 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
     enqueued: 0,
     failed: 0,
     leftToRelay: 0,
+    lateMarked: 0,
     droppedOnRollback: 0,
   };
   private readonly logger: Logger;
@@ -519,7 +525,8 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
    * The fast path of durable jobs: enqueues them and marks their rows dispatched if Redis takes
    * them within the budget (the outbox's `fastPathTimeoutMs`, and never past the moment the
    * relay may take the rows); otherwise leaves the rows to the relay. An enqueue that lands
-   * after the budget but while the relay may not take the rows yet is marked all the same.
+   * after the budget marks its rows all the same, so that a relay that has not taken them yet
+   * does not enqueue the jobs again.
    */
   private sendDurable(
     jobs: PreparedJob<T>[],
@@ -538,12 +545,15 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
         ),
       );
     }
-    const markBy = performance.now() + outbox.writer.markWindowMs(tx);
-    /** Marks the rows of the jobs Redis took (all, or those a partial failure did not refuse). */
-    const markTaken = (refused?: Set<PreparedJob<T>>) =>
-      outbox.marker.mark(
-        jobs.filter((job) => !refused?.has(job)).map((job) => this.rowKey(job)),
-      );
+    /**
+     * Marks the rows of the jobs Redis took (all, or those a partial failure did not refuse);
+     * returns how many.
+     */
+    const markTaken = (refused?: Set<PreparedJob<T>>): number => {
+      const taken = jobs.filter((job) => !refused?.has(job));
+      outbox.marker.mark(taken.map((job) => this.rowKey(job)));
+      return taken.length;
+    };
     return new Promise<void>((resolve, reject) => {
       let pending = true;
       const deadline = outbox.writer.startDeadline(budget, () => {
@@ -564,9 +574,10 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
       this.send(jobs).then(
         () => {
           if (!pending) {
-            // NOTE: an enqueue that lands after the caller was answered is still marked while
-            // the relay cannot have taken the rows yet; after that the relay owns them.
-            if (performance.now() <= markBy) markTaken();
+            // NOTE: an enqueue that lands after the fast path gave up is marked all the same:
+            // its jobs are in Redis, and a relay that has not taken the rows yet leaves them
+            // (one that has re-adds the job id Redis holds, and its own marking finds them done).
+            this.stats.lateMarked += markTaken();
             return;
           }
           pending = false;
@@ -577,8 +588,8 @@ export class TransactionAwareQueue<T = unknown, Q extends object = Queue<T>> {
         (error: unknown) => {
           const refused = refusedBy(error);
           if (!pending) {
-            if (refused.length < jobs.length && performance.now() <= markBy)
-              markTaken(new Set(refused));
+            if (refused.length < jobs.length)
+              this.stats.lateMarked += markTaken(new Set(refused));
             return;
           }
           pending = false;

@@ -346,6 +346,7 @@ describe('when after-commit work fails', () => {
         enqueued: 0,
         failed: 1,
         leftToRelay: 0,
+        lateMarked: 0,
       });
       expect(runner.stats.hookFailures).toBe(before + 1);
       await expectNoProcessFailures();
@@ -380,6 +381,7 @@ describe('when after-commit work fails', () => {
         enqueued: 0,
         failed: 1,
         leftToRelay: 0,
+        lateMarked: 0,
       });
       expect(runner.stats.hookFailures).toBe(before + 1);
       await expectNoProcessFailures();
@@ -406,6 +408,7 @@ describe('when after-commit work fails', () => {
         enqueued: 0,
         failed: 1,
         leftToRelay: 0,
+        lateMarked: 0,
       });
       expect(errorLines()).toEqual([
         `after-commit step failed: enqueue 1 job(s) to queue "${FAILS_LATE}" ` +

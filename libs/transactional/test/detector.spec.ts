@@ -386,6 +386,7 @@ describe('when a TransactionAwareQueue is used outside a transaction', () => {
         enqueued: 0,
         failed: 0,
         leftToRelay: 0,
+        lateMarked: 0,
       });
     });
 

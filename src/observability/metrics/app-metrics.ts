@@ -161,6 +161,11 @@ export class AppMetrics {
       'Durable jobs the fast path gave up on; the outbox relay enqueues them',
       (q) => q.leftToRelay,
     );
+    perQueue(
+      'transactional_jobs_late_marked_total',
+      'Durable jobs left to the relay whose enqueue landed after all (fastPathTimeoutMs shorter than Redis took)',
+      (q) => q.lateMarked,
+    );
     const relay = (name: string, help: string, key: keyof OutboxRelayStats) =>
       this.total(name, help, [], () => {
         const stats = snapshot().relay;

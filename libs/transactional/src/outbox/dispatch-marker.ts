@@ -13,6 +13,8 @@ export class DispatchMarker {
   private pending: OutboxRowKey[] = [];
   private timer?: NodeJS.Timeout;
   private inflight = new Set<Promise<void>>();
+  /** Set by `close()`: the DataSource is about to close, marks are not sent any more. */
+  private closed = false;
 
   constructor(
     private readonly store: OutboxStore,
@@ -20,8 +22,13 @@ export class DispatchMarker {
     private readonly delayMs: number,
   ) {}
 
-  /** Schedules the rows `keys` to be marked. */
+  /**
+   * Schedules the rows `keys` to be marked. After `close()` (an enqueue that landed during the
+   * application's shutdown) it does nothing: the rows stay pending, and the next relay to take
+   * them re-adds a job id Redis holds.
+   */
   mark(keys: OutboxRowKey[]): void {
+    if (this.closed) return;
     this.pending.push(...keys);
     this.timer ??= setTimeout(() => this.flush(), this.delayMs);
   }
@@ -30,6 +37,14 @@ export class DispatchMarker {
   async drain(): Promise<void> {
     this.flush();
     await Promise.all([...this.inflight]);
+  }
+
+  /** Marks what was collected (`drain()`), then takes no more marks: the shutdown's last step. */
+  async close(): Promise<void> {
+    // NOTE: marks that came while the last ones were written are written too.
+    while (this.pending.length > 0 || this.inflight.size > 0)
+      await this.drain();
+    this.closed = true;
   }
 
   private flush(): void {

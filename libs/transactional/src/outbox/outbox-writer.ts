@@ -138,22 +138,15 @@ export class OutboxWriter {
    * the rows. Zero or less: leave them to the relay.
    */
   fastPathBudgetMs(tx: TransactionContext): number {
-    return Math.min(this.options.fastPathTimeoutMs, this.markWindowMs(tx));
-  }
-
-  /**
-   * How long from now an enqueue of `tx`'s durable jobs may still be marked dispatched: until
-   * the marking would no longer reach the database before the relay may take the rows. An
-   * enqueue the fast path gave up on (`fastPathTimeoutMs`) that lands within this window is
-   * marked all the same, so the relay does not enqueue the job a second time.
-   */
-  markWindowMs(tx: TransactionContext): number {
     const writes = tx.outboxWrites as TransactionWrites | undefined;
-    const { markBatchDelayMs, relay } = this.options;
-    if (!writes) return Infinity;
+    const { fastPathTimeoutMs, markBatchDelayMs, relay } = this.options;
+    if (!writes) return fastPathTimeoutMs;
     const eligibleAt =
       (writes.postponedAt ?? writes.firstWriteAt) + relay.graceMs;
-    return eligibleAt - performance.now() - markBatchDelayMs - MARK_MARGIN_MS;
+    return Math.min(
+      fastPathTimeoutMs,
+      eligibleAt - performance.now() - markBatchDelayMs - MARK_MARGIN_MS,
+    );
   }
 
   /** The before-commit step: `undefined` when the rows need no new grace period. */

@@ -24,8 +24,8 @@ export interface OutboxOptions {
    * transaction's durable jobs, and never past the moment the relay may take their rows (the
    * grace period after the commit). When it gives up (Redis down, paused or slow, or its Bull
    * client not connected) the rows are left to the relay and the request goes on; the enqueue
-   * in flight is not cancelled: if it lands before the rows become eligible it marks them (the
-   * relay then leaves them alone), and later Bull ignores the relay's re-add of a job it holds.
+   * in flight is not cancelled: when it lands it marks the rows (a relay that has not taken
+   * them yet leaves them alone; one that has re-adds a job id Bull holds, which Bull ignores).
    * Default: `300` ms.
    */
   fastPathTimeoutMs?: number;

@@ -111,7 +111,7 @@ export class TransactionalOutbox {
   async stop(): Promise<void> {
     await Promise.all([...this.relays.values()].map((relay) => relay.stop()));
     await Promise.all(
-      [...this.outboxes.values()].map((outbox) => outbox.marker.drain()),
+      [...this.outboxes.values()].map((outbox) => outbox.marker.close()),
     );
   }
 
