@@ -8,7 +8,7 @@ import {
   OnApplicationBootstrap,
 } from '@nestjs/common';
 import type { Job, Queue } from 'bull';
-import { TransactionHost } from 'nestjs-transactional-jobs';
+import { TransactionHost, withTimeout } from 'nestjs-transactional-jobs';
 import { APP_CONFIG, AppConfig } from '../config/app-config';
 import { activeSecrets, openSecrets } from '../endpoints/endpoint-secrets';
 import type { EndpointSecret } from '../endpoints/endpoint.entity';
@@ -72,6 +72,12 @@ const TURN_MS = 1_000;
 
 /** The next jobs of the queue that the end-of-turn check reads (see `EndpointSlots.othersQueued`). */
 const TURN_LOOKAHEAD = 50;
+
+/**
+ * Longest the end-of-turn check may take: it runs between renewing the slot's lease and a send,
+ * so a Redis that stalls must not eat the lease (the turn goes on, as when the check fails).
+ */
+const TURN_CHECK_TIMEOUT_MS = 100;
 
 /** A job's claim: an attempt to send, or what became of the job without one. */
 type Claimed =
@@ -304,8 +310,8 @@ export class DeliveryWorker implements OnApplicationBootstrap {
 
   /**
    * Whether a turn of `endpointId`'s slot that began at `turnStarted` is over because it has
-   * lasted TURN_MS and other endpoints' jobs wait in the queue. A failed check is a no: the
-   * turn ends after TURN_JOBS anyway.
+   * lasted TURN_MS and other endpoints' jobs wait in the queue. A failed or slow check
+   * (TURN_CHECK_TIMEOUT_MS) is a no: the turn ends after TURN_JOBS anyway.
    */
   private async othersWait(
     endpointId: string,
@@ -313,9 +319,13 @@ export class DeliveryWorker implements OnApplicationBootstrap {
   ): Promise<boolean> {
     if (Date.now() - turnStarted < TURN_MS) return false;
     try {
-      return await this.slots.othersQueued(endpointId, TURN_LOOKAHEAD);
+      return await withTimeout(
+        this.slots.othersQueued(endpointId, TURN_LOOKAHEAD),
+        TURN_CHECK_TIMEOUT_MS,
+      );
     } catch (error) {
-      this.logger.warn(
+      // NOTE: debug: while Redis stalls this would come once per job served.
+      this.logger.debug(
         `endpoint ${endpointId}: reading the queue for other endpoints' jobs failed: ${String(error)}`,
       );
       return false;
