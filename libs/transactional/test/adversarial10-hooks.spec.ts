@@ -7,28 +7,11 @@
  * once the transaction is no longer bound", "work registered after its scope has ended is
  * refused (TransactionClosedError)".
  */
-import { INestApplication } from '@nestjs/common';
-import type { Queue } from 'bull';
-import { DataSource } from 'typeorm';
-import {
-  getTransactionAwareQueueToken,
-  Propagation,
-  TransactionAwareQueue,
-  TransactionClosedError,
-  TransactionHost,
-  TransactionRunner,
-} from '../src';
+import { Propagation, TransactionClosedError, TransactionRunner } from '../src';
 import { dbQuery } from './support/db';
 import { uniqueName } from './support/env';
-import {
-  bullQueue,
-  closeLibApp,
-  createLibApp,
-  findJob,
-  waitFor,
-} from './support/lib-app';
-import { createOutboxTable } from './support/outbox-table';
-import { watchProcessFailures } from './support/process-failures';
+import { findJob, waitFor } from './support/lib-app';
+import { useAdversarialApp } from './support/adversarial-app';
 
 const PLAIN = uniqueName('a10-hooks-plain');
 const DURABLE = uniqueName('a10-hooks-durable');
@@ -36,80 +19,51 @@ const TABLE = `a10_hooks_outbox_${process.pid}`;
 const HOOK_TIMEOUT_MS = 500;
 const GRACE_MS = 400;
 
-let app: INestApplication;
-let host: TransactionHost;
+const app = useAdversarialApp({
+  plain: PLAIN,
+  durable: DURABLE,
+  outboxTable: TABLE,
+  moduleOptions: { afterCommitTimeoutMs: HOOK_TIMEOUT_MS },
+  outbox: {
+    markBatchDelayMs: 1,
+    relay: { enabled: true, graceMs: GRACE_MS, pollIntervalMs: 50 },
+  },
+});
 let runner: TransactionRunner;
-let dataSource: DataSource;
-let plain: TransactionAwareQueue<any>;
-let durable: TransactionAwareQueue<any>;
-let plainBull: Queue;
-let durableBull: Queue;
-const failures = watchProcessFailures();
-
-beforeAll(async () => {
-  await createOutboxTable(TABLE);
-  app = await createLibApp({
-    queues: [{ name: PLAIN }, { name: DURABLE, durable: true }],
-    options: {
-      afterCommitTimeoutMs: HOOK_TIMEOUT_MS,
-      outbox: {
-        tableName: TABLE,
-        markBatchDelayMs: 1,
-        relay: { enabled: true, graceMs: GRACE_MS, pollIntervalMs: 50 },
-      },
-    },
-    listen: false,
-  });
-  host = app.get(TransactionHost);
-  runner = app.get(TransactionRunner);
-  dataSource = app.get(DataSource);
-  plain = app.get(getTransactionAwareQueueToken(PLAIN));
-  durable = app.get(getTransactionAwareQueueToken(DURABLE));
-  plainBull = bullQueue(app, PLAIN);
-  durableBull = bullQueue(app, DURABLE);
-});
-
-afterAll(async () => {
-  await closeLibApp(app, [PLAIN, DURABLE]);
-  failures.dispose();
-});
-
-afterEach(() => {
-  expect(failures.unhandledRejections).toEqual([]);
-  expect(failures.uncaughtExceptions).toEqual([]);
+beforeAll(() => {
+  runner = app.nest.get(TransactionRunner);
 });
 
 const insert = (label: string) =>
   dbQuery(
-    host.manager,
+    app.host.manager,
     `INSERT INTO tx_spec_orders (id, label) VALUES (gen_random_uuid(), $1)`,
     [label],
   );
 
 async function rows(label: string): Promise<number> {
   return (
-    await dbQuery(
-      dataSource,
-      `SELECT label FROM tx_spec_orders WHERE label = $1`,
-      [label],
-    )
+    await dbQuery(app.ds, `SELECT label FROM tx_spec_orders WHERE label = $1`, [
+      label,
+    ])
   ).length;
 }
 
-const inPlain = async (id: string) => (await findJob(plainBull, id)) !== null;
+const inPlain = async (id: string) =>
+  (await findJob(app.plainBull, id)) !== null;
 const inDurable = async (id: string) =>
-  (await findJob(durableBull, id)) !== null;
+  (await findJob(app.durableBull, id)) !== null;
 
 it('an afterCommit hook enqueues to plain and durable queues with no transaction bound: both jobs exist when the caller resolves', async () => {
   const seen: { active?: boolean; ids?: string[] } = {};
-  const result = await host.withTransaction(async () => {
+  const result = await app.host.withTransaction(async () => {
     await insert(uniqueName('a10h-enqueue'));
-    await host.afterCommit(async () => {
-      seen.active = host.isActive;
+    await app.host.afterCommit(async () => {
+      seen.active = app.host.isActive;
       seen.ids = [
-        await plain.add({ from: 'hook' }),
-        await durable.add({ from: 'hook' }),
-        ...(await durable.addBulk([{ data: { from: 'hook-bulk' } }])),
+        await app.plain.add({ from: 'hook' }),
+        await app.durable.add({ from: 'hook' }),
+        ...(await app.durable.addBulk([{ data: { from: 'hook-bulk' } }])),
       ];
     });
     return 'value';
@@ -125,32 +79,36 @@ it('an afterCommit hook opens REQUIRED and REQUIRES_NEW transactions (one failin
   const tag = uniqueName('a10h-open');
   const order: string[] = [];
   const ids: Record<string, string> = {};
-  const result = await host.withTransaction(async () => {
+  const result = await app.host.withTransaction(async () => {
     await insert(`${tag}-outer`);
-    ids.outer = await plain.add({ tag, at: 'outer' });
-    await host.afterCommit(async () => {
+    ids.outer = await app.plain.add({ tag, at: 'outer' });
+    await app.host.afterCommit(async () => {
       order.push('hook:start');
-      await host.withTransaction(async () => {
+      await app.host.withTransaction(async () => {
         await insert(`${tag}-h1`);
-        ids.h1 = await durable.add({ tag, at: 'h1' });
-        await host.afterCommit(() => void order.push('h1:afterCommit'));
-        await host
+        ids.h1 = await app.durable.add({ tag, at: 'h1' });
+        await app.host.afterCommit(() => void order.push('h1:afterCommit'));
+        await app.host
           .withTransaction(
             async () => {
               await insert(`${tag}-h1-new-fails`);
-              ids.h1NewFails = await plain.add({ tag, at: 'h1-new-fails' });
-              await host.afterCommit(() => void order.push('never'));
-              host.afterRollback(() => void order.push('h1-new:afterRollback'));
+              ids.h1NewFails = await app.plain.add({ tag, at: 'h1-new-fails' });
+              await app.host.afterCommit(() => void order.push('never'));
+              app.host.afterRollback(
+                () => void order.push('h1-new:afterRollback'),
+              );
               throw new Error('inner REQUIRES_NEW fails');
             },
             { propagation: Propagation.RequiresNew },
           )
           .catch(() => order.push('h1-new:caught'));
-        await host.withTransaction(
+        await app.host.withTransaction(
           async () => {
             await insert(`${tag}-h1-new`);
-            ids.h1New = await durable.add({ tag, at: 'h1-new' });
-            await host.afterCommit(() => void order.push('h1-new:afterCommit'));
+            ids.h1New = await app.durable.add({ tag, at: 'h1-new' });
+            await app.host.afterCommit(
+              () => void order.push('h1-new:afterCommit'),
+            );
           },
           { propagation: Propagation.RequiresNew },
         );
@@ -158,7 +116,7 @@ it('an afterCommit hook opens REQUIRED and REQUIRES_NEW transactions (one failin
       });
       order.push('hook:end');
     });
-    await host.afterCommit(() => void order.push('second hook'));
+    await app.host.afterCommit(() => void order.push('second hook'));
     return 42;
   });
   expect(result).toBe(42);
@@ -187,17 +145,19 @@ it('an afterRollback hook compensates in a transaction of its own: its jobs exis
   const original = new Error('the caller fails');
   const ids: string[] = [];
   const ran: string[] = [];
-  const error = await host
+  const error = await app.host
     .withTransaction(async () => {
       await insert(`${tag}-doomed`);
-      ids.push(await plain.add({ doomed: true }));
-      host.afterRollback(() =>
-        host.withTransaction(async () => {
-          ran.push(`active:${host.isActive}`);
+      ids.push(await app.plain.add({ doomed: true }));
+      app.host.afterRollback(() =>
+        app.host.withTransaction(async () => {
+          ran.push(`active:${app.host.isActive}`);
           await insert(`${tag}-compensation`);
-          ids.push(await durable.add({ compensation: true }));
-          ids.push(await plain.add({ compensation: true }));
-          await host.afterCommit(() => void ran.push('compensation committed'));
+          ids.push(await app.durable.add({ compensation: true }));
+          ids.push(await app.plain.add({ compensation: true }));
+          await app.host.afterCommit(
+            () => void ran.push('compensation committed'),
+          );
         }),
       );
       throw original;
@@ -221,19 +181,19 @@ it.each([
     const tag = uniqueName('a10h-sp');
     const ids: Record<string, string> = {};
     const ran: string[] = [];
-    await host
+    await app.host
       .withTransaction(async () => {
         await insert(`${tag}-outer`);
-        await host
+        await app.host
           .withTransaction(
             async () => {
               await insert(`${tag}-nested`);
-              ids.nested = await plain.add({ nested: true });
-              host.afterRollback(() =>
-                host.withTransaction(async () => {
-                  ran.push(`sp-hook active:${host.isActive}`);
+              ids.nested = await app.plain.add({ nested: true });
+              app.host.afterRollback(() =>
+                app.host.withTransaction(async () => {
+                  ran.push(`sp-hook active:${app.host.isActive}`);
                   await insert(`${tag}-sp-hook`);
-                  ids.spHook = await durable.add({ spHook: true });
+                  ids.spHook = await app.durable.add({ spHook: true });
                 }),
               );
               throw new Error('savepoint rolls back');
@@ -241,9 +201,9 @@ it.each([
             { propagation: Propagation.Nested },
           )
           .catch(() => undefined);
-        host.afterRollback(() => void ran.push('outer afterRollback'));
-        await host.afterCommit(() => void ran.push('outer afterCommit'));
-        ids.outer = await plain.add({ outer: true });
+        app.host.afterRollback(() => void ran.push('outer afterRollback'));
+        await app.host.afterCommit(() => void ran.push('outer afterCommit'));
+        ids.outer = await app.plain.add({ outer: true });
         if (outerFails) throw new Error('outer fails');
       })
       .catch(() => undefined);
@@ -266,35 +226,35 @@ it('hooks, add() and manager registered from a REQUIRES_NEW scope after it ended
   const gate = new Promise<void>((r) => (fire = r));
   let late!: Promise<Record<string, unknown>>;
   const ran: string[] = [];
-  await host.withTransaction(async () => {
+  await app.host.withTransaction(async () => {
     await insert(`${tag}-outer`);
-    await host.withTransaction(
+    await app.host.withTransaction(
       async () => {
         await insert(`${tag}-inner`);
         late = gate.then(async () => {
-          const out: Record<string, unknown> = { active: host.isActive };
-          out.afterCommit = await host
+          const out: Record<string, unknown> = { active: app.host.isActive };
+          out.afterCommit = await app.host
             .afterCommit(() => void ran.push('late afterCommit'))
             .then(
               () => 'accepted',
               (e: unknown) => e,
             );
           try {
-            host.afterRollback(() => void ran.push('late afterRollback'));
+            app.host.afterRollback(() => void ran.push('late afterRollback'));
             out.afterRollback = 'accepted';
           } catch (e) {
             out.afterRollback = e;
           }
-          out.add = await plain.add({ late: true }).then(
+          out.add = await app.plain.add({ late: true }).then(
             (id) => `accepted ${id}`,
             (e: unknown) => e,
           );
-          out.durableAdd = await durable.add({ late: true }).then(
+          out.durableAdd = await app.durable.add({ late: true }).then(
             (id) => `accepted ${id}`,
             (e: unknown) => e,
           );
           try {
-            void host.manager;
+            void app.host.manager;
             out.manager = 'accepted';
           } catch (e) {
             out.manager = e;
@@ -331,19 +291,19 @@ it('a hook that hangs past afterCommitTimeoutMs, then enqueues and opens a trans
   const ids: Record<string, string> = {};
   const before = runner.stats.hookPhasesDetached;
   const started = Date.now();
-  const result = await host.withTransaction(async () => {
+  const result = await app.host.withTransaction(async () => {
     await insert(`${tag}-outer`);
-    ids.first = await durable.add({ first: true });
-    await host.afterCommit(async () => {
+    ids.first = await app.durable.add({ first: true });
+    await app.host.afterCommit(async () => {
       await hung;
-      ids.fromHook = await plain.add({ fromHook: true });
-      await host.withTransaction(async () => {
+      ids.fromHook = await app.plain.add({ fromHook: true });
+      await app.host.withTransaction(async () => {
         await insert(`${tag}-from-hook`);
-        ids.fromHookTx = await durable.add({ fromHookTx: true });
+        ids.fromHookTx = await app.durable.add({ fromHookTx: true });
       });
     });
-    ids.after = await durable.add({ after: true });
-    ids.afterPlain = await plain.add({ afterPlain: true });
+    ids.after = await app.durable.add({ after: true });
+    ids.afterPlain = await app.plain.add({ afterPlain: true });
     return 'done';
   });
   expect(result).toBe('done');
@@ -368,28 +328,28 @@ it('hook failures of an inner REQUIRES_NEW reach neither its caller nor the oute
   const tag = uniqueName('a10h-inner-fail');
   const before = runner.stats.hookFailures;
   const ids: string[] = [];
-  const result = await host.withTransaction(async () => {
+  const result = await app.host.withTransaction(async () => {
     await insert(`${tag}-outer`);
-    const inner = await host.withTransaction(
+    const inner = await app.host.withTransaction(
       async () => {
         await insert(`${tag}-inner`);
-        await host.afterCommit(() => {
+        await app.host.afterCommit(() => {
           throw new Error('sync');
         });
-        ids.push(await plain.add({ inner: true }));
-        await host.afterCommit(() => Promise.reject(new Error('async')));
-        await host.afterCommit(() => {
+        ids.push(await app.plain.add({ inner: true }));
+        await app.host.afterCommit(() => Promise.reject(new Error('async')));
+        await app.host.afterCommit(() => {
           // a hook that opens a MANDATORY scope: refused, no transaction is bound
-          return host.withTransaction(async () => undefined, {
+          return app.host.withTransaction(async () => undefined, {
             propagation: Propagation.Mandatory,
           });
         });
-        ids.push(await durable.add({ inner: true }));
+        ids.push(await app.durable.add({ inner: true }));
         return 'inner value';
       },
       { propagation: Propagation.RequiresNew },
     );
-    ids.push(await plain.add({ outer: true }));
+    ids.push(await app.plain.add({ outer: true }));
     return inner;
   });
   expect(result).toBe('inner value');
@@ -403,9 +363,9 @@ it('a chain of hooks, each opening a transaction that registers the next hook, r
   const order: number[] = [];
   const ids: string[] = [];
   const step = (n: number): Promise<void> =>
-    host.withTransaction(async () => {
-      ids.push(await (n % 2 ? durable : plain).add({ n }));
-      await host.afterCommit(async () => {
+    app.host.withTransaction(async () => {
+      ids.push(await (n % 2 ? app.durable : app.plain).add({ n }));
+      await app.host.afterCommit(async () => {
         order.push(n);
         if (n < 6) await step(n + 1);
         order.push(-n);
@@ -420,18 +380,18 @@ it('a chain of hooks, each opening a transaction that registers the next hook, r
 
 it('afterCommit inside an afterRollback hook runs at once; afterRollback inside an afterCommit hook is ignored without an error', async () => {
   const ran: string[] = [];
-  await host
+  await app.host
     .withTransaction(async () => {
-      host.afterRollback(async () => {
-        await host.afterCommit(() => void ran.push('commit-in-rollback'));
+      app.host.afterRollback(async () => {
+        await app.host.afterCommit(() => void ran.push('commit-in-rollback'));
         ran.push('rollback hook end');
       });
       throw new Error('rolls back');
     })
     .catch(() => undefined);
-  await host.withTransaction(async () => {
-    await host.afterCommit(() => {
-      host.afterRollback(() => void ran.push('never'));
+  await app.host.withTransaction(async () => {
+    await app.host.afterCommit(() => {
+      app.host.afterRollback(() => void ran.push('never'));
       ran.push('commit hook end');
     });
   });
@@ -444,22 +404,22 @@ it('afterCommit inside an afterRollback hook runs at once; afterRollback inside 
 
 it('afterCommit() / afterRollback() given something that is not a function (a promise) is refused at once with a TypeError, inside and outside a transaction', async () => {
   const notAFunction = Promise.resolve('already running') as any;
-  const inside = await host
+  const inside = await app.host
     .withTransaction(async () => {
-      const commit = await host.afterCommit(notAFunction).then(
+      const commit = await app.host.afterCommit(notAFunction).then(
         () => 'accepted',
         (e: unknown) => e,
       );
       let rollback: unknown = 'accepted';
       try {
-        host.afterRollback(notAFunction);
+        app.host.afterRollback(notAFunction);
       } catch (e) {
         rollback = e;
       }
       return { commit, rollback };
     })
     .catch((e: unknown) => ({ commit: e, rollback: e }));
-  const outside = await host.afterCommit(notAFunction).then(
+  const outside = await app.host.afterCommit(notAFunction).then(
     () => 'accepted',
     (e: unknown) => e,
   );

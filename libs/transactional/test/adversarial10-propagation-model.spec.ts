@@ -14,30 +14,17 @@
  *   - a late add() either resolves (its job then follows its frame) or rejects with
  *     TransactionClosedError (and no job exists); outside a transaction it enqueues.
  */
-import { INestApplication } from '@nestjs/common';
-import type { Queue } from 'bull';
 import fc from 'fast-check';
-import { DataSource } from 'typeorm';
 import {
-  getTransactionAwareQueueToken,
   Propagation,
-  TransactionAwareQueue,
   TransactionClosedError,
-  TransactionHost,
   TransactionNotAllowedError,
   TransactionRequiredError,
 } from '../src';
 import { dbQuery } from './support/db';
 import { uniqueName } from './support/env';
-import {
-  bullQueue,
-  closeLibApp,
-  createLibApp,
-  findJob,
-  waitFor,
-} from './support/lib-app';
-import { createOutboxTable } from './support/outbox-table';
-import { watchProcessFailures } from './support/process-failures';
+import { findJob, waitFor } from './support/lib-app';
+import { useAdversarialApp } from './support/adversarial-app';
 
 const PLAIN = uniqueName('a10-model-plain');
 const DURABLE = uniqueName('a10-model-durable');
@@ -177,40 +164,15 @@ interface Observed {
   active?: boolean;
 }
 
-let app: INestApplication;
-let host: TransactionHost;
-let dataSource: DataSource;
-let plain: TransactionAwareQueue<any>;
-let durable: TransactionAwareQueue<any>;
-let plainBull: Queue;
-let durableBull: Queue;
-const failures = watchProcessFailures();
-
-beforeAll(async () => {
-  await createOutboxTable(TABLE);
-  app = await createLibApp({
-    queues: [{ name: PLAIN }, { name: DURABLE, durable: true }],
-    options: {
-      outbox: {
-        tableName: TABLE,
-        markBatchDelayMs: 1,
-        relay: { enabled: true, graceMs: 300, pollIntervalMs: 50 },
-      },
-    },
-    poolSize: 30,
-    listen: false,
-  });
-  host = app.get(TransactionHost);
-  dataSource = app.get(DataSource);
-  plain = app.get(getTransactionAwareQueueToken(PLAIN));
-  durable = app.get(getTransactionAwareQueueToken(DURABLE));
-  plainBull = bullQueue(app, PLAIN);
-  durableBull = bullQueue(app, DURABLE);
-});
-
-afterAll(async () => {
-  await closeLibApp(app, [PLAIN, DURABLE]);
-  failures.dispose();
+const app = useAdversarialApp({
+  plain: PLAIN,
+  durable: DURABLE,
+  outboxTable: TABLE,
+  poolSize: 30,
+  outbox: {
+    markBatchDelayMs: 1,
+    relay: { enabled: true, graceMs: 300, pollIntervalMs: 50 },
+  },
 });
 
 async function runCase(root: Node, tag: string) {
@@ -219,28 +181,30 @@ async function runCase(root: Node, tag: string) {
   const bump = (key: string) => hooks.set(key, (hooks.get(key) ?? 0) + 1);
 
   const exec = (node: Node, path: string): Promise<void> =>
-    host.withTransaction(
+    app.host.withTransaction(
       async () => {
-        const seen: Observed = { entered: true, active: host.isActive };
+        const seen: Observed = { entered: true, active: app.host.isActive };
         observed.set(path, seen);
         await dbQuery(
-          host.manager,
+          app.host.manager,
           `INSERT INTO tx_spec_orders (id, label) VALUES (gen_random_uuid(), $1)`,
           [`${tag}-${path}`],
         );
-        if (node.plain) seen.plainId = await plain.add({ tag, path });
-        if (node.durable) seen.durableId = await durable.add({ tag, path });
+        if (node.plain) seen.plainId = await app.plain.add({ tag, path });
+        if (node.durable) seen.durableId = await app.durable.add({ tag, path });
         if (node.hooks) {
-          await host.afterCommit(() => bump(`${path}:commit`));
-          host.afterRollback(() => bump(`${path}:rollback`));
+          await app.host.afterCommit(() => bump(`${path}:commit`));
+          app.host.afterRollback(() => bump(`${path}:rollback`));
         }
         if (node.late) {
           const useDurable = node.durable;
           seen.late = new Promise((resolve) => setImmediate(resolve)).then(() =>
-            (useDurable ? durable : plain).add({ tag, path, late: true }).then(
-              (id) => ({ ok: true as const, id, durable: useDurable }),
-              (error: unknown) => ({ ok: false as const, error }),
-            ),
+            (useDurable ? app.durable : app.plain)
+              .add({ tag, path, late: true })
+              .then(
+                (id) => ({ ok: true as const, id, durable: useDurable }),
+                (error: unknown) => ({ ok: false as const, error }),
+              ),
           );
         }
         const runChild = (child: Node, i: number) =>
@@ -278,7 +242,7 @@ async function runCase(root: Node, tag: string) {
   }
 
   const rows: { label: string }[] = await dbQuery(
-    dataSource,
+    app.ds,
     `SELECT label FROM tx_spec_orders WHERE label LIKE $1`,
     [`${tag}-%`],
   );
@@ -352,9 +316,9 @@ async function runCase(root: Node, tag: string) {
   await waitFor(
     async () => {
       for (const id of mustExistPlain)
-        if (!(await findJob(plainBull, id))) return false;
+        if (!(await findJob(app.plainBull, id))) return false;
       for (const id of mustExistDurable)
-        if (!(await findJob(durableBull, id))) return false;
+        if (!(await findJob(app.durableBull, id))) return false;
       return true;
     },
     `the jobs of committed work of ${JSON.stringify(root)}`,
@@ -362,16 +326,15 @@ async function runCase(root: Node, tag: string) {
   );
   const ids = mustNotExist.map((m) => m.id);
   const outboxRows: { id: string }[] = ids.length
-    ? await dbQuery(dataSource, `SELECT id FROM ${TABLE} WHERE id = ANY($1)`, [
-        ids,
-      ])
+    ? await dbQuery(app.ds, `SELECT id FROM ${TABLE} WHERE id = ANY($1)`, [ids])
     : [];
   expect(outboxRows).toEqual([]);
   for (const m of mustNotExist) {
     expect({
       path: m.path,
       inRedis:
-        (await findJob(m.durable ? durableBull : plainBull, m.id)) !== null,
+        (await findJob(m.durable ? app.durableBull : app.plainBull, m.id)) !==
+        null,
     }).toEqual({ path: m.path, inRedis: false });
   }
 }
@@ -392,6 +355,5 @@ it(`jobs, rows and hooks follow the documented propagation semantics, over ${RUN
         : {}),
     },
   );
-  expect(failures.unhandledRejections).toEqual([]);
-  expect(failures.uncaughtExceptions).toEqual([]);
+  // NOTE: useAdversarialApp expects no unhandled rejection or uncaught exception after it.
 }, 600_000);

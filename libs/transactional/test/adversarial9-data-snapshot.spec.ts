@@ -1,22 +1,8 @@
-import { INestApplication } from '@nestjs/common';
-import type { Queue } from 'bull';
-import {
-  getTransactionAwareQueueToken,
-  TransactionalError,
-  TransactionAwareQueue,
-  TransactionHost,
-} from '../src';
+import { TransactionalError, TransactionAwareQueue } from '../src';
+import { useAdversarialApp } from './support/adversarial-app';
 import { dbQuery } from './support/db';
 import { uniqueName } from './support/env';
-import {
-  bullQueue,
-  closeLibApp,
-  createLibApp,
-  findJob,
-  waitFor,
-} from './support/lib-app';
-import { createOutboxTable } from './support/outbox-table';
-import { watchProcessFailures } from './support/process-failures';
+import { findJob, waitFor } from './support/lib-app';
 
 /**
  * adversarial9: what a job carries is what it was when add() was called. A plain Bull
@@ -32,47 +18,19 @@ const PLAIN = uniqueName('a9-snap-plain');
 const DURABLE = uniqueName('a9-snap-durable');
 const TABLE = `a9_snap_outbox_${process.pid}`;
 
-let app: INestApplication;
-let host: TransactionHost;
-let plain: TransactionAwareQueue<any>;
-let durable: TransactionAwareQueue<any>;
-let plainBull: Queue;
-let durableBull: Queue;
-const failures = watchProcessFailures();
-
-beforeAll(async () => {
-  await createOutboxTable(TABLE);
-  app = await createLibApp({
-    queues: [{ name: PLAIN }, { name: DURABLE, durable: true }],
-    options: {
-      outbox: {
-        tableName: TABLE,
-        markBatchDelayMs: 1,
-        relay: { enabled: true, graceMs: 1000, pollIntervalMs: 50 },
-      },
-    },
-    listen: false,
-  });
-  host = app.get(TransactionHost);
-  plain = app.get(getTransactionAwareQueueToken(PLAIN));
-  durable = app.get(getTransactionAwareQueueToken(DURABLE));
-  plainBull = bullQueue(app, PLAIN);
-  durableBull = bullQueue(app, DURABLE);
-});
-
-afterAll(async () => {
-  await closeLibApp(app, [PLAIN, DURABLE]);
-  failures.dispose();
-});
-
-afterEach(() => {
-  expect(failures.unhandledRejections).toEqual([]);
-  expect(failures.uncaughtExceptions).toEqual([]);
+const app = useAdversarialApp({
+  plain: PLAIN,
+  durable: DURABLE,
+  outboxTable: TABLE,
+  outbox: {
+    markBatchDelayMs: 1,
+    relay: { enabled: true, graceMs: 1000, pollIntervalMs: 50 },
+  },
 });
 
 async function outboxData(id: string): Promise<unknown> {
   const rows = await dbQuery(
-    app.get(TransactionHost).manager,
+    app.host.manager,
     `SELECT data FROM ${TABLE} WHERE queue = $1 AND id = $2`,
     [DURABLE, id],
   );
@@ -96,9 +54,9 @@ async function addReusingOneObject(
 }
 
 it('control: outside a transaction, one payload object reused across awaited add() calls gives each job its own data (Bull semantics)', async () => {
-  const ids = await addReusingOneObject(plain);
+  const ids = await addReusingOneObject(app.plain);
   for (let step = 0; step < 3; step++) {
-    expect((await findJob(plainBull, ids[step]))?.data).toEqual({
+    expect((await findJob(app.plainBull, ids[step]))?.data).toEqual({
       step,
       tag: 'reused',
     });
@@ -106,57 +64,61 @@ it('control: outside a transaction, one payload object reused across awaited add
 });
 
 it('plain queue in a transaction: each job carries the data it had at add(), not the object as it is at COMMIT', async () => {
-  const ids = await host.withTransaction(() => addReusingOneObject(plain));
+  const ids = await app.host.withTransaction(() =>
+    addReusingOneObject(app.plain),
+  );
   const seen = await Promise.all(
-    ids.map(async (id) => (await findJob(plainBull, id))?.data),
+    ids.map(async (id) => (await findJob(app.plainBull, id))?.data),
   );
   expect(seen).toEqual([0, 1, 2].map((step) => ({ step, tag: 'reused' })));
 });
 
 it('durable queue in a transaction: the job in Redis carries the data of its outbox row (what add() was given)', async () => {
-  const ids = await host.withTransaction(() => addReusingOneObject(durable));
+  const ids = await app.host.withTransaction(() =>
+    addReusingOneObject(app.durable),
+  );
   for (let step = 0; step < 3; step++) {
     expect(await outboxData(ids[step])).toEqual({ step, tag: 'reused' });
   }
   const seen = await Promise.all(
-    ids.map(async (id) => (await findJob(durableBull, id))?.data),
+    ids.map(async (id) => (await findJob(app.durableBull, id))?.data),
   );
   expect(seen).toEqual([0, 1, 2].map((step) => ({ step, tag: 'reused' })));
 });
 
 it('plain queue: a payload that becomes unserialisable after add() (a BigInt set before COMMIT) does not lose the committed job', async () => {
-  const before = { ...plain.stats };
-  const id = await host.withTransaction(async () => {
+  const before = { ...app.plain.stats };
+  const id = await app.host.withTransaction(async () => {
     const payload: Record<string, unknown> = { n: 1 };
-    const jobId = await plain.add(payload);
+    const jobId = await app.plain.add(payload);
     payload.total = BigInt(10); // e.g. enriched from a bigint column after the add
     return jobId;
   });
-  expect(plain.stats.failed - before.failed).toBe(0);
-  expect((await findJob(plainBull, id))?.data).toEqual({ n: 1 });
+  expect(app.plain.stats.failed - before.failed).toBe(0);
+  expect((await findJob(app.plainBull, id))?.data).toEqual({ n: 1 });
 });
 
 it('durable queue: a payload that becomes cyclic after add() still yields the committed job with its add()-time data (fast path or relay)', async () => {
-  const id = await host.withTransaction(async () => {
+  const id = await app.host.withTransaction(async () => {
     const payload: Record<string, unknown> = { n: 2 };
-    const jobId = await durable.add(payload);
+    const jobId = await app.durable.add(payload);
     payload.self = payload;
     return jobId;
   });
   await waitFor(
-    async () => (await findJob(durableBull, id)) !== null,
+    async () => (await findJob(app.durableBull, id)) !== null,
     'the durable job',
     10_000,
   );
-  expect((await findJob(durableBull, id))?.data).toEqual({ n: 2 });
+  expect((await findJob(app.durableBull, id))?.data).toEqual({ n: 2 });
 });
 
 it('plain queue: job options Bull cannot write (a BigInt delay) are refused at add(), and the other jobs of the transaction are enqueued', async () => {
-  const before = { ...plain.stats };
+  const before = { ...app.plain.stats };
   let refused: unknown;
-  const keptId = await host.withTransaction(async () => {
-    const kept = await plain.add({ n: 'kept' });
-    refused = await plain
+  const keptId = await app.host.withTransaction(async () => {
+    const kept = await app.plain.add({ n: 'kept' });
+    refused = await app.plain
       .add({ n: 'bad-opts' }, { delay: BigInt(1000) as unknown as number })
       .then(
         (id) => `resolved with ${id}`,
@@ -165,18 +127,18 @@ it('plain queue: job options Bull cannot write (a BigInt delay) are refused at a
     return kept;
   });
   expect(refused).toBeInstanceOf(TransactionalError);
-  expect(plain.stats.failed - before.failed).toBe(0);
-  expect((await findJob(plainBull, keptId))?.data).toEqual({ n: 'kept' });
+  expect(app.plain.stats.failed - before.failed).toBe(0);
+  expect((await findJob(app.plainBull, keptId))?.data).toEqual({ n: 'kept' });
 });
 
 it('plain queue in a transaction: an object nested in the options (backoff) changed after add() does not change the job', async () => {
   const backoff = { type: 'fixed', delay: 1000 };
-  const id = await host.withTransaction(async () => {
-    const added = await plain.add({ n: 1 }, { attempts: 3, backoff });
+  const id = await app.host.withTransaction(async () => {
+    const added = await app.plain.add({ n: 1 }, { attempts: 3, backoff });
     backoff.delay = 5;
     return added;
   });
-  const job = await findJob(plainBull, id);
+  const job = await findJob(app.plainBull, id);
   expect((job?.opts as { backoff?: unknown } | undefined)?.backoff).toEqual({
     type: 'fixed',
     delay: 1000,

@@ -1,31 +1,16 @@
-import { INestApplication } from '@nestjs/common';
 import type { Queue } from 'bull';
-import {
-  getTransactionAwareQueueToken,
-  Propagation,
-  TransactionalOutbox,
-  TransactionAwareQueue,
-  TransactionHost,
-} from '../src';
+import { Propagation, TransactionalOutbox } from '../src';
+import { useAdversarialApp } from './support/adversarial-app';
 import { dbQuery } from './support/db';
 import { itOnPostgres, uniqueName } from './support/env';
-import {
-  bullQueue,
-  closeLibApp,
-  createLibApp,
-  findJob,
-  jobCounts,
-  waitFor,
-} from './support/lib-app';
+import { findJob, jobCounts, waitFor } from './support/lib-app';
 import { Order } from './support/order.entity';
-import { createOutboxTable } from './support/outbox-table';
-import { watchProcessFailures } from './support/process-failures';
 
 /**
  * adversarial9: thousands of jobs in one transaction, plain and durable. A batch import that
  * writes 14,000 rows and queues one job per row in one `addBulk()` is an ordinary use; the
- * promise does not depend on the batch size. (Durable rows go to the outbox in one INSERT per
- * add() call: Postgres' extended protocol carries at most 65,535 parameters per statement.)
+ * promise does not depend on the batch size. (Durable rows go to the outbox in INSERTs of at most
+ * 10,000 rows: Postgres' extended protocol carries at most 65,535 parameters per statement.)
  */
 const PLAIN = uniqueName('a9-big-plain');
 const DURABLE = uniqueName('a9-big-durable');
@@ -34,44 +19,16 @@ const N = 14_000;
 
 jest.setTimeout(120_000);
 
-let app: INestApplication;
-let host: TransactionHost;
-let plain: TransactionAwareQueue<any>;
-let durable: TransactionAwareQueue<any>;
-let plainBull: Queue;
-let durableBull: Queue;
-const failures = watchProcessFailures();
-
-beforeAll(async () => {
-  await createOutboxTable(TABLE);
-  app = await createLibApp({
-    queues: [{ name: PLAIN }, { name: DURABLE, durable: true }],
-    options: {
-      afterCommitTimeoutMs: 30_000,
-      outbox: {
-        tableName: TABLE,
-        markBatchDelayMs: 1,
-        fastPathTimeoutMs: 20_000,
-        relay: { enabled: true, graceMs: 30_000, pollIntervalMs: 100 },
-      },
-    },
-    listen: false,
-  });
-  host = app.get(TransactionHost);
-  plain = app.get(getTransactionAwareQueueToken(PLAIN));
-  durable = app.get(getTransactionAwareQueueToken(DURABLE));
-  plainBull = bullQueue(app, PLAIN);
-  durableBull = bullQueue(app, DURABLE);
-});
-
-afterAll(async () => {
-  await closeLibApp(app, [PLAIN, DURABLE]);
-  failures.dispose();
-});
-
-afterEach(() => {
-  expect(failures.unhandledRejections).toEqual([]);
-  expect(failures.uncaughtExceptions).toEqual([]);
+const app = useAdversarialApp({
+  plain: PLAIN,
+  durable: DURABLE,
+  outboxTable: TABLE,
+  moduleOptions: { afterCommitTimeoutMs: 30_000 },
+  outbox: {
+    markBatchDelayMs: 1,
+    fastPathTimeoutMs: 20_000,
+    relay: { enabled: true, graceMs: 30_000, pollIntervalMs: 100 },
+  },
 });
 
 /** What a transaction ended with, for an assertion that shows the error. */
@@ -87,7 +44,7 @@ async function waiting(queue: Queue): Promise<number> {
 
 async function pendingRows(): Promise<number> {
   const [row] = await dbQuery(
-    host.manager,
+    app.host.manager,
     `SELECT count(*)::int AS n FROM ${TABLE} WHERE queue = $1 AND dispatched_at IS NULL`,
     [DURABLE],
   );
@@ -96,7 +53,7 @@ async function pendingRows(): Promise<number> {
 
 async function ordersLabelled(label: string): Promise<number> {
   const [row] = await dbQuery(
-    host.manager,
+    app.host.manager,
     `SELECT count(*)::int AS n FROM tx_spec_orders WHERE label = $1`,
     [label],
   );
@@ -105,23 +62,23 @@ async function ordersLabelled(label: string): Promise<number> {
 
 it(`plain queue: ${N} jobs in one addBulk() of a committed transaction all reach Redis`, async () => {
   const label = uniqueName('big-plain');
-  const ids = await host.withTransaction(async () => {
-    await host.getRepository(Order).save({ label });
-    return plain.addBulk(
+  const ids = await app.host.withTransaction(async () => {
+    await app.host.getRepository(Order).save({ label });
+    return app.plain.addBulk(
       Array.from({ length: N }, (_, i) => ({ data: { i, label } })),
     );
   });
   expect(new Set(ids).size).toBe(N);
   await waitFor(
-    async () => (await waiting(plainBull)) === N,
+    async () => (await waiting(app.plainBull)) === N,
     'all jobs',
     30_000,
   );
-  expect((await findJob(plainBull, ids[N - 1]))?.data).toEqual({
+  expect((await findJob(app.plainBull, ids[N - 1]))?.data).toEqual({
     i: N - 1,
     label,
   });
-  expect(plain.stats.failed).toBe(0);
+  expect(app.plain.stats.failed).toBe(0);
 });
 
 itOnPostgres(
@@ -131,10 +88,10 @@ itOnPostgres(
   async () => {
     const label = uniqueName('big-durable');
     let added: unknown;
-    const outcome = await host
+    const outcome = await app.host
       .withTransaction(async () => {
-        await host.getRepository(Order).save({ label });
-        added = await durable
+        await app.host.getRepository(Order).save({ label });
+        added = await app.durable
           .addBulk(
             Array.from({ length: N }, (_, i) => ({ data: { i, label } })),
           )
@@ -147,7 +104,7 @@ itOnPostgres(
     const ids = outcome as string[];
     expect(await ordersLabelled(label)).toBe(1);
     await waitFor(
-      async () => (await waiting(durableBull)) === N,
+      async () => (await waiting(app.durableBull)) === N,
       'all durable jobs',
       60_000,
     );
@@ -156,7 +113,7 @@ itOnPostgres(
       'no pending row',
       30_000,
     );
-    expect((await findJob(durableBull, ids[N - 1]))?.data).toEqual({
+    expect((await findJob(app.durableBull, ids[N - 1]))?.data).toEqual({
       i: N - 1,
       label,
     });
@@ -168,14 +125,14 @@ itOnPostgres(
 )(
   `durable queue inside a NESTED scope (rows written at add()): ${N} jobs in one addBulk() commit and reach Redis`,
   async () => {
-    await durableBull.obliterate({ force: true });
+    await app.durableBull.obliterate({ force: true });
     const label = uniqueName('big-durable-nested');
-    const outcome = await host
+    const outcome = await app.host
       .withTransaction(() =>
-        host.withTransaction(
+        app.host.withTransaction(
           async () => {
-            await host.getRepository(Order).save({ label });
-            return durable.addBulk(
+            await app.host.getRepository(Order).save({ label });
+            return app.durable.addBulk(
               Array.from({ length: N }, (_, i) => ({ data: { i, label } })),
             );
           },
@@ -187,7 +144,7 @@ itOnPostgres(
     const ids = outcome as string[];
     expect(await ordersLabelled(label)).toBe(1);
     await waitFor(
-      async () => (await waiting(durableBull)) === N,
+      async () => (await waiting(app.durableBull)) === N,
       'all durable jobs',
       60_000,
     );
@@ -196,7 +153,10 @@ itOnPostgres(
       'no pending row',
       30_000,
     );
-    expect((await findJob(durableBull, ids[0]))?.data).toEqual({ i: 0, label });
-    expect((await app.get(TransactionalOutbox).stats()).pending).toBe(0);
+    expect((await findJob(app.durableBull, ids[0]))?.data).toEqual({
+      i: 0,
+      label,
+    });
+    expect((await app.nest.get(TransactionalOutbox).stats()).pending).toBe(0);
   },
 );

@@ -3,6 +3,7 @@ import type { Queue } from 'bull';
 import { DataSource } from 'typeorm';
 import {
   OutboxOptions,
+  TransactionalModuleOptions,
   TransactionAwareQueue,
   TransactionHost,
   getTransactionAwareQueueToken,
@@ -24,6 +25,10 @@ export interface AdversarialAppSpec {
    * `DEFAULT_ADVERSARIAL_OUTBOX`.
    */
   outbox?: Omit<OutboxOptions, 'tableName'>;
+  /** The app's other `TransactionalModule.forRoot` options (e.g. `afterCommitTimeoutMs`). */
+  moduleOptions?: Omit<TransactionalModuleOptions, 'outbox'>;
+  /** Size of the app's Postgres (or MariaDB) pool. Default: `createLibApp`'s. */
+  poolSize?: number;
   /**
    * Whether to watch the process for unhandled rejections and uncaught exceptions
    * (`watchProcessFailures`) and expect none after each test. Default: true.
@@ -83,11 +88,13 @@ export function useAdversarialApp(spec: AdversarialAppSpec): AdversarialApp {
     const nest = await createLibApp({
       queues: [{ name: spec.plain }, { name: spec.durable, durable: true }],
       options: {
+        ...spec.moduleOptions,
         outbox: {
           ...(spec.outbox ?? DEFAULT_ADVERSARIAL_OUTBOX),
           tableName: spec.outboxTable,
         },
       },
+      poolSize: spec.poolSize,
       listen: false,
     });
     Object.assign(app, {
