@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Consumer test: what a user gets from the registry, at both ends of the claimed peer ranges.
 #
-# Usage: test/consumer/run.sh [--report-dir DIR] [case...]     (cases: newest oldest; default both)
+# Usage: test/consumer/run.sh [--report-dir DIR] [--tarball FILE] [case...]
+#        (cases: newest oldest; default both)
 #
-# Packs the workspace package (npm pack: the tarball users would install), then for each case
+# Packs the workspace package (npm pack: the tarball users would install; --tarball: one packed
+# before, so that nothing rebuilds libs/transactional/dist while other tests use it), then for each case
 # writes a small Nest app (test/consumer/app: plain files, no tsconfig paths) into a temporary
 # folder outside the repository, installs the tarball plus the case's peers from the npm
 # registry (no workspace, no lockfile, npm's usual peer checks), compiles it with tsc and runs its
@@ -22,13 +24,15 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 report_dir=""
+tarball=""
 cases=()
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --report-dir) report_dir=$2; shift 2 ;;
     --report-dir=*) report_dir=${1#*=}; shift ;;
+    --tarball) tarball=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
     newest | oldest) cases+=("$1"); shift ;;
-    *) echo "usage: $0 [--report-dir DIR] [newest] [oldest]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--report-dir DIR] [--tarball FILE] [newest] [oldest]" >&2; exit 2 ;;
   esac
 done
 [ "${#cases[@]}" -gt 0 ] || cases=(newest oldest)
@@ -85,13 +89,18 @@ if [ "${CONSUMER_KEEP:-}" != 1 ]; then
 fi
 
 # The tarball, as `npm publish` would upload it (`prepack` builds dist first).
-(cd "$repo" && npm pack -w nestjs-transactional-jobs --pack-destination "$work" --json \
-  --no-audit --no-fund >"$work/pack.json")
-tarball="$work/$(node -p 'require(process.argv[1])[0].filename' "$work/pack.json")"
-node -e '
-  const [p] = require(process.argv[1]);
-  console.log(`consumer: ${p.filename}: ${p.entryCount} files, ${p.size} bytes packed, ${p.unpackedSize} unpacked`);
-' "$work/pack.json"
+if [ -z "$tarball" ]; then
+  (cd "$repo" && npm pack -w nestjs-transactional-jobs --pack-destination "$work" --json \
+    --no-audit --no-fund >"$work/pack.json")
+  tarball="$work/$(node -p 'require(process.argv[1])[0].filename' "$work/pack.json")"
+  node -e '
+    const [p] = require(process.argv[1]);
+    console.log(`consumer: ${p.filename}: ${p.entryCount} files, ${p.size} bytes packed, ${p.unpackedSize} unpacked`);
+  ' "$work/pack.json"
+else
+  [ -f "$tarball" ] || { echo "consumer: no tarball $tarball" >&2; exit 2; }
+  echo "consumer: $tarball (packed before)"
+fi
 
 run_case() {
   local case=$1
