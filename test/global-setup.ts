@@ -1,11 +1,13 @@
 import { Client } from 'pg';
 import { createConnection } from 'mysql2/promise';
+import { letJsonReportsHoldBigInts } from './support/json-report-bigint';
 
 /**
  * Creates the test databases (once per `jest` run) if they do not exist yet: on Postgres always,
  * and the library's MariaDB database when the library suite runs against it (`LIB_DB=mariadb`).
  */
 export default async function globalSetup(): Promise<void> {
+  letJsonReportsHoldBigInts();
   if (process.env.LIB_DB === 'mariadb') await createMariaDbDatabase();
   const url = new URL(
     process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',

@@ -2,6 +2,7 @@ import { execFileSync } from 'child_process';
 import { mkdirSync, rmSync } from 'fs';
 import { resolve } from 'path';
 import globalSetup from '../global-setup';
+import { letJsonReportsHoldBigInts } from '../support/json-report-bigint';
 
 const ROOT = resolve(__dirname, '../..');
 
@@ -12,6 +13,7 @@ const ROOT = resolve(__dirname, '../..');
  * node_modules, so that the service finds its packages), never to `dist/`.
  */
 export default async function faultsGlobalSetup(): Promise<void> {
+  letJsonReportsHoldBigInts();
   await globalSetup();
   // A build given from outside (FAULT_APP_BUILD) is used as it is, and kept.
   if (process.env.FAULT_APP_BUILD) return;
