@@ -32,6 +32,18 @@ describe('adversarial3 state: retention against deliveries in progress', () => {
     await failing?.close();
   });
 
+  /**
+   * Whether the event is still stored. NOTE: retention deletes every expired event of the
+   * database, also those other specs aged and left (redteam2-state's, once its abandoned manual
+   * attempt is restored), so its counts are checked as "at least", the event itself exactly.
+   */
+  const stored = async (eventId: string) =>
+    (
+      await svc.dataSource.query('SELECT 1 FROM events WHERE id = $1', [
+        eventId,
+      ])
+    ).length === 1;
+
   const age = (eventId: string) =>
     svc.dataSource.query(
       `UPDATE events SET created_at = now() - interval '31 days' WHERE id = $1`,
@@ -49,14 +61,16 @@ describe('adversarial3 state: retention against deliveries in progress', () => {
     );
     await age(event.id);
     const retention = svc.app.get(RetentionService);
-    expect((await retention.runOnce()).events).toBe(0);
+    await retention.runOnce();
+    expect(await stored(event.id)).toBe(true);
     const failed = await client.deliveryWhen(
       event.id,
       (d) => d.status === 'failed' && d.attemptCount === 2,
       'the retry to fail the delivery',
     );
     expect(failed.id).toBe(pending.id);
-    expect((await retention.runOnce()).events).toBe(1);
+    expect((await retention.runOnce()).events).toBeGreaterThanOrEqual(1);
+    expect(await stored(event.id)).toBe(false);
 
     const get = (path: string) => client.api().get(path).set(client.auth);
     for (const path of [
@@ -106,7 +120,10 @@ describe('adversarial3 state: retention against deliveries in progress', () => {
         .set(client.auth)
         .send({ since: new Date(Date.now() - 3600_000).toISOString() })
         .expect(202);
-      expect((await svc.app.get(RetentionService).runOnce()).events).toBe(1);
+      expect(
+        (await svc.app.get(RetentionService).runOnce()).events,
+      ).toBeGreaterThanOrEqual(1);
+      expect(await stored(event.id)).toBe(false);
     } finally {
       await svc.queue.resume(true);
     }
