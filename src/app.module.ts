@@ -51,6 +51,7 @@ export class AppModule {
         }),
         TransactionalModule.forRoot({
           outbox: {
+            preparedStatements: config.preparedStatements,
             relay: {
               enabled: config.outboxRelay,
               pollIntervalMs: config.outboxPollIntervalMs,

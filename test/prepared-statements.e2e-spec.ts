@@ -1,3 +1,4 @@
+import { TransactionalOutbox } from 'nestjs-transactional-jobs';
 import { DataSource, EntityManager, QueryFailedError } from 'typeorm';
 import {
   GenericPlanPool,
@@ -6,6 +7,7 @@ import {
   unpreparedRunner,
   usePreparedStatements,
 } from '../src/database/prepared-query';
+import { startE2eApp } from './support/harness';
 import { useScratchDatabase } from './support/scratch-database';
 
 const planMode = preparedStatement(
@@ -130,5 +132,18 @@ describe('prepared statements (the worker hot path and the API statements)', () 
     }
     // The failed statement left the pool's connection usable.
     await expect(pool.run(failing, [2])).resolves.toEqual([{ n: 0 }]);
+  });
+
+  it('should pass DATABASE_PREPARED_STATEMENTS to the outbox, whose INSERT with each COMMIT is prepared too', async () => {
+    for (const preparedStatements of [false, true]) {
+      const service = await startE2eApp({ role: 'api', preparedStatements });
+      try {
+        expect(
+          service.app.get(TransactionalOutbox).options.preparedStatements,
+        ).toBe(preparedStatements);
+      } finally {
+        await service.close();
+      }
+    }
   });
 });

@@ -21,6 +21,13 @@
  * The same machinery sends a statement given with `sendWithCommit()` (the outbox rows of the
  * transaction's durable jobs) in front of its `COMMIT`: one round trip for both. If it fails,
  * Postgres skips the `COMMIT`, the commit fails with its error and the transaction is rolled back.
+ *
+ * A leading statement with a `name` is prepared under it once per connection (Parse), and only
+ * bound and executed after: Postgres neither parses nor plans it again. The connection's
+ * record of what it prepared is node-postgres' own (`parsedStatements`), filled on the
+ * statement's ParseComplete as node-postgres does for its named queries; a Bind to a statement
+ * the server no longer holds (SQLSTATE 26000: `DEALLOCATE ALL`, a pooler that moved the session)
+ * fails that statement and clears the record, so the next one is parsed again.
  */
 
 /** The part of node-postgres' `Connection` the deferred statements are written with. */
@@ -32,14 +39,29 @@ interface PgConnection {
     values?: unknown[];
   }): void;
   execute(config: { portal?: string; rows?: number }): void;
+  /** Named statements sent and not answered yet (node-postgres' record). */
   submittedNamedStatements: Record<string, string>;
+  /** Named statements the server holds on this connection, by name (node-postgres' record). */
+  parsedStatements: Record<string, string>;
+  on(event: 'parseComplete', listener: () => void): unknown;
+  removeListener(event: 'parseComplete', listener: () => void): unknown;
 }
 
 /** A statement written in front of another one; values only text, numbers or null. */
 export interface LeadingStatement {
   text: string;
   values?: readonly (string | number | null)[];
+  /**
+   * Prepares the statement under this name on each connection, the first time it is sent
+   * there; later sends only bind and execute it. The name must stand for this text alone (e.g.
+   * a hash of it), as with node-postgres' named queries. Optional: a driver that does not
+   * prepare statements sends the text every time.
+   */
+  name?: string;
 }
+
+/** SQLSTATE `invalid_sql_statement_name`: a Bind to a prepared statement the server lacks. */
+const UNKNOWN_STATEMENT = '26000';
 
 /** node-postgres' `Query` class, as `Client.Query` exports it. */
 type PgQueryClass = new (
@@ -98,6 +120,8 @@ function deferredQueryClass(Query: PgQueryClass) {
     private pending = 0;
     // NOTE: `declare`: no field initialiser may overwrite what the base constructor set.
     declare private ownName?: string;
+    /** Stops recording the deferred statements' ParseCompletes (see `recordParsed`). */
+    declare private stopRecording?: () => void;
 
     constructor(
       private readonly deferred: LeadingStatement[],
@@ -117,11 +141,22 @@ function deferredQueryClass(Query: PgQueryClass) {
     }
 
     prepare(connection: PgConnection) {
-      for (const { text, values } of this.deferred) {
-        connection.parse({ text, name: '', types: [] });
+      // NOTE: the statements whose Parse is written, in order: one ParseComplete each.
+      const parsing: LeadingStatement[] = [];
+      for (const statement of this.deferred) {
+        const { text, values } = statement;
+        const name = statement.name ?? '';
+        if (
+          name === '' ||
+          (connection.parsedStatements[name] === undefined &&
+            !parsing.some((parsed) => parsed.name === name))
+        ) {
+          connection.parse({ text, name, types: [] });
+          parsing.push(statement);
+        }
         connection.bind({
           portal: '',
-          statement: '',
+          statement: name,
           values:
             values?.map((v) => (typeof v === 'number' ? String(v) : v)) ?? [],
         });
@@ -129,6 +164,27 @@ function deferredQueryClass(Query: PgQueryClass) {
       }
       super.prepare(connection);
       this.pending = this.deferred.length;
+      if (parsing.some((statement) => statement.name)) {
+        this.recordParsed(connection, parsing);
+      }
+    }
+
+    /**
+     * Records each named statement of `parsing` as prepared on `connection` when its
+     * ParseComplete comes (node-postgres reads this query's `name` then, which is hidden while
+     * deferred statements are pending); stops at the last one or at an error.
+     */
+    private recordParsed(connection: PgConnection, parsing: LeadingStatement[]) {
+      const onParsed = () => {
+        const parsed = parsing.shift();
+        if (parsed?.name) connection.parsedStatements[parsed.name] = parsed.text;
+        if (parsing.length === 0) this.stopRecording?.();
+      };
+      connection.on('parseComplete', onParsed);
+      this.stopRecording = () => {
+        connection.removeListener('parseComplete', onParsed);
+        this.stopRecording = undefined;
+      };
     }
 
     handleCommandComplete(message: unknown, connection: PgConnection) {
@@ -137,10 +193,17 @@ function deferredQueryClass(Query: PgQueryClass) {
     }
 
     handleError(error: Error, connection: PgConnection) {
+      this.stopRecording?.();
       // NOTE: a deferred statement failed, so the server skipped this query's Parse: the name
       // the client thinks was submitted must be parsed again next time.
       if (this.pending > 0 && this.ownName)
         delete connection.submittedNamedStatements[this.ownName];
+      if ((error as { code?: unknown }).code === UNKNOWN_STATEMENT) {
+        // NOTE: the server lost what this connection prepared (DEALLOCATE, a pooler): parse
+        // the deferred statements again next time.
+        for (const { name } of this.deferred)
+          if (name) delete connection.parsedStatements[name];
+      }
       this.pending = 0;
       super.handleError(error, connection);
     }

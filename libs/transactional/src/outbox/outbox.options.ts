@@ -29,6 +29,15 @@ export interface OutboxOptions {
    * Default: `300` ms.
    */
   fastPathTimeoutMs?: number;
+  /**
+   * Postgres: the INSERT that writes a transaction's outbox rows with its COMMIT is a prepared
+   * statement, parsed and planned once per connection (one per row count up to 16) rather than
+   * for every transaction. Turn it off behind a pooler that does not keep prepared statements
+   * across transactions (PgBouncer in transaction mode before 1.21, or with
+   * `max_prepared_statements = 0`): there the COMMIT of a durable job would fail with
+   * "prepared statement ... does not exist". Ignored on MySQL/MariaDB. Default: `true`.
+   */
+  preparedStatements?: boolean;
 }
 
 /** Settings of the outbox relay (one runs in every process that imports the module). */
@@ -118,6 +127,7 @@ export function resolveOutboxOptions(
     schema: options.schema,
     markBatchDelayMs: options.markBatchDelayMs ?? 25,
     fastPathTimeoutMs: options.fastPathTimeoutMs ?? 300,
+    preparedStatements: options.preparedStatements ?? true,
     relay: {
       enabled: options.relay?.enabled ?? true,
       pollIntervalMs: options.relay?.pollIntervalMs ?? 1000,

@@ -1,3 +1,4 @@
+import { createHash } from 'crypto';
 import type { EntityManager } from 'typeorm';
 import type { LeadingStatement } from '../transaction-driver';
 import type {
@@ -10,6 +11,11 @@ import type {
 } from './outbox-store';
 import { storableJson, storedData } from './outbox-store';
 import { qualifiedTable, ResolvedOutboxOptions } from './outbox.options';
+
+/** A prepared statement's name: `label` and a hash of `text` (no two texts share one). */
+function statementName(label: string, text: string): string {
+  return `${label}_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`;
+}
 
 /** `(queue, id)` pairs as two parallel text arrays, for `unnest($1::text[], $2::text[])`. */
 function pairs(keys: OutboxRowKey[]): [string[], string[]] {
@@ -26,10 +32,18 @@ const MAX_ROWS_PER_INSERT = 10_000;
 
 const MS = (param: string) => `make_interval(secs => ${param}::float8 / 1000)`;
 
+/**
+ * INSERTs of up to this many rows are prepared statements (one per row count and connection):
+ * nearly every transaction writes a few rows; larger ones are parsed each time.
+ */
+const MAX_PREPARED_ROWS = 16;
+
 /** The SQL of the outbox table. All methods take the manager to run on; each is one statement. */
 /** The outbox SQL for Postgres (jsonb, timestamptz, `unnest` of key arrays). */
 export class PostgresOutboxStore implements OutboxStore {
   private readonly table: string;
+  /** The INSERT of n rows (and its statement name, when prepared), by n; built once. */
+  private readonly inserts: { text: string; name?: string }[] = [];
 
   constructor(private readonly options: ResolvedOutboxOptions) {
     this.table = qualifiedTable(options);
@@ -61,19 +75,35 @@ export class PostgresOutboxStore implements OutboxStore {
     ]);
   }
 
-  /** One INSERT of prepared rows (see `insert`). */
+  /**
+   * One INSERT of prepared rows (see `insert`); named, so prepared once per connection, for up
+   * to `MAX_PREPARED_ROWS` rows unless `preparedStatements` is off.
+   */
   insertStatement(rows: readonly PreparedOutboxRow[]): LeadingStatement {
     const values: (string | number)[] = [this.options.relay.graceMs];
-    const tuples = rows.map((row) => {
-      values.push(...row);
-      const p = values.length - 4;
-      return `($${p}, $${p + 1}, $${p + 2}, $${p + 3}::jsonb, $${p + 4}::jsonb, clock_timestamp() + ${MS('$1')})`;
-    });
-    return {
-      text: `INSERT INTO ${this.table} (queue, id, job_name, data, opts, available_at)
-       VALUES ${tuples.join(', ')}`,
-      values,
-    };
+    for (const row of rows) values.push(...row);
+    const { text, name } = this.insertText(rows.length);
+    return name ? { text, values, name } : { text, values };
+  }
+
+  private insertText(count: number): { text: string; name?: string } {
+    const cached = this.inserts[count];
+    if (cached) return cached;
+    const tuples: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const p = 2 + i * 5;
+      tuples.push(
+        `($${p}, $${p + 1}, $${p + 2}, $${p + 3}::jsonb, $${p + 4}::jsonb, clock_timestamp() + ${MS('$1')})`,
+      );
+    }
+    const text = `INSERT INTO ${this.table} (queue, id, job_name, data, opts, available_at)
+       VALUES ${tuples.join(', ')}`;
+    if (count > MAX_PREPARED_ROWS) return { text };
+    const statement = this.options.preparedStatements
+      ? { text, name: statementName(`txo_insert_${count}`, text) }
+      : { text };
+    this.inserts[count] = statement;
+    return statement;
   }
 
   /** Makes pending rows eligible for the relay `graceMs` from now (before COMMIT). */
