@@ -22,6 +22,12 @@ export interface DeliveryJob {
    * it is still failed with that count (see `claimDelivery`).
    */
   onlyIfFailedAt?: number;
+  /**
+   * A parked job handed back to the queue: its place in its endpoint's line of parked jobs. If it
+   * finds every slot of the endpoint taken again, it is parked at that place, ahead of the jobs
+   * that arrived after it.
+   */
+  parkPlace?: number;
   /** A manual job waiting for the delivery's lease: when it first found it held (ms). */
   busySince?: number;
   /** The request id and trace context of the request (or job) that queued it, if any. */

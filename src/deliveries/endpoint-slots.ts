@@ -2,7 +2,8 @@ import type { ChainableCommander, Redis } from 'ioredis';
 import { DELIVERY_QUEUE, type DeliveryJob } from './delivery-queue';
 
 // KEYS: in-flight zset, parked zset, parked data hash, set of endpoints with parked jobs,
-// park sequence. ARGV: now, lease end, member, limit, key ttl (ms), job id, job json, endpoint.
+// park sequence. ARGV: now, lease end, member, limit, key ttl (ms), job id, job json, endpoint,
+// the job's place in line when it was handed back ('' for none: a new place at the end).
 // Returns 0 (parked), or 1 + the number of the endpoint's parked jobs (the slot is taken).
 const ACQUIRE_OR_PARK = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -12,7 +13,9 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[4]) then
   return 1 + redis.call('ZCARD', KEYS[2])
 end
 if not redis.call('ZSCORE', KEYS[2], ARGV[6]) then
-  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), ARGV[6])
+  local place = ARGV[9]
+  if place == '' then place = redis.call('INCR', KEYS[5]) end
+  redis.call('ZADD', KEYS[2], place, ARGV[6])
   redis.call('HSET', KEYS[3], ARGV[6], ARGV[7])
 end
 redis.call('SADD', KEYS[4], ARGV[8])
@@ -22,11 +25,11 @@ return 0`;
 // Modes: take (keep the slot for the next parked job), free (free it; if nobody else holds
 // one, hand the next parked job to the queue), yield (free it and hand the next parked job to
 // the queue, so that it queues behind other endpoints' jobs). Returns {1, id, json, left}: the
-// slot now serves this parked job, `left` more are parked; {2, id, json}: hand this job to the
-// queue; {0}: freed.
+// slot now serves this parked job, `left` more are parked; {2, id, json, place}: hand this job
+// to the queue (`place`: its place in line, kept if it is parked again); {0}: freed.
 const RELEASE_OR_NEXT = `
 local function pop()
-  local next = redis.call('ZRANGE', KEYS[2], 0, 0)
+  local next = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   if #next == 0 then
     redis.call('SREM', KEYS[4], ARGV[5])
     return nil
@@ -35,7 +38,7 @@ local function pop()
   redis.call('ZREM', KEYS[2], next[1])
   redis.call('HDEL', KEYS[3], next[1])
   if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[4], ARGV[5]) end
-  return {next[1], json}
+  return {next[1], json, next[2]}
 end
 if ARGV[4] == 'take' and redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   local next = pop()
@@ -48,7 +51,7 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 if ARGV[4] == 'yield' or redis.call('ZCARD', KEYS[1]) == 0 then
   local next = pop()
-  if next then return {2, next[1], next[2]} end
+  if next then return {2, next[1], next[2], next[3]} end
 end
 return {0}`;
 
@@ -68,7 +71,7 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 return {next[1], json, redis.call('ZCARD', KEYS[2])}`;
 
 // KEYS: in-flight, parked, data, endpoints set. ARGV: now, endpoint. A parked job of an
-// endpoint nobody holds a slot of (its holders died): {id, json}, to hand to the queue.
+// endpoint nobody holds a slot of (its holders died): {id, json, place}, to hand to the queue.
 const KICK = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[2]) == 0 then
@@ -76,29 +79,32 @@ if redis.call('ZCARD', KEYS[2]) == 0 then
   return {}
 end
 if redis.call('ZCARD', KEYS[1]) > 0 then return {} end
-local next = redis.call('ZRANGE', KEYS[2], 0, 0)
+local next = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local json = redis.call('HGET', KEYS[3], next[1])
 redis.call('ZREM', KEYS[2], next[1])
 redis.call('HDEL', KEYS[3], next[1])
-return {next[1], json}`;
+return {next[1], json, next[2]}`;
 
 // KEYS: in-flight, parked, data, endpoints set, park sequence. ARGV: now, limit, endpoint,
-// then a job id and its json per job. Jobs that arrive while the endpoint's slots are all
-// taken are parked (as ACQUIRE_OR_PARK would, in the worker); as many as there are free slots
-// are left for the queue. Returns a flag per job: 1 for the queue, 0 parked (now or before).
+// then per job its id, json and place in line ('' for none, as in ACQUIRE_OR_PARK). Jobs that
+// arrive while the endpoint's slots are all taken are parked (as ACQUIRE_OR_PARK would, in the
+// worker); as many as there are free slots are left for the queue. Returns a flag per job: 1 for
+// the queue, 0 parked (now or before).
 const PARK_IF_FULL = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
 local flags = {}
 local parked = false
-for i = 4, #ARGV, 2 do
+for i = 4, #ARGV, 3 do
   if redis.call('ZSCORE', KEYS[2], ARGV[i]) then
     flags[#flags + 1] = 0
   elseif free > 0 then
     free = free - 1
     flags[#flags + 1] = 1
   else
-    redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), ARGV[i])
+    local place = ARGV[i + 2]
+    if place == '' then place = redis.call('INCR', KEYS[5]) end
+    redis.call('ZADD', KEYS[2], place, ARGV[i])
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
     flags[#flags + 1] = 0
     parked = true
@@ -138,6 +144,24 @@ const SCRIPTS = {
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 /** A Redis client (or pipeline) with the {@link SCRIPTS} defined on it. */
 type WithScripts<T> = T & Record<keyof typeof SCRIPTS, ScriptCall>;
+
+/**
+ * A parked job popped to go back to the queue: its data carries its place in its endpoint's
+ * line (`parkPlace`), so that, should it find every slot taken again, it waits where it stood,
+ * ahead of the jobs that arrived after it, not at the end.
+ */
+function handedBack(
+  jobId: string,
+  json: string,
+  place: number | string | undefined,
+): ParkedJob {
+  const data = JSON.parse(json) as DeliveryJob;
+  const parkPlace = Number(place);
+  return {
+    jobId,
+    data: Number.isSafeInteger(parkPlace) ? { ...data, parkPlace } : data,
+  };
+}
 
 /** A job waiting for a slot of its endpoint, by its Bull job id. */
 export interface ParkedJob {
@@ -213,6 +237,7 @@ export class EndpointSlots {
       job.jobId,
       JSON.stringify(job.data),
       endpointId,
+      job.data.parkPlace ?? '',
     );
     return result === 0 ? false : { parked: Number(result) - 1 };
   }
@@ -236,7 +261,11 @@ export class EndpointSlots {
         now,
         this.limit,
         endpointId,
-        ...jobs.flatMap((job) => [job.jobId, JSON.stringify(job.data)]),
+        ...jobs.flatMap((job) => [
+          job.jobId,
+          JSON.stringify(job.data),
+          job.data.parkPlace ?? '',
+        ]),
       );
     }
     const replies = (await pipeline.exec()) ?? [];
@@ -271,15 +300,18 @@ export class EndpointSlots {
       now + this.leaseMs,
       mode,
       endpointId,
-    )) as [number, string?, string?, number?];
+    )) as [number, string?, string?, (number | string)?];
     if (reply[0] === 0) return { kind: 'freed' };
+    if (reply[0] === 2)
+      return {
+        kind: 'handoff',
+        job: handedBack(reply[1]!, reply[2]!, reply[3]),
+      };
     const job = {
       jobId: reply[1]!,
       data: JSON.parse(reply[2]!) as DeliveryJob,
     };
-    return reply[0] === 1
-      ? { kind: 'next', job, parked: reply[3]! }
-      : { kind: 'handoff', job };
+    return { kind: 'next', job, parked: Number(reply[3]) };
   }
 
   /**
@@ -338,8 +370,8 @@ export class EndpointSlots {
         Date.now(),
         endpointId,
       )) as string[];
-      if (reply.length === 2)
-        found.push({ jobId: reply[0], data: JSON.parse(reply[1]) });
+      if (reply.length === 3)
+        found.push(handedBack(reply[0], reply[1], reply[2]));
     }
     return found;
   }
