@@ -143,16 +143,20 @@ function deferredQueryClass(Query: PgQueryClass) {
     prepare(connection: PgConnection) {
       // NOTE: the statements whose Parse is written, in order: one ParseComplete each.
       const parsing: LeadingStatement[] = [];
+      // NOTE: a node-postgres without this record sends every statement unnamed.
+      const prepared = connection.parsedStatements as
+        | PgConnection['parsedStatements']
+        | undefined;
       for (const statement of this.deferred) {
         const { text, values } = statement;
-        const name = statement.name ?? '';
+        const name = prepared ? (statement.name ?? '') : '';
         if (
           name === '' ||
-          (connection.parsedStatements[name] === undefined &&
+          (prepared![name] === undefined &&
             !parsing.some((parsed) => parsed.name === name))
         ) {
           connection.parse({ text, name, types: [] });
-          parsing.push(statement);
+          parsing.push({ text, name });
         }
         connection.bind({
           portal: '',
@@ -174,10 +178,14 @@ function deferredQueryClass(Query: PgQueryClass) {
      * ParseComplete comes (node-postgres reads this query's `name` then, which is hidden while
      * deferred statements are pending); stops at the last one or at an error.
      */
-    private recordParsed(connection: PgConnection, parsing: LeadingStatement[]) {
+    private recordParsed(
+      connection: PgConnection,
+      parsing: LeadingStatement[],
+    ) {
       const onParsed = () => {
         const parsed = parsing.shift();
-        if (parsed?.name) connection.parsedStatements[parsed.name] = parsed.text;
+        if (parsed?.name)
+          connection.parsedStatements[parsed.name] = parsed.text;
         if (parsing.length === 0) this.stopRecording?.();
       };
       connection.on('parseComplete', onParsed);
