@@ -256,6 +256,84 @@ describeOnPostgres(
       await enqueued(ids);
     });
 
+    it('records a statement whose ParseComplete came after the client gave up (query_timeout): the next commit binds it', async () => {
+      const orders = await ordersApp();
+      const client = await orders.host.withTransaction(
+        async () =>
+          (
+            orders.host.manager.queryRunner as unknown as {
+              databaseConnection: {
+                connectionParameters: { query_timeout?: number };
+              };
+            }
+          ).databaseConnection,
+      );
+      await orders.dataSource.query(
+        `CREATE OR REPLACE FUNCTION ${OUTBOX}_slow() RETURNS trigger AS $$
+         BEGIN PERFORM pg_sleep(0.4); RETURN NEW; END $$ LANGUAGE plpgsql`,
+      );
+      await orders.dataSource.query(
+        `CREATE TRIGGER slow_rows BEFORE INSERT ON ${OUTBOX} FOR EACH ROW
+         WHEN (NEW.data->>'label' LIKE 'slow%') EXECUTE FUNCTION ${OUTBOX}_slow()`,
+      );
+      const label = uniqueName('after-timeout');
+      try {
+        // The client gives up on the COMMIT's round trip while the server runs it on.
+        client.connectionParameters.query_timeout = 150;
+        const timedOut = await orders
+          .place(`slow-${label}`)
+          .catch((error: unknown) => error);
+        expect(String(timedOut)).toContain('Query read timeout');
+        client.connectionParameters.query_timeout = undefined;
+        await noConnectionHeld(orders);
+      } finally {
+        client.connectionParameters.query_timeout = undefined;
+        await orders.dataSource.query(`DROP TRIGGER slow_rows ON ${OUTBOX}`);
+      }
+      // The server parsed the statement: the next commits bind it, they do not parse it again.
+      const ids = [
+        ...(await orders.place(label)),
+        ...(await orders.place(label)),
+      ];
+      expect(await orders.orders(label)).toBe(2);
+      expect(await orders.prepared()).toEqual([{ rows: 1, runs: 3 }]);
+      await enqueued(ids);
+    });
+
+    it('a statement the connection forgot it prepared fails one commit with 42P05, and is bound by the next', async () => {
+      const orders = await ordersApp();
+      const label = uniqueName('forgotten');
+      await orders.place(label);
+      const record = await orders.host.withTransaction(
+        async () =>
+          (
+            orders.host.manager.queryRunner as unknown as {
+              databaseConnection: {
+                connection: { parsedStatements: Record<string, string> };
+              };
+            }
+          ).databaseConnection.connection.parsedStatements,
+      );
+      const names = Object.keys(record).filter((name) =>
+        name.startsWith('txo_insert_1_'),
+      );
+      expect(names).toHaveLength(1);
+      delete record[names[0]];
+
+      const lost = `${label}-lost`;
+      const failed = await orders.place(lost).catch((error: unknown) => error);
+      expect(
+        (failed as { driverError?: { code?: string } }).driverError?.code,
+      ).toBe('42P05');
+      expect(await orders.orders(lost)).toBe(0);
+
+      const again = `${label}-again`;
+      const ids = await orders.place(again);
+      expect(await orders.prepared()).toEqual([{ rows: 1, runs: 2 }]);
+      await enqueued(ids);
+      await noConnectionHeld(orders);
+    });
+
     it('a statement the server lost (DEALLOCATE ALL) fails one commit with 26000, and is prepared again for the next', async () => {
       const orders = await ordersApp();
       const label = uniqueName('deallocated');

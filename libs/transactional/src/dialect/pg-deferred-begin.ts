@@ -62,6 +62,8 @@ export interface LeadingStatement {
 
 /** SQLSTATE `invalid_sql_statement_name`: a Bind to a prepared statement the server lacks. */
 const UNKNOWN_STATEMENT = '26000';
+/** SQLSTATE `duplicate_prepared_statement`: a Parse of a name the server already holds. */
+const DUPLICATE_STATEMENT = '42P05';
 
 /** node-postgres' `Query` class, as `Client.Query` exports it. */
 type PgQueryClass = new (
@@ -80,6 +82,7 @@ interface PgQuery {
   prepare(connection: PgConnection): void;
   handleCommandComplete(message: unknown, connection: PgConnection): void;
   handleError(error: Error, connection: PgConnection): void;
+  handleReadyForQuery(connection: PgConnection): void;
 }
 
 /** The part of node-postgres' `Client` this module wraps. */
@@ -122,6 +125,8 @@ function deferredQueryClass(Query: PgQueryClass) {
     declare private ownName?: string;
     /** Stops recording the deferred statements' ParseCompletes (see `recordParsed`). */
     declare private stopRecording?: () => void;
+    /** Named statements whose Parse was written and not answered yet (see `recordParsed`). */
+    declare private parsing?: LeadingStatement[];
 
     constructor(
       private readonly deferred: LeadingStatement[],
@@ -176,12 +181,15 @@ function deferredQueryClass(Query: PgQueryClass) {
     /**
      * Records each named statement of `parsing` as prepared on `connection` when its
      * ParseComplete comes (node-postgres reads this query's `name` then, which is hidden while
-     * deferred statements are pending); stops at the last one or at an error.
+     * deferred statements are pending). Stops at the last one, at the server's error (it skips
+     * the rest of the round trip) or at this query's ReadyForQuery: not at an error of the
+     * client's own (`query_timeout`), after which the server still answers the round trip.
      */
     private recordParsed(
       connection: PgConnection,
       parsing: LeadingStatement[],
     ) {
+      this.parsing = parsing;
       const onParsed = () => {
         const parsed = parsing.shift();
         if (parsed?.name)
@@ -195,18 +203,34 @@ function deferredQueryClass(Query: PgQueryClass) {
       };
     }
 
+    handleReadyForQuery(connection: PgConnection) {
+      this.stopRecording?.();
+      super.handleReadyForQuery(connection);
+    }
+
     handleCommandComplete(message: unknown, connection: PgConnection) {
       if (this.pending > 0) this.pending -= 1;
       super.handleCommandComplete(message, connection);
     }
 
     handleError(error: Error, connection: PgConnection) {
-      this.stopRecording?.();
+      const { code, severity } = error as {
+        code?: unknown;
+        severity?: unknown;
+      };
+      if (typeof severity === 'string') {
+        // NOTE: the server's error: it skips the rest of the round trip, no ParseComplete
+        // follows. A Parse it refused because the name exists means the name is prepared.
+        const refused = this.parsing?.[0];
+        if (code === DUPLICATE_STATEMENT && refused?.name)
+          connection.parsedStatements[refused.name] = refused.text;
+        this.stopRecording?.();
+      }
       // NOTE: a deferred statement failed, so the server skipped this query's Parse: the name
       // the client thinks was submitted must be parsed again next time.
       if (this.pending > 0 && this.ownName)
         delete connection.submittedNamedStatements[this.ownName];
-      if ((error as { code?: unknown }).code === UNKNOWN_STATEMENT) {
+      if (code === UNKNOWN_STATEMENT) {
         // NOTE: the server lost what this connection prepared (DEALLOCATE, a pooler): parse
         // the deferred statements again next time.
         for (const { name } of this.deferred)
