@@ -352,6 +352,7 @@ describe('when an attacker or a careless operator goes at the queue dashboard', 
             'trigger',
             'onlyIfFailedAt',
             'busySince',
+            'parkPlace',
             'context',
           ]).toContain(key);
       }

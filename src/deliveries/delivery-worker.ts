@@ -457,14 +457,16 @@ export class DeliveryWorker implements OnApplicationBootstrap {
       );
       return 'skipped';
     }
-    await this.queue.add(
-      { ...job.data, busySince },
-      {
-        ...DELIVERY_JOB_OPTIONS,
-        delay: DELIVERY_BUSY_DELAY_MS,
-        jobId: `${job.jobId.split('~')[0]}~${Date.now()}`,
-      },
-    );
+    // NOTE: a new job that waits out the lease first: it takes no place in the endpoint's
+    // line from the job it replaces (parked at that place, it would come back at the head of
+    // the line each time it found the delivery still busy).
+    const data: DeliveryJob = { ...job.data, busySince };
+    delete data.parkPlace;
+    await this.queue.add(data, {
+      ...DELIVERY_JOB_OPTIONS,
+      delay: DELIVERY_BUSY_DELAY_MS,
+      jobId: `${job.jobId.split('~')[0]}~${Date.now()}`,
+    });
     return 'deferred';
   }
 
