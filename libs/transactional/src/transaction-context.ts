@@ -168,7 +168,10 @@ export class TransactionContext {
    * `parent`'s scope has ended meanwhile.
    */
   openSavepoint(parent: HookFrame, what: string): Promise<HookFrame> {
-    if (parent.closed) {
+    // NOTE: a frame rolling back is closed to new savepoints too: one opened on the server
+    // after its ROLLBACK TO would outlive it there, and the enclosing frame's statements would
+    // run inside it, rolled back when its scope ends.
+    if (parent.closed || parent.rollingBack) {
       return Promise.reject(
         new TransactionClosedError(what, this.connectionName),
       );
@@ -272,7 +275,7 @@ export class TransactionContext {
       // NOTE: the root frame closes when the outermost scope returns; statements it sent before
       // (waiting here for a savepoint left running) still go before the COMMIT, as in `turn`.
       const refused = waiter.opens
-        ? waiter.parent.closed || this.ended
+        ? waiter.parent.closed || waiter.parent.rollingBack || this.ended
         : (waiter.parent.closed && waiter.parent !== this.root) ||
           this.finished;
       if (refused) {
