@@ -109,7 +109,7 @@ if (!available) {
           `${svc.url}/admin/queues/queue/webhook-deliveries?status=waiting`,
         );
         for (const id of jobIds) {
-          await page.getByText(id).first().waitFor({ timeout: 15_000 });
+          await page.getByText(id).first().waitFor({ timeout: 30_000 });
         }
         await page.screenshot({
           path: join(shots, 'queue-dashboard.png'),
