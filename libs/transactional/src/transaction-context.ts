@@ -33,10 +33,11 @@ export class HookFrame {
   /** Set when the scope that opened this frame has ended: it takes no more work. */
   closed = false;
   /**
-   * Set when the ROLLBACK TO of this frame's savepoint (or of one below it) is on its way: a
-   * statement of this frame sent now would run after it, outside the savepoint, so it is refused.
+   * Set when the ROLLBACK TO or RELEASE of this frame's savepoint (or of one below it) is on its
+   * way: a statement of this frame sent now would run after it, outside the savepoint, and a
+   * savepoint opened under it would outlive it on the server, so both are refused.
    */
-  rollingBack = false;
+  ending = false;
 
   constructor(
     /** Name of the savepoint this frame stands for; none for the transaction's root frame. */
@@ -139,7 +140,7 @@ export class TransactionContext {
     // NOTE: a savepoint frame that has ended refuses statements (they would land in whatever
     // frame is open now); the root frame closes when the outermost scope returns, and the
     // runner's own statements (before-commit steps, COMMIT) still follow.
-    if ((frame.closed || frame.rollingBack) && frame !== this.root) {
+    if ((frame.closed || frame.ending) && frame !== this.root) {
       return Promise.reject(
         new TransactionClosedError('A statement', this.connectionName),
       );
@@ -168,10 +169,10 @@ export class TransactionContext {
    * `parent`'s scope has ended meanwhile.
    */
   openSavepoint(parent: HookFrame, what: string): Promise<HookFrame> {
-    // NOTE: a frame rolling back is closed to new savepoints too: one opened on the server
-    // after its ROLLBACK TO would outlive it there, and the enclosing frame's statements would
-    // run inside it, rolled back when its scope ends.
-    if (parent.closed || parent.rollingBack) {
+    // NOTE: a frame whose end is on its way is closed to new savepoints too: one opened on the
+    // server after its ROLLBACK TO or RELEASE would outlive it there, and the enclosing frame's
+    // statements would run inside it, rolled back when its scope ends.
+    if (parent.closed || parent.ending) {
       return Promise.reject(
         new TransactionClosedError(what, this.connectionName),
       );
@@ -192,15 +193,16 @@ export class TransactionContext {
   }
 
   /**
-   * Marks `frame` and the frames opened above it as rolling back, before their ROLLBACK TO
-   * SAVEPOINT is sent: from now on their statements are refused (`turn`) instead of being queued
-   * behind the ROLLBACK TO, where they would run in the enclosing frame and commit with it.
+   * Marks `frame` and the frames opened above it (scopes it left running) as ending, before its
+   * ROLLBACK TO SAVEPOINT or RELEASE SAVEPOINT is sent: from now on their statements and new
+   * savepoints are refused (`turn`, `openSavepoint`) instead of being queued behind it, where
+   * they would run in the enclosing frame (or open a savepoint that outlives them there).
    */
-  beginSavepointRollback(frame: HookFrame): void {
+  beginSavepointEnd(frame: HookFrame): void {
     const index = this.stack.lastIndexOf(frame);
     if (index <= 0) return;
     for (let i = index; i < this.stack.length; i++) {
-      this.stack[i].rollingBack = true;
+      this.stack[i].ending = true;
     }
   }
 
@@ -275,7 +277,7 @@ export class TransactionContext {
       // NOTE: the root frame closes when the outermost scope returns; statements it sent before
       // (waiting here for a savepoint left running) still go before the COMMIT, as in `turn`.
       const refused = waiter.opens
-        ? waiter.parent.closed || waiter.parent.rollingBack || this.ended
+        ? waiter.parent.closed || waiter.parent.ending || this.ended
         : (waiter.parent.closed && waiter.parent !== this.root) ||
           this.finished;
       if (refused) {

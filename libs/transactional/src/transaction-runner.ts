@@ -367,11 +367,17 @@ export class TransactionRunner {
     }
     const frame = await tx.openSavepoint(current.frame, where);
     const name = frame.savepoint!;
+    // NOTE: a scope left running by its parent may outlast it: once the parent's RELEASE or
+    // ROLLBACK TO is on its way (or done), the server ends this savepoint with it, and this
+    // scope's work follows the parent's outcome (`closeSavepoint` merges or drops its frame).
+    // Sending its own ROLLBACK TO or RELEASE then would fail ("savepoint does not exist"), and
+    // on Postgres abort the whole transaction; so nothing is sent, and its error still rejects.
+    const endedAbove = () => frame.closed || frame.ending;
     const rollback = async () => {
       this.stats.savepointsRolledBack++;
       // NOTE: before the ROLLBACK TO is sent: a statement of this scope's code still running
       // would otherwise be queued behind it and land in the enclosing frame.
-      tx.beginSavepointRollback(frame);
+      tx.beginSavepointEnd(frame);
       // NOTE: if the savepoint cannot be rolled back the connection is broken; the outer
       // scope's commit will fail, so the original error is the one worth rethrowing.
       await tx.handle
@@ -393,13 +399,21 @@ export class TransactionRunner {
     try {
       result = await transactionStorage.run(connection, { tx, frame }, fn);
     } catch (error) {
-      await rollback();
+      if (!endedAbove()) await rollback();
       throw error;
+    }
+    if (endedAbove()) {
+      // NOTE: its statements since the parent's end were refused (TransactionClosedError), so
+      // a scope that returned normally did all its work inside the savepoint it had.
+      return result;
     }
     if (tx.handle.isAborted?.()) {
       await rollback();
       throw new UnexpectedRollbackError(where, 'savepoint');
     }
+    // NOTE: before the RELEASE is sent, for the same reason as before a ROLLBACK TO: code this
+    // scope left running must not send statements, or open savepoints, behind it.
+    tx.beginSavepointEnd(frame);
     try {
       await tx.handle.savepoint('release', name);
     } catch (error) {

@@ -1,9 +1,11 @@
 /**
- * A NESTED scope opened under a NESTED scope whose rollback has begun (its ROLLBACK TO SAVEPOINT
- * sent, not answered yet) must be refused. Opened, its SAVEPOINT went out after the ROLLBACK TO,
- * so on the server it outlived the scope it belonged to: the enclosing scope's next statements
- * ran inside it, and when it rolled back it took them along, while their jobs committed with the
- * transaction (found by adversarial6-scopes, seed -1660548082, path 173, on BullMQ).
+ * A NESTED scope opened under a NESTED scope whose end has begun (its ROLLBACK TO SAVEPOINT or
+ * its RELEASE SAVEPOINT sent, not answered yet) must be refused. Opened, its SAVEPOINT went out
+ * after the ROLLBACK TO or RELEASE, so on the server it outlived the scope it belonged to: the
+ * enclosing scope's next statements ran inside it, and when it rolled back it took them along,
+ * while their jobs committed with the transaction. Found by adversarial6-scopes: the rollback on
+ * BullMQ (seed -1660548082, path 173), the release on MariaDB and Postgres (seed -2069806213,
+ * path 68: a detached NESTED scope whose parent returned).
  */
 import { INestApplication, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
@@ -57,7 +59,7 @@ class Probe {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('a NESTED scope opened while its parent scope rolls back', () => {
+describe('a NESTED scope opened while its parent scope ends', () => {
   let app: INestApplication;
   let probe: Probe;
 
@@ -79,53 +81,170 @@ describe('a NESTED scope opened while its parent scope rolls back', () => {
     await closeLibApp(app, [DURABLE]);
   });
 
-  it('is refused, and the enclosing scope’s row commits with its job', async () => {
+  it.each(['rolls back', 'releases'] as const)(
+    'is refused while its parent %s, and the enclosing scope’s row commits with its job',
+    async (parentEnd) => {
+      const { host } = probe;
+      const label = uniqueName('outer');
+      let late: Promise<unknown> | undefined;
+      let outerWritten!: () => void;
+      const written = new Promise<void>((resolve) => (outerWritten = resolve));
+      let id = '';
+      let lateError: unknown;
+      await host.withTransaction(async () => {
+        await host
+          .withTransaction(
+            async () => {
+              // Keeps the connection busy, so that the ROLLBACK TO (or RELEASE) below waits
+              // 300 ms for it.
+              void dbQuery(host.manager, 'SELECT pg_sleep(0.3)').catch(
+                () => undefined,
+              );
+              // Opened while this scope ends, from code it left running.
+              late = sleep(100)
+                .then(() =>
+                  host.withTransaction(
+                    async () => {
+                      await written;
+                      throw new Error('the late scope fails');
+                    },
+                    { propagation: Propagation.Nested },
+                  ),
+                )
+                .then(
+                  () => undefined,
+                  (error: unknown) => error,
+                );
+              if (parentEnd === 'rolls back')
+                throw new Error('the nested scope fails');
+            },
+            { propagation: Propagation.Nested },
+          )
+          .catch(() => undefined);
+        await probe.insert(label);
+        id = await probe.durable.add({ label });
+        outerWritten();
+        lateError = await late;
+      });
+      // The row and its job both committed.
+      expect(await probe.committed(label)).toBe(true);
+      await waitFor(
+        () => inRedis(bullQueue(app, DURABLE), id),
+        'the job in Redis',
+      );
+      expect(lateError).toBeInstanceOf(TransactionClosedError);
+    },
+  );
+
+  it('refuses the statements of a scope left running once its parent’s RELEASE is on its way', async () => {
     const { host } = probe;
-    const label = uniqueName('outer');
-    let late: Promise<unknown> | undefined;
-    let outerWritten!: () => void;
-    const written = new Promise<void>((resolve) => (outerWritten = resolve));
-    let id = '';
-    let lateError: unknown;
+    const label = uniqueName('outer-rel2');
+    const childLabel = uniqueName('child-late');
+    let child: Promise<unknown> | undefined;
+    let insertError: unknown;
     await host.withTransaction(async () => {
-      await host
-        .withTransaction(
-          async () => {
-            // Keeps the connection busy, so that the ROLLBACK TO below waits 300 ms for it.
-            void dbQuery(host.manager, 'SELECT pg_sleep(0.3)').catch(
-              () => undefined,
-            );
-            // Opened while this scope rolls back, from code it left running.
-            late = sleep(100)
-              .then(() =>
-                host.withTransaction(
+      await host.withTransaction(
+        async () => {
+          // A child scope left running: it opens its savepoint now, writes later.
+          child = host
+            .withTransaction(
+              async () => {
+                void dbQuery(host.manager, 'SELECT pg_sleep(0.3)').catch(
+                  () => undefined,
+                );
+                await sleep(100);
+                // The parent's RELEASE went out behind pg_sleep; this INSERT would follow it
+                // and land outside both savepoints.
+                await probe.insert(childLabel).catch((error: unknown) => {
+                  insertError = error;
+                  throw error;
+                });
+              },
+              { propagation: Propagation.Nested },
+            )
+            .catch(() => undefined);
+          await sleep(20);
+        },
+        { propagation: Propagation.Nested },
+      );
+      await probe.insert(label);
+      await probe.durable.add({ label });
+      await child;
+    });
+    expect(await probe.committed(label)).toBe(true);
+    expect(insertError).toBeInstanceOf(TransactionClosedError);
+    expect(await probe.committed(childLabel)).toBe(false);
+  });
+
+  it.each([
+    ['released', 'fails', true],
+    ['rolled back', 'returns', false],
+  ] as const)(
+    'a scope left running whose parent’s savepoint was %s follows it, and then %s without touching the transaction',
+    async (parentOutcome, childEnd, childKept) => {
+      const { host } = probe;
+      const label = uniqueName('outer-follow');
+      const childLabel = uniqueName('child-follow');
+      let childWrote!: () => void;
+      const wrote = new Promise<void>((resolve) => (childWrote = resolve));
+      let parentEnded!: () => void;
+      const ended = new Promise<void>((resolve) => (parentEnded = resolve));
+      let child: Promise<unknown> | undefined;
+      let childId = '';
+      let id = '';
+      await host.withTransaction(async () => {
+        await host
+          .withTransaction(
+            async () => {
+              child = host
+                .withTransaction(
                   async () => {
-                    await written;
-                    throw new Error('the late scope fails');
+                    await probe.insert(childLabel);
+                    childId = await probe.durable.add({ label: childLabel });
+                    childWrote();
+                    await ended;
+                    if (childEnd === 'fails')
+                      throw new Error('the child fails after its parent ended');
                   },
                   { propagation: Propagation.Nested },
-                ),
-              )
-              .then(
-                () => undefined,
-                (error: unknown) => error,
-              );
-            throw new Error('the nested scope fails');
-          },
-          { propagation: Propagation.Nested },
-        )
-        .catch(() => undefined);
-      await probe.insert(label);
-      id = await probe.durable.add({ label });
-      outerWritten();
-      lateError = await late;
-    });
-    // The row and its job both committed.
-    expect(await probe.committed(label)).toBe(true);
-    await waitFor(
-      () => inRedis(bullQueue(app, DURABLE), id),
-      'the job in Redis',
-    );
-    expect(lateError).toBeInstanceOf(TransactionClosedError);
-  });
+                )
+                .then(
+                  () => 'returned',
+                  (error: unknown) => error,
+                );
+              await wrote;
+              if (parentOutcome === 'rolled back')
+                throw new Error('the parent fails');
+            },
+            { propagation: Propagation.Nested },
+          )
+          .catch(() => undefined);
+        parentEnded();
+        // Its own RELEASE or ROLLBACK TO would fail (the savepoint is gone): on Postgres that
+        // aborted the whole transaction.
+        expect(await child).toEqual(
+          childEnd === 'fails'
+            ? new Error('the child fails after its parent ended')
+            : 'returned',
+        );
+        await probe.insert(label);
+        id = await probe.durable.add({ label });
+      });
+      expect(await probe.committed(label)).toBe(true);
+      await waitFor(
+        () => inRedis(bullQueue(app, DURABLE), id),
+        'the job in Redis',
+      );
+      expect(await probe.committed(childLabel)).toBe(childKept);
+      if (childKept) {
+        await waitFor(
+          () => inRedis(bullQueue(app, DURABLE), childId),
+          'the child’s job in Redis',
+        );
+      } else {
+        await sleep(200);
+        expect(await inRedis(bullQueue(app, DURABLE), childId)).toBe(false);
+      }
+    },
+  );
 });
