@@ -247,4 +247,46 @@ describe('a NESTED scope opened while its parent scope ends', () => {
       }
     },
   );
+
+  it('refuses a statement that waited for a child savepoint once its own scope’s ROLLBACK TO is on its way', async () => {
+    // adversarial6-scopes (trees aimed at the ends of NESTED scopes), seed -2008905876: the
+    // statement was let through when the child's savepoint ended, after the ROLLBACK TO.
+    const { host } = probe;
+    const label = uniqueName('outer-waiter');
+    const waiterLabel = uniqueName('waiter');
+    let waiter: Promise<unknown> | undefined;
+    await host.withTransaction(async () => {
+      await host
+        .withTransaction(
+          async () => {
+            const child = host.withTransaction(
+              async () => {
+                // Holds the connection: the child's RELEASE waits 300 ms behind it.
+                void dbQuery(host.manager, 'SELECT pg_sleep(0.3)').catch(
+                  () => undefined,
+                );
+              },
+              { propagation: Propagation.Nested },
+            );
+            void child.catch(() => undefined);
+            await sleep(20);
+            // The child returned; its savepoint is still open until the RELEASE is answered,
+            // so this statement of the failing scope waits for it.
+            waiter = probe.insert(waiterLabel).then(
+              () => 'inserted',
+              (error: unknown) => error,
+            );
+            await sleep(50);
+            throw new Error('the nested scope fails');
+          },
+          { propagation: Propagation.Nested },
+        )
+        .catch(() => undefined);
+      expect(await waiter).toBeInstanceOf(TransactionClosedError);
+      await probe.insert(label);
+      await probe.durable.add({ label });
+    });
+    expect(await probe.committed(label)).toBe(true);
+    expect(await probe.committed(waiterLabel)).toBe(false);
+  });
 });
