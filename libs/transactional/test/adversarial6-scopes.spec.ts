@@ -12,6 +12,9 @@
  *   afterRollback hooks (registered inside REQUIRES_NEW / NESTED scopes: they must run with no
  *   transaction bound, so the enclosing transaction's outcome must not touch them);
  * - child scopes left running (detached) by their parent;
+ * - slow statements (`pg_sleep`), awaited or left running: one left running holds the connection,
+ *   so the RELEASE, ROLLBACK TO or COMMIT of its scope waits behind it, and code left running
+ *   meanwhile acts while that end is on its way (the window of seed -2069806213, path 68);
  * - flows (TransactionAwareFlowProducer) on the BullMQ lane.
  *
  * The database is the ground truth: a row a leaf inserted committed ⇔ its job is in Redis ⇔ (for
@@ -82,6 +85,13 @@ interface FlowOp {
   kind: 'flow';
   caught: boolean;
 }
+/** `SELECT pg_sleep(ms)` on the scope's manager, awaited or left running (kept by the test). */
+interface SlowOp {
+  kind: 'slow';
+  ms: number;
+  awaited: boolean;
+  caught: true;
+}
 interface ScopeOp {
   kind: 'scope';
   propagation: Propagation;
@@ -96,7 +106,7 @@ interface ScopeOp {
   detached: boolean;
   children: Op[];
 }
-type Op = WriteOp | DbErrorOp | FlowOp | ScopeOp;
+type Op = WriteOp | DbErrorOp | FlowOp | SlowOp | ScopeOp;
 
 const propagations = fc.constantFrom(
   Propagation.Required,
@@ -121,6 +131,13 @@ const writeArb = fc.record<WriteOp>({
   caught: fc.boolean(),
 });
 
+const slowArb = fc.record<SlowOp>({
+  kind: fc.constant('slow'),
+  ms: fc.constantFrom(2, 10, 30),
+  awaited: fc.boolean(),
+  caught: fc.constant(true),
+});
+
 const { op: opArb } = fc.letrec<{ op: Op; scope: ScopeOp }>((tie) => ({
   op: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
@@ -128,6 +145,10 @@ const { op: opArb } = fc.letrec<{ op: Op; scope: ScopeOp }>((tie) => ({
     {
       weight: 1,
       arbitrary: fc.constant<DbErrorOp>({ kind: 'dbError', caught: true }),
+    },
+    {
+      weight: 1,
+      arbitrary: slowArb,
     },
     {
       weight: WITH_FLOWS ? 1 : 0,
@@ -167,6 +188,56 @@ const rootArb = fc.record<ScopeOp>({
   caught: fc.constant(true),
   detached: fc.constant(false),
   children: fc.array(opArb, { minLength: 1, maxLength: 4 }),
+});
+
+/**
+ * Trees aimed at the ends of NESTED scopes: savepoints under savepoints, children left running
+ * (detached, or by a fail-fast Promise.all) and slow statements, so that code acts while an
+ * enclosing scope's RELEASE, ROLLBACK TO or COMMIT is on its way. The broad trees above reach
+ * these windows rarely (one failure in CI in hundreds of runs); these reach them often.
+ */
+const { op: endsOpArb } = fc.letrec<{ op: Op; scope: ScopeOp }>((tie) => ({
+  op: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    { weight: 4, arbitrary: writeArb },
+    {
+      weight: 3,
+      arbitrary: slowArb,
+    },
+    {
+      weight: 1,
+      arbitrary: fc.constant<DbErrorOp>({ kind: 'dbError', caught: true }),
+    },
+    { weight: 4, arbitrary: tie('scope') },
+  ),
+  scope: fc.record<ScopeOp>({
+    kind: fc.constant('scope'),
+    propagation: fc.constantFrom(
+      Propagation.Nested,
+      Propagation.Nested,
+      Propagation.Nested,
+      Propagation.Required,
+    ),
+    via: fc.constantFrom('decorator', 'withTransaction', 'managerTransaction'),
+    isolation: fc.constant(null),
+    concurrent: fc.constantFrom('no', 'no', 'allSettled', 'all'),
+    fail: fc.boolean(),
+    caught: fc.boolean(),
+    detached: fc.boolean(),
+    children: fc.array(tie('op'), { maxLength: 3 }),
+  }),
+}));
+
+const endsRootArb = fc.record<ScopeOp>({
+  kind: fc.constant('scope'),
+  propagation: fc.constant(Propagation.Required),
+  via: fc.constantFrom('decorator', 'withTransaction'),
+  isolation: fc.constant(null),
+  concurrent: fc.constantFrom('no', 'allSettled', 'all'),
+  fail: fc.constantFrom(false, false, true),
+  caught: fc.constant(true),
+  detached: fc.constant(false),
+  children: fc.array(endsOpArb, { minLength: 1, maxLength: 4 }),
 });
 
 class AppError extends Error {}
@@ -285,6 +356,15 @@ class CaseRun {
         return dbQuery(this.ctx.host.manager, FAILING_SQL).then(
           () => undefined,
         );
+      case 'slow': {
+        const slow = dbQuery(
+          this.ctx.host.manager,
+          `SELECT pg_sleep(${op.ms / 1000})`,
+        ).then(() => undefined);
+        if (op.awaited) return slow;
+        this.running.push(slow.catch(() => undefined));
+        return;
+      }
       case 'scope':
         return this.scope(op, detached);
     }
@@ -610,252 +690,259 @@ function suite(coalesceRoundTrips: boolean) {
       await closeLibApp(app, [PLAIN, DURABLE]);
     });
 
-    it(`a job exists iff its row committed, over ${RUNS} random trees`, async () => {
-      const plainBull = bullQueue(app, PLAIN);
-      const durableBull = bullQueue(app, DURABLE);
-      let flowQueue: any;
-      if (WITH_FLOWS) {
-        const { Queue } = await import('bullmq');
-        flowQueue = new Queue(FLOWQ, {
-          connection: (plainBull as any).opts.connection,
-        });
-      }
-      const outbox = app.get(TransactionalOutbox);
-      const ds = app.get(DataSource);
-      const seen = new Map<string, number>();
-      const count = (k: string) => seen.set(k, (seen.get(k) ?? 0) + 1);
-      const property = fc.asyncProperty(rootArb, async (root) => {
-        const run = new CaseRun(uniqueName('a6'), { ...ctx });
-        await run.run(root, false).catch(() => undefined);
-        run.openGates();
-        // Everything left running settles (detached scopes may open more late gates).
-        for (let i = 0; i < 5; i++) {
-          await Promise.allSettled([...run.running]);
+    it.each([
+      ['random trees', rootArb],
+      ['trees aimed at the ends of NESTED scopes', endsRootArb],
+    ] as const)(
+      `a job exists iff its row committed, over ${RUNS} %s`,
+      async (_, trees) => {
+        const plainBull = bullQueue(app, PLAIN);
+        const durableBull = bullQueue(app, DURABLE);
+        let flowQueue: any;
+        if (WITH_FLOWS) {
+          const { Queue } = await import('bullmq');
+          flowQueue = new Queue(FLOWQ, {
+            connection: (plainBull as any).opts.connection,
+          });
+        }
+        const outbox = app.get(TransactionalOutbox);
+        const ds = app.get(DataSource);
+        const seen = new Map<string, number>();
+        const count = (k: string) => seen.set(k, (seen.get(k) ?? 0) + 1);
+        const property = fc.asyncProperty(trees, async (root) => {
+          const run = new CaseRun(uniqueName('a6'), { ...ctx });
+          await run.run(root, false).catch(() => undefined);
           run.openGates();
-          await nextMacrotask();
-        }
-        await Promise.allSettled([...run.running]);
-        const deadline = Date.now() + GRACE_MS + 300;
-        while ((await outbox.stats()).pending > 0 && Date.now() < deadline) {
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-        while ((await outbox.relayOnce()) > 0);
+          // Everything left running settles (detached scopes may open more late gates).
+          for (let i = 0; i < 5; i++) {
+            await Promise.allSettled([...run.running]);
+            run.openGates();
+            await nextMacrotask();
+          }
+          await Promise.allSettled([...run.running]);
+          const deadline = Date.now() + GRACE_MS + 300;
+          while ((await outbox.stats()).pending > 0 && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+          while ((await outbox.relayOnce()) > 0);
 
-        const committed = new Set<string>(
-          (
+          const committed = new Set<string>(
+            (
+              await dbQuery(
+                ds,
+                'SELECT label FROM tx_spec_orders WHERE label = ANY($1)',
+                [run.labels],
+              )
+            ).map((r: { label: string }) => r.label),
+          );
+          const outboxRows: { label: string; dispatched: boolean }[] = (
             await dbQuery(
               ds,
-              'SELECT label FROM tx_spec_orders WHERE label = ANY($1)',
+              `SELECT data->>'label' AS label, dispatched_at IS NOT NULL AS dispatched FROM ${TABLE} WHERE data->>'label' = ANY($1)`,
               [run.labels],
             )
-          ).map((r: { label: string }) => r.label),
-        );
-        const outboxRows: { label: string; dispatched: boolean }[] = (
-          await dbQuery(
-            ds,
-            `SELECT data->>'label' AS label, dispatched_at IS NOT NULL AS dispatched FROM ${TABLE} WHERE data->>'label' = ANY($1)`,
-            [run.labels],
-          )
-        ).map((r: any) => ({
-          label: r.label,
-          dispatched: !!Number(r.dispatched) || r.dispatched === true,
-        }));
+          ).map((r: any) => ({
+            label: r.label,
+            dispatched: !!Number(r.dispatched) || r.dispatched === true,
+          }));
 
-        const problems: string[] = [];
-        const describeJob = (j: JobRecord) =>
-          `${j.origin} ${j.jobLabel} on ${j.queue}${j.durable ? ' durable' : ''}` +
-          `${j.explicitId ? ` id=${j.explicitId}` : ''}${j.detached ? ' detached' : ''}` +
-          ` (in tx: ${j.inTransaction}, row ${committed.has(j.label) ? 'committed' : 'absent'})`;
+          const problems: string[] = [];
+          const describeJob = (j: JobRecord) =>
+            `${j.origin} ${j.jobLabel} on ${j.queue}${j.durable ? ' durable' : ''}` +
+            `${j.explicitId ? ` id=${j.explicitId}` : ''}${j.detached ? ' detached' : ''}` +
+            ` (in tx: ${j.inTransaction}, row ${committed.has(j.label) ? 'committed' : 'absent'})`;
 
-        // Groups of (queue, job id) → labels of committed adders (the job must exist iff any).
-        const expected = new Map<
-          string,
-          { job: JobRecord; committedLabels: Set<string>; any: JobRecord[] }
-        >();
-        for (const j of run.jobs) {
-          count(
-            `${j.origin}/${j.inTransaction ? 'tx' : 'notx'}/${committed.has(j.label) ? 'c' : 'rb'}/${j.error ? (j.error as Error).constructor.name : 'ok'}${j.detached ? '/detached' : ''}`,
-          );
-          if (!j.settled) {
-            problems.push(`${describeJob(j)}: add() never settled`);
-            continue;
-          }
-          const rowCommitted = committed.has(j.label);
-          let mustExist: boolean;
-          switch (j.origin) {
-            case 'write':
-            case 'flowParent':
-            case 'flowChild':
-              mustExist = rowCommitted;
-              if (j.error !== undefined) {
-                // Code left running past its transaction's COMMIT is refused loudly: Postgres
-                // TransactionClosedError; MariaDB, whose statements run one at a time, may instead
-                // see the COMMIT end the transaction (TransactionAbortedError). Its row may have
-                // gone with the COMMIT (README "Work registered after its scope has ended").
-                const closed =
-                  j.error instanceof TransactionClosedError ||
-                  (onMariaDb &&
-                    (j.error as Error)?.constructor?.name ===
-                      'TransactionAbortedError');
-                if (rowCommitted && !(closed && j.detached)) {
-                  problems.push(
-                    `${describeJob(j)}: add() rejected (${String(j.error)}) but its row committed`,
-                  );
+          // Groups of (queue, job id) → labels of committed adders (the job must exist iff any).
+          const expected = new Map<
+            string,
+            { job: JobRecord; committedLabels: Set<string>; any: JobRecord[] }
+          >();
+          for (const j of run.jobs) {
+            count(
+              `${j.origin}/${j.inTransaction ? 'tx' : 'notx'}/${committed.has(j.label) ? 'c' : 'rb'}/${j.error ? (j.error as Error).constructor.name : 'ok'}${j.detached ? '/detached' : ''}`,
+            );
+            if (!j.settled) {
+              problems.push(`${describeJob(j)}: add() never settled`);
+              continue;
+            }
+            const rowCommitted = committed.has(j.label);
+            let mustExist: boolean;
+            switch (j.origin) {
+              case 'write':
+              case 'flowParent':
+              case 'flowChild':
+                mustExist = rowCommitted;
+                if (j.error !== undefined) {
+                  // Code left running past its transaction's COMMIT is refused loudly: Postgres
+                  // TransactionClosedError; MariaDB, whose statements run one at a time, may instead
+                  // see the COMMIT end the transaction (TransactionAbortedError). Its row may have
+                  // gone with the COMMIT (README "Work registered after its scope has ended").
+                  const closed =
+                    j.error instanceof TransactionClosedError ||
+                    (onMariaDb &&
+                      (j.error as Error)?.constructor?.name ===
+                        'TransactionAbortedError');
+                  if (rowCommitted && !(closed && j.detached)) {
+                    problems.push(
+                      `${describeJob(j)}: add() rejected (${String(j.error)}) but its row committed`,
+                    );
+                  }
+                  if (!rowCommitted && !abortedError(j.error) && !closed) {
+                    problems.push(
+                      `${describeJob(j)}: add() rejected with ${String(j.error)}`,
+                    );
+                  }
+                  continue;
                 }
-                if (!rowCommitted && !abortedError(j.error) && !closed) {
-                  problems.push(
-                    `${describeJob(j)}: add() rejected with ${String(j.error)}`,
-                  );
-                }
-                continue;
-              }
-              break;
-            case 'afterCommitAdd':
-              mustExist = rowCommitted;
-              break;
-            case 'afterRollbackAdd':
-              mustExist = !rowCommitted && j.inTransaction;
-              break;
-            case 'late':
-              if (j.detached) {
-                // Its scope may still have been open when it ran: either refused, or it
-                // followed the leaf's transaction.
-                if (j.error !== undefined) continue;
-                mustExist = j.inTransaction ? rowCommitted : true;
                 break;
-              }
-              if (j.inTransaction) {
-                if (!(j.error instanceof TransactionClosedError)) {
-                  problems.push(
-                    `${describeJob(j)}: an add() after its scope ended ${
-                      j.error
-                        ? `rejected with ${String(j.error)}`
-                        : `resolved with ${j.id}`
-                    }, expected TransactionClosedError`,
-                  );
+              case 'afterCommitAdd':
+                mustExist = rowCommitted;
+                break;
+              case 'afterRollbackAdd':
+                mustExist = !rowCommitted && j.inTransaction;
+                break;
+              case 'late':
+                if (j.detached) {
+                  // Its scope may still have been open when it ran: either refused, or it
+                  // followed the leaf's transaction.
+                  if (j.error !== undefined) continue;
+                  mustExist = j.inTransaction ? rowCommitted : true;
+                  break;
                 }
-              }
-              if (j.error !== undefined) {
-                if (j.id)
-                  problems.push(`${describeJob(j)}: rejected but has an id`);
-                continue;
-              }
-              // Added outside any transaction: enqueued at once.
-              mustExist = !j.inTransaction;
-              break;
+                if (j.inTransaction) {
+                  if (!(j.error instanceof TransactionClosedError)) {
+                    problems.push(
+                      `${describeJob(j)}: an add() after its scope ended ${
+                        j.error
+                          ? `rejected with ${String(j.error)}`
+                          : `resolved with ${j.id}`
+                      }, expected TransactionClosedError`,
+                    );
+                  }
+                }
+                if (j.error !== undefined) {
+                  if (j.id)
+                    problems.push(`${describeJob(j)}: rejected but has an id`);
+                  continue;
+                }
+                // Added outside any transaction: enqueued at once.
+                mustExist = !j.inTransaction;
+                break;
+            }
+            if (j.error !== undefined) {
+              if (mustExist)
+                problems.push(
+                  `${describeJob(j)}: add() rejected: ${String(j.error)}`,
+                );
+              continue;
+            }
+            const key = `${j.queue}:${j.id}`;
+            const entry = expected.get(key) ?? {
+              job: j,
+              committedLabels: new Set<string>(),
+              any: [],
+            };
+            entry.any.push(j);
+            if (mustExist) entry.committedLabels.add(j.jobLabel);
+            expected.set(key, entry);
           }
-          if (j.error !== undefined) {
-            if (mustExist)
+          for (const [key, entry] of expected) {
+            const j = entry.job;
+            const bull =
+              j.queue === 'plain'
+                ? plainBull
+                : j.queue === 'durable'
+                  ? durableBull
+                  : flowQueue;
+            const job = await findJob(bull, j.id!);
+            const should = entry.committedLabels.size > 0;
+            if ((job !== null) !== should) {
               problems.push(
-                `${describeJob(j)}: add() rejected: ${String(j.error)}`,
+                `job ${key}: ${job ? 'in Redis' : 'absent'}, expected ${should ? 'present' : 'absent'}; adders: ${entry.any
+                  .map(describeJob)
+                  .join('; ')}`,
               );
-            continue;
-          }
-          const key = `${j.queue}:${j.id}`;
-          const entry = expected.get(key) ?? {
-            job: j,
-            committedLabels: new Set<string>(),
-            any: [],
-          };
-          entry.any.push(j);
-          if (mustExist) entry.committedLabels.add(j.jobLabel);
-          expected.set(key, entry);
-        }
-        for (const [key, entry] of expected) {
-          const j = entry.job;
-          const bull =
-            j.queue === 'plain'
-              ? plainBull
-              : j.queue === 'durable'
-                ? durableBull
-                : flowQueue;
-          const job = await findJob(bull, j.id!);
-          const should = entry.committedLabels.size > 0;
-          if ((job !== null) !== should) {
-            problems.push(
-              `job ${key}: ${job ? 'in Redis' : 'absent'}, expected ${should ? 'present' : 'absent'}; adders: ${entry.any
-                .map(describeJob)
-                .join('; ')}`,
-            );
-            continue;
-          }
-          if (!job) continue;
-          if (!entry.committedLabels.has((job.data as any).label)) {
-            problems.push(
-              `job ${key} carries ${(job.data as any).label}, not a committed adder's`,
-            );
-          }
-          if (!j.explicitId && j.origin === 'write') {
-            const opts = job.opts as any;
-            if (j.delay && opts.delay !== j.delay) {
+              continue;
+            }
+            if (!job) continue;
+            if (!entry.committedLabels.has((job.data as any).label)) {
               problems.push(
-                `job ${key}: delay ${opts.delay}, expected ${j.delay}`,
+                `job ${key} carries ${(job.data as any).label}, not a committed adder's`,
               );
             }
-            if (j.priority && opts.priority !== j.priority) {
-              problems.push(
-                `job ${key}: priority ${opts.priority}, expected ${j.priority}`,
-              );
+            if (!j.explicitId && j.origin === 'write') {
+              const opts = job.opts as any;
+              if (j.delay && opts.delay !== j.delay) {
+                problems.push(
+                  `job ${key}: delay ${opts.delay}, expected ${j.delay}`,
+                );
+              }
+              if (j.priority && opts.priority !== j.priority) {
+                problems.push(
+                  `job ${key}: priority ${opts.priority}, expected ${j.priority}`,
+                );
+              }
             }
           }
-        }
-        // The outbox: a row of a durable job added in a transaction exists iff that row committed;
-        // none left pending.
-        for (const row of outboxRows) {
-          const j = run.jobs.find(
-            (x) => x.jobLabel === row.label && x.origin === 'write',
-          );
-          if (j && j.inTransaction && !committed.has(row.label)) {
-            problems.push(
-              `outbox row of ${describeJob(j)} exists, its row did not commit`,
+          // The outbox: a row of a durable job added in a transaction exists iff that row committed;
+          // none left pending.
+          for (const row of outboxRows) {
+            const j = run.jobs.find(
+              (x) => x.jobLabel === row.label && x.origin === 'write',
             );
+            if (j && j.inTransaction && !committed.has(row.label)) {
+              problems.push(
+                `outbox row of ${describeJob(j)} exists, its row did not commit`,
+              );
+            }
+            if (!row.dispatched)
+              problems.push(
+                `outbox row of ${row.label} left pending after the relay`,
+              );
           }
-          if (!row.dispatched)
-            problems.push(
-              `outbox row of ${row.label} left pending after the relay`,
-            );
-        }
-        for (const j of run.jobs) {
-          if (
-            j.origin === 'write' &&
-            j.durable &&
-            j.inTransaction &&
-            j.error === undefined &&
-            committed.has(j.label) &&
-            !outboxRows.some((r) => r.label === j.jobLabel)
-          ) {
-            problems.push(`${describeJob(j)}: committed, but no outbox row`);
+          for (const j of run.jobs) {
+            if (
+              j.origin === 'write' &&
+              j.durable &&
+              j.inTransaction &&
+              j.error === undefined &&
+              committed.has(j.label) &&
+              !outboxRows.some((r) => r.label === j.jobLabel)
+            ) {
+              problems.push(`${describeJob(j)}: committed, but no outbox row`);
+            }
           }
-        }
-        const unhandled = failures?.unhandledRejections ?? [];
-        if (unhandled.length > 0) {
-          problems.push(`unhandled rejection: ${String(unhandled[0])}`);
-          unhandled.length = 0;
-        }
-        if (problems.length > 0) throw new Error(problems.join('\n'));
-      });
-      try {
-        await fc.assert(property, {
-          numRuns: RUNS,
-          seed: process.env.A6_SEED ? Number(process.env.A6_SEED) : undefined,
-          path: process.env.A6_PATH,
-          endOnFailure: !process.env.A6_SHRINK,
-          timeout: 20_000,
-          interruptAfterTimeLimit: Number(
-            process.env.A6_TIME_LIMIT_MS ?? 12_000,
-          ),
+          const unhandled = failures?.unhandledRejections ?? [];
+          if (unhandled.length > 0) {
+            problems.push(`unhandled rejection: ${String(unhandled[0])}`);
+            unhandled.length = 0;
+          }
+          if (problems.length > 0) throw new Error(problems.join('\n'));
         });
-      } finally {
-        if (process.env.A6_STATS)
-          console.log(
-            [...seen]
-              .sort()
-              .map(([k, v]) => `${k}: ${v}`)
-              .join('\n'),
-          );
-        await flowQueue?.close();
-      }
-    }, 120_000);
+        try {
+          await fc.assert(property, {
+            numRuns: RUNS,
+            seed: process.env.A6_SEED ? Number(process.env.A6_SEED) : undefined,
+            path: process.env.A6_PATH,
+            endOnFailure: !process.env.A6_SHRINK,
+            timeout: 20_000,
+            interruptAfterTimeLimit: Number(
+              process.env.A6_TIME_LIMIT_MS ?? 12_000,
+            ),
+          });
+        } finally {
+          if (process.env.A6_STATS)
+            console.log(
+              [...seen]
+                .sort()
+                .map(([k, v]) => `${k}: ${v}`)
+                .join('\n'),
+            );
+          await flowQueue?.close();
+        }
+      },
+      120_000,
+    );
   });
 }
 
