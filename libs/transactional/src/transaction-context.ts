@@ -33,11 +33,13 @@ export class HookFrame {
   /** Set when the scope that opened this frame has ended: it takes no more work. */
   closed = false;
   /**
-   * Set when the ROLLBACK TO or RELEASE of this frame's savepoint (or of one below it) is on its
-   * way: a statement of this frame sent now would run after it, outside the savepoint, and a
-   * savepoint opened under it would outlive it on the server, so both are refused.
+   * Set when the ROLLBACK TO (`'rollback'`) or RELEASE (`'release'`) of this frame's savepoint
+   * (or of one below it) is on its way. A savepoint opened under it now would outlive it on the
+   * server, so it is refused. A statement of it sent now runs after it, in the enclosing frame:
+   * refused during a rollback (its scope's work is being undone), let through during a release
+   * (where the scope's work goes anyway).
    */
-  ending = false;
+  ending?: 'release' | 'rollback';
 
   constructor(
     /** Name of the savepoint this frame stands for; none for the transaction's root frame. */
@@ -140,7 +142,7 @@ export class TransactionContext {
     // NOTE: a savepoint frame that has ended refuses statements (they would land in whatever
     // frame is open now); the root frame closes when the outermost scope returns, and the
     // runner's own statements (before-commit steps, COMMIT) still follow.
-    if ((frame.closed || frame.ending) && frame !== this.root) {
+    if ((frame.closed || frame.ending === 'rollback') && frame !== this.root) {
       return Promise.reject(
         new TransactionClosedError('A statement', this.connectionName),
       );
@@ -194,15 +196,16 @@ export class TransactionContext {
 
   /**
    * Marks `frame` and the frames opened above it (scopes it left running) as ending, before its
-   * ROLLBACK TO SAVEPOINT or RELEASE SAVEPOINT is sent: from now on their statements and new
-   * savepoints are refused (`turn`, `openSavepoint`) instead of being queued behind it, where
-   * they would run in the enclosing frame (or open a savepoint that outlives them there).
+   * ROLLBACK TO SAVEPOINT (`kind` `'rollback'`) or RELEASE SAVEPOINT is sent: from now on new
+   * savepoints under them are refused (`openSavepoint`: one would outlive them on the server),
+   * and during a rollback their statements too (`turn`, `wake`: they would run in the enclosing
+   * frame, which keeps what they write). A rollback is never downgraded to a release.
    */
-  beginSavepointEnd(frame: HookFrame): void {
+  beginSavepointEnd(frame: HookFrame, kind: 'release' | 'rollback'): void {
     const index = this.stack.lastIndexOf(frame);
     if (index <= 0) return;
     for (let i = index; i < this.stack.length; i++) {
-      this.stack[i].ending = true;
+      if (this.stack[i].ending !== 'rollback') this.stack[i].ending = kind;
     }
   }
 
@@ -217,6 +220,14 @@ export class TransactionContext {
     // NOTE: frames above it belong to scopes that did not end before it (not awaited); the
     // database releases or rolls them back with it, so their work goes the same way.
     const dropped = this.stack.splice(index);
+    if (outcome === 'released') {
+      // NOTE: statements their scopes sent while open, still waiting for their turn, go to the
+      // parent frame with the hooks: the database released their savepoints' work into it.
+      for (const waiter of this.waiters) {
+        if (!waiter.opens && dropped.includes(waiter.parent))
+          waiter.parent = this.top;
+      }
+    }
     for (let i = dropped.length - 1; i >= 0; i--) {
       const closing = dropped[i];
       closing.closed = true;
@@ -280,7 +291,7 @@ export class TransactionContext {
       // the ROLLBACK TO or RELEASE and run in the enclosing frame.
       const refused = waiter.opens
         ? waiter.parent.closed || waiter.parent.ending || this.ended
-        : ((waiter.parent.closed || waiter.parent.ending) &&
+        : ((waiter.parent.closed || waiter.parent.ending === 'rollback') &&
             waiter.parent !== this.root) ||
           this.finished;
       if (refused) {

@@ -377,7 +377,7 @@ export class TransactionRunner {
       this.stats.savepointsRolledBack++;
       // NOTE: before the ROLLBACK TO is sent: a statement of this scope's code still running
       // would otherwise be queued behind it and land in the enclosing frame.
-      tx.beginSavepointEnd(frame);
+      tx.beginSavepointEnd(frame, 'rollback');
       // NOTE: if the savepoint cannot be rolled back the connection is broken; the outer
       // scope's commit will fail, so the original error is the one worth rethrowing.
       await tx.handle
@@ -411,9 +411,9 @@ export class TransactionRunner {
       await rollback();
       throw new UnexpectedRollbackError(where, 'savepoint');
     }
-    // NOTE: before the RELEASE is sent, for the same reason as before a ROLLBACK TO: code this
-    // scope left running must not send statements, or open savepoints, behind it.
-    tx.beginSavepointEnd(frame);
+    // NOTE: before the RELEASE is sent: code this scope left running must not open a savepoint
+    // behind it (it would outlive this one on the server); its statements may follow it.
+    tx.beginSavepointEnd(frame, 'release');
     try {
       await tx.handle.savepoint('release', name);
     } catch (error) {
