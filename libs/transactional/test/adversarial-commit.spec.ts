@@ -199,6 +199,14 @@ d('adversarial: failures at COMMIT', () => {
     await sleep(400);
     const beforeRow = await rows(before);
     expect(await inRedis(app.plainBull, ids.beforeP)).toBe(beforeRow === 1);
+    // NOTE: the relay (graceMs 0, every 10 ms) enqueues it; a loaded CI machine took more than
+    // the 400 ms above once (CI8).
+    if (beforeRow === 1)
+      await waitFor(
+        () => inRedis(app.durableBull, ids.beforeD),
+        'the committed durable job in Redis',
+        5000,
+      );
     expect(await inRedis(app.durableBull, ids.beforeD)).toBe(beforeRow === 1);
     const afterRow = await rows(after);
     expect(afterRow).toBe(0);
@@ -227,6 +235,12 @@ d('adversarial: failures at COMMIT', () => {
     await sleep(400);
     const row = await rows(label);
     expect(await inRedis(app.plainBull, ids.p)).toBe(row === 1);
+    if (row === 1)
+      await waitFor(
+        () => inRedis(app.durableBull, ids.d),
+        'the committed durable job in Redis',
+        5000,
+      );
     expect(await inRedis(app.durableBull, ids.d)).toBe(row === 1);
   });
 
