@@ -292,4 +292,44 @@ describe('a NESTED scope opened while its parent scope ends', () => {
     expect(await probe.committed(label)).toBe(true);
     expect(await probe.committed(waiterLabel)).toBe(false);
   });
+
+  it('lets a durable add() a scope called while open, still waiting behind a savepoint it left running, follow its RELEASE', async () => {
+    // adversarial6-scopes (aimed trees, BullMQ), seed 1199660574: the add's outbox INSERT was
+    // refused once the scope returned, although add() was called while it was open.
+    const { host } = probe;
+    const label = uniqueName('waiting-add');
+    let adding: Promise<unknown> | undefined;
+    let id: unknown;
+    await host.withTransaction(async () => {
+      await probe.insert(label);
+      await host.withTransaction(
+        async () => {
+          // A child left running holds its savepoint open for 100 ms.
+          void host
+            .withTransaction(() => sleep(100), {
+              propagation: Propagation.Nested,
+            })
+            .catch(() => undefined);
+          await sleep(10);
+          // Its outbox INSERT waits for the child's savepoint; the scope returns meanwhile.
+          adding = probe.durable.add({ label }).then(
+            (jobId) => (id = jobId),
+            (error: unknown) => error,
+          );
+        },
+        { propagation: Propagation.Nested },
+      );
+      await adding;
+    });
+    expect(typeof id).toBe('string');
+    expect(await probe.committed(label)).toBe(true);
+    // Its outbox row committed: the relay enqueues it (the fast path is skipped for an add that
+    // outlived its scope, README "Work registered after its scope has ended").
+    const rows: unknown[] = await dbQuery(
+      probe.dataSource,
+      `SELECT 1 FROM ${OUTBOX} WHERE data->>'label' = $1`,
+      [label],
+    );
+    expect(rows).toHaveLength(1);
+  });
 });
