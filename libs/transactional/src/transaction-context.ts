@@ -287,8 +287,8 @@ export class TransactionContext {
     for (const waiter of waiting) {
       // NOTE: the root frame closes when the outermost scope returns; statements it sent before
       // (waiting here for a savepoint left running) still go before the COMMIT, as in `turn`.
-      // A statement of a frame whose end is on its way is refused as in `turn`: it would follow
-      // the ROLLBACK TO or RELEASE and run in the enclosing frame.
+      // A statement of a frame whose ROLLBACK TO is on its way is refused as in `turn`: it would
+      // follow it and run in the enclosing frame (during a RELEASE it may: see `closeSavepoint`).
       const refused = waiter.opens
         ? waiter.parent.closed || waiter.parent.ending || this.ended
         : ((waiter.parent.closed || waiter.parent.ending === 'rollback') &&

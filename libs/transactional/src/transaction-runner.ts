@@ -403,8 +403,8 @@ export class TransactionRunner {
       throw error;
     }
     if (endedAbove()) {
-      // NOTE: its statements since the parent's end were refused (TransactionClosedError), so
-      // a scope that returned normally did all its work inside the savepoint it had.
+      // NOTE: its work went with the parent's end: released into the enclosing frame (later
+      // statements followed the RELEASE there) or rolled back (later statements were refused).
       return result;
     }
     if (tx.handle.isAborted?.()) {
